@@ -1,0 +1,388 @@
+//! Configuration: environment variables read with envy. Their names are the public contract
+//! (README, manifests); `ENV_VARS` lists them so tests can check every manifest against it.
+
+use std::{path::PathBuf, str::FromStr, time::Duration};
+
+use serde::Deserialize;
+
+use crate::event::Priority;
+
+/// Every environment variable the binary reads. `BODY` is the one-shot input (Argo Workflows).
+pub const ENV_VARS: &[&str] = &[
+    "PORT",
+    "RULES",
+    "MIN_PRIORITY",
+    "NAMESPACES",
+    "PROTECTED_NAMESPACES",
+    "DRY_RUN",
+    "GRACE_PERIOD_SECONDS",
+    "AUTH_TOKEN",
+    "AUTH_TOKEN_FILE",
+    "MAX_BODY_BYTES",
+    "API_TIMEOUT_SECONDS",
+    "LOG_FORMAT",
+    "POD_NAMESPACE",
+    "POD_NAME",
+    "KUBE_TOKEN_FILE",
+    "DEDUP_SECONDS",
+    "RUST_LOG",
+    "BODY",
+];
+
+/// Where the in-cluster ServiceAccount namespace lives; the fallback for our own namespace.
+pub const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Env(String),
+    #[error("invalid configuration: {var}={value:?}: {why}")]
+    Value {
+        var: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("invalid configuration: cannot read {var}={path:?}: {source}")]
+    File {
+        var: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The raw environment, as envy sees it. Kept private: `Config` is the validated form.
+#[derive(Debug, Deserialize)]
+struct Raw {
+    port: Option<u16>,
+    rules: Option<String>,
+    min_priority: Option<String>,
+    namespaces: Option<String>,
+    protected_namespaces: Option<String>,
+    dry_run: Option<String>,
+    grace_period_seconds: Option<u32>,
+    auth_token: Option<String>,
+    auth_token_file: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    api_timeout_seconds: Option<u64>,
+    log_format: Option<String>,
+    pod_namespace: Option<String>,
+    pod_name: Option<String>,
+    kube_token_file: Option<PathBuf>,
+    dedup_seconds: Option<u64>,
+}
+
+/// Which Falco rules lead to deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rules {
+    Any,
+    Named(Vec<String>),
+}
+
+impl Rules {
+    pub fn matches(&self, rule: &str) -> bool {
+        match self {
+            Rules::Any => true,
+            Rules::Named(names) => names.iter().any(|n| n == rule),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub rules: Rules,
+    pub min_priority: Option<Priority>,
+    pub namespaces: Option<Vec<String>>,
+    pub protected_namespaces: Vec<String>,
+    pub dry_run: bool,
+    pub grace_period_seconds: Option<u32>,
+    /// The expected bearer token: AUTH_TOKEN, or the content of AUTH_TOKEN_FILE once `load_files` ran.
+    pub auth_token: Option<String>,
+    pub auth_token_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub api_timeout: Duration,
+    pub log_format: LogFormat,
+    /// Our own namespace: POD_NAMESPACE, else the in-cluster ServiceAccount file (`load_files`).
+    pub own_namespace: Option<String>,
+    pub own_pod: Option<String>,
+    pub kube_token_file: Option<PathBuf>,
+    pub dedup: Duration,
+}
+
+pub const DEFAULT_RULES: &str = "Terminal shell in container";
+pub const DEFAULT_PROTECTED: &str = "kube-system,kube-public,kube-node-lease";
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+impl Config {
+    /// Reads the process environment. Does not touch files: see `load_files`.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Validates a set of variables exactly as at start-up. Unknown variables are ignored
+    /// (platforms inject their own); empty values count as unset, as in most manifests.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let vars = vars
+            .into_iter()
+            .filter(|(k, v)| ENV_VARS.contains(&k.as_str()) && !v.trim().is_empty());
+        let raw: Raw = envy::from_iter(vars).map_err(|e| {
+            // envy names the variable in lower case; say it as the user wrote it.
+            let mut msg = e.to_string();
+            for var in ENV_VARS {
+                msg = msg.replace(
+                    &format!("provided by {}", var.to_lowercase()),
+                    &format!("provided by {var}"),
+                );
+            }
+            ConfigError::Env(msg)
+        })?;
+
+        let rules = match raw.rules.as_deref().map(str::trim) {
+            Some("*") => Rules::Any,
+            Some(s) => {
+                let names = list(s);
+                if names.iter().any(|n| n == "*") {
+                    Rules::Any
+                } else {
+                    Rules::Named(names)
+                }
+            }
+            None => Rules::Named(vec![DEFAULT_RULES.to_string()]),
+        };
+        let min_priority = match non_empty(raw.min_priority) {
+            None => None,
+            Some(p) => Some(Priority::from_str(&p).map_err(|why| ConfigError::Value {
+                var: "MIN_PRIORITY",
+                value: p.clone(),
+                why,
+            })?),
+        };
+        let dry_run = match non_empty(raw.dry_run) {
+            None => false,
+            Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Value {
+                var: "DRY_RUN",
+                value: v.clone(),
+                why: "expected true or false".into(),
+            })?,
+        };
+        let log_format = match non_empty(raw.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    var: "LOG_FORMAT",
+                    value: other.to_string(),
+                    why: "expected text or json".into(),
+                });
+            }
+        };
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(1024 * 1024);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::Value {
+                var: "MAX_BODY_BYTES",
+                value: "0".into(),
+                why: "must be at least 1".into(),
+            });
+        }
+        let api_timeout_seconds = raw.api_timeout_seconds.unwrap_or(10);
+        if api_timeout_seconds == 0 {
+            return Err(ConfigError::Value {
+                var: "API_TIMEOUT_SECONDS",
+                value: "0".into(),
+                why: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            port: raw.port.unwrap_or(8080),
+            rules,
+            min_priority,
+            namespaces: raw
+                .namespaces
+                .as_deref()
+                .map(list)
+                .filter(|l| !l.is_empty()),
+            protected_namespaces: list(
+                raw.protected_namespaces
+                    .as_deref()
+                    .unwrap_or(DEFAULT_PROTECTED),
+            ),
+            dry_run,
+            grace_period_seconds: raw.grace_period_seconds,
+            auth_token: non_empty(raw.auth_token),
+            auth_token_file: raw.auth_token_file,
+            max_body_bytes,
+            api_timeout: Duration::from_secs(api_timeout_seconds),
+            log_format,
+            own_namespace: non_empty(raw.pod_namespace),
+            own_pod: non_empty(raw.pod_name),
+            kube_token_file: raw.kube_token_file,
+            dedup: Duration::from_secs(raw.dedup_seconds.unwrap_or(5)),
+        })
+    }
+
+    /// Reads what lives in files: AUTH_TOKEN_FILE (an error if unreadable or empty) and, when
+    /// POD_NAMESPACE is unset, the in-cluster ServiceAccount namespace (optional).
+    pub fn load_files(mut self) -> Result<Config, ConfigError> {
+        if let Some(path) = &self.auth_token_file {
+            let token = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+                var: "AUTH_TOKEN_FILE",
+                path: path.clone(),
+                source,
+            })?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(ConfigError::Value {
+                    var: "AUTH_TOKEN_FILE",
+                    value: path.display().to_string(),
+                    why: "the file is empty".into(),
+                });
+            }
+            // AUTH_TOKEN_FILE wins: it is how Secrets are mounted, and rotation means a restart.
+            self.auth_token = Some(token);
+        }
+        if let Some(path) = &self.kube_token_file {
+            std::fs::metadata(path).map_err(|source| ConfigError::File {
+                var: "KUBE_TOKEN_FILE",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        if self.own_namespace.is_none() {
+            self.own_namespace = std::fs::read_to_string(SA_NAMESPACE_FILE)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+        }
+        Ok(self)
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(
+            c.rules,
+            Rules::Named(vec!["Terminal shell in container".into()])
+        );
+        assert_eq!(c.min_priority, None);
+        assert_eq!(c.namespaces, None);
+        assert_eq!(
+            c.protected_namespaces,
+            ["kube-system", "kube-public", "kube-node-lease"]
+        );
+        assert!(!c.dry_run);
+        assert_eq!(c.grace_period_seconds, None);
+        assert_eq!(c.auth_token, None);
+        assert_eq!(c.max_body_bytes, 1_048_576);
+        assert_eq!(c.api_timeout, Duration::from_secs(10));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn lists_are_trimmed_and_star_means_any_rule() {
+        let c = cfg(&[
+            ("RULES", " Terminal shell in container , Write below etc "),
+            ("NAMESPACES", "prod, staging"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.rules,
+            Rules::Named(vec![
+                "Terminal shell in container".into(),
+                "Write below etc".into()
+            ])
+        );
+        assert_eq!(c.namespaces, Some(vec!["prod".into(), "staging".into()]));
+        assert_eq!(cfg(&[("RULES", "*")]).unwrap().rules, Rules::Any);
+    }
+
+    #[test]
+    fn priority_any_case_and_info_alias() {
+        assert_eq!(
+            cfg(&[("MIN_PRIORITY", "warning")]).unwrap().min_priority,
+            Some(Priority::Warning)
+        );
+        assert_eq!(
+            cfg(&[("MIN_PRIORITY", "Info")]).unwrap().min_priority,
+            Some(Priority::Informational)
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, value) in [
+            ("MIN_PRIORITY", "severe"),
+            ("GRACE_PERIOD_SECONDS", "soon"),
+            ("PORT", "http"),
+            ("MAX_BODY_BYTES", "1MB"),
+            ("API_TIMEOUT_SECONDS", "-1"),
+            ("DRY_RUN", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("DEDUP_SECONDS", "x"),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let c = cfg(&[("GRACE_PERIOD_SECONDS", ""), ("MIN_PRIORITY", " ")]).unwrap();
+        assert_eq!(c.grace_period_seconds, None);
+        assert_eq!(c.min_priority, None);
+    }
+
+    #[test]
+    fn auth_token_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let c = cfg(&[("AUTH_TOKEN_FILE", path.to_str().unwrap())])
+            .unwrap()
+            .load_files()
+            .unwrap();
+        assert_eq!(c.auth_token.as_deref(), Some("s3cret"));
+        let missing = cfg(&[("AUTH_TOKEN_FILE", "/nonexistent/token")])
+            .unwrap()
+            .load_files();
+        assert!(missing.unwrap_err().to_string().contains("AUTH_TOKEN_FILE"));
+    }
+}

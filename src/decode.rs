@@ -1,0 +1,359 @@
+//! HTTP request (headers + body) → Falco event, for every envelope a sender uses. Pure.
+//!
+//! - plain Falco JSON (Falco http_output, Falcosidekick webhook/openfaas), any or no Content-Type;
+//! - CloudEvents binary and structured mode (Falcosidekick cloudevents, Knative Broker/Trigger);
+//! - Argo Events HTTP trigger bodies: the Falco object, `{"<dest>": {falco}}`,
+//!   `{"<dest>": "<falco JSON string>"}`, the whole Argo event `{"context", "data": base64}`
+//!   (v0.14+ and older context keys) and the decoded webhook data `{"header", "body"}`.
+
+use std::fmt;
+
+use base64::Engine;
+use cloudevents::{AttributesReader, Data};
+use http::{HeaderMap, header::CONTENT_TYPE};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::FalcoEvent;
+
+/// The CloudEvent type Falcosidekick gives Falco events.
+pub const FALCO_CE_TYPE: &str = "falco.rule.output.v1";
+
+/// How the event reached us; a metrics label and part of every log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputKind {
+    /// Falco JSON as the whole body.
+    Plain,
+    CloudEventBinary,
+    CloudEventStructured,
+    /// Argo HTTP trigger payload: `{"<dest>": falco}` or `{"<dest>": "<falco json>"}`.
+    ArgoPayload,
+    /// The whole Argo event `{"context": .., "data": base64}` (argoWorkflow trigger, no dataKey).
+    ArgoEvent,
+    /// Argo's webhook event data `{"header": .., "body": falco}`.
+    ArgoWebhook,
+}
+
+impl InputKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Plain => "plain",
+            InputKind::CloudEventBinary => "cloudevent-binary",
+            InputKind::CloudEventStructured => "cloudevent-structured",
+            InputKind::ArgoPayload => "argo-payload",
+            InputKind::ArgoEvent => "argo-event",
+            InputKind::ArgoWebhook => "argo-webhook",
+        }
+    }
+
+    pub fn is_cloudevent(self) -> bool {
+        matches!(
+            self,
+            InputKind::CloudEventBinary | InputKind::CloudEventStructured
+        )
+    }
+}
+
+impl fmt::Display for InputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The CloudEvent attributes we echo back in the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudEventInfo {
+    pub id: String,
+    pub source: String,
+    pub ty: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub event: FalcoEvent,
+    pub kind: InputKind,
+    pub cloudevent: Option<CloudEventInfo>,
+}
+
+/// Why a body is not a Falco event. Every variant is the sender's fault (4xx).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty body: expected one Falco event")]
+    Empty,
+    #[error("CloudEvents batch mode is not supported: send one event per request")]
+    Batch,
+    #[error("invalid CloudEvent: {0}")]
+    CloudEvent(String),
+    #[error("CloudEvent of type {0:?} has no data: expected the Falco event as data")]
+    NoData(String),
+    #[error("body is not JSON: {0}")]
+    Json(String),
+    #[error("not a Falco event: {0}")]
+    NotFalco(String),
+}
+
+/// Envelopes nest (a CloudEvent from an Argo event ...): bound the unwrapping.
+const MAX_DEPTH: usize = 5;
+
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/cloudevents-batch+json") {
+        return Err(DecodeError::Batch);
+    }
+    let structured = content_type.starts_with("application/cloudevents+json");
+    if structured || headers.contains_key("ce-specversion") {
+        return decode_cloudevent(headers, body, structured);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let (event, kind) = unwrap_value(value, InputKind::Plain, 0)?;
+    Ok(Decoded {
+        event,
+        kind,
+        cloudevent: None,
+    })
+}
+
+fn decode_cloudevent(
+    headers: &HeaderMap,
+    body: &[u8],
+    structured: bool,
+) -> Result<Decoded, DecodeError> {
+    let ce = cloudevents::binding::http::to_event(headers, body.to_vec())
+        .map_err(|e| DecodeError::CloudEvent(e.to_string()))?;
+    let info = CloudEventInfo {
+        id: ce.id().to_string(),
+        source: ce.source().to_string(),
+        ty: ce.ty().to_string(),
+    };
+    let value = match ce.data() {
+        Some(Data::Json(v)) => v.clone(),
+        Some(Data::Binary(bytes)) => serde_json::from_slice(bytes)
+            .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?,
+        Some(Data::String(s)) => serde_json::from_str(s)
+            .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?,
+        None => return Err(DecodeError::NoData(info.ty)),
+    };
+    let kind = if structured {
+        InputKind::CloudEventStructured
+    } else {
+        InputKind::CloudEventBinary
+    };
+    // The data is the Falco event; a CloudEvent wrapping an Argo payload is unusual but harmless.
+    let (event, _) = unwrap_value(value, kind, 0)?;
+    Ok(Decoded {
+        event,
+        kind,
+        cloudevent: Some(info),
+    })
+}
+
+fn is_falco(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("rule").is_some_and(Value::is_string)
+        && (map.contains_key("priority") || map.contains_key("output_fields"))
+}
+
+/// Peels Argo envelopes until a Falco event appears. `kind` is the outermost envelope seen.
+fn unwrap_value(
+    value: Value,
+    kind: InputKind,
+    depth: usize,
+) -> Result<(FalcoEvent, InputKind), DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::NotFalco(format!(
+            "envelopes nested more than {MAX_DEPTH} deep"
+        )));
+    }
+    let first = |k: InputKind| if kind == InputKind::Plain { k } else { kind };
+    let mut map = match value {
+        Value::Object(map) => map,
+        // `{"dest": "<json>"}` (Argo without useRawData) or a JSON string body.
+        Value::String(s) => {
+            let inner: Value = serde_json::from_str(&s)
+                .map_err(|e| DecodeError::NotFalco(format!("a string that is not JSON ({e})")))?;
+            return unwrap_value(inner, kind, depth + 1);
+        }
+        other => {
+            return Err(DecodeError::NotFalco(format!(
+                "expected a JSON object, found {}",
+                json_type(&other)
+            )));
+        }
+    };
+    if is_falco(&map) {
+        let event: FalcoEvent = serde_json::from_value(Value::Object(map))
+            .map_err(|e| DecodeError::NotFalco(e.to_string()))?;
+        return Ok((event, kind));
+    }
+    // The whole Argo event: `data` is base64 of `{"header": .., "body": ..}`.
+    if map.contains_key("context") && map.contains_key("data") {
+        let data = map.remove("data").unwrap_or(Value::Null);
+        let inner = match data {
+            Value::String(b64) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| {
+                        DecodeError::NotFalco(format!("Argo event data is not base64: {e}"))
+                    })?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    DecodeError::NotFalco(format!("Argo event data is not JSON: {e}"))
+                })?
+            }
+            other => other,
+        };
+        return unwrap_value(inner, first(InputKind::ArgoEvent), depth + 1);
+    }
+    if let Some(body) = map.remove("body") {
+        return unwrap_value(body, first(InputKind::ArgoWebhook), depth + 1);
+    }
+    // `{"<dest>": falco}`: a single key holding the event.
+    if map.len() == 1 {
+        let (_, inner) = map.into_iter().next().expect("one entry");
+        if inner.is_object() || inner.is_string() {
+            return unwrap_value(inner, first(InputKind::ArgoPayload), depth + 1);
+        }
+        return Err(DecodeError::NotFalco(format!(
+            "expected a Falco event under the single key, found {}",
+            json_type(&inner)
+        )));
+    }
+    let mut keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
+    keys.sort_unstable();
+    Err(DecodeError::NotFalco(format!(
+        "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a CloudEvent / Argo \
+         Events envelope of one), found keys {keys:?}"
+    )))
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const FALCO: &str = r#"{"output":"x","priority":"Notice","rule":"Terminal shell in container","time":"2021-01-14T23:39:44.834631763Z", "output_fields": {"k8s.ns.name":"default","k8s.pod.name":"alpine","evt.time":1610667584834631763}}"#;
+
+    fn plain(body: &str) -> Result<Decoded, DecodeError> {
+        decode(&HeaderMap::new(), body.as_bytes())
+    }
+
+    #[test]
+    fn plain_without_content_type() {
+        let d = plain(FALCO).unwrap();
+        assert_eq!(d.kind, InputKind::Plain);
+        assert_eq!(d.event.field("k8s.pod.name"), Some("alpine"));
+        assert_eq!(
+            d.event.output_fields["evt.time"],
+            serde_json::json!(1610667584834631763u64)
+        );
+    }
+
+    #[test]
+    fn argo_shapes_unwrap_to_the_same_event() {
+        let raw = format!(r#"{{"event": {FALCO}}}"#);
+        assert_eq!(plain(&raw).unwrap().kind, InputKind::ArgoPayload);
+        let escaped = serde_json::json!({ "falco": FALCO }).to_string();
+        assert_eq!(plain(&escaped).unwrap().kind, InputKind::ArgoPayload);
+        let webhook =
+            format!(r#"{{"header": {{"Content-Type": ["application/json"]}}, "body": {FALCO}}}"#);
+        assert_eq!(plain(&webhook).unwrap().kind, InputKind::ArgoWebhook);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&webhook);
+        let whole =
+            serde_json::json!({"context": {"id": "1", "type": "webhook"}, "data": b64}).to_string();
+        let d = plain(&whole).unwrap();
+        assert_eq!(d.kind, InputKind::ArgoEvent);
+        assert_eq!(d.event.rule, "Terminal shell in container");
+        // The whole event as a string under a dest (argo trigger without dataKey).
+        let wrapped = serde_json::json!({ "event": whole }).to_string();
+        assert_eq!(plain(&wrapped).unwrap().kind, InputKind::ArgoPayload);
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        assert_eq!(plain("  ").unwrap_err(), DecodeError::Empty);
+        assert!(matches!(plain("{nope"), Err(DecodeError::Json(_))));
+        let e = plain(r#"{"a":1,"b":2}"#).unwrap_err().to_string();
+        assert!(e.contains("\"a\"") && e.contains("rule"), "{e}");
+        assert!(plain("[1,2]").unwrap_err().to_string().contains("an array"));
+        assert!(
+            plain(r#"{"context":{},"data":"!!"}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("base64")
+        );
+        let bad_priority = r#"{"rule":"r","priority":"Severe","output_fields":{}}"#;
+        assert!(
+            plain(bad_priority)
+                .unwrap_err()
+                .to_string()
+                .contains("Severe")
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut v = FALCO.to_string();
+        for _ in 0..10 {
+            v = format!(r#"{{"x": {v}}}"#);
+        }
+        assert!(plain(&v).unwrap_err().to_string().contains("nested"));
+    }
+
+    #[test]
+    fn cloudevents_binary_mode() {
+        let mut h = HeaderMap::new();
+        h.insert("ce-specversion", HeaderValue::from_static("1.0"));
+        h.insert("ce-id", HeaderValue::from_static("abc"));
+        h.insert("ce-source", HeaderValue::from_static("https://falco.org"));
+        h.insert("ce-type", HeaderValue::from_static(FALCO_CE_TYPE));
+        h.insert("ce-priority", HeaderValue::from_static("Notice"));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let d = decode(&h, FALCO.as_bytes()).unwrap();
+        assert_eq!(d.kind, InputKind::CloudEventBinary);
+        assert_eq!(d.cloudevent.unwrap().id, "abc");
+        h.remove("ce-id");
+        assert!(matches!(
+            decode(&h, FALCO.as_bytes()),
+            Err(DecodeError::CloudEvent(_))
+        ));
+    }
+
+    #[test]
+    fn cloudevents_structured_and_batch() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json; charset=utf-8"),
+        );
+        let body = serde_json::json!({"specversion": "1.0", "id": "1", "source": "falco.org",
+            "type": FALCO_CE_TYPE, "datacontenttype": "application/json",
+            "data": serde_json::from_str::<Value>(FALCO).unwrap()});
+        let d = decode(&h, body.to_string().as_bytes()).unwrap();
+        assert_eq!(d.kind, InputKind::CloudEventStructured);
+        assert_eq!(d.cloudevent.unwrap().source, "falco.org");
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents-batch+json"),
+        );
+        assert_eq!(decode(&h, b"[]").unwrap_err(), DecodeError::Batch);
+    }
+}

@@ -1,0 +1,323 @@
+//! The Falco event, as every Falco (0.27+) and Falcosidekick version writes it, and the pod it
+//! names. Pure: no I/O.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Falco's priorities, least severe first so that `Ord` reads as "at least as severe".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Debug,
+    Informational,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl FromStr for Priority {
+    type Err = String;
+
+    /// Any case; `Info` is Falco's legacy spelling of Informational.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "emergency" => Priority::Emergency,
+            "alert" => Priority::Alert,
+            "critical" => Priority::Critical,
+            "error" => Priority::Error,
+            "warning" => Priority::Warning,
+            "notice" => Priority::Notice,
+            "informational" | "info" => Priority::Informational,
+            "debug" => Priority::Debug,
+            _ => {
+                return Err(format!(
+                    "unknown Falco priority {s:?} (expected Emergency, Alert, Critical, Error, Warning, \
+                     Notice, Informational, Info or Debug)"
+                ));
+            }
+        })
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Priority::Emergency => "Emergency",
+            Priority::Alert => "Alert",
+            Priority::Critical => "Critical",
+            Priority::Error => "Error",
+            Priority::Warning => "Warning",
+            Priority::Notice => "Notice",
+            Priority::Informational => "Informational",
+            Priority::Debug => "Debug",
+        })
+    }
+}
+
+impl Serialize for Priority {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Priority {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One Falco event. Only `rule` and `priority` are required: every other key is absent in some
+/// Falco version or output (see docs/wire-formats in the README). Key order is irrelevant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FalcoEvent {
+    pub rule: String,
+    pub priority: Priority,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub output_fields: Map<String, Value>,
+}
+
+/// The pod an event names, with what can prove it is still the same pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Target {
+    pub namespace: String,
+    pub name: String,
+    /// The container the event happened in (short or full id), when the event names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// The pod uid, when the event carries one (k8smeta plugin, container plugin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// Why an event names no pod we could act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoTarget {
+    /// A pod name without a namespace: never assume `default`.
+    NoNamespace { name: String },
+    /// Something else, with a human reason.
+    Other(String),
+}
+
+impl fmt::Display for NoTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoTarget::NoNamespace { name } => write!(
+                f,
+                "the event names pod {name:?} but no namespace; refusing to guess one"
+            ),
+            NoTarget::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+impl FalcoEvent {
+    /// An output field as a non-empty string. Falco writes `null` for fields without a value
+    /// (`<NA>` in the text); numbers are never names.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        match self.output_fields.get(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() && s != "<NA>" => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn first_field(&self, keys: &[&str]) -> Option<&str> {
+        keys.iter().find_map(|k| self.field(k))
+    }
+
+    pub fn is_k8s_audit(&self) -> bool {
+        self.source.as_deref() == Some("k8s_audit")
+    }
+
+    /// The pod this event names.
+    pub fn target(&self) -> Result<Target, NoTarget> {
+        let (namespace, name) = if self.is_k8s_audit() {
+            // Audit events name the object of an API call, which is a pod only for pods.
+            match self.field("ka.target.resource") {
+                Some("pods") => {}
+                Some(other) => {
+                    return Err(NoTarget::Other(format!(
+                        "k8s_audit event targets {other}, not a pod"
+                    )));
+                }
+                None => {
+                    return Err(NoTarget::Other(
+                        "k8s_audit event without ka.target.resource".into(),
+                    ));
+                }
+            }
+            (
+                self.field("ka.target.namespace"),
+                self.first_field(&["ka.target.name", "ka.target.pod.name"]),
+            )
+        } else {
+            (
+                self.first_field(&["k8s.ns.name", "k8smeta.ns.name"]),
+                self.first_field(&["k8s.pod.name", "k8smeta.pod.name"]),
+            )
+        };
+        let container_id = self
+            .field("container.id")
+            .filter(|id| *id != "host")
+            .map(String::from);
+        match (namespace, name) {
+            (Some(ns), Some(name)) => Ok(Target {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                container_id,
+                uid: self
+                    .first_field(&["k8smeta.pod.uid", "k8s.pod.uid"])
+                    .map(String::from),
+            }),
+            (None, Some(name)) => Err(NoTarget::NoNamespace { name: name.into() }),
+            _ if self.field("container.id") == Some("host") => Err(NoTarget::Other(
+                "host event (container.id=host): no pod to act on".into(),
+            )),
+            _ if container_id.is_some() => Err(NoTarget::Other(
+                "container event without Kubernetes pod fields (not a pod, or Falco lacks k8s metadata)"
+                    .into(),
+            )),
+            _ => Err(NoTarget::Other("the event names no pod".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(source: Option<&str>, fields: Value) -> FalcoEvent {
+        FalcoEvent {
+            rule: "r".into(),
+            priority: Priority::Notice,
+            uuid: None,
+            output: None,
+            time: None,
+            source: source.map(String::from),
+            hostname: None,
+            tags: None,
+            output_fields: fields.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn priority_order_and_spellings() {
+        assert!(Priority::Emergency > Priority::Alert);
+        assert!(Priority::Critical > Priority::Error);
+        assert!(Priority::Notice > Priority::Informational);
+        assert!(Priority::Informational > Priority::Debug);
+        assert_eq!("INFO".parse::<Priority>(), Ok(Priority::Informational));
+        assert_eq!("critical".parse::<Priority>(), Ok(Priority::Critical));
+        assert!("severe".parse::<Priority>().is_err());
+    }
+
+    #[test]
+    fn k8s_fields_name_the_pod_with_container_and_uid() {
+        let t = ev(
+            Some("syscall"),
+            serde_json::json!({"k8s.ns.name": "prod", "k8s.pod.name": "web-1",
+                "container.id": "ee97d9c4186f", "k8s.pod.uid": "u-1"}),
+        )
+        .target()
+        .unwrap();
+        assert_eq!((t.namespace.as_str(), t.name.as_str()), ("prod", "web-1"));
+        assert_eq!(t.container_id.as_deref(), Some("ee97d9c4186f"));
+        assert_eq!(t.uid.as_deref(), Some("u-1"));
+    }
+
+    #[test]
+    fn k8smeta_fields_are_a_fallback() {
+        let t = ev(
+            None,
+            serde_json::json!({"k8smeta.ns.name": "a", "k8smeta.pod.name": "p",
+                "k8smeta.pod.uid": "u", "k8s.pod.name": null, "k8s.ns.name": null}),
+        )
+        .target()
+        .unwrap();
+        assert_eq!(
+            (t.namespace.as_str(), t.name.as_str(), t.uid.as_deref()),
+            ("a", "p", Some("u"))
+        );
+    }
+
+    #[test]
+    fn pod_without_namespace_is_never_defaulted() {
+        let e = ev(
+            None,
+            serde_json::json!({"k8s.pod.name": "alpine", "container.id": "abc"}),
+        );
+        assert_eq!(
+            e.target(),
+            Err(NoTarget::NoNamespace {
+                name: "alpine".into()
+            })
+        );
+    }
+
+    #[test]
+    fn host_and_plain_container_events_have_no_target() {
+        let host = ev(
+            None,
+            serde_json::json!({"container.id": "host", "k8s.pod.name": null}),
+        );
+        assert!(host.target().unwrap_err().to_string().contains("host"));
+        let docker = ev(None, serde_json::json!({"container.id": "bfb9637a47a6"}));
+        assert!(
+            docker
+                .target()
+                .unwrap_err()
+                .to_string()
+                .contains("without Kubernetes pod")
+        );
+    }
+
+    #[test]
+    fn k8s_audit_targets_only_pods() {
+        let pod = ev(
+            Some("k8s_audit"),
+            serde_json::json!({"ka.target.resource": "pods", "ka.target.namespace": "n",
+                "ka.target.name": "p", "ka.target.subresource": "exec"}),
+        );
+        let t = pod.target().unwrap();
+        assert_eq!(
+            (t.namespace.as_str(), t.name.as_str(), t.container_id),
+            ("n", "p", None)
+        );
+        let sa = ev(
+            Some("k8s_audit"),
+            serde_json::json!({"ka.target.resource": "serviceaccounts",
+                "ka.target.namespace": "n", "ka.target.name": "default"}),
+        );
+        assert!(
+            sa.target()
+                .unwrap_err()
+                .to_string()
+                .contains("serviceaccounts")
+        );
+    }
+
+    #[test]
+    fn non_string_and_na_values_are_not_names() {
+        let e = ev(
+            None,
+            serde_json::json!({"k8s.ns.name": 42, "k8s.pod.name": "<NA>"}),
+        );
+        assert!(e.target().is_err());
+    }
+}

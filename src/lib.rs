@@ -1,0 +1,23 @@
+//! falco-responder: receives Falco events and deletes the offending Kubernetes pod.
+//!
+//! The data flows one way: **decode → decide → act → answer**.
+//! - [`config`]: environment variables (the public contract), validated at start-up;
+//! - [`decode`]: HTTP request → [`event::FalcoEvent`], for every envelope (pure);
+//! - [`policy`]: event + config → delete this pod, or skip it and why (pure);
+//! - [`action`]: the Kubernetes calls (GET, checks, DELETE with a uid precondition, Event);
+//! - [`coalesce`]: one API round trip per pod during an event storm;
+//! - [`app`]: one event end to end, shared by [`server`] (HTTP) and [`once`] (Argo Workflows).
+#![forbid(unsafe_code)]
+
+pub mod action;
+pub mod app;
+pub mod coalesce;
+pub mod config;
+pub mod decode;
+pub mod event;
+pub mod kubeconfig;
+pub mod metrics;
+pub mod once;
+pub mod policy;
+pub mod server;
+pub mod telemetry;

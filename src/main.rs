@@ -1,0 +1,90 @@
+#![forbid(unsafe_code)]
+//! Thin: configuration, client, listener, run (or run once).
+
+use std::{process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use falco_responder::{app::App, config::Config, kubeconfig, once, server, telemetry};
+
+const USAGE: &str = "usage: falco-responder [serve | once]
+  serve   HTTP server on $PORT (default)
+  once    act on one event from $BODY or stdin, print the result, exit (Argo Workflows);
+          also chosen when started without a subcommand while BODY is set
+configuration: environment variables, see README.md";
+
+enum Mode {
+    Serve,
+    Once(Option<String>),
+}
+
+fn main() -> ExitCode {
+    let body = std::env::var("BODY").ok().filter(|b| !b.trim().is_empty());
+    let mode = match std::env::args().nth(1).as_deref() {
+        None => match body {
+            Some(b) => Mode::Once(Some(b)),
+            None => Mode::Serve,
+        },
+        Some("serve") => Mode::Serve,
+        Some("once") => Mode::Once(body),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("unknown argument {other:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_env().and_then(Config::load_files) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("falco-responder: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log_format);
+    let runtime = match mode {
+        // One event: a single thread starts faster.
+        Mode::Once(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Mode::Serve => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .expect("tokio runtime");
+    match runtime.block_on(start(config, mode)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("falco-responder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
+    let client = kubeconfig::client(&config).await?;
+    let port = config.port;
+    let app = Arc::new(App::new(config, client));
+    match mode {
+        Mode::Once(body) => Ok(once::run(&app, body).await?),
+        Mode::Serve => {
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+                .await
+                .with_context(|| format!("cannot listen on port {port} (PORT)"))?;
+            server::run(listener, app, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes, Knative scale-down) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

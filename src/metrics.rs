@@ -1,0 +1,78 @@
+//! Prometheus metrics (`GET /metrics`, text format).
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// plain, cloudevent-binary, ... or `unknown` when the body could not be decoded.
+    pub input: &'static str,
+    /// deleted, dry-run, gone, skipped, stale, invalid, error.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub events: Family<EventLabels, Counter>,
+    pub deletions: Counter,
+    pub kube_errors: Family<ErrorLabels, Counter>,
+    pub latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("falco_responder");
+        let events = Family::<EventLabels, Counter>::default();
+        let deletions = Counter::default();
+        let kube_errors = Family::<ErrorLabels, Counter>::default();
+        // 100 µs .. ~13 s: skips take microseconds, deletions milliseconds, timeouts seconds.
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "events",
+            "Falco events handled, by input kind and outcome",
+            events.clone(),
+        );
+        registry.register("deletions", "Pods deleted", deletions.clone());
+        registry.register(
+            "kube_api_errors",
+            "Kubernetes API calls that failed, by kind (timeout, forbidden, api, unreachable)",
+            kube_errors.clone(),
+        );
+        registry.register(
+            "handle_seconds",
+            "Time to handle one event, from decoded request to answer",
+            latency.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            deletions,
+            kube_errors,
+            latency,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

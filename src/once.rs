@@ -1,0 +1,41 @@
+//! One-shot mode for Argo Workflows: one event from env `BODY` (what a WorkflowTemplate passes)
+//! or stdin, acted on exactly as the server would, the JSON result on stdout.
+
+use std::process::ExitCode;
+
+use http::HeaderMap;
+use tokio::io::AsyncReadExt;
+
+use crate::app::App;
+
+/// Exit codes: 0 deleted/gone/skipped/stale/dry-run; 1 could not act (retry the step);
+/// 2 the input is not a Falco event.
+pub async fn run(app: &App, body_env: Option<String>) -> std::io::Result<ExitCode> {
+    let body = match body_env {
+        Some(b) => b.into_bytes(),
+        None => {
+            let mut buf = Vec::new();
+            tokio::io::stdin()
+                .take(app.config.max_body_bytes as u64 + 1)
+                .read_to_end(&mut buf)
+                .await?;
+            buf
+        }
+    };
+    if body.len() > app.config.max_body_bytes {
+        eprintln!(
+            "input larger than MAX_BODY_BYTES ({} bytes)",
+            app.config.max_body_bytes
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let reply = app.handle(&HeaderMap::new(), &body).await;
+    println!("{}", reply.body);
+    Ok(if reply.status.is_success() {
+        ExitCode::SUCCESS
+    } else if reply.status.is_client_error() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    })
+}
