@@ -34,11 +34,12 @@ apt_install() {
   need_root "installing $*"
   if [[ $apt_updated -eq 0 ]]; then
     log "apt-get update"
-    apt-get update -qq >&2 || die "apt-get update failed"
+    apt-get update -qq >/dev/null 2>&1 || apt-get update >&2 || die "apt-get update failed"
     apt_updated=1
   fi
   log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
+  local out
+  out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" 2>&1) || { printf '%s\n' "$out" | tail -n 20 >&2; die "apt-get install $* failed"; }
 }
 
 # --- etcd -------------------------------------------------------------------
@@ -84,8 +85,7 @@ S
   log "compiling (go $(go version | awk '{print $3}'))"
   (
     cd "$src"
-    export GOPATH="$src/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor
-    unset GOFLAGS
+    export GOPATH="$src/.go" CGO_ENABLED=0
     mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
     HOME=$(mktemp -d) make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1
   ) || { tail -n 30 "$work/build.log" >&2; die "kube-apiserver build failed (full log: $work/build.log)"; }

@@ -1,0 +1,344 @@
+//! The Kubernetes calls, against kube's tower-test mock: exact method, path and DeleteOptions,
+//! and what each API answer becomes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use falco_responder::{app::App, config::Config};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use kube::{Client, client::Body};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle, SendResponse};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+const NS: &str = "prod";
+const POD: &str = "web-1";
+const UID: &str = "1f4a0c1e-0000-4000-8000-000000000001";
+const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
+
+fn app(vars: &[(&str, &str)]) -> (App, ApiHandle) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let cfg = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    (App::new(cfg, Some(Client::new(svc, "default"))), handle)
+}
+
+fn event() -> Vec<u8> {
+    common::terminal_shell(NS, POD, CID).into_bytes()
+}
+
+fn pod(container_id: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": POD, "namespace": NS, "uid": UID, "annotations": annotations},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "alpine"}]},
+        "status": {"containerStatuses": [{"name": "c", "image": "alpine", "imageID": "", "ready": true,
+            "restartCount": 0, "containerID": format!("containerd://{container_id}")}]}
+    })
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code});
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn ok(v: Value) -> Response<Body> {
+    Response::new(Body::from(serde_json::to_vec(&v).unwrap()))
+}
+
+async fn next(
+    handle: &mut ApiHandle,
+    method: Method,
+    path: &str,
+) -> (Value, SendResponse<Response<Body>>) {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("expected {method} {path}, but no request came"))
+        .expect("service dropped");
+    assert_eq!(req.method(), method, "{}", req.uri());
+    assert_eq!(req.uri().path(), path);
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (body, send)
+}
+
+const POD_PATH: &str = "/api/v1/namespaces/prod/pods/web-1";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
+
+/// Asserts no further API call is made once the app is gone.
+async fn no_more_calls(mut handle: ApiHandle) {
+    let extra = tokio::time::timeout(Duration::from_secs(1), handle.next_request()).await;
+    if let Ok(Some((req, _))) = extra {
+        panic!("unexpected API call {} {}", req.method(), req.uri());
+    }
+}
+
+#[tokio::test]
+async fn deletes_with_uid_precondition_and_grace_period_then_records_an_event() {
+    let (app, mut api) = app(&[("GRACE_PERIOD_SECONDS", "5"), ("POD_NAME", "responder-0")]);
+    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
+    assert_eq!(opts["gracePeriodSeconds"], 5, "{opts}");
+    send.send_response(ok(pod(CID, json!({}))));
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoPodDeleted");
+    assert_eq!(ev["action"], "Delete");
+    assert_eq!(ev["type"], "Warning");
+    assert_eq!(ev["reportingController"], "falco-responder");
+    assert_eq!(ev["reportingInstance"], "responder-0");
+    assert_eq!(ev["regarding"]["uid"], UID);
+    assert_eq!(ev["regarding"]["kind"], "Pod");
+    let note = ev["note"].as_str().unwrap();
+    assert!(
+        note.contains("Terminal shell in container") && note.contains("Critical"),
+        "{note}"
+    );
+    assert!(note.contains("A shell was spawned"), "{note}");
+    send.send_response(ok(ev.clone()));
+
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["outcome"], "deleted");
+    assert_eq!(
+        reply.body["pod"],
+        json!({"namespace": NS, "name": POD, "uid": UID})
+    );
+    assert_eq!(reply.body["rule"], "Terminal shell in container");
+    assert_eq!(reply.body["priority"], "Critical");
+    assert!(
+        app.metrics
+            .encode()
+            .contains("falco_responder_deletions_total 1")
+    );
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn without_grace_period_the_pods_own_is_kept() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    assert!(opts.get("gracePeriodSeconds").is_none(), "{opts}");
+    send.send_response(ok(pod(CID, json!({}))));
+    let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    send.send_response(ok(json!({})));
+    assert_eq!(call.await.unwrap().body["outcome"], "deleted");
+}
+
+#[tokio::test]
+async fn missing_pod_is_gone_and_nothing_is_deleted() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(status(404, "NotFound", "pods \"web-1\" not found"));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["outcome"], "gone");
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn conflict_on_delete_is_stale() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    send.send_response(status(
+        409,
+        "Conflict",
+        "Precondition failed: UID in precondition",
+    ));
+    let reply = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["outcome"], "stale");
+}
+
+#[tokio::test]
+async fn container_id_mismatch_is_stale_without_a_delete() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    let other = "0123456789ab".repeat(5) + "cdef";
+    send.send_response(ok(pod(&other, json!({}))));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.body["outcome"], "stale");
+    assert!(reply.body["reason"].as_str().unwrap().contains("replaced"));
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn opt_out_annotation_is_respected() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({"falco-responder/protect": "true"}))));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.body["outcome"], "skipped");
+    assert!(
+        reply.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("falco-responder/protect")
+    );
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn dry_run_looks_but_never_deletes() {
+    let (app, mut api) = app(&[("DRY_RUN", "true")]);
+    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.body["outcome"], "dry-run");
+    assert_eq!(reply.body["pod"]["uid"], UID);
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    send.send_response(status(
+        403,
+        "Forbidden",
+        "pods \"web-1\" is forbidden: User \"system:serviceaccount:falco-responder:falco-responder\" \
+         cannot delete resource \"pods\" in API group \"\" in the namespace \"prod\"",
+    ));
+    let reply = call.await.unwrap();
+    assert!(reply.status.is_server_error(), "{}", reply.status);
+    let err = reply.body["error"].as_str().unwrap();
+    assert!(
+        err.contains("system:serviceaccount:falco-responder:falco-responder"),
+        "{err}"
+    );
+    assert!(err.contains("delete") && err.contains("prod"), "{err}");
+}
+
+#[tokio::test]
+async fn events_rbac_missing_still_counts_the_deletion() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    send.send_response(status(
+        403,
+        "Forbidden",
+        "events.events.k8s.io is forbidden",
+    ));
+    let reply = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["outcome"], "deleted");
+}
+
+#[tokio::test]
+async fn api_5xx_asks_the_sender_to_retry() {
+    let (app, mut api) = app(&[]);
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(status(
+        500,
+        "InternalError",
+        "etcdserver: request timed out",
+    ));
+    let reply = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.body["retry"], true);
+}
+
+#[tokio::test]
+async fn a_hung_api_gives_503_within_api_timeout_seconds() {
+    let (app, mut api) = app(&[("API_TIMEOUT_SECONDS", "1")]);
+    let started = Instant::now();
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    // Take the GET and never answer it.
+    let (_, _never) = next(&mut api, Method::GET, POD_PATH).await;
+    let reply = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the deadline must hold")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reply.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("API_TIMEOUT_SECONDS")
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn uid_in_the_event_must_match_the_live_pod() {
+    let (app, mut api) = app(&[]);
+    let mut ev: Value = serde_json::from_slice(&event()).unwrap();
+    ev["output_fields"]["k8smeta.pod.uid"] = json!("another-uid");
+    let body = ev.to_string();
+    let call =
+        tokio::spawn(async move { (app.handle(&HeaderMap::new(), body.as_bytes()).await, app) });
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.body["outcome"], "stale");
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn a_storm_for_one_pod_costs_one_get_and_one_delete() {
+    let (app, mut api) = app(&[]);
+    let app = std::sync::Arc::new(app);
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let app = app.clone();
+        calls.push(tokio::spawn(async move {
+            app.handle(&HeaderMap::new(), &event()).await
+        }));
+    }
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    send.send_response(ok(pod(CID, json!({}))));
+    let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    send.send_response(ok(json!({})));
+    for c in calls {
+        assert_eq!(c.await.unwrap().body["outcome"], "deleted");
+    }
+    // Within DEDUP_SECONDS a redelivery is answered from memory.
+    let again = app.handle(&HeaderMap::new(), &event()).await;
+    assert_eq!(again.body["outcome"], "deleted");
+    assert!(
+        again.body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("already handled")
+    );
+    drop(app);
+    no_more_calls(api).await;
+}
