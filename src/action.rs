@@ -26,8 +26,7 @@ pub const PROTECT_ANNOTATION: &str = "falco-responder/protect";
 /// `reportingController` of the Events we record.
 pub const REPORTER: &str = "falco-responder";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutcomeKind {
     Deleted,
     DryRun,
@@ -45,6 +44,12 @@ impl OutcomeKind {
             OutcomeKind::Skipped => "skipped",
             OutcomeKind::Stale => "stale",
         }
+    }
+}
+
+impl Serialize for OutcomeKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

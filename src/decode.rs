@@ -20,8 +20,7 @@ use crate::event::FalcoEvent;
 pub const FALCO_CE_TYPE: &str = "falco.rule.output.v1";
 
 /// How the event reached us; a metrics label and part of every log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InputKind {
     /// Falco JSON as the whole body.
     Plain,
@@ -52,6 +51,12 @@ impl InputKind {
             self,
             InputKind::CloudEventBinary | InputKind::CloudEventStructured
         )
+    }
+}
+
+impl Serialize for InputKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
