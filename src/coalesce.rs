@@ -230,7 +230,7 @@ mod tests {
     async fn a_cancelled_leader_does_not_block_the_next_event() {
         let c = Coalescer::new(Duration::from_secs(5));
         let t = target("p");
-        let hung = c.run(&t, || std::future::pending());
+        let hung = c.run(&t, std::future::pending);
         assert!(
             tokio::time::timeout(Duration::from_millis(20), hung)
                 .await

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: unit, black-box HTTP, kube mock, and the end-to-end suite against a real
+# kube-apiserver + etcd (provisioned by scripts/kube-test-env.sh: built once per machine).
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test e2e_apiserver`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+assets=$(scripts/kube-test-env.sh)
+while IFS='=' read -r key value; do
+  [[ -n "$key" ]] && export "$key=$value"
+done <<< "$assets"
+exec cargo test --locked "$@"

@@ -1,0 +1,462 @@
+//! End to end against a real kube-apiserver + etcd (tests/support), running the real
+//! `falco-responder` binary: real authentication, RBAC, preconditions and graceful deletion.
+
+mod common;
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use common::{ENVELOPES, Envelope, HttpReply, http, terminal_shell, wrap};
+use k8s_openapi::api::{core::v1::Pod, events::v1::Event as KubeEvent};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams},
+};
+use serde_json::json;
+use support::ApiServer;
+use tokio::process::{Child, Command};
+
+const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
+const OTHER_CID: &str = "5892b41bcf460123456789abcdef0123456789abcdef0123456789abcdef0123";
+
+/// The real binary, serving on a free loopback port; killed on drop.
+struct Responder {
+    _child: Child,
+    addr: std::net::SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Responder {
+    async fn start(kubeconfig: &Path, env: &[(&str, &str)]) -> Responder {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("responder.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_falco-responder"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("KUBECONFIG", kubeconfig)
+            .env("PORT", port.to_string())
+            .env("API_TIMEOUT_SECONDS", "5")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("spawn falco-responder");
+        let r = Responder {
+            _child: child,
+            addr: ([127, 0, 0, 1], port).into(),
+            log,
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if let Ok(s) = tokio::net::TcpStream::connect(r.addr).await {
+                drop(s);
+                if http(r.addr, "GET", "/readyz", &Default::default(), b"")
+                    .await
+                    .status
+                    == 200
+                {
+                    return r;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("falco-responder did not become ready:\n{}", r.logs());
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn send(&self, envelope: Envelope, falco: &str) -> HttpReply {
+        let (headers, body) = wrap(envelope, falco);
+        http(self.addr, "POST", "/", &headers, &body).await
+    }
+
+    /// The result, whichever form it came in (CloudEvent reply or JSON).
+    fn result(&self, r: &HttpReply) -> serde_json::Value {
+        if r.headers.contains_key("ce-specversion") {
+            let ce = cloudevents::binding::http::to_event(&r.headers, r.body.clone()).unwrap();
+            serde_json::Value::try_from(ce.data().unwrap().clone()).unwrap()
+        } else {
+            serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+                panic!(
+                    "{e}: {}\nlogs:\n{}",
+                    String::from_utf8_lossy(&r.body),
+                    self.logs()
+                )
+            })
+        }
+    }
+}
+
+async fn pod(client: &Client, ns: &str, name: &str) -> Option<Pod> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+async fn terminating(client: &Client, ns: &str, name: &str) -> bool {
+    pod(client, ns, name)
+        .await
+        .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+}
+
+async fn untouched(client: &Client, ns: &str, name: &str) -> bool {
+    pod(client, ns, name)
+        .await
+        .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+}
+
+/// Events recorded on `pod`, as `kubectl get events` shows them.
+async fn events_for(client: &Client, ns: &str, pod: &str) -> Vec<KubeEvent> {
+    Api::<KubeEvent>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_blog_scenario_in_every_input_shape() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    for &envelope in ENVELOPES {
+        let ns = support::namespace(&admin, "blog").await;
+        let created = support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+        let r = responder
+            .send(envelope, &terminal_shell(&ns, "alpine", CID))
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{envelope:?}: {}\n{}",
+            String::from_utf8_lossy(&r.body),
+            responder.logs()
+        );
+        let result = responder.result(&r);
+        assert_eq!(result["outcome"], "deleted", "{envelope:?}: {result}");
+        assert_eq!(
+            result["pod"]["uid"],
+            json!(created.metadata.uid),
+            "{envelope:?}"
+        );
+        assert_eq!(result["input"], envelope.input_kind());
+        // spec.nodeName is set, so deletion is graceful as with a kubelet: Terminating.
+        assert!(
+            terminating(&admin, &ns, "alpine").await,
+            "{envelope:?}: pod not terminating"
+        );
+        let events = events_for(&admin, &ns, "alpine").await;
+        assert_eq!(events.len(), 1, "{envelope:?}: {events:?}");
+        let e = &events[0];
+        assert_eq!(e.reason.as_deref(), Some("FalcoPodDeleted"));
+        assert_eq!(e.reporting_controller.as_deref(), Some("falco-responder"));
+        assert!(
+            e.note
+                .as_deref()
+                .unwrap()
+                .contains("Terminal shell in container"),
+            "{e:?}"
+        );
+        assert_eq!(e.regarding.as_ref().unwrap().uid, created.metadata.uid);
+    }
+}
+
+#[tokio::test]
+async fn the_shipped_rbac_is_sufficient_and_nothing_else_is_granted() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    // The function's own namespace, with the ServiceAccount and bindings exactly as shipped.
+    let home = support::namespace(&admin, "responder").await;
+    let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("knative/rbac.yaml");
+    let applied = support::apply_manifests(&admin, &rbac, Some(&home)).await;
+    assert!(
+        applied.iter().any(|a| a.starts_with("ServiceAccount/")),
+        "{applied:?}"
+    );
+    let token = support::service_account_token(&admin, &home, "falco-responder").await;
+    let kubeconfig = server.kubeconfig_for_token(&token);
+
+    let ns = support::namespace(&admin, "victims").await;
+    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+    let responder = Responder::start(&kubeconfig, &[("POD_NAMESPACE", &home)]).await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .await;
+    assert_eq!(
+        responder.result(&r)["outcome"],
+        "deleted",
+        "{}",
+        responder.logs()
+    );
+    assert!(terminating(&admin, &ns, "alpine").await);
+    assert_eq!(
+        events_for(&admin, &ns, "alpine").await.len(),
+        1,
+        "events need their own RBAC rule"
+    );
+
+    // Minimal: the same ServiceAccount may not list pods or touch anything else.
+    let as_sa = server.client_for_token(&token).await;
+    let list = Api::<Pod>::namespaced(as_sa.clone(), &ns)
+        .list(&ListParams::default())
+        .await;
+    assert!(
+        matches!(list, Err(kube::Error::Api(s)) if s.code == 403),
+        "list pods must be forbidden"
+    );
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(as_sa, &ns)
+        .list(&ListParams::default())
+        .await;
+    assert!(matches!(secrets, Err(kube::Error::Api(s)) if s.code == 403));
+}
+
+#[tokio::test]
+async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let home = support::namespace(&admin, "norbac").await;
+    let token = support::service_account_token(&admin, &home, "falco-responder").await;
+    let ns = support::namespace(&admin, "victims").await;
+    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+    let responder = Responder::start(&server.kubeconfig_for_token(&token), &[]).await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .await;
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&format!("system:serviceaccount:{home}:falco-responder")),
+        "{err}"
+    );
+    assert!(err.contains("forbidden") && err.contains(&ns), "{err}");
+    assert!(untouched(&admin, &ns, "alpine").await);
+    // The log keeps the whole event for a replay.
+    assert!(
+        responder.logs().contains("output_fields"),
+        "{}",
+        responder.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_recreated_pod_with_the_same_name_is_left_alone() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "stale").await;
+    // StatefulSet-style: web-0 is replaced by a new web-0 with another container.
+    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
+    Api::<Pod>::namespaced(admin.clone(), &ns)
+        .delete("web-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let new = support::create_pod(&admin, &ns, "web-0", OTHER_CID, &[]).await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let r = responder
+        .send(
+            Envelope::CloudEventBinary,
+            &terminal_shell(&ns, "web-0", CID),
+        )
+        .await;
+    let result = responder.result(&r);
+    assert_eq!(result["outcome"], "stale", "{result}");
+    assert_eq!(result["pod"]["uid"], json!(new.metadata.uid));
+    assert!(untouched(&admin, &ns, "web-0").await);
+}
+
+#[tokio::test]
+async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let kc = server.admin_kubeconfig();
+    let ns = support::namespace(&admin, "guard").await;
+    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+    support::create_pod(
+        &admin,
+        &ns,
+        "keep",
+        CID,
+        &[("falco-responder/protect", "true")],
+    )
+    .await;
+    let event = terminal_shell(&ns, "alpine", CID);
+
+    let cases: [(&str, Vec<(&str, &str)>, &str); 3] = [
+        (
+            "protected",
+            vec![("PROTECTED_NAMESPACES", ns.as_str())],
+            "skipped",
+        ),
+        (
+            "own namespace",
+            vec![("POD_NAMESPACE", ns.as_str())],
+            "skipped",
+        ),
+        ("dry run", vec![("DRY_RUN", "true")], "dry-run"),
+    ];
+    for (what, env, outcome) in cases {
+        let responder = Responder::start(&kc, &env).await;
+        let result = responder.result(&responder.send(Envelope::Plain, &event).await);
+        assert_eq!(result["outcome"], outcome, "{what}: {result}");
+        assert!(untouched(&admin, &ns, "alpine").await, "{what}");
+    }
+    let responder = Responder::start(&kc, &[]).await;
+    let result = responder.result(
+        &responder
+            .send(Envelope::Plain, &terminal_shell(&ns, "keep", CID))
+            .await,
+    );
+    assert_eq!(result["outcome"], "skipped", "{result}");
+    assert!(untouched(&admin, &ns, "keep").await);
+    assert!(events_for(&admin, &ns, "alpine").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_pod_is_gone() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "gone").await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "never-existed", CID))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["outcome"], "gone");
+}
+
+#[tokio::test]
+async fn api_server_down_is_503_and_recovery_needs_no_restart() {
+    // A private API server: this test stops it.
+    let server = ApiServer::start();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "outage").await;
+    support::create_pod(&admin, &ns, "first", CID, &[]).await;
+    support::create_pod(&admin, &ns, "second", CID, &[]).await;
+    let responder =
+        Responder::start(&server.admin_kubeconfig(), &[("API_TIMEOUT_SECONDS", "3")]).await;
+
+    server.stop_apiserver();
+    let r = responder
+        .send(
+            Envelope::CloudEventBinary,
+            &terminal_shell(&ns, "first", CID),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.headers.get("ce-type").is_none(),
+        "an error, not a reply event"
+    );
+
+    server.restart_apiserver();
+    let admin = server.admin_client().await;
+    assert!(untouched(&admin, &ns, "first").await);
+    // The sender's retry now succeeds against the same process.
+    let r = responder
+        .send(
+            Envelope::CloudEventBinary,
+            &terminal_shell(&ns, "first", CID),
+        )
+        .await;
+    assert_eq!(
+        responder.result(&r)["outcome"],
+        "deleted",
+        "{}",
+        responder.logs()
+    );
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "second", CID))
+        .await;
+    assert_eq!(r.json()["outcome"], "deleted");
+    assert!(terminating(&admin, &ns, "second").await);
+}
+
+async fn run_once(
+    kubeconfig: &Path,
+    args: &[&str],
+    body_env: Option<&str>,
+    stdin: Option<&[u8]>,
+) -> (i32, String) {
+    use tokio::io::AsyncWriteExt;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_falco-responder"));
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(b) = body_env {
+        cmd.env("BODY", b);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut sin = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        sin.write_all(bytes).await.unwrap();
+    }
+    drop(sin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.trim().starts_with('{'),
+        "stdout must be the JSON result only: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+#[tokio::test]
+async fn one_shot_mode_as_an_argo_workflow_step() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let kc = server.admin_kubeconfig();
+    let ns = support::namespace(&admin, "workflow").await;
+    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+    support::create_pod(&admin, &ns, "piped", CID, &[]).await;
+
+    // The WorkflowTemplate passes the whole Argo event as env BODY; the image runs with no args.
+    let falco: serde_json::Value =
+        serde_json::from_str(&terminal_shell(&ns, "alpine", CID)).unwrap();
+    let body = common::argo_whole_event(&falco, false).to_string();
+    let (code, out) = run_once(&kc, &[], Some(&body), None).await;
+    assert_eq!(code, 0, "{out}");
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["outcome"], "deleted");
+    assert_eq!(result["input"], "argo-event");
+    assert!(terminating(&admin, &ns, "alpine").await);
+
+    // `once` reading stdin.
+    let (code, out) = run_once(
+        &kc,
+        &["once"],
+        None,
+        Some(terminal_shell(&ns, "piped", CID).as_bytes()),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(terminating(&admin, &ns, "piped").await);
+
+    // A pod already gone: still success; garbage: non-zero.
+    let (code, _) = run_once(&kc, &["once"], Some(&body), None).await;
+    assert_eq!(code, 0);
+    let (code, out) = run_once(&kc, &["once"], Some(r#"{"hello":1,"x":2}"#), None).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("not a Falco event"));
+}
