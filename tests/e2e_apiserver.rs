@@ -460,3 +460,43 @@ async fn one_shot_mode_as_an_argo_workflow_step() {
     assert_ne!(code, 0);
     assert!(out.contains("not a Falco event"));
 }
+
+#[tokio::test]
+async fn an_event_storm_for_one_pod_costs_one_delete() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "storm").await;
+    support::create_pod(&admin, &ns, "noisy", CID, &[]).await;
+    let responder = std::sync::Arc::new(Responder::start(&server.admin_kubeconfig(), &[]).await);
+    let event = terminal_shell(&ns, "noisy", CID);
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (r, event) = (responder.clone(), event.clone());
+        let envelope = if i % 2 == 0 {
+            Envelope::Plain
+        } else {
+            Envelope::CloudEventBinary
+        };
+        tasks.push(tokio::spawn(async move {
+            let reply = r.send(envelope, &event).await;
+            assert_eq!(
+                reply.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            r.result(&reply)["outcome"].as_str().unwrap().to_string()
+        }));
+    }
+    for t in tasks {
+        // Every answer is truthful: the pod was deleted (by this event or one it shared).
+        assert_eq!(t.await.unwrap(), "deleted");
+    }
+    // Counted before this test's own GET below.
+    assert_eq!(server.count_audit_in("get", "pods", Some(&ns), "noisy"), 1);
+    assert_eq!(
+        server.count_audit_in("delete", "pods", Some(&ns), "noisy"),
+        1
+    );
+    assert!(terminating(&admin, &ns, "noisy").await);
+}
