@@ -3,7 +3,7 @@
 
 use crate::{
     config::Config,
-    event::{FalcoEvent, NoTarget, Target},
+    event::{FalcoEvent, Target},
 };
 
 /// Falcosidekick's synthetic event (`/test` endpoint); it bypasses every minimum priority.
@@ -46,7 +46,6 @@ pub fn decide(event: &FalcoEvent, cfg: &Config) -> Decision {
     }
     let target = match event.target() {
         Ok(t) => t,
-        Err(e @ NoTarget::NoNamespace { .. }) => return skip(e.to_string(), None),
         Err(e) => return skip(e.to_string(), None),
     };
     let ns = target.namespace.as_str();
