@@ -297,7 +297,8 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
     .await;
     let event = terminal_shell(&ns, "alpine", CID);
 
-    let cases: [(&str, Vec<(&str, &str)>, &str); 3] = [
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 3] = [
         (
             "protected",
             vec![("PROTECTED_NAMESPACES", ns.as_str())],

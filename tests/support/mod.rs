@@ -60,6 +60,7 @@ stop() {
   fi
   kill -9 "$child" 2>/dev/null
   wait "$child" 2>/dev/null
+  rc=$?
   rm -f "$dir/$name.pid"
 }
 trap 'stop; exit 0' TERM
@@ -67,6 +68,7 @@ while kill -0 "$testpid" 2>/dev/null && kill -0 "$child" 2>/dev/null && [ ! -e "
   sleep 0.2
 done
 stop
+exit "$rc"
 "#;
 
 /// Janitor run as `bash -c JANITOR janitor TESTPID DIR`: once the test process is gone, waits for
@@ -247,13 +249,13 @@ impl ApiServer {
         let mut last_err = String::from("not probed yet");
         while start.elapsed() < READY_TIMEOUT {
             for (name, child) in [("etcd", &self.etcd), ("kube-apiserver", &self.apiserver)] {
-                if let Some(c) = child.lock().unwrap().as_mut() {
-                    if let Ok(Some(status)) = c.try_wait() {
-                        return Err(format!(
-                            "{name} exited early ({status})\n{}",
-                            self.log_tails()
-                        ));
-                    }
+                if let Some(c) = child.lock().unwrap().as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    return Err(format!(
+                        "{name} exited early (watchdog: {status})\n{}",
+                        self.log_tails()
+                    ));
                 }
             }
             match self.probe_readyz() {
@@ -841,10 +843,10 @@ fn wait_for_tcp(
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }
-        if let Some(c) = watchdog.lock().unwrap().as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Err(format!("etcd exited early ({status})"));
-            }
+        if let Some(c) = watchdog.lock().unwrap().as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            return Err(format!("etcd exited early (watchdog: {status})"));
         }
         if Instant::now() > deadline {
             return Err(format!(
