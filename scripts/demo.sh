@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 assets=$(scripts/kube-test-env.sh)
-while IFS='=' read -r key value; do
-  [[ -n "$key" ]] && export "$key=$value"
-done <<< "$assets"
+eval "$assets"
 echo "building falco-responder..." >&2
 cargo build --quiet --locked --bin falco-responder --example demo
 FALCO_RESPONDER_BIN="$PWD/target/debug/falco-responder" exec target/debug/examples/demo

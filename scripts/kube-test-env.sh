@@ -7,9 +7,9 @@
 # source package (see docs/real-kube-apiserver.md), cached outside the clone in
 # ${FALCO_RESPONDER_CACHE:-~/.cache/falco-responder}.
 #
-# On success prints two lines, ready for `eval` or `export`:
-#   TEST_ASSET_KUBE_APISERVER=/path
-#   TEST_ASSET_ETCD=/path
+# On success prints two lines for `eval "$(scripts/kube-test-env.sh)"`:
+#   export TEST_ASSET_KUBE_APISERVER=/path
+#   export TEST_ASSET_ETCD=/path
 # Quiet when everything is already there; progress goes to stderr.
 set -euo pipefail
 
@@ -112,4 +112,4 @@ fi
 # openssl makes the ServiceAccount signing key pair in the test harness.
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 
-printf 'TEST_ASSET_KUBE_APISERVER=%s\nTEST_ASSET_ETCD=%s\n' "$TEST_ASSET_KUBE_APISERVER" "$TEST_ASSET_ETCD"
+printf 'export TEST_ASSET_KUBE_APISERVER=%q\nexport TEST_ASSET_ETCD=%q\n' "$TEST_ASSET_KUBE_APISERVER" "$TEST_ASSET_ETCD"

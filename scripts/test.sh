@@ -5,7 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 assets=$(scripts/kube-test-env.sh)
-while IFS='=' read -r key value; do
-  [[ -n "$key" ]] && export "$key=$value"
-done <<< "$assets"
+eval "$assets"
 exec cargo test --locked "$@"
