@@ -501,3 +501,56 @@ async fn an_event_storm_for_one_pod_costs_one_delete() {
     );
     assert!(terminating(&admin, &ns, "noisy").await);
 }
+
+/// OpenFaaS CE: a dedicated ServiceAccount's token, mounted as a secret, read via KUBE_TOKEN_FILE,
+/// replaces whatever credentials were inferred (here: the admin kubeconfig).
+#[tokio::test]
+async fn kube_token_file_replaces_the_inferred_credentials() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let home = support::namespace(&admin, "openfaas-fn").await;
+    let weak = support::service_account_token(&admin, &home, "no-rights").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("falco-responder-token");
+    std::fs::write(&token_file, &weak).unwrap();
+    let ns = support::namespace(&admin, "victims").await;
+    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+
+    let token_path = token_file.to_str().unwrap();
+    let responder = Responder::start(
+        &server.admin_kubeconfig(),
+        &[("KUBE_TOKEN_FILE", token_path)],
+    )
+    .await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .await;
+    assert_eq!(
+        r.status,
+        500,
+        "admin credentials must not be used: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("system:serviceaccount:{home}:no-rights"))
+    );
+    assert!(untouched(&admin, &ns, "alpine").await);
+
+    // With the token of the account the RBAC manifests bind, it deletes.
+    let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("knative/rbac.yaml");
+    support::apply_manifests(&admin, &rbac, Some(&home)).await;
+    let strong = support::service_account_token(&admin, &home, "falco-responder").await;
+    std::fs::write(&token_file, &strong).unwrap();
+    let responder = Responder::start(
+        &server.admin_kubeconfig(),
+        &[("KUBE_TOKEN_FILE", token_path)],
+    )
+    .await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .await;
+    assert_eq!(r.json()["outcome"], "deleted", "{}", responder.logs());
+}
