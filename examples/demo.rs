@@ -161,11 +161,20 @@ async fn main() {
                 None => "still Running".into(),
             }
         ));
-        let events = Api::<KubeEvent>::namespaced(admin.clone(), &ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap();
-        for e in events.items {
+        // The Event is recorded just after the answer.
+        let mut events = Vec::new();
+        for _ in 0..40 {
+            events = Api::<KubeEvent>::namespaced(admin.clone(), &ns)
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items;
+            if !events.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for e in events {
             say(&format!(
                 "   kubectl get events -n {ns}       → {} {} by {}: {}",
                 e.type_.unwrap_or_default(),

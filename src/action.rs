@@ -18,6 +18,7 @@ use kube::{
 };
 use serde::Serialize;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::event::{FalcoEvent, Target};
 
@@ -142,6 +143,8 @@ pub struct Kube {
     grace_period: Option<u32>,
     timeout: Duration,
     instance: String,
+    /// Event recordings in flight: they run after the answer, and shutdown waits for them.
+    background: TaskTracker,
 }
 
 fn map_err(e: kube::Error, verb: &'static str, t: &Target) -> ActionError {
@@ -236,12 +239,14 @@ impl Kube {
         grace_period: Option<u32>,
         timeout: Duration,
         instance: String,
+        background: TaskTracker,
     ) -> Kube {
         Kube {
             client,
             grace_period,
             timeout,
             instance,
+            background,
         }
     }
 
@@ -365,11 +370,24 @@ impl Kube {
             Err(e) => return Err(map_err(e, "delete", target)),
         };
 
-        // The deletion counts even when the Event cannot be recorded (no RBAC for events).
-        if let Err(e) = self.record(deadline, target, &live_uid, event).await {
-            tracing::warn!(pod = %format!("{}/{}", target.namespace, target.name), error = %e,
-                "pod deleted, but the Kubernetes Event could not be recorded");
-        }
+        // The audit trail is written after the answer: the sender should not wait a third API
+        // round trip for it. The deletion counts even when the Event cannot be recorded (no
+        // RBAC for events). Shutdown and the one-shot mode wait for it (`App::drain`).
+        let record = self.event_object(target, &live_uid, event);
+        let (this, pod) = (
+            self.clone(),
+            format!("{}/{}", target.namespace, target.name),
+        );
+        self.background.spawn(async move {
+            let api: Api<KubeEvent> = Api::namespaced(this.client.clone(), &target_ns(&record));
+            let created = tokio::time::timeout(this.timeout, api.create(&PostParams::default(), &record)).await;
+            let error = match created {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => error_chain(&e),
+                Err(_) => format!("no answer within {}s", this.timeout.as_secs()),
+            };
+            tracing::warn!(%pod, %error, "pod deleted, but the Kubernetes Event could not be recorded");
+        });
         Ok(deleted)
     }
 
@@ -387,15 +405,10 @@ impl Kube {
             })
     }
 
-    async fn record(
-        &self,
-        deadline: Instant,
-        t: &Target,
-        uid: &str,
-        event: &FalcoEvent,
-    ) -> Result<(), ActionError> {
+    /// The Event for `kubectl get events`: who deleted the pod, and which Falco event made it.
+    fn event_object(&self, t: &Target, uid: &str, event: &FalcoEvent) -> KubeEvent {
         let now = jiff::Timestamp::now();
-        let ev = KubeEvent {
+        KubeEvent {
             metadata: ObjectMeta {
                 name: Some(format!("{}.{:x}", t.name, now.as_nanosecond())),
                 namespace: Some(t.namespace.clone()),
@@ -417,17 +430,12 @@ impl Kube {
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &t.namespace);
-        self.within(
-            deadline,
-            "create event",
-            api.create(&PostParams::default(), &ev),
-        )
-        .await?
-        .map(|_| ())
-        .map_err(|e| map_err(e, "create event for", t))
+        }
     }
+}
+
+fn target_ns(e: &KubeEvent) -> String {
+    e.metadata.namespace.clone().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! One event end to end: decode → decide → act → answer. Shared by the HTTP server and the
 //! one-shot mode, so both behave identically.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, StatusCode};
 use kube::Client;
 use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
 
 use crate::{
     action::{ActionError, Kube, Outcome, OutcomeKind, PodRef},
@@ -46,6 +47,7 @@ pub struct App {
     kube: Option<Kube>,
     pub metrics: Metrics,
     coalescer: Coalescer,
+    background: TaskTracker,
 }
 
 impl App {
@@ -56,13 +58,32 @@ impl App {
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
-        let kube =
-            client.map(|c| Kube::new(c, config.grace_period_seconds, config.api_timeout, instance));
+        let background = TaskTracker::new();
+        let kube = client.map(|c| {
+            let grace = config.grace_period_seconds;
+            Kube::new(c, grace, config.api_timeout, instance, background.clone())
+        });
         App {
+            background,
             coalescer: Coalescer::new(config.dedup),
             config,
             kube,
             metrics: Metrics::new(),
+        }
+    }
+
+    /// Waits (at most `within`) for work that runs after answers: the Kubernetes Events.
+    /// Called before the process exits.
+    pub async fn drain(&self, within: Duration) {
+        self.background.close();
+        if tokio::time::timeout(within, self.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = self.background.len(),
+                "exiting before every Kubernetes Event was recorded"
+            );
         }
     }
 

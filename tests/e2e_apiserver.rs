@@ -119,6 +119,18 @@ async fn untouched(client: &Client, ns: &str, name: &str) -> bool {
         .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
 }
 
+/// Events recorded on `pod`, once there are `n` (they are written just after the answer).
+async fn wait_events(client: &Client, ns: &str, pod: &str, n: usize) -> Vec<KubeEvent> {
+    for _ in 0..100 {
+        let events = events_for(client, ns, pod).await;
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    events_for(client, ns, pod).await
+}
+
 /// Events recorded on `pod`, as `kubectl get events` shows them.
 async fn events_for(client: &Client, ns: &str, pod: &str) -> Vec<KubeEvent> {
     Api::<KubeEvent>::namespaced(client.clone(), ns)
@@ -162,7 +174,7 @@ async fn the_blog_scenario_in_every_input_shape() {
             terminating(&admin, &ns, "alpine").await,
             "{envelope:?}: pod not terminating"
         );
-        let events = events_for(&admin, &ns, "alpine").await;
+        let events = wait_events(&admin, &ns, "alpine", 1).await;
         assert_eq!(events.len(), 1, "{envelope:?}: {events:?}");
         let e = &events[0];
         assert_eq!(e.reason.as_deref(), Some("FalcoPodDeleted"));
@@ -206,11 +218,8 @@ async fn the_shipped_rbac_is_sufficient_and_nothing_else_is_granted() {
         responder.logs()
     );
     assert!(terminating(&admin, &ns, "alpine").await);
-    assert_eq!(
-        events_for(&admin, &ns, "alpine").await.len(),
-        1,
-        "events need their own RBAC rule"
-    );
+    let events = wait_events(&admin, &ns, "alpine", 1).await;
+    assert_eq!(events.len(), 1, "events need their own RBAC rule");
 
     // Minimal: the same ServiceAccount may not list pods or touch anything else.
     let as_sa = server.client_for_token(&token).await;
