@@ -326,6 +326,8 @@ impl Kube {
             ));
         }
         if dry_run {
+            // The audit trail of a trial run: what would have been deleted, and why.
+            self.record_later(self.event_object(target, &live_uid, event, true));
             return Ok(outcome(
                 OutcomeKind::DryRun,
                 format!(
@@ -370,24 +372,7 @@ impl Kube {
             Err(e) => return Err(map_err(e, "delete", target)),
         };
 
-        // The audit trail is written after the answer: the sender should not wait a third API
-        // round trip for it. The deletion counts even when the Event cannot be recorded (no
-        // RBAC for events). Shutdown and the one-shot mode wait for it (`App::drain`).
-        let record = self.event_object(target, &live_uid, event);
-        let (this, pod) = (
-            self.clone(),
-            format!("{}/{}", target.namespace, target.name),
-        );
-        self.background.spawn(async move {
-            let api: Api<KubeEvent> = Api::namespaced(this.client.clone(), &target_ns(&record));
-            let created = tokio::time::timeout(this.timeout, api.create(&PostParams::default(), &record)).await;
-            let error = match created {
-                Ok(Ok(_)) => return,
-                Ok(Err(e)) => error_chain(&e),
-                Err(_) => format!("no answer within {}s", this.timeout.as_secs()),
-            };
-            tracing::warn!(%pod, %error, "pod deleted, but the Kubernetes Event could not be recorded");
-        });
+        self.record_later(self.event_object(target, &live_uid, event, false));
         Ok(deleted)
     }
 
@@ -405,8 +390,29 @@ impl Kube {
             })
     }
 
-    /// The Event for `kubectl get events`: who deleted the pod, and which Falco event made it.
-    fn event_object(&self, t: &Target, uid: &str, event: &FalcoEvent) -> KubeEvent {
+    /// Records `event` after the answer: the sender should not wait a third API round trip for
+    /// the audit trail. A deletion counts even when its Event cannot be recorded (no RBAC for
+    /// events). Shutdown and the one-shot mode wait for these (`App::drain`).
+    fn record_later(&self, record: KubeEvent) {
+        let this = self.clone();
+        self.background.spawn(async move {
+            let ns = record.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<KubeEvent> = Api::namespaced(this.client.clone(), &ns);
+            let created =
+                tokio::time::timeout(this.timeout, api.create(&PostParams::default(), &record)).await;
+            let error = match created {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => error_chain(&e),
+                Err(_) => format!("no answer within {}s", this.timeout.as_secs()),
+            };
+            let pod = record.regarding.and_then(|r| r.name).unwrap_or_default();
+            tracing::warn!(pod = %format!("{ns}/{pod}"), %error, "the Kubernetes Event could not be recorded");
+        });
+    }
+
+    /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
+    /// and which Falco event made it.
+    fn event_object(&self, t: &Target, uid: &str, event: &FalcoEvent, dry_run: bool) -> KubeEvent {
         let now = jiff::Timestamp::now();
         KubeEvent {
             metadata: ObjectMeta {
@@ -415,10 +421,17 @@ impl Kube {
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
-            action: Some("Delete".into()),
-            reason: Some("FalcoPodDeleted".into()),
+            action: Some(if dry_run { "DryRunDelete" } else { "Delete" }.into()),
+            reason: Some(
+                if dry_run {
+                    "FalcoDryRun"
+                } else {
+                    "FalcoPodDeleted"
+                }
+                .into(),
+            ),
             note: Some(event_note(event)),
-            type_: Some("Warning".into()),
+            type_: Some(if dry_run { "Normal" } else { "Warning" }.into()),
             reporting_controller: Some(REPORTER.into()),
             reporting_instance: Some(self.instance.clone()),
             regarding: Some(ObjectReference {
@@ -432,10 +445,6 @@ impl Kube {
             ..Default::default()
         }
     }
-}
-
-fn target_ns(e: &KubeEvent) -> String {
-    e.metadata.namespace.clone().unwrap_or_default()
 }
 
 #[cfg(test)]

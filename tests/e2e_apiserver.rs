@@ -334,7 +334,13 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
     );
     assert_eq!(result["outcome"], "skipped", "{result}");
     assert!(untouched(&admin, &ns, "keep").await);
-    assert!(events_for(&admin, &ns, "alpine").await.is_empty());
+    // Only the dry run left a trace: a FalcoDryRun Event, no deletion.
+    let events = wait_events(&admin, &ns, "alpine", 1).await;
+    let reasons: Vec<_> = events
+        .iter()
+        .map(|e| e.reason.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(reasons, ["FalcoDryRun"]);
 }
 
 #[tokio::test]

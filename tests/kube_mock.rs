@@ -209,6 +209,11 @@ async fn dry_run_looks_but_never_deletes() {
     let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
     let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
     send.send_response(ok(pod(CID, json!({}))));
+    // The trial run's audit trail, instead of a DELETE.
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoDryRun");
+    assert_eq!(ev["type"], "Normal");
+    send.send_response(ok(ev.clone()));
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.body["outcome"], "dry-run");
     assert_eq!(reply.body["pod"]["uid"], UID);

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The `kn` equivalent of knative/service.yaml (same name, namespace, env, scale, probes,
+# resources, security). Run after `kubectl apply -f knative/namespace.yaml -f knative/rbac.yaml`.
+#
+#   IMAGE=ghcr.io/falco-responder/falco-responder@sha256:<digest> knative/kn-service-create.sh
+#
+# Extra arguments are passed to kn, e.g. `--target /tmp/ksvc.yaml` writes the Service to a
+# file instead of creating it (offline), `--force` replaces an existing Service.
+# Differences from service.yaml: kn has no flags for runAsGroup, readOnlyRootFilesystem or
+# seccompProfile (`--security-context strict` sets runAsNonRoot, allowPrivilegeEscalation
+# false and drops all capabilities); use service.yaml when those matter.
+set -euo pipefail
+
+IMAGE=${IMAGE:-ghcr.io/falco-responder/falco-responder:0.1.0}
+
+exec kn service create falco-responder \
+  --namespace falco-responder \
+  --image "$IMAGE" \
+  --port http1:8080 \
+  --service-account falco-responder \
+  --cluster-local \
+  --env "RULES=Terminal shell in container" \
+  --env MIN_PRIORITY=Notice \
+  --env PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,falco,falco-responder,knative-serving,knative-eventing \
+  --env DRY_RUN=false \
+  --env GRACE_PERIOD_SECONDS=5 \
+  --env DEDUP_SECONDS=30 \
+  --env API_TIMEOUT_SECONDS=10 \
+  --env LOG_FORMAT=json \
+  --env RUST_LOG=info \
+  --scale-min 1 --scale-max 3 --scale-target 10 \
+  --concurrency-limit 50 \
+  --timeout 30 \
+  --probe-readiness http::8080:/health/readiness --probe-readiness-opts PeriodSeconds=5 \
+  --probe-liveness http::8080:/health/liveness --probe-liveness-opts PeriodSeconds=10,FailureThreshold=3 \
+  --request cpu=10m,memory=16Mi \
+  --limit cpu=200m,memory=64Mi \
+  --security-context strict \
+  --user 65532 \
+  "$@"
