@@ -118,6 +118,15 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> 
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
+    // Fast path: the body is the Falco event itself (Falco, Falcosidekick webhook/openfaas).
+    // Anything else takes the general path below, which also explains what is wrong.
+    if let Ok(event) = serde_json::from_slice::<FalcoEvent>(body) {
+        return Ok(Decoded {
+            event,
+            kind: InputKind::Plain,
+            cloudevent: None,
+        });
+    }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
     let (event, kind) = unwrap_value(value, InputKind::Plain, 0)?;

@@ -53,7 +53,9 @@ pub async fn client(cfg: &Config) -> Result<Option<Client>, ClientError> {
     } else {
         nodelay_client(kc)
     };
-    client.map(Some).map_err(|e| ClientError::Build(e.to_string()))
+    client
+        .map(Some)
+        .map_err(|e| ClientError::Build(e.to_string()))
 }
 
 /// The same layers as `Client::try_from(config)` (base URI, retry, auth, extra headers,

@@ -6,6 +6,10 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::Context;
 use falco_responder::{app::App, config::Config, kubeconfig, once, server, telemetry};
 
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: falco-responder [serve | once]
   serve   HTTP server on $PORT (default)
   once    act on one event from $BODY or stdin, print the result, exit (Argo Workflows);
