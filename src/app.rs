@@ -165,10 +165,11 @@ impl App {
                 tracing::info!(
                     outcome = o.kind.as_str(),
                     pod = pod.as_deref().unwrap_or("-"),
-                    rule = %ev.rule,
-                    priority = %ev.priority,
+                    // &str fields, not `%` Display: no formatting pass per event.
+                    rule = ev.rule.as_str(),
+                    priority = ev.priority.as_str(),
                     input,
-                    reason = %o.reason,
+                    reason = o.reason.as_str(),
                     ms,
                     "event handled"
                 );
@@ -197,11 +198,11 @@ impl App {
                 let whole = serde_json::to_string(ev).unwrap_or_default();
                 tracing::error!(
                     outcome = "error",
-                    rule = %ev.rule,
-                    priority = %ev.priority,
+                    rule = ev.rule.as_str(),
+                    priority = ev.priority.as_str(),
                     input,
                     error = %e,
-                    event = %whole,
+                    event = whole.as_str(),
                     ms,
                     "could not act on event; the sender should retry"
                 );

@@ -43,9 +43,10 @@ impl FromStr for Priority {
     }
 }
 
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Priority {
+    /// The canonical spelling Falco writes in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Priority::Emergency => "Emergency",
             Priority::Alert => "Alert",
             Priority::Critical => "Critical",
@@ -54,7 +55,13 @@ impl fmt::Display for Priority {
             Priority::Notice => "Notice",
             Priority::Informational => "Informational",
             Priority::Debug => "Debug",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
