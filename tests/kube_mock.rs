@@ -71,6 +71,18 @@ async fn next(
     (body, send)
 }
 
+/// Expects the next call and answers it; returns the request body.
+async fn answer(
+    handle: &mut ApiHandle,
+    method: Method,
+    path: &str,
+    response: Response<Body>,
+) -> Value {
+    let (body, send) = next(handle, method, path).await;
+    send.send_response(response);
+    body
+}
+
 const POD_PATH: &str = "/api/v1/namespaces/prod/pods/web-1";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
@@ -87,8 +99,7 @@ async fn deletes_with_uid_precondition_and_grace_period_then_records_an_event() 
     let (app, mut api) = app(&[("GRACE_PERIOD_SECONDS", "5"), ("POD_NAME", "responder-0")]);
     let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
 
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
     assert_eq!(opts["gracePeriodSeconds"], 5, "{opts}");
@@ -131,13 +142,11 @@ async fn deletes_with_uid_precondition_and_grace_period_then_records_an_event() 
 async fn without_grace_period_the_pods_own_is_kept() {
     let (app, mut api) = app(&[]);
     let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert!(opts.get("gracePeriodSeconds").is_none(), "{opts}");
     send.send_response(ok(pod(CID, json!({}))));
-    let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
-    send.send_response(ok(json!({})));
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
     assert_eq!(call.await.unwrap().body["outcome"], "deleted");
 }
 
@@ -145,8 +154,13 @@ async fn without_grace_period_the_pods_own_is_kept() {
 async fn missing_pod_is_gone_and_nothing_is_deleted() {
     let (app, mut api) = app(&[]);
     let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(status(404, "NotFound", "pods \"web-1\" not found"));
+    answer(
+        &mut api,
+        Method::GET,
+        POD_PATH,
+        status(404, "NotFound", "pods \"web-1\" not found"),
+    )
+    .await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["outcome"], "gone");
@@ -158,8 +172,7 @@ async fn missing_pod_is_gone_and_nothing_is_deleted() {
 async fn conflict_on_delete_is_stale() {
     let (app, mut api) = app(&[]);
     let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(
         409,
@@ -189,8 +202,13 @@ async fn container_id_mismatch_is_stale_without_a_delete() {
 async fn opt_out_annotation_is_respected() {
     let (app, mut api) = app(&[]);
     let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({"falco-responder/protect": "true"}))));
+    answer(
+        &mut api,
+        Method::GET,
+        POD_PATH,
+        ok(pod(CID, json!({"falco-responder/protect": "true"}))),
+    )
+    .await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.body["outcome"], "skipped");
     assert!(
@@ -207,8 +225,7 @@ async fn opt_out_annotation_is_respected() {
 async fn dry_run_looks_but_never_deletes() {
     let (app, mut api) = app(&[("DRY_RUN", "true")]);
     let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     // The trial run's audit trail, instead of a DELETE.
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoDryRun");
@@ -225,8 +242,7 @@ async fn dry_run_looks_but_never_deletes() {
 async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
     let (app, mut api) = app(&[]);
     let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(
         403,
@@ -248,10 +264,8 @@ async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
 async fn events_rbac_missing_still_counts_the_deletion() {
     let (app, mut api) = app(&[]);
     let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
-    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
     let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     send.send_response(status(
         403,
@@ -307,8 +321,7 @@ async fn uid_in_the_event_must_match_the_live_pod() {
     let body = ev.to_string();
     let call =
         tokio::spawn(async move { (app.handle(&HeaderMap::new(), body.as_bytes()).await, app) });
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.body["outcome"], "stale");
     drop(app);
@@ -326,12 +339,9 @@ async fn a_storm_for_one_pod_costs_one_get_and_one_delete() {
             app.handle(&HeaderMap::new(), &event()).await
         }));
     }
-    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
-    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
-    send.send_response(ok(pod(CID, json!({}))));
-    let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
-    send.send_response(ok(json!({})));
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
     for c in calls {
         assert_eq!(c.await.unwrap().body["outcome"], "deleted");
     }
