@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The benchmarks, in one command: writes docs/BENCHMARKS.md.
+#
+#   scripts/bench.sh
+#
+# On a 2-core Debian bookworm machine, as root (or with wrk and musl-tools installed):
+# 1. provides a real kube-apiserver + etcd (scripts/kube-test-env.sh: built once per machine),
+# 2. installs wrk (and musl-tools for the static binary) with apt-get when missing,
+# 3. builds the release binary, the static musl binary, the driver (examples/bench.rs) and the
+#    bare hyper baseline (examples/bench_bare_hyper.rs), all with the release profile,
+# 4. runs the criterion micro-benchmarks (benches/decode_decide.rs),
+# 5. runs the driver: it starts its own apiserver, measures falco-responder side by side with
+#    its baselines and writes docs/BENCHMARKS.md (also printed).
+# Measurements take about 4 minutes; the first build about 6 more. Loopback only.
+#
+# Environment: BENCH_CONNECTIONS (64), BENCH_SECONDS (4 per wrk run), BENCH_ROUNDS (5),
+# BENCH_PODS (400 per latency series), BENCH_BURST (200), BENCH_STARTS (20),
+# BENCH_QUIET_WAIT (180: seconds to wait for a quiet machine before measuring),
+# BENCH_OUT (docs/BENCHMARKS.md), NO_INSTALL=1 (never call apt-get / rustup).
+set -euo pipefail
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+musl_target=x86_64-unknown-linux-musl
+
+# ---- 1. kube-apiserver + etcd ------------------------------------------------------------
+assets=$(scripts/kube-test-env.sh)
+eval "$assets"
+
+# ---- 2. tools --------------------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v taskset >/dev/null || missing+=(util-linux)
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v git >/dev/null || missing+=(git)
+if ((${#missing[@]})); then
+  [[ "${NO_INSTALL:-}" != 1 ]] || die "missing packages: ${missing[*]} (NO_INSTALL=1)"
+  [[ $(id -u) -eq 0 ]] || die "missing packages: ${missing[*]}; install them or run as root"
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$musl_target"; then
+  [[ "${NO_INSTALL:-}" != 1 ]] || die "rust target $musl_target missing (NO_INSTALL=1)"
+  rustup target add "$musl_target" >&2
+fi
+[[ $(nproc) -ge 2 ]] || die "needs 2 cores (server on core 0, load on core 1)"
+
+# ---- 3. builds ---------------------------------------------------------------------------
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+# The commit the binaries are built from (the report says so even if HEAD moves meanwhile);
+# "-dirty" for uncommitted changes other than the report itself.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -z "$(git status --porcelain -- . ':!docs/BENCHMARKS.md' 2>/dev/null)" ]] || commit="$commit-dirty"
+log "building release binaries (the first build takes several minutes)"
+# Separate invocations: the binary is built with its own features only, exactly as shipped
+# (the examples' dev-dependencies do not leak into it).
+cargo build --release --locked --quiet --bin falco-responder
+cargo build --release --locked --quiet --target "$musl_target" --bin falco-responder
+cargo build --release --locked --quiet --example bench --example bench_bare_hyper
+
+# ---- 4. criterion ------------------------------------------------------------------------
+log "micro-benchmarks (criterion)"
+rm -rf "$target_dir/criterion/decode" "$target_dir/criterion/decide"
+cargo bench --locked --quiet --bench decode_decide -- --noplot >"$target_dir/bench-criterion.log" 2>&1 \
+  || { tail -n 30 "$target_dir/bench-criterion.log" >&2; die "cargo bench failed"; }
+awk '/^(decode|decide)\// {name=$1} /time:/ {sub(/^.*time:/, "time:"); print "  " name, $0}' \
+  "$target_dir/bench-criterion.log" >&2
+
+# ---- 5. measurements -----------------------------------------------------------------------
+log "measuring (about 4 minutes)"
+FALCO_RESPONDER_BIN="$target_dir/release/falco-responder" \
+BARE_HYPER_BIN="$target_dir/release/examples/bench_bare_hyper" \
+MUSL_BIN="$target_dir/$musl_target/release/falco-responder" \
+CRITERION_DIR="$target_dir/criterion" \
+BENCH_OUT="${BENCH_OUT:-$repo/docs/BENCHMARKS.md}" \
+BENCH_COMMIT="$commit" \
+  "$target_dir/release/examples/bench"
