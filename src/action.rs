@@ -413,6 +413,11 @@ impl Kube {
     /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
     /// and which Falco event made it.
     fn event_object(&self, t: &Target, uid: &str, event: &FalcoEvent, dry_run: bool) -> KubeEvent {
+        let (action, reason, type_) = if dry_run {
+            ("DryRunDelete", "FalcoDryRun", "Normal")
+        } else {
+            ("Delete", "FalcoPodDeleted", "Warning")
+        };
         let now = jiff::Timestamp::now();
         KubeEvent {
             metadata: ObjectMeta {
@@ -421,17 +426,10 @@ impl Kube {
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
-            action: Some(if dry_run { "DryRunDelete" } else { "Delete" }.into()),
-            reason: Some(
-                if dry_run {
-                    "FalcoDryRun"
-                } else {
-                    "FalcoPodDeleted"
-                }
-                .into(),
-            ),
+            action: Some(action.into()),
+            reason: Some(reason.into()),
             note: Some(event_note(event)),
-            type_: Some(if dry_run { "Normal" } else { "Warning" }.into()),
+            type_: Some(type_.into()),
             reporting_controller: Some(REPORTER.into()),
             reporting_instance: Some(self.instance.clone()),
             regarding: Some(ObjectReference {

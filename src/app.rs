@@ -1,7 +1,7 @@
 //! One event end to end: decode → decide → act → answer. Shared by the HTTP server and the
 //! one-shot mode, so both behave identically.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderMap, StatusCode};
 use kube::Client;
@@ -72,11 +72,11 @@ impl App {
         }
     }
 
-    /// Waits (at most `within`) for work that runs after answers: the Kubernetes Events.
-    /// Called before the process exits.
-    pub async fn drain(&self, within: Duration) {
+    /// Waits (at most API_TIMEOUT_SECONDS, the bound of each of them) for work that runs after
+    /// answers: the Kubernetes Events. Called before the process exits.
+    pub async fn drain(&self) {
         self.background.close();
-        if tokio::time::timeout(within, self.background.wait())
+        if tokio::time::timeout(self.config.api_timeout, self.background.wait())
             .await
             .is_err()
         {

@@ -31,7 +31,7 @@ pub async fn run(app: &App, body_env: Option<String>) -> std::io::Result<ExitCod
     }
     let reply = app.handle(&HeaderMap::new(), &body).await;
     println!("{}", reply.body);
-    app.drain(app.config.api_timeout).await;
+    app.drain().await;
     Ok(if reply.status.is_success() {
         ExitCode::SUCCESS
     } else if reply.status.is_client_error() {

@@ -97,7 +97,7 @@ pub async fn run(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(drain_for) => tracing::warn!("gave up waiting for connections to close"),
     }
-    app.drain(app.config.api_timeout).await;
+    app.drain().await;
     Ok(())
 }
 
