@@ -320,11 +320,15 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
         ),
         ("dry run", vec![("DRY_RUN", "true")], "dry-run"),
     ];
+    // Kept running to the end: the dry run's Event is recorded just after its answer, and
+    // dropping a responder kills it.
+    let mut running = Vec::new();
     for (what, env, outcome) in cases {
         let responder = Responder::start(&kc, &env).await;
         let result = responder.result(&responder.send(Envelope::Plain, &event).await);
         assert_eq!(result["outcome"], outcome, "{what}: {result}");
         assert!(untouched(&admin, &ns, "alpine").await, "{what}");
+        running.push(responder);
     }
     let responder = Responder::start(&kc, &[]).await;
     let result = responder.result(
