@@ -7,9 +7,14 @@
 # source package (see docs/real-kube-apiserver.md), cached outside the clone in
 # ${FALCO_RESPONDER_CACHE:-~/.cache/falco-responder}.
 #
-# On success prints two lines for `eval "$(scripts/kube-test-env.sh)"`:
+# It also provides kube-controller-manager from the same source (tests/e2e_guards.rs: real
+# Deployments, ReplicaSets and PodDisruptionBudget status); TEST_ASSET_KUBE_CONTROLLER_MANAGER
+# (or KUBEBUILDER_ASSETS) skips that build. A fresh machine builds both with one `make`.
+#
+# On success prints lines for `eval "$(scripts/kube-test-env.sh)"`:
 #   export TEST_ASSET_KUBE_APISERVER=/path
 #   export TEST_ASSET_ETCD=/path
+#   export TEST_ASSET_KUBE_CONTROLLER_MANAGER=/path
 # Quiet when everything is already there; progress goes to stderr.
 set -euo pipefail
 
@@ -19,10 +24,14 @@ die() { log "error: $*"; exit 1; }
 cache="${FALCO_RESPONDER_CACHE:-$HOME/.cache/falco-responder}"
 k8s_version=1.20.2
 built="$cache/kubernetes-$k8s_version/kube-apiserver"
+built_kcm="$cache/kubernetes-$k8s_version/kube-controller-manager"
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   : "${TEST_ASSET_KUBE_APISERVER:=$KUBEBUILDER_ASSETS/kube-apiserver}"
   : "${TEST_ASSET_ETCD:=$KUBEBUILDER_ASSETS/etcd}"
+  if [[ -x "$KUBEBUILDER_ASSETS/kube-controller-manager" ]]; then
+    : "${TEST_ASSET_KUBE_CONTROLLER_MANAGER:=$KUBEBUILDER_ASSETS/kube-controller-manager}"
+  fi
 fi
 
 need_root() {
@@ -52,10 +61,12 @@ fi
 [[ -x "$TEST_ASSET_ETCD" ]] || die "TEST_ASSET_ETCD=$TEST_ASSET_ETCD is not an executable"
 
 # --- kube-apiserver ---------------------------------------------------------
-build_apiserver() {
-  need_root "building kube-apiserver"
+# build_kube NAME...: builds cmd/NAME for each NAME in one make (shared code generation and Go
+# cache) and copies the binaries next to $built.
+build_kube() {
+  need_root "building $*"
   local start=$SECONDS
-  log "kube-apiserver not cached: building it from Debian's kubernetes $k8s_version source (about 8 minutes on 2 cores, once per machine)"
+  log "$* not cached: building from Debian's kubernetes $k8s_version source (about 8 minutes on 2 cores, once per machine)"
   if [[ ! -f /etc/apt/sources.list.d/debian-src.sources ]]; then
     cat > /etc/apt/sources.list.d/debian-src.sources <<'S'
 Types: deb-src
@@ -87,29 +98,45 @@ S
     cd "$src"
     export GOPATH="$src/.go" CGO_ENABLED=0
     mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
-    HOME=$(mktemp -d) make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1
-  ) || { tail -n 30 "$work/build.log" >&2; die "kube-apiserver build failed (full log: $work/build.log)"; }
-  mkdir -p "$(dirname "$built")"
-  cp "$src/_output/bin/kube-apiserver" "$built.tmp"
-  mv "$built.tmp" "$built"
+    # GOCACHE, when set, is honoured (reusing a warm Go cache makes a rebuild take minutes).
+    HOME=$(mktemp -d) make WHAT="${*/#/cmd/}" >"$work/build.log" 2>&1
+  ) || { tail -n 30 "$work/build.log" >&2; die "$* build failed (full log: $work/build.log)"; }
+  local dir name
+  dir=$(dirname "$built")
+  mkdir -p "$dir"
+  for name in "$@"; do
+    cp "$src/_output/bin/$name" "$dir/$name.tmp"
+    mv "$dir/$name.tmp" "$dir/$name"
+    log "built $dir/$name"
+  done
   rm -rf "$work"
-  log "built $built in $((SECONDS - start)) s"
+  log "built $* in $((SECONDS - start)) s"
 }
 
-if [[ -z "${TEST_ASSET_KUBE_APISERVER:-}" ]]; then
-  if [[ ! -x "$built" ]]; then
-    mkdir -p "$cache"
-    # One build per machine even when two runs start at once.
-    exec 9>"$cache/.build.lock"
-    flock 9
-    [[ -x "$built" ]] || build_apiserver
-    flock -u 9
-  fi
-  TEST_ASSET_KUBE_APISERVER=$built
+# What is missing is built in one make: both on a fresh machine.
+missing() {
+  local m=()
+  [[ -z "${TEST_ASSET_KUBE_APISERVER:-}" && ! -x "$built" ]] && m+=(kube-apiserver)
+  [[ -z "${TEST_ASSET_KUBE_CONTROLLER_MANAGER:-}" && ! -x "$built_kcm" ]] && m+=(kube-controller-manager)
+  echo "${m[*]}"
+}
+if [[ -n "$(missing)" ]]; then
+  mkdir -p "$cache"
+  # One build per machine even when two runs start at once.
+  exec 9>"$cache/.build.lock"
+  flock 9
+  todo=$(missing)
+  # shellcheck disable=SC2086 # a list of names
+  [[ -z "$todo" ]] || build_kube $todo
+  flock -u 9
 fi
+: "${TEST_ASSET_KUBE_APISERVER:=$built}"
+: "${TEST_ASSET_KUBE_CONTROLLER_MANAGER:=$built_kcm}"
 [[ -x "$TEST_ASSET_KUBE_APISERVER" ]] || die "TEST_ASSET_KUBE_APISERVER=$TEST_ASSET_KUBE_APISERVER is not an executable"
+[[ -x "$TEST_ASSET_KUBE_CONTROLLER_MANAGER" ]] || die "TEST_ASSET_KUBE_CONTROLLER_MANAGER=$TEST_ASSET_KUBE_CONTROLLER_MANAGER is not an executable"
 
 # openssl makes the ServiceAccount signing key pair in the test harness.
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 
-printf 'export TEST_ASSET_KUBE_APISERVER=%q\nexport TEST_ASSET_ETCD=%q\n' "$TEST_ASSET_KUBE_APISERVER" "$TEST_ASSET_ETCD"
+printf 'export TEST_ASSET_KUBE_APISERVER=%q\nexport TEST_ASSET_ETCD=%q\nexport TEST_ASSET_KUBE_CONTROLLER_MANAGER=%q\n' \
+  "$TEST_ASSET_KUBE_APISERVER" "$TEST_ASSET_ETCD" "$TEST_ASSET_KUBE_CONTROLLER_MANAGER"

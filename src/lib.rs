@@ -6,18 +6,24 @@
 //! - [`policy`]: event + config → delete this pod, or skip it and why (pure);
 //! - [`action`]: the Kubernetes calls (GET, checks, DELETE with a uid precondition, Event);
 //! - [`coalesce`]: one API round trip per pod during an event storm;
+//! - [`workload`], [`guards`], [`breaker`], [`evict`]: the pod's workload, the availability
+//!   guards, the shared deletion breaker and the Eviction API (issue 10);
 //! - [`app`]: one event end to end, shared by [`server`] (HTTP) and [`once`] (Argo Workflows).
 #![forbid(unsafe_code)]
 
 pub mod action;
 pub mod app;
+pub mod breaker;
 pub mod coalesce;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod evict;
+pub mod guards;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod once;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
+pub mod workload;

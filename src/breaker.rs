@@ -1,0 +1,398 @@
+//! The deletion breaker: at most MAX_DELETIONS_PER_WORKLOAD pods of one workload and
+//! MAX_DELETIONS pods overall per window, across every replica of the function.
+//!
+//! The shared count lives in the Kubernetes API, in the audit trail we write anyway: our own
+//! `FalcoPodDeleted` Events (`events.k8s.io/v1`, `reportingController: falco-responder`, the
+//! workload in `related`). One LIST per deletion, all namespaces, field selector on reason and
+//! reporting controller, `resourceVersion=0` so the API server answers from its watch cache
+//! instead of etcd. Why not a Lease/ConfigMap with resourceVersion preconditions: that is a GET
+//! and a conditional UPDATE per budget per deletion (four round trips for two budgets, more on
+//! conflicts), one hot object every replica writes, and a second record that can disagree with
+//! the Events. The price of Events: the count is not a lock. Deletions in flight at the same
+//! instant on different replicas may each see the budget not yet spent (overshoot bounded by the
+//! replicas deleting at once); within one process a ledger of our own deletions, merged with the
+//! LIST by Event name, makes the count exact (reserved before the DELETE, before the Event exists).
+//! Windows are at most one hour: the API server keeps Events for `--event-ttl` (1 h by default).
+
+use std::{str::FromStr, sync::Mutex, time::Duration};
+
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1::Event as KubeEvent},
+    jiff::Timestamp,
+};
+use kube::{Api, Client, api::ListParams};
+
+use crate::workload::{Kind, Workload};
+
+/// The Event reason that counts as one deletion (eviction included).
+pub const DELETED_REASON: &str = "FalcoPodDeleted";
+/// The longest window: Events older than the API server's default `--event-ttl` are gone.
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+
+/// `N/DURATION`, e.g. `3/10m`: at most N deletions in any sliding window of DURATION.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl FromStr for Budget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = "expected N/DURATION (e.g. 3/10m; DURATION in s, m or h, at most 1h), or off";
+        let (n, d) = s.trim().split_once('/').ok_or(usage)?;
+        let max: u32 = n.trim().parse().map_err(|_| usage)?;
+        if max == 0 {
+            return Err(format!("{usage}: N must be at least 1"));
+        }
+        let d = d.trim();
+        let split = d.find(|c: char| !c.is_ascii_digit()).ok_or(usage)?;
+        let (num, unit) = d.split_at(split);
+        let num: u64 = num.parse().map_err(|_| usage)?;
+        let secs = match unit {
+            "s" => num,
+            "m" => num.saturating_mul(60),
+            "h" => num.saturating_mul(3600),
+            _ => return Err(usage.into()),
+        };
+        let window = Duration::from_secs(secs);
+        if window.is_zero() || window > MAX_WINDOW {
+            return Err(format!(
+                "{usage}: Kubernetes keeps Events for one hour, the count cannot look further back"
+            ));
+        }
+        Ok(Budget { max, window })
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.window.as_secs();
+        if s % 3600 == 0 {
+            write!(f, "{}/{}h", self.max, s / 3600)
+        } else if s % 60 == 0 {
+            write!(f, "{}/{}m", self.max, s / 60)
+        } else {
+            write!(f, "{}/{s}s", self.max)
+        }
+    }
+}
+
+/// Parses a budget variable: `off` (or `none`, `0`) turns it off.
+pub fn parse_budget(s: &str) -> Result<Option<Budget>, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "off" | "none" | "0" | "false" => Ok(None),
+        _ => s.parse().map(Some),
+    }
+}
+
+/// One deletion: listed from the API or made by this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// `namespace/eventName`: the same deletion seen both ways counts once.
+    pub key: String,
+    /// `namespace/Kind/name` of the workload; `None` for standalone pods.
+    pub workload: Option<String>,
+    pub at: Timestamp,
+}
+
+/// The key a workload is counted under; standalone and mirror pods have none (they are not
+/// recreated, so there is no loop to stop: only the overall budget applies).
+pub fn workload_key(ns: &str, w: &Workload) -> Option<String> {
+    match w.kind {
+        Kind::Standalone | Kind::Mirror => None,
+        _ => Some(format!("{ns}/{}/{}", w.kind.as_str(), w.name)),
+    }
+}
+
+/// The `related` reference our Events carry, so the next count can attribute them.
+pub fn related(ns: &str, w: &Workload) -> Option<ObjectReference> {
+    workload_key(ns, w).map(|_| ObjectReference {
+        api_version: Some(w.api_version.clone()).filter(|v| !v.is_empty()),
+        kind: Some(w.kind.as_str().to_string()),
+        name: Some(w.name.clone()),
+        namespace: Some(ns.to_string()),
+        ..Default::default()
+    })
+}
+
+fn seen_of(e: KubeEvent) -> Option<Seen> {
+    let ns = e.metadata.namespace.clone().unwrap_or_default();
+    let at = e
+        .event_time
+        .map(|t| t.0)
+        .or(e.metadata.creation_timestamp.map(|t| t.0))?;
+    let workload = e.related.and_then(|r| {
+        let rns = r.namespace.unwrap_or_else(|| ns.clone());
+        Some(format!("{rns}/{}/{}", r.kind?, r.name?))
+    });
+    Some(Seen {
+        key: format!("{ns}/{}", e.metadata.name?),
+        workload,
+        at,
+    })
+}
+
+/// Which budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Workload,
+    Overall,
+}
+
+/// The breaker is open: no deletion; a person must look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub scope: Scope,
+    pub count: usize,
+    pub budget: Budget,
+}
+
+impl Open {
+    pub fn reason(&self, w: &Workload) -> String {
+        match self.scope {
+            Scope::Workload => format!(
+                "deletion breaker open: {} pods of workload {w} deleted in the last {}s \
+                 (MAX_DELETIONS_PER_WORKLOAD={}); a delete loop? a person must look",
+                self.count,
+                self.budget.window.as_secs(),
+                self.budget
+            ),
+            Scope::Overall => format!(
+                "deletion breaker open: {} pods deleted in the last {}s (MAX_DELETIONS={}); \
+                 a person must look (workload {w})",
+                self.count,
+                self.budget.window.as_secs(),
+                self.budget
+            ),
+        }
+    }
+}
+
+/// A deletion reserved in the ledger; give it back with [`Breaker::release`] if it did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub key: String,
+}
+
+/// The breaker of one process. Cheap to share (`Arc`); the counting state is the API's.
+#[derive(Debug)]
+pub struct Breaker {
+    pub per_workload: Option<Budget>,
+    pub overall: Option<Budget>,
+    /// Our own recent deletions, whose Events may not be listed yet.
+    ledger: Mutex<Vec<Seen>>,
+}
+
+impl Breaker {
+    pub fn new(per_workload: Option<Budget>, overall: Option<Budget>) -> Breaker {
+        Breaker {
+            per_workload,
+            overall,
+            ledger: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.per_workload.is_some() || self.overall.is_some()
+    }
+
+    fn longest(&self) -> Duration {
+        [self.per_workload, self.overall]
+            .into_iter()
+            .flatten()
+            .map(|b| b.window)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Our recorded deletions, all namespaces (RBAC: `list` on `events.k8s.io` events), from
+    /// the API server's watch cache.
+    pub async fn list(client: &Client) -> Result<Vec<Seen>, kube::Error> {
+        let lp = ListParams::default()
+            .fields(&format!(
+                "reason={DELETED_REASON},reportingController={}",
+                crate::action::REPORTER
+            ))
+            .match_any();
+        let list = Api::<KubeEvent>::all(client.clone()).list(&lp).await?;
+        Ok(list.items.into_iter().filter_map(seen_of).collect())
+    }
+
+    /// Counts `listed` and the ledger within each window and decides. With `reserve`, a
+    /// closed breaker records `event_key` (`namespace/eventName`) in the ledger before the
+    /// DELETE, so this process's concurrent deletions see it at once.
+    pub fn decide(
+        &self,
+        listed: &[Seen],
+        workload: Option<&str>,
+        now: Timestamp,
+        event_key: &str,
+        reserve: bool,
+    ) -> Result<Option<Ticket>, Open> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let longest = self.longest();
+        let age = |s: &Seen| now.duration_since(s.at).unsigned_abs();
+        ledger.retain(|s| age(s) <= longest);
+        let all = || {
+            listed
+                .iter()
+                .filter(|s| !ledger.iter().any(|l| l.key == s.key))
+                .chain(ledger.iter())
+        };
+        if let (Some(b), Some(w)) = (self.per_workload, workload) {
+            let count = all()
+                .filter(|s| s.workload.as_deref() == Some(w) && age(s) <= b.window)
+                .count();
+            if count >= b.max as usize {
+                return Err(Open {
+                    scope: Scope::Workload,
+                    count,
+                    budget: b,
+                });
+            }
+        }
+        if let Some(b) = self.overall {
+            let count = all().filter(|s| age(s) <= b.window).count();
+            if count >= b.max as usize {
+                return Err(Open {
+                    scope: Scope::Overall,
+                    count,
+                    budget: b,
+                });
+            }
+        }
+        if !reserve {
+            return Ok(None);
+        }
+        ledger.push(Seen {
+            key: event_key.to_string(),
+            workload: workload.map(String::from),
+            at: now,
+        });
+        Ok(Some(Ticket {
+            key: event_key.to_string(),
+        }))
+    }
+
+    /// The reserved deletion did not happen (gone, stale, refused): it must not count.
+    pub fn release(&self, t: Ticket) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.retain(|s| s.key != t.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn seen(key: &str, w: Option<&str>, at: i64) -> Seen {
+        Seen {
+            key: key.into(),
+            workload: w.map(String::from),
+            at: ts(at),
+        }
+    }
+
+    #[test]
+    fn budgets_parse_and_print() {
+        assert_eq!(
+            "3/10m".parse(),
+            Ok(Budget {
+                max: 3,
+                window: Duration::from_secs(600)
+            })
+        );
+        assert_eq!(
+            " 20 / 1m ".parse::<Budget>().map(|b| b.to_string()),
+            Ok("20/1m".to_string())
+        );
+        assert_eq!("5/90s".parse::<Budget>().unwrap().to_string(), "5/90s");
+        assert_eq!("1/1h".parse::<Budget>().unwrap().window, MAX_WINDOW);
+        for bad in ["3", "0/1m", "3/0m", "3/2h", "3/10", "3/10d", "x/1m", "3/m", "-1/1m"] {
+            assert!(bad.parse::<Budget>().is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_budget("off"), Ok(None));
+        assert_eq!(parse_budget("OFF"), Ok(None));
+        assert!(parse_budget("3/1m").unwrap().is_some());
+    }
+
+    #[test]
+    fn the_workload_budget_counts_only_that_workload_within_its_window() {
+        let b = Breaker::new(Some("2/60s".parse().unwrap()), None);
+        let w = Some("ns/Deployment/web");
+        let listed = vec![
+            seen("ns/e1", w, -30),
+            seen("ns/e2", Some("ns/Deployment/other"), -10),
+            seen("ns/e3", w, -61), // outside the window
+            seen("ns/e4", None, -5),
+        ];
+        // One of web in the window: a second is allowed, and reserved.
+        let t = b.decide(&listed, w, ts(0), "ns/e5", true).unwrap().unwrap();
+        assert_eq!(t.key, "ns/e5");
+        // The reservation counts at once (before its Event is listed): the third is refused.
+        let open = b.decide(&listed, w, ts(1), "ns/e6", true).unwrap_err();
+        assert_eq!((open.scope, open.count), (Scope::Workload, 2));
+        assert!(open.reason(&Workload {
+            kind: Kind::Deployment,
+            name: "web".into(),
+            api_version: "apps/v1".into()
+        })
+        .contains("2 pods of workload Deployment/web"));
+        // Once listed, the same deletion still counts once.
+        let mut listed2 = listed.clone();
+        listed2.push(seen("ns/e5", w, 0));
+        assert!(b.decide(&listed2, w, ts(1), "ns/e6", false).is_err());
+        // A release (the delete did not happen) gives the slot back.
+        b.release(t);
+        assert!(b.decide(&listed, w, ts(1), "ns/e6", false).is_ok());
+        // The window slides: 31 s later e1 is out of it.
+        let _ = b.decide(&listed, w, ts(1), "ns/e7", true).unwrap();
+        assert!(b.decide(&listed, w, ts(2), "ns/e8", false).is_err());
+        assert!(b.decide(&listed, w, ts(31), "ns/e8", false).is_ok());
+        // Standalone pods (no workload key) are not held by the workload budget.
+        assert!(b.decide(&listed, None, ts(2), "ns/e9", false).is_ok());
+    }
+
+    #[test]
+    fn the_overall_budget_counts_every_deletion() {
+        let b = Breaker::new(Some("5/60s".parse().unwrap()), Some("3/60s".parse().unwrap()));
+        let listed = vec![
+            seen("a/e1", Some("a/StatefulSet/db"), -1),
+            seen("b/e2", None, -2),
+            seen("c/e3", Some("c/Job/j"), -70),
+        ];
+        assert!(b.decide(&listed, None, ts(0), "d/e4", true).is_ok());
+        let open = b.decide(&listed, Some("x/Deployment/y"), ts(0), "d/e5", true).unwrap_err();
+        assert_eq!((open.scope, open.count), (Scope::Overall, 3));
+        // Turned off: never open.
+        let off = Breaker::new(None, None);
+        assert!(!off.enabled());
+        assert!(off.decide(&listed, None, ts(0), "d/e6", true).is_ok());
+    }
+
+    #[test]
+    fn events_are_read_with_their_workload() {
+        let e: KubeEvent = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p.1", "namespace": "ns"},
+            "eventTime": "2026-11-30T08:00:00.000000Z",
+            "reason": DELETED_REASON,
+            "related": {"kind": "Deployment", "name": "web", "namespace": "ns", "apiVersion": "apps/v1"}
+        }))
+        .unwrap();
+        let s = seen_of(e).unwrap();
+        assert_eq!(s.key, "ns/p.1");
+        assert_eq!(s.workload.as_deref(), Some("ns/Deployment/web"));
+        let w = Workload {
+            kind: Kind::Deployment,
+            name: "web".into(),
+            api_version: "apps/v1".into(),
+        };
+        assert_eq!(workload_key("ns", &w), s.workload);
+        assert_eq!(related("ns", &w).unwrap().kind.as_deref(), Some("Deployment"));
+    }
+}

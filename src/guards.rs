@@ -1,0 +1,209 @@
+//! Workload-aware guards, pure: what the workload and its replica counts say about deleting one
+//! of its pods. The API calls that feed them live in `workload.rs` and `breaker.rs`.
+
+use std::str::FromStr;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::workload::{Kind, Replicas, Workload};
+
+/// SKIP_OWNER_KINDS: pods of these workload kinds are skipped (names in any case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkipOwnerKinds(pub Vec<Kind>);
+
+impl FromStr for SkipOwnerKinds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(SkipOwnerKinds(
+            s.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Kind::parse)
+                .collect(),
+        ))
+    }
+}
+
+impl SkipOwnerKinds {
+    pub fn contains(&self, kind: &Kind) -> bool {
+        self.0.iter().any(|k| match (k, kind) {
+            (Kind::Other(a), Kind::Other(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        })
+    }
+}
+
+/// MIN_AVAILABLE: `N` ready replicas, or `N%` of the desired replicas (rounded up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinAvailable {
+    Count(u32),
+    Percent(u32),
+}
+
+impl FromStr for MinAvailable {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<u32>() {
+                Ok(p) if p <= 100 => Ok(MinAvailable::Percent(p)),
+                _ => Err("expected N or N% with N a whole number from 0 to 100".into()),
+            },
+            None => s
+                .parse::<u32>()
+                .map(MinAvailable::Count)
+                .map_err(|_| "expected a whole number of replicas (N) or a percentage (N%)".into()),
+        }
+    }
+}
+
+impl MinAvailable {
+    /// The floor in replicas for a workload that wants `desired`. Percentages round up, as
+    /// PodDisruptionBudgets do: 50% of 3 is 2.
+    pub fn floor(self, desired: u32) -> u32 {
+        match self {
+            MinAvailable::Count(n) => n,
+            MinAvailable::Percent(p) => (u64::from(p) * u64::from(desired)).div_ceil(100) as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for MinAvailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MinAvailable::Count(n) => write!(f, "{n}"),
+            MinAvailable::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Whether the pod counts as ready (condition Ready=True), as the workload controllers count it.
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// What the guards decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on (breaker next, then delete).
+    Pass,
+    /// Never act on this pod: deleting cannot help or was ruled out.
+    Skip(String),
+    /// Not now: deleting would break availability; retrying later may succeed.
+    Hold(String),
+}
+
+/// The guards that need no more than the workload: mirror pods and SKIP_OWNER_KINDS.
+pub fn by_kind(w: &Workload, skip: &SkipOwnerKinds, node: Option<&str>) -> Verdict {
+    if w.kind == Kind::Mirror {
+        return Verdict::Skip(format!(
+            "mirror pod of a static pod on node {}: deleting it has no effect (the kubelet \
+             recreates it at once); act on the node (its manifest directory)",
+            node.unwrap_or("?")
+        ));
+    }
+    if skip.contains(&w.kind) {
+        return Verdict::Skip(format!(
+            "workload {w}: {} is listed in SKIP_OWNER_KINDS",
+            w.kind.as_str()
+        ));
+    }
+    Verdict::Pass
+}
+
+/// The availability floor: after deleting this pod, `ready` (minus this pod when it is ready)
+/// must stay at or above the floor. `None` replicas (a kind without a replica count, or the
+/// workload is gone) never hold.
+pub fn floor(
+    w: &Workload,
+    min: MinAvailable,
+    replicas: Option<Replicas>,
+    pod_ready: bool,
+) -> Verdict {
+    let Some(r) = replicas else {
+        return Verdict::Pass;
+    };
+    let floor = min.floor(r.desired);
+    let after = r.ready.saturating_sub(u32::from(pod_ready));
+    if after < floor {
+        Verdict::Hold(format!(
+            "workload {w}: deleting would leave {after} ready of {} desired replicas, below \
+             MIN_AVAILABLE={min} ({floor} replicas); retry once replicas recover",
+            r.desired
+        ))
+    } else {
+        Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(kind: Kind) -> Workload {
+        Workload {
+            kind,
+            name: "web".into(),
+            api_version: "apps/v1".into(),
+        }
+    }
+
+    #[test]
+    fn min_available_parses_counts_and_percentages() {
+        assert_eq!("2".parse(), Ok(MinAvailable::Count(2)));
+        assert_eq!(" 50% ".parse(), Ok(MinAvailable::Percent(50)));
+        assert_eq!("0%".parse(), Ok(MinAvailable::Percent(0)));
+        for bad in ["", "-1", "101%", "1.5", "x%", "%"] {
+            assert!(bad.parse::<MinAvailable>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn percentages_are_of_desired_replicas_rounded_up() {
+        assert_eq!(MinAvailable::Percent(50).floor(3), 2);
+        assert_eq!(MinAvailable::Percent(33).floor(3), 1);
+        assert_eq!(MinAvailable::Percent(34).floor(3), 2);
+        assert_eq!(MinAvailable::Percent(100).floor(5), 5);
+        assert_eq!(MinAvailable::Percent(1).floor(1), 1);
+        assert_eq!(MinAvailable::Percent(0).floor(10), 0);
+        // Talon's bug read "33%" as 33 pods: a percentage is never the bare number.
+        assert_eq!(MinAvailable::Percent(33).floor(4), 2);
+        assert_eq!(MinAvailable::Count(33).floor(4), 33);
+    }
+
+    #[test]
+    fn the_floor_counts_ready_replicas_minus_this_pod_when_ready() {
+        let r = |desired, ready| Some(Replicas { desired, ready });
+        let min = MinAvailable::Count(2);
+        // 3 ready, this one ready: 2 left, at the floor: fine.
+        assert_eq!(floor(&w(Kind::Deployment), min, r(3, 3), true), Verdict::Pass);
+        // 2 ready, this one ready: 1 left: held.
+        let v = floor(&w(Kind::Deployment), min, r(3, 2), true);
+        assert!(matches!(&v, Verdict::Hold(m) if m.contains("leave 1 ready of 3") && m.contains("MIN_AVAILABLE=2")), "{v:?}");
+        // 2 ready and this one is not among them: deleting it leaves 2.
+        assert_eq!(floor(&w(Kind::Deployment), min, r(3, 2), false), Verdict::Pass);
+        // 50% of 3 = 2: 2 ready, one of them this pod: held.
+        let half = MinAvailable::Percent(50);
+        assert!(matches!(floor(&w(Kind::StatefulSet), half, r(3, 2), true), Verdict::Hold(_)));
+        assert_eq!(floor(&w(Kind::StatefulSet), half, r(3, 3), true), Verdict::Pass);
+        // No replica count (Job, standalone, gone): the floor does not apply.
+        assert_eq!(floor(&w(Kind::Job), min, None, true), Verdict::Pass);
+    }
+
+    #[test]
+    fn mirror_pods_are_skipped_and_skip_owner_kinds_match_by_kind() {
+        let skip: SkipOwnerKinds = "statefulset, Standalone,rollout".parse().unwrap();
+        assert!(matches!(by_kind(&w(Kind::Mirror), &SkipOwnerKinds::default(), Some("n1")),
+            Verdict::Skip(m) if m.contains("no effect") && m.contains("n1")));
+        assert!(matches!(by_kind(&w(Kind::StatefulSet), &skip, None), Verdict::Skip(m) if m.contains("StatefulSet/web")));
+        assert!(matches!(by_kind(&w(Kind::Standalone), &skip, None), Verdict::Skip(_)));
+        assert!(matches!(by_kind(&w(Kind::Other("Rollout".into())), &skip, None), Verdict::Skip(_)));
+        assert_eq!(by_kind(&w(Kind::Deployment), &skip, None), Verdict::Pass);
+        assert_eq!(by_kind(&w(Kind::Standalone), &SkipOwnerKinds::default(), None), Verdict::Pass);
+    }
+}
