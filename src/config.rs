@@ -27,6 +27,12 @@ pub const ENV_VARS: &[&str] = &[
     "DEDUP_SECONDS",
     "RUST_LOG",
     "BODY",
+    // Workload-aware guards (guards.rs, breaker.rs, evict.rs).
+    "SKIP_OWNER_KINDS",
+    "MIN_AVAILABLE",
+    "USE_EVICTION",
+    "MAX_DELETIONS_PER_WORKLOAD",
+    "MAX_DELETIONS",
 ];
 
 /// Where the in-cluster ServiceAccount namespace lives; the fallback for our own namespace.
@@ -70,6 +76,11 @@ struct Raw {
     pod_name: Option<String>,
     kube_token_file: Option<PathBuf>,
     dedup_seconds: Option<u64>,
+    skip_owner_kinds: Option<String>,
+    min_available: Option<String>,
+    use_eviction: Option<String>,
+    max_deletions_per_workload: Option<String>,
+    max_deletions: Option<String>,
 }
 
 /// Which Falco rules lead to deletion.
@@ -115,6 +126,8 @@ pub struct Config {
     pub own_pod: Option<String>,
     pub kube_token_file: Option<PathBuf>,
     pub dedup: Duration,
+    /// SKIP_OWNER_KINDS, MIN_AVAILABLE, USE_EVICTION, MAX_DELETIONS(_PER_WORKLOAD).
+    pub guards: crate::guards::GuardConfig,
 }
 
 pub const DEFAULT_RULES: &str = "Terminal shell in container";
@@ -213,7 +226,24 @@ impl Config {
                 why: "must be at least 1".into(),
             });
         }
+        let use_eviction = match non_empty(raw.use_eviction) {
+            None => None,
+            Some(v) => Some(parse_bool(&v).ok_or_else(|| ConfigError::Value {
+                var: "USE_EVICTION",
+                value: v.clone(),
+                why: "expected true or false".into(),
+            })?),
+        };
+        let guards = crate::guards::GuardConfig::parse(
+            non_empty(raw.skip_owner_kinds).as_deref(),
+            non_empty(raw.min_available).as_deref(),
+            use_eviction,
+            non_empty(raw.max_deletions_per_workload).as_deref(),
+            non_empty(raw.max_deletions).as_deref(),
+        )
+        .map_err(|(var, value, why)| ConfigError::Value { var, value, why })?;
         Ok(Config {
+            guards,
             port: raw.port.unwrap_or(8080),
             rules,
             min_priority,

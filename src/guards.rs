@@ -141,6 +141,52 @@ pub fn floor(
     }
 }
 
+/// MAX_DELETIONS_PER_WORKLOAD default: three pods of one workload in ten minutes. A real
+/// intrusion touches one or two replicas; a delete loop (start-up trips the rule, every
+/// replacement fires again) reaches three within minutes, and is then stopped.
+pub const DEFAULT_MAX_PER_WORKLOAD: &str = "3/10m";
+/// MAX_DELETIONS default: twenty pods a minute overall. Far above a real incident, far below
+/// what a broken rule (or RULES=* on a noisy one) deletes across a cluster in a minute.
+pub const DEFAULT_MAX_OVERALL: &str = "20/1m";
+
+/// The guards' configuration, read with the rest in `config.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardConfig {
+    pub skip_owner_kinds: SkipOwnerKinds,
+    pub min_available: Option<MinAvailable>,
+    pub use_eviction: bool,
+    pub max_deletions_per_workload: Option<crate::breaker::Budget>,
+    pub max_deletions: Option<crate::breaker::Budget>,
+}
+
+impl GuardConfig {
+    /// From the raw variables (unset: `None`); `Err((variable, value, why))`.
+    pub fn parse(
+        skip_owner_kinds: Option<&str>,
+        min_available: Option<&str>,
+        use_eviction: Option<bool>,
+        per_workload: Option<&str>,
+        overall: Option<&str>,
+    ) -> Result<GuardConfig, (&'static str, String, String)> {
+        let err = |var, v: &str, why| (var, v.to_string(), why);
+        let budget = |var, v: &str| crate::breaker::parse_budget(v).map_err(|why| err(var, v, why));
+        Ok(GuardConfig {
+            skip_owner_kinds: skip_owner_kinds
+                .map(|s| s.parse().unwrap_or_default())
+                .unwrap_or_default(),
+            min_available: min_available
+                .map(|v| v.parse().map_err(|why| err("MIN_AVAILABLE", v, why)))
+                .transpose()?,
+            use_eviction: use_eviction.unwrap_or(false),
+            max_deletions_per_workload: budget(
+                "MAX_DELETIONS_PER_WORKLOAD",
+                per_workload.unwrap_or(DEFAULT_MAX_PER_WORKLOAD),
+            )?,
+            max_deletions: budget("MAX_DELETIONS", overall.unwrap_or(DEFAULT_MAX_OVERALL))?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +239,23 @@ mod tests {
         assert_eq!(floor(&w(Kind::StatefulSet), half, r(3, 3), true), Verdict::Pass);
         // No replica count (Job, standalone, gone): the floor does not apply.
         assert_eq!(floor(&w(Kind::Job), min, None, true), Verdict::Pass);
+    }
+
+    #[test]
+    fn guard_configuration_has_safe_defaults_and_names_bad_variables() {
+        let d = GuardConfig::parse(None, None, None, None, None).unwrap();
+        assert_eq!(d.skip_owner_kinds, SkipOwnerKinds::default());
+        assert_eq!((d.min_available, d.use_eviction), (None, false));
+        assert_eq!(d.max_deletions_per_workload.unwrap().to_string(), "3/10m");
+        assert_eq!(d.max_deletions.unwrap().to_string(), "20/1m");
+        let off = GuardConfig::parse(Some("Job"), Some("50%"), Some(true), Some("off"), Some("off"))
+            .unwrap();
+        assert_eq!((off.max_deletions_per_workload, off.max_deletions), (None, None));
+        assert!(off.skip_owner_kinds.contains(&Kind::Job));
+        let e = GuardConfig::parse(None, Some("lots"), None, None, None).unwrap_err();
+        assert_eq!(e.0, "MIN_AVAILABLE");
+        let e = GuardConfig::parse(None, None, None, None, Some("20/1d")).unwrap_err();
+        assert_eq!((e.0, e.1.as_str()), ("MAX_DELETIONS", "20/1d"));
     }
 
     #[test]

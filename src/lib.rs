@@ -13,6 +13,7 @@
 
 pub mod action;
 pub mod app;
+pub mod availability;
 pub mod breaker;
 pub mod coalesce;
 pub mod config;

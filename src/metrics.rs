@@ -23,8 +23,22 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+/// Why a deletion was held: `floor` (MIN_AVAILABLE) or `pdb` (a PodDisruptionBudget).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HeldLabels {
+    pub guard: &'static str,
+}
+
+/// The workload kind (`Deployment`, ..., `Standalone`, `other`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadLabels {
+    pub workload_kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub held: Family<HeldLabels, Counter>,
+    pub breaker_open: Family<WorkloadLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deletions: Counter,
     pub kube_errors: Family<ErrorLabels, Counter>,
@@ -61,7 +75,21 @@ impl Metrics {
             "Time to handle one event, from decoded request to answer",
             latency.clone(),
         );
+        let held = Family::<HeldLabels, Counter>::default();
+        let breaker_open = Family::<WorkloadLabels, Counter>::default();
+        registry.register(
+            "held",
+            "Deletions held to keep a workload available, by guard (floor, pdb)",
+            held.clone(),
+        );
+        registry.register(
+            "breaker_open",
+            "Deletions refused by the open deletion breaker, by workload kind",
+            breaker_open.clone(),
+        );
         Metrics {
+            held,
+            breaker_open,
             registry,
             events,
             deletions,

@@ -856,3 +856,125 @@ fn wait_for_tcp(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// --- kube-controller-manager (issue 10) -------------------------------------------------------
+
+/// The controllers a guard test needs: Deployments make ReplicaSets, ReplicaSets and
+/// StatefulSets make pods with real ownerReferences and count ready replicas, Jobs/CronJobs,
+/// and the disruption controller computes PodDisruptionBudget status (`disruptionsAllowed`).
+/// No scheduler and no kubelet: [`mark_pod_ready`] plays the kubelet's part.
+pub const CONTROLLERS: &str = "deployment,replicaset,statefulset,job,cronjob,disruption";
+
+static CONTROLLER_MANAGERS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+impl ApiServer {
+    /// Starts kube-controller-manager ([`CONTROLLERS`]) against this server, once per
+    /// server; later calls return at once. Binary: `TEST_ASSET_KUBE_CONTROLLER_MANAGER`, else
+    /// `$KUBEBUILDER_ASSETS/kube-controller-manager`, else the one `scripts/kube-test-env.sh`
+    /// builds. Stopped like the other servers (watchdog) when the test process is gone.
+    pub fn start_controller_manager(&self) {
+        let mut started = CONTROLLER_MANAGERS.lock().unwrap();
+        if started.contains(&self.port) {
+            return;
+        }
+        let bin = find_binary(
+            "TEST_ASSET_KUBE_CONTROLLER_MANAGER",
+            "kube-controller-manager",
+            || {
+                std::env::var_os("HOME").map(|h| {
+                    PathBuf::from(h)
+                        .join(".cache/falco-responder/kubernetes-1.20.2/kube-controller-manager")
+                })
+            },
+        );
+        let args: Vec<String> = vec![
+            format!("--kubeconfig={}", self.admin_kubeconfig().display()),
+            format!("--controllers={CONTROLLERS}"),
+            "--leader-elect=false".into(),
+            // No serving at all: parallel test binaries would fight over the default ports.
+            "--port=0".into(),
+            "--secure-port=0".into(),
+            // Sync quickly: tests wait on replica counts and PDB status.
+            "--concurrent-deployment-syncs=2".into(),
+            "--v=1".into(),
+        ];
+        let mut child = spawn_watchdog(&self.dir, "kube-controller-manager", &bin, &args)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // It has no health endpoint here (serving is off): a quick early exit is the failure.
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = fs::read_to_string(self.dir.join("kube-controller-manager.log"))
+                .unwrap_or_default();
+            panic!("kube-controller-manager exited at start ({status}):\n{log}");
+        }
+        // The watchdog stops it when the test process is gone; no handle is kept.
+        drop(child);
+        started.push(self.port);
+    }
+
+    /// Last lines of the controller manager's log, for failure messages.
+    pub fn controller_manager_log_tail(&self) -> String {
+        let text = fs::read_to_string(self.dir.join("kube-controller-manager.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+/// Plays the kubelet for a pod made by a controller: `phase: Running`, condition `Ready`
+/// (what ReplicaSets, StatefulSets and the disruption controller count) and a container id,
+/// through the `pods/status` subresource.
+pub async fn mark_pod_ready(client: &Client, ns: &str, name: &str, container_id: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = pods
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("getting pod {ns}/{name}: {e}"));
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| "main".into());
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                { "type": "Ready", "status": "True", "lastTransitionTime": now },
+                { "type": "ContainersReady", "status": "True", "lastTransitionTime": now }
+            ],
+            "containerStatuses": [{
+                "name": container,
+                "image": "alpine",
+                "imageID": "",
+                "containerID": format!("containerd://{container_id}"),
+                "ready": true,
+                "restartCount": 0,
+                "started": true,
+                "state": { "running": { "startedAt": now } }
+            }]
+        }
+    });
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("setting status of pod {ns}/{name}: {e}"))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,340 @@
+//! The guards in action, between "this is the pod, delete it" and the DELETE: resolve the
+//! workload, skip what must not or need not be deleted (mirror pods, SKIP_OWNER_KINDS), hold
+//! what would break availability (MIN_AVAILABLE, a PodDisruptionBudget under USE_EVICTION), and
+//! stop runaway deletion (the breaker). The decisions are `guards` and `breaker`; this module
+//! makes their API calls within the event's deadline.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::Duration,
+};
+
+use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
+use kube::Client;
+use tokio::time::Instant;
+
+use crate::{
+    breaker::{self, Breaker, Open, Seen, Ticket},
+    evict::{self, Refused},
+    guards::{self, MinAvailable, SkipOwnerKinds, Verdict},
+    workload::{self, Kind, Workload},
+};
+
+/// Retry-After of a `held` answer: replicas take seconds to tens of seconds to become ready.
+pub const HELD_RETRY_AFTER_SECONDS: u64 = 30;
+
+/// Resolved ReplicaSet/Job owners by uid: a delete loop hits the same owner again and again,
+/// and an owner's own controller does not change. Bounded; cleared when full.
+const OWNER_CACHE_MAX: usize = 4096;
+
+/// The guard configuration and the per-process state (breaker ledger, owner cache).
+#[derive(Debug)]
+pub struct Availability {
+    pub skip_owner_kinds: SkipOwnerKinds,
+    pub min_available: Option<MinAvailable>,
+    pub use_eviction: bool,
+    pub breaker: Breaker,
+    owners: Mutex<HashMap<String, Workload>>,
+}
+
+/// What the guards decided for one pod.
+#[derive(Debug)]
+pub enum Plan {
+    /// Remove the pod. `ticket`: the deletion reserved in the breaker (release it if the
+    /// removal does not happen). `checks`: what each guard said, for dry-run reasons.
+    Remove {
+        workload: Workload,
+        ticket: Option<Ticket>,
+        checks: Vec<String>,
+    },
+    /// Never: deleting has no effect or was ruled out (`skipped`).
+    Skip { workload: Workload, reason: String },
+    /// Not now: availability (`held`, 503 + Retry-After).
+    Hold { workload: Workload, reason: String },
+    /// The breaker is open (`breaker-open`, 200: a person must look).
+    BreakerOpen {
+        workload: Workload,
+        reason: String,
+        open: Open,
+    },
+}
+
+/// The breaker's LIST, started together with the pod's GET (see [`Availability::prefetch`]).
+pub type Prefetched = Option<Result<Vec<Seen>, kube::Error>>;
+
+/// A guard could not decide: the deletion does not happen, the sender is told why.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GuardError {
+    #[error("the Kubernetes API did not complete {step} within API_TIMEOUT_SECONDS ({}s)", .timeout.as_secs())]
+    Timeout {
+        step: &'static str,
+        timeout: Duration,
+    },
+    #[error(
+        "forbidden: the Kubernetes API refused to {what}: {message} (grant {rbac} to this \
+         ServiceAccount: see the guards' RBAC in the README)"
+    )]
+    Forbidden {
+        what: String,
+        rbac: &'static str,
+        message: String,
+    },
+    #[error("the Kubernetes API answered {code} to {what}: {message}")]
+    Api {
+        what: String,
+        code: u16,
+        message: String,
+    },
+    #[error("the Kubernetes API is unreachable ({what}): {message}")]
+    Unreachable { what: String, message: String },
+}
+
+impl GuardError {
+    /// 503 where a retry may help, 500 where it needs a human (RBAC, a refusal).
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            GuardError::Timeout { .. } | GuardError::Unreachable { .. } => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
+            GuardError::Api { code, .. } if *code >= 500 || *code == 429 => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
+            GuardError::Forbidden { .. } | GuardError::Api { .. } => {
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            GuardError::Timeout { .. } => "timeout",
+            GuardError::Forbidden { .. } => "forbidden",
+            GuardError::Api { .. } => "api",
+            GuardError::Unreachable { .. } => "unreachable",
+        }
+    }
+}
+
+fn api_error(e: kube::Error, what: String, rbac: &'static str) -> GuardError {
+    match e {
+        kube::Error::Api(s) if s.is_forbidden() => GuardError::Forbidden {
+            what,
+            rbac,
+            message: s.message.clone(),
+        },
+        kube::Error::Api(s) => GuardError::Api {
+            what,
+            code: s.code,
+            message: s.message.clone(),
+        },
+        other => GuardError::Unreachable {
+            what,
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Availability {
+    pub fn new(
+        skip_owner_kinds: SkipOwnerKinds,
+        min_available: Option<MinAvailable>,
+        use_eviction: bool,
+        breaker: Breaker,
+    ) -> Availability {
+        Availability {
+            skip_owner_kinds,
+            min_available,
+            use_eviction,
+            breaker,
+            owners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The breaker's count, to run concurrently with the pod's GET: it does not depend on the
+    /// pod, and a sequential LIST would add a whole round trip to every deletion.
+    pub async fn prefetch(&self, client: &Client) -> Prefetched {
+        if !self.breaker.enabled() {
+            return None;
+        }
+        Some(Breaker::list(client).await)
+    }
+
+    async fn within<T>(
+        deadline: Instant,
+        timeout: Duration,
+        step: &'static str,
+        fut: impl Future<Output = T>,
+    ) -> Result<T, GuardError> {
+        tokio::time::timeout_at(deadline, fut)
+            .await
+            .map_err(|_| GuardError::Timeout { step, timeout })
+    }
+
+    /// The pod's workload: ReplicaSet → Deployment and Job → CronJob through one metadata GET,
+    /// remembered by owner uid.
+    async fn resolve(&self, client: &Client, pod: &Pod) -> Result<Workload, kube::Error> {
+        let owner_uid = match workload::owner_of(pod) {
+            workload::Owner::Controller(o) => o.uid,
+            _ => return Ok(workload::direct_workload(pod)),
+        };
+        if let Some(w) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).get(&owner_uid) {
+            return Ok(w.clone());
+        }
+        let w = workload::resolve(client, pod).await?;
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        if owners.len() >= OWNER_CACHE_MAX {
+            owners.clear();
+        }
+        owners.insert(owner_uid, w.clone());
+        Ok(w)
+    }
+
+    /// Runs every guard for `pod` (already checked to be the event's pod, not terminating).
+    /// `event_key` (`namespace/eventName`) is the FalcoPodDeleted Event this deletion will
+    /// record: the breaker reserves it. In `dry_run` nothing is reserved and an eviction is only
+    /// tried with `dryRun=All`, so every guard still gives its verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn plan(
+        &self,
+        client: &Client,
+        pod: &Pod,
+        prefetched: Prefetched,
+        event_key: &str,
+        grace: Option<u32>,
+        deadline: Instant,
+        timeout: Duration,
+        dry_run: bool,
+    ) -> Result<Plan, GuardError> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let w = Self::within(deadline, timeout, "resolve the workload", self.resolve(client, pod))
+            .await?
+            .map_err(|e| {
+                api_error(
+                    e,
+                    format!("get the owner of pod {ns}/{name}"),
+                    "get on replicasets (apps) and jobs (batch)",
+                )
+            })?;
+        let mut checks = vec![format!("workload {w}")];
+
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        if let Verdict::Skip(reason) = guards::by_kind(&w, &self.skip_owner_kinds, node) {
+            return Ok(Plan::Skip {
+                workload: w,
+                reason,
+            });
+        }
+
+        if let Some(min) = self.min_available {
+            let replicas = Self::within(
+                deadline,
+                timeout,
+                "get the workload",
+                workload::replicas(client, &ns, &w),
+            )
+            .await?
+            .map_err(|e| {
+                api_error(
+                    e,
+                    format!("get {w} in {ns}"),
+                    "get on deployments, replicasets, statefulsets, daemonsets (apps) for MIN_AVAILABLE",
+                )
+            })?;
+            match guards::floor(&w, min, replicas, guards::pod_is_ready(pod)) {
+                Verdict::Hold(reason) => {
+                    return Ok(Plan::Hold {
+                        workload: w,
+                        reason,
+                    });
+                }
+                _ => checks.push(match replicas {
+                    Some(r) => format!(
+                        "MIN_AVAILABLE={min} holds ({} of {} ready)",
+                        r.ready, r.desired
+                    ),
+                    None => format!("MIN_AVAILABLE={min} does not apply to {}", w.kind.as_str()),
+                }),
+            }
+        }
+
+        let mut ticket = None;
+        if let Some(listed) = prefetched {
+            let listed = listed.map_err(|e| {
+                api_error(
+                    e,
+                    "list Events for the deletion breaker".into(),
+                    "list on events (events.k8s.io), all namespaces",
+                )
+            })?;
+            let key = breaker::workload_key(&ns, &w);
+            match self
+                .breaker
+                .decide(&listed, key.as_deref(), Timestamp::now(), event_key, !dry_run)
+            {
+                Ok(t) => ticket = t,
+                Err(open) => {
+                    let reason = open.reason(&w);
+                    return Ok(Plan::BreakerOpen {
+                        workload: w,
+                        reason,
+                        open,
+                    });
+                }
+            }
+            checks.push("deletion breaker closed".into());
+        }
+
+        // Under DRY_RUN the Eviction API itself says whether a budget would allow it.
+        if dry_run && self.use_eviction {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            match Self::within(
+                deadline,
+                timeout,
+                "evict (dry run)",
+                evict::evict(client, &ns, &name, &uid, grace, true),
+            )
+            .await?
+            {
+                Ok(()) => checks.push("the PodDisruptionBudgets allow an eviction".into()),
+                Err(Refused::Budget(msg)) => {
+                    return Ok(Plan::Hold {
+                        workload: w,
+                        reason: format!("eviction refused by a PodDisruptionBudget: {msg}"),
+                    });
+                }
+                Err(Refused::Other(e)) => {
+                    return Err(api_error(
+                        e,
+                        format!("evict pod {ns}/{name} (dry run)"),
+                        "create on pods/eviction for USE_EVICTION",
+                    ));
+                }
+            }
+        }
+
+        Ok(Plan::Remove {
+            workload: w,
+            ticket,
+            checks,
+        })
+    }
+
+    /// Gives a reserved deletion back when the pod was not removed after all.
+    pub fn release(&self, ticket: Option<Ticket>) {
+        if let Some(t) = ticket {
+            self.breaker.release(t);
+        }
+    }
+
+    /// Whether this workload kind is counted by the per-workload budget.
+    pub fn counts_per_workload(w: &Workload) -> bool {
+        !matches!(w.kind, Kind::Standalone | Kind::Mirror)
+    }
+}
+
+/// The reason of a `held` outcome for a PodDisruptionBudget refusal.
+pub fn pdb_reason(msg: &str) -> String {
+    format!("eviction refused by a PodDisruptionBudget: {msg}; retry once replicas recover")
+}
