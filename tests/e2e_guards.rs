@@ -1,0 +1,554 @@
+//! Workload-aware guards end to end (issue 10): the real `falco-responder` binary against a real
+//! kube-apiserver joined by a real kube-controller-manager (tests/support), so Deployments make
+//! ReplicaSets and pods with real ownerReferences, replica counts are the controllers' own and
+//! PodDisruptionBudget status is the disruption controller's. No kubelet: the test marks pods
+//! Running/Ready through `pods/status`, as a kubelet would.
+
+mod common;
+mod support;
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use common::{Envelope, HttpReply, http, terminal_shell, wrap};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::Pod,
+    events::v1::Event as KubeEvent,
+};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+use support::ApiServer;
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The real binary on a free loopback port; killed on drop.
+struct Responder {
+    _child: Child,
+    addr: std::net::SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Responder {
+    async fn start(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Responder {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("responder.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_falco-responder"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("KUBECONFIG", kubeconfig)
+            .env("PORT", port.to_string())
+            .env("API_TIMEOUT_SECONDS", "5")
+            // Tests in this file share one API server: the overall budget is tested on its own.
+            .env("MAX_DELETIONS", "off")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn falco-responder");
+        let r = Responder {
+            _child: child,
+            addr: ([127, 0, 0, 1], port).into(),
+            log,
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(r.addr).await.is_ok()
+                && http(r.addr, "GET", "/readyz", &Default::default(), b"")
+                    .await
+                    .status
+                    == 200
+            {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("falco-responder did not become ready:\n{}", r.logs());
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends the Terminal-shell event for `pod` (with its container id); the reply and its JSON.
+    async fn shell_in(&self, ns: &str, pod: &Pod) -> (HttpReply, Value) {
+        let name = pod.metadata.name.as_deref().unwrap();
+        let (headers, body) = wrap(Envelope::Plain, &terminal_shell(ns, name, &cid_of(pod)));
+        let r = http(self.addr, "POST", "/", &headers, &body).await;
+        let v = serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}\nlogs:\n{}",
+                String::from_utf8_lossy(&r.body),
+                self.logs()
+            )
+        });
+        (r, v)
+    }
+
+    async fn metrics(&self) -> String {
+        String::from_utf8(
+            http(self.addr, "GET", "/metrics", &Default::default(), b"")
+                .await
+                .body,
+        )
+        .unwrap()
+    }
+}
+
+fn cid_of(pod: &Pod) -> String {
+    pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0]
+        .container_id
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string()
+}
+
+fn new_cid() -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!("{a}{b}")
+}
+
+/// A shared server with the controller manager: one per test binary.
+fn server() -> &'static ApiServer {
+    let s = ApiServer::shared();
+    s.start_controller_manager();
+    s
+}
+
+/// Deployment `name` (label `app: name`) with `replicas` pods, no node (no scheduler here).
+async fn deployment(client: &Client, ns: &str, name: &str, replicas: i32) {
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "main", "image": "alpine" }] }
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap_or_else(|e| panic!("creating Deployment {ns}/{name}: {e}"));
+}
+
+async fn scale(client: &Client, ns: &str, name: &str, replicas: i32) {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+        )
+        .await
+        .unwrap();
+}
+
+/// Live (not terminating) pods of `app`, by name.
+async fn pods_of(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
+    let mut pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods
+}
+
+/// Waits for `n` pods of `app` made by the controllers, marks the first `ready` of them Ready
+/// (each with its own container id), and waits for the Deployment to count them.
+async fn ready_pods(client: &Client, ns: &str, app: &str, n: usize, ready: usize) -> Vec<Pod> {
+    let pods = support::wait_for(&format!("{n} pods of {app}"), WAIT, || async {
+        let pods = pods_of(client, ns, app).await;
+        (pods.len() == n).then_some(pods)
+    })
+    .await;
+    let mut out = Vec::new();
+    for (i, p) in pods.iter().enumerate() {
+        let name = p.metadata.name.as_deref().unwrap();
+        if i < ready && !support_ready(p) {
+            out.push(support::mark_pod_ready(client, ns, name, &new_cid()).await);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    wait_ready_replicas(client, ns, app, ready as i32).await;
+    out
+}
+
+fn support_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn wait_ready_replicas(client: &Client, ns: &str, app: &str, ready: i32) {
+    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    support::wait_for(
+        &format!("Deployment {app} to count {ready} ready"),
+        WAIT,
+        || async {
+            let d = api.get(app).await.unwrap();
+            let s = d.status.unwrap_or_default();
+            (s.ready_replicas.unwrap_or(0) == ready
+                && s.observed_generation == d.metadata.generation)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn events_with_reason(client: &Client, ns: &str, pod: &str, reason: &str) -> Vec<KubeEvent> {
+    Api::<KubeEvent>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod)
+        })
+        .collect()
+}
+
+async fn wait_event(client: &Client, ns: &str, pod: &str, reason: &str) -> KubeEvent {
+    support::wait_for(&format!("a {reason} Event on {pod}"), Duration::from_secs(10), || async {
+        events_with_reason(client, ns, pod, reason).await.pop()
+    })
+    .await
+}
+
+async fn exists(client: &Client, ns: &str, pod: &Pod) -> bool {
+    let name = pod.metadata.name.as_deref().unwrap();
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some_and(|p| p.metadata.uid == pod.metadata.uid && p.metadata.deletion_timestamp.is_none())
+}
+
+#[tokio::test]
+async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
+    let server = server();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "floor").await;
+    deployment(&admin, &ns, "web", 2).await;
+    let pods = ready_pods(&admin, &ns, "web", 2, 2).await;
+
+    // 2 ready, floor 2: deleting one would leave 1.
+    let strict = Responder::start(&server.admin_kubeconfig(), &[("MIN_AVAILABLE", "2")]).await;
+    let (r, v) = strict.shell_in(&ns, &pods[0]).await;
+    assert_eq!(r.status, 503, "{v}\n{}", strict.logs());
+    assert_eq!(v["outcome"], "held", "{v}");
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("Deployment/web") && reason.contains("MIN_AVAILABLE=2"), "{reason}");
+    assert_eq!(v["pod"]["workload"], "Deployment/web", "{v}");
+    assert!(exists(&admin, &ns, &pods[0]).await, "a held pod keeps running");
+    let e = wait_event(&admin, &ns, pods[0].metadata.name.as_deref().unwrap(), "FalcoDeleteHeld").await;
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert!(strict.metrics().await.contains("falco_responder_held_total{guard=\"floor\"} 1"));
+
+    // Floor 1: one may go. The answer and the Event name the Deployment, not the ReplicaSet.
+    let lenient = Responder::start(&server.admin_kubeconfig(), &[("MIN_AVAILABLE", "1")]).await;
+    let (r, v) = lenient.shell_in(&ns, &pods[0]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", lenient.logs());
+    assert_eq!(v["pod"]["workload"], "Deployment/web");
+    assert!(!exists(&admin, &ns, &pods[0]).await);
+    let e = wait_event(&admin, &ns, pods[0].metadata.name.as_deref().unwrap(), "FalcoPodDeleted").await;
+    let related = e.related.expect("the Event names the workload");
+    assert_eq!((related.kind.as_deref(), related.name.as_deref()), (Some("Deployment"), Some("web")));
+}
+
+#[tokio::test]
+async fn percentage_floors_are_of_desired_replicas_rounded_up() {
+    let server = server();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "pct").await;
+    deployment(&admin, &ns, "api", 3).await;
+    // 3 desired, 2 ready (the first two).
+    let pods = ready_pods(&admin, &ns, "api", 3, 2).await;
+    let kc = server.admin_kubeconfig();
+
+    // 50% of 3 rounds up to 2: deleting a ready pod leaves 1: held. (Rounded down it would be 1.)
+    let half = Responder::start(&kc, &[("MIN_AVAILABLE", "50%")]).await;
+    let (r, v) = half.shell_in(&ns, &pods[0]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (503, Some("held")), "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("(2 replicas)"), "{v}");
+    // The pod that is not ready does not count: deleting it leaves 2 ready, the floor holds.
+    let (_, v) = half.shell_in(&ns, &pods[2]).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    // 33% of 3 rounds up to 1: a ready pod may go (1 left).
+    let third = Responder::start(&kc, &[("MIN_AVAILABLE", "33%")]).await;
+    let (_, v) = third.shell_in(&ns, &pods[0]).await;
+    assert_eq!(v["outcome"], "deleted", "{v}\n{}", third.logs());
+}
+
+/// PodDisruptionBudgets are `policy/v1beta1` on this 1.20 server: the eviction falls back too.
+fn pdb_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
+        "poddisruptionbudgets",
+    )
+}
+
+async fn disruptions_allowed(client: &Client, ns: &str, name: &str, want: i64) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &pdb_resource());
+    support::wait_for(&format!("PDB {name} disruptionsAllowed={want}"), WAIT, || async {
+        let pdb = api.get(name).await.unwrap();
+        let status = pdb.data.get("status")?;
+        (status["disruptionsAllowed"].as_i64() == Some(want)
+            && status["observedGeneration"].as_i64() == pdb.metadata.generation)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pod_disruption_budget_holds_an_eviction_until_it_allows_one() {
+    let server = server();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "pdb").await;
+    deployment(&admin, &ns, "db", 2).await;
+    let pdb: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+        "metadata": { "name": "db-pdb" },
+        "spec": { "minAvailable": 2, "selector": { "matchLabels": { "app": "db" } } }
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(admin.clone(), &ns, &pdb_resource())
+        .create(&PostParams::default(), &pdb)
+        .await
+        .unwrap();
+    let pods = ready_pods(&admin, &ns, "db", 2, 2).await;
+    disruptions_allowed(&admin, &ns, "db-pdb", 0).await;
+
+    let responder =
+        Responder::start(&server.admin_kubeconfig(), &[("USE_EVICTION", "true")]).await;
+    let (r, v) = responder.shell_in(&ns, &pods[0]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (503, Some("held")), "{v}\n{}", responder.logs());
+    assert!(v["reason"].as_str().unwrap().contains("db-pdb"), "{v}");
+    assert!(exists(&admin, &ns, &pods[0]).await);
+    wait_event(&admin, &ns, pods[0].metadata.name.as_deref().unwrap(), "FalcoDeleteHeld").await;
+    assert!(responder.metrics().await.contains("falco_responder_held_total{guard=\"pdb\"} 1"));
+
+    // A third replica: the budget allows one disruption, the retry goes through.
+    scale(&admin, &ns, "db", 3).await;
+    ready_pods(&admin, &ns, "db", 3, 3).await;
+    disruptions_allowed(&admin, &ns, "db-pdb", 1).await;
+    let (r, v) = responder.shell_in(&ns, &pods[0]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", responder.logs());
+    assert!(v["reason"].as_str().unwrap().contains("evict"), "{v}");
+    assert!(!exists(&admin, &ns, &pods[0]).await);
+    // The audit log shows an eviction, not a plain DELETE by us.
+    assert!(server.count_audit_in("create", "pods/eviction", Some(&ns), pods[0].metadata.name.as_deref().unwrap()) >= 1);
+}
+
+#[tokio::test]
+async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
+    let server = server();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "skip").await;
+    let cid = new_cid();
+    let mirror = support::create_pod(
+        &admin,
+        &ns,
+        "etcd-node-1",
+        &cid,
+        &[("kubernetes.io/config.mirror", "3f1c0a")],
+    )
+    .await;
+    let kc = server.admin_kubeconfig();
+    let plain = Responder::start(&kc, &[]).await;
+    let (r, v) = plain.shell_in(&ns, &mirror).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("skipped")), "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("no effect") && reason.contains("node-1"), "{reason}");
+    assert!(exists(&admin, &ns, &mirror).await);
+
+    deployment(&admin, &ns, "web", 1).await;
+    let pods = ready_pods(&admin, &ns, "web", 1, 1).await;
+    let loner = support::create_pod(&admin, &ns, "loner", &new_cid(), &[]).await;
+    let skipping = Responder::start(&kc, &[("SKIP_OWNER_KINDS", "Deployment,Standalone")]).await;
+    let (_, v) = skipping.shell_in(&ns, &pods[0]).await;
+    assert_eq!(v["outcome"], "skipped", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("Deployment/web"), "{v}");
+    let (_, v) = skipping.shell_in(&ns, &loner).await;
+    assert_eq!(v["outcome"], "skipped", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("Standalone/loner"), "{v}");
+    assert!(exists(&admin, &ns, &pods[0]).await && exists(&admin, &ns, &loner).await);
+    // Standalone pods stay deletable by default (attackers use them).
+    let (_, v) = plain.shell_in(&ns, &loner).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    assert_eq!(v["pod"]["workload"], "Standalone/loner");
+}
+
+#[tokio::test]
+async fn the_workload_breaker_opens_after_its_budget_and_closes_after_the_window() {
+    let server = server();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "loop").await;
+    deployment(&admin, &ns, "looper", 3).await;
+    let pods = ready_pods(&admin, &ns, "looper", 3, 3).await;
+    let responder = Responder::start(
+        &server.admin_kubeconfig(),
+        &[("MAX_DELETIONS_PER_WORKLOAD", "2/6s")],
+    )
+    .await;
+    for p in &pods[..2] {
+        let (_, v) = responder.shell_in(&ns, p).await;
+        assert_eq!(v["outcome"], "deleted", "{v}\n{}", responder.logs());
+    }
+    let opened = std::time::Instant::now();
+    let (r, v) = responder.shell_in(&ns, &pods[2]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("breaker-open")), "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("2 pods of workload Deployment/looper"), "{reason}");
+    assert!(exists(&admin, &ns, &pods[2]).await);
+    let e = wait_event(&admin, &ns, pods[2].metadata.name.as_deref().unwrap(), "FalcoBreakerOpen").await;
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert!(e.note.as_deref().unwrap_or_default().contains("Deployment/looper"), "{e:?}");
+    assert!(responder.logs().contains("deletion breaker open"), "{}", responder.logs());
+    assert!(
+        responder
+            .metrics()
+            .await
+            .contains("falco_responder_breaker_open_total{workload_kind=\"Deployment\"} 1")
+    );
+    // After the window the budget is back.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(opened.elapsed()) + Duration::from_secs(1)).await;
+    let (_, v) = responder.shell_in(&ns, &pods[2]).await;
+    assert_eq!(v["outcome"], "deleted", "{v}\n{}", responder.logs());
+}
+
+#[tokio::test]
+async fn the_overall_breaker_holds_across_two_instances() {
+    // A private server: the overall budget counts every deletion on the server.
+    let server = ApiServer::start();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "storm").await;
+    let mut pods = Vec::new();
+    for i in 0..3 {
+        pods.push(support::create_pod(&admin, &ns, &format!("p{i}"), &new_cid(), &[]).await);
+    }
+    let kc = server.admin_kubeconfig();
+    let env = [("MAX_DELETIONS", "2/1m")];
+    let a = Responder::start(&kc, &env).await;
+    let b = Responder::start(&kc, &env).await;
+    let (_, v) = a.shell_in(&ns, &pods[0]).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    let (_, v) = b.shell_in(&ns, &pods[1]).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    // Both deletions are recorded in the API (just after their answers).
+    support::wait_for("two FalcoPodDeleted Events", Duration::from_secs(10), || async {
+        let n = Api::<KubeEvent>::namespaced(admin.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("FalcoPodDeleted"))
+            .count();
+        (n == 2).then_some(())
+    })
+    .await;
+    // Instance A deleted one itself and sees B's through the API: the budget is spent.
+    for r in [&a, &b] {
+        let (status, v) = r.shell_in(&ns, &pods[2]).await;
+        assert_eq!((status.status, v["outcome"].as_str()), (200, Some("breaker-open")), "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("MAX_DELETIONS=2/1m"), "{v}");
+    }
+    assert!(exists(&admin, &ns, &pods[2]).await);
+}
+
+#[tokio::test]
+async fn dry_run_reports_each_guard() {
+    let server = server();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "dry").await;
+    deployment(&admin, &ns, "web", 2).await;
+    let pods = ready_pods(&admin, &ns, "web", 2, 2).await;
+    let kc = server.admin_kubeconfig();
+    let held = Responder::start(&kc, &[("DRY_RUN", "true"), ("MIN_AVAILABLE", "2")]).await;
+    let (r, v) = held.shell_in(&ns, &pods[0]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("dry-run")), "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("would hold") && reason.contains("MIN_AVAILABLE=2"), "{reason}");
+    let ok = Responder::start(&kc, &[("DRY_RUN", "true"), ("MIN_AVAILABLE", "1"), ("USE_EVICTION", "true")]).await;
+    let (_, v) = ok.shell_in(&ns, &pods[0]).await;
+    let reason = v["reason"].as_str().unwrap();
+    assert_eq!(v["outcome"], "dry-run", "{v}");
+    assert!(
+        reason.contains("would evict")
+            && reason.contains("Deployment/web")
+            && reason.contains("MIN_AVAILABLE=1 holds")
+            && reason.contains("breaker closed")
+            && reason.contains("PodDisruptionBudgets allow"),
+        "{reason}"
+    );
+    let skip = Responder::start(&kc, &[("DRY_RUN", "true"), ("SKIP_OWNER_KINDS", "Deployment")]).await;
+    let (_, v) = skip.shell_in(&ns, &pods[0]).await;
+    assert_eq!(v["outcome"], "dry-run", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("would skip"), "{v}");
+    for p in &pods {
+        assert!(exists(&admin, &ns, p).await, "a dry run deletes nothing");
+    }
+    // A dry-run eviction is not an eviction.
+    assert_eq!(server.count_audit_in("delete", "pods", Some(&ns), "*"), 0);
+}
+
+#[tokio::test]
+async fn the_shipped_rbac_covers_the_default_and_optional_guards() {
+    let server = server();
+    let admin = server.admin_client().await;
+    let home = support::namespace(&admin, "responder").await;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knative");
+    support::apply_manifests(&admin, &dir.join("rbac.yaml"), Some(&home)).await;
+    let token = support::service_account_token(&admin, &home, "falco-responder").await;
+    let kc = server.kubeconfig_for_token(&token);
+    let ns = support::namespace(&admin, "victims").await;
+    deployment(&admin, &ns, "web", 3).await;
+    let pods = ready_pods(&admin, &ns, "web", 3, 3).await;
+
+    // The defaults (workload resolution, both breakers) need only the base rules.
+    let base = Responder::start(&kc, &[("POD_NAMESPACE", &home), ("MAX_DELETIONS", "20/1m")]).await;
+    let (r, v) = base.shell_in(&ns, &pods[0]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", base.logs());
+    assert_eq!(v["pod"]["workload"], "Deployment/web");
+
+    // The optional guards without their rules: a 500 naming what to grant.
+    let env = [("POD_NAMESPACE", home.as_str()), ("MIN_AVAILABLE", "1"), ("USE_EVICTION", "true")];
+    let bare = Responder::start(&kc, &env).await;
+    let (r, v) = bare.shell_in(&ns, &pods[1]).await;
+    assert_eq!(r.status, 500, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("deployments"), "{v}");
+    assert!(exists(&admin, &ns, &pods[1]).await);
+
+    // With knative/rbac-guards.yaml both work.
+    support::apply_manifests(&admin, &dir.join("rbac-guards.yaml"), Some(&home)).await;
+    let full = Responder::start(&kc, &env).await;
+    let (r, v) = full.shell_in(&ns, &pods[1]).await;
+    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", full.logs());
+    assert!(server.count_audit_in("create", "pods/eviction", Some(&ns), pods[1].metadata.name.as_deref().unwrap()) >= 1);
+}
