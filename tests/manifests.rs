@@ -2084,7 +2084,14 @@ fn manifests_reference_each_other_consistently() {
 fn the_function_gets_least_privilege_rbac() {
     let function_rules = json!([
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "list"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
+    ]);
+    // The optional guards (MIN_AVAILABLE, USE_EVICTION), in their own role.
+    let guard_rules = json!([
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
     ]);
     let mut function_roles = 0;
     for kind in ["ClusterRole", "Role"] {
@@ -2110,6 +2117,9 @@ fn the_function_gets_least_privilege_rbac() {
                     "{}",
                     r.id()
                 ),
+                "falco-responder-guards" => {
+                    assert_eq!(r.v["rules"], guard_rules, "{}", r.id())
+                }
                 "falco-responder-sensor" => {
                     for rule in r.v["rules"].as_array().unwrap() {
                         assert_eq!(strs(&rule["apiGroups"]), ["argoproj.io"], "{}", r.id());
@@ -2126,7 +2136,7 @@ fn the_function_gets_least_privilege_rbac() {
                     assert_eq!(
                         r.v["rules"],
                         function_rules,
-                        "{}: pods get/delete, events create only",
+                        "{}: pods get/delete, events create/list, replicasets/jobs get only",
                         r.id()
                     );
                 }
