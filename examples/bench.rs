@@ -220,6 +220,10 @@ fn responder_cmd(bin: &Path, port: u16, kubeconfig: &Path) -> Command {
     cmd.arg("serve")
         .env("PORT", port.to_string())
         .env("KUBECONFIG", kubeconfig)
+        // The default guards run (the breaker's LIST included), but a benchmark deletes
+        // thousands of pods a minute: budgets no run reaches (docs/BENCHMARKS.md, guards).
+        .env("MAX_DELETIONS", "1000000/1h")
+        .env("MAX_DELETIONS_PER_WORKLOAD", "1000000/1h")
         .env_remove("RUST_LOG")
         .env_remove("BODY")
         .stdin(Stdio::null())
@@ -630,6 +634,193 @@ async fn floor_pair_event(client: &Client, ns: &str, name: &str, event: &Value) 
         .await
         .expect("floor Event POST");
     t.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2b. The guards' cost (issue 10): the same deletion with the guards off, with the default
+// guards (workload resolution, both breakers: one LIST of our Events, concurrent with the GET),
+// for a standalone pod and for a pod of a Deployment (ReplicaSet → Deployment resolved once, then
+// remembered), and with MIN_AVAILABLE (one more GET, of the Deployment).
+
+#[derive(Default)]
+struct GuardCost {
+    floor: Vec<f64>,
+    off: Vec<f64>,
+    standalone: Vec<f64>,
+    deployment: Vec<f64>,
+    min_available: Vec<f64>,
+    /// Our FalcoPodDeleted Events on the server at the end (what each breaker LIST returns).
+    events_listed: usize,
+}
+
+/// Pods owned by ReplicaSet `rs` (controller reference), with the container id events carry.
+async fn create_owned_pods(
+    client: &Client,
+    ns: &str,
+    prefix: &str,
+    n: usize,
+    rs: &k8s_openapi::api::apps::v1::ReplicaSet,
+) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let owner = serde_json::json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": true,
+        "name": rs.metadata.name, "uid": rs.metadata.uid,
+    }]);
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = format!("{prefix}-{i:04}");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "ownerReferences": owner, "labels": { "app": "web" } },
+            "spec": { "nodeName": "node-1", "containers": [{ "name": "main", "image": "alpine" }] }
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.expect("owned pod");
+        let status = serde_json::json!({ "status": { "phase": "Running", "containerStatuses": [{
+            "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 0,
+            "containerID": format!("containerd://{CID}"), "state": { "running": {} } }] } });
+        pods.patch_status(&name, &Default::default(), &kube::api::Patch::Merge(&status))
+            .await
+            .expect("owned pod status");
+        names.push(name);
+    }
+    names
+}
+
+async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardCost {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    let kubeconfig = server.admin_kubeconfig();
+    let start = |env: &[(&str, &str)]| {
+        let port = free_port();
+        let mut cmd = responder_cmd(&s.responder, port, &kubeconfig);
+        cmd.envs(env.iter().copied());
+        (spawn_ready(cmd, port, "/readyz"), SocketAddr::from(([127, 0, 0, 1], port)))
+    };
+    let (_off, off_addr) = start(&[("MAX_DELETIONS", "off"), ("MAX_DELETIONS_PER_WORKLOAD", "off")]);
+    let (_on, on_addr) = start(&[]);
+    let (_min, min_addr) = start(&[("MIN_AVAILABLE", "0")]);
+
+    let ns = support::namespace(admin, "bench-guards").await;
+    // An inert Deployment and ReplicaSet (no controller manager here): the ownership chain is
+    // what the guards read.
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "web" },
+        "spec": { "replicas": 0, "selector": { "matchLabels": { "app": "web" } },
+            "template": { "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "main", "image": "alpine" }] } } }
+    }))
+    .unwrap();
+    let d = Api::<Deployment>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("Deployment");
+    let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "web-5d9c7b8f9", "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "Deployment", "controller": true,
+            "name": "web", "uid": d.metadata.uid }] },
+        "spec": { "replicas": 0, "selector": { "matchLabels": { "app": "web" } },
+            "template": { "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "main", "image": "alpine" }] } } }
+    }))
+    .unwrap();
+    let rs = Api::<ReplicaSet>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("ReplicaSet");
+
+    let n = s.pods.div_ceil(2);
+    let floor = create_pods(admin, &ns, "f", n).await;
+    let off = create_pods(admin, &ns, "o", n).await;
+    let alone = create_pods(admin, &ns, "s", n).await;
+    let owned = create_owned_pods(admin, &ns, "d", n, &rs).await;
+    let owned_min = create_owned_pods(admin, &ns, "m", n, &rs).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let mut conns = [
+        KeepAlive::connect(off_addr).await,
+        KeepAlive::connect(on_addr).await,
+        KeepAlive::connect(min_addr).await,
+    ];
+    // Warm-up, not counted: connections, and the owner cache's first (cold) resolution.
+    {
+        let w = create_pods(admin, &ns, "w", 2).await;
+        let wo = create_owned_pods(admin, &ns, "wo", 2, &rs).await;
+        for (c, name) in [(0, &w[0]), (1, &w[1]), (1, &wo[0]), (2, &wo[1])] {
+            let (h, b) = wrap(Envelope::Plain, &terminal_shell(&ns, name, CID));
+            assert_eq!(outcome(&conns[c].post(&h, &b).await), "deleted", "warm-up {name}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut g = GuardCost::default();
+    for i in 0..n {
+        for k in 0..5 {
+            let (conn, name, out) = match (i + k) % 5 {
+                0 => {
+                    g.floor.push(ms(floor_pair(&pods, &floor[i]).await));
+                    continue;
+                }
+                1 => (0, &off[i], &mut g.off),
+                2 => (1, &alone[i], &mut g.standalone),
+                3 => (1, &owned[i], &mut g.deployment),
+                _ => (2, &owned_min[i], &mut g.min_available),
+            };
+            let (h, b) = wrap(Envelope::Plain, &terminal_shell(&ns, name, CID));
+            let t = Instant::now();
+            let reply = conns[conn].post(&h, &b).await;
+            let dt = t.elapsed();
+            assert_eq!(outcome(&reply), "deleted", "pod {name}");
+            out.push(ms(dt));
+        }
+    }
+    g.events_listed = Api::<KubeEvent>::all(admin.clone())
+        .list(&kube::api::ListParams::default().fields("reason=FalcoPodDeleted"))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0);
+    say(&format!(
+        "guards: floor {:.2} ms, off {:.2} ms, default (standalone) {:.2} ms, default (Deployment) {:.2} ms, MIN_AVAILABLE {:.2} ms; {} Events listed per deletion",
+        median(&g.floor),
+        median(&g.off),
+        median(&g.standalone),
+        median(&g.deployment),
+        median(&g.min_available),
+        g.events_listed
+    ));
+    g
+}
+
+fn write_guards(w: &mut String, g: &GuardCost) {
+    if g.floor.is_empty() {
+        return;
+    }
+    let (fm, fp) = (median(&g.floor), pct(&g.floor, 99.0));
+    let _ = writeln!(
+        w,
+        "\n## Guards (issue 10)\n\nThe same event → `deleted`, pods interleaved one by one, \
+         {} each; the floor is a bare kube client's GET + DELETE. The default guards resolve the \
+         workload (a ReplicaSet's Deployment once per owner, then remembered) and run both \
+         breakers: one LIST of our FalcoPodDeleted Events ({} on the server by the end), \
+         concurrent with the pod's GET. Target: default guards within 1.3× the floor.\n",
+        g.floor.len(),
+        g.events_listed
+    );
+    let _ = writeln!(w, "| series | median | p99 | median vs floor | target | met |");
+    let _ = writeln!(w, "|---|---|---|---|---|---|");
+    let _ = writeln!(w, "| bare kube GET + DELETE (floor) | {fm:.2} ms | {fp:.2} ms | 1.00× | — | — |");
+    for (what, v, target) in [
+        ("guards off (MAX_DELETIONS*=off)", &g.off, None),
+        ("default guards, standalone pod", &g.standalone, Some(1.3)),
+        ("default guards, pod of a Deployment", &g.deployment, Some(1.3)),
+        ("+ MIN_AVAILABLE (GET of the Deployment)", &g.min_available, None),
+    ] {
+        let m = median(v);
+        let _ = writeln!(
+            w,
+            "| {what} | {m:.2} ms | {:.2} ms | {:.2}× | {} | {} |",
+            pct(v, 99.0),
+            m / fm,
+            target.map_or("—".to_string(), |t| format!("≤ {t}×")),
+            target.map_or("—", |t| yes(m / fm <= t)),
+        );
+    }
 }
 
 #[derive(Default)]
@@ -1222,6 +1413,7 @@ struct Report<'a> {
     st: Start,
     micro: Vec<(String, f64)>,
     elapsed: Duration,
+    guards: GuardCost,
 }
 
 fn write_report(r: &Report) -> String {
@@ -1629,6 +1821,7 @@ fn write_report(r: &Report) -> String {
          - Latencies on 2 cores shared by the apiserver, etcd, the driver and the function: \
          medians are stable to a few percent between runs, p99 and throughput less so (±10%)."
     );
+    write_guards(w, &r.guards);
     md
 }
 
@@ -1680,11 +1873,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (lat, st) = runtime.block_on(async {
+    let (lat, st, guards) = runtime.block_on(async {
         let admin = server.admin_client().await;
         let lat = deletes(&s, &server, &admin).await;
         let st = starts(&s, &server, &admin).await;
-        (lat, st)
+        let guards = guard_costs(&s, &server, &admin).await;
+        (lat, st, guards)
     });
     drop(runtime);
 
@@ -1699,6 +1893,7 @@ fn main() {
         st,
         micro,
         elapsed: begun.elapsed(),
+        guards,
     };
     let md = write_report(&report);
     if let Some(parent) = s.out.parent() {
