@@ -674,13 +674,19 @@ async fn create_owned_pods(
             "spec": { "nodeName": "node-1", "containers": [{ "name": "main", "image": "alpine" }] }
         }))
         .unwrap();
-        pods.create(&PostParams::default(), &pod).await.expect("owned pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("owned pod");
         let status = serde_json::json!({ "status": { "phase": "Running", "containerStatuses": [{
             "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 0,
             "containerID": format!("containerd://{CID}"), "state": { "running": {} } }] } });
-        pods.patch_status(&name, &Default::default(), &kube::api::Patch::Merge(&status))
-            .await
-            .expect("owned pod status");
+        pods.patch_status(
+            &name,
+            &Default::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .expect("owned pod status");
         names.push(name);
     }
     names
@@ -693,9 +699,15 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
         let port = free_port();
         let mut cmd = responder_cmd(&s.responder, port, &kubeconfig);
         cmd.envs(env.iter().copied());
-        (spawn_ready(cmd, port, "/readyz"), SocketAddr::from(([127, 0, 0, 1], port)))
+        (
+            spawn_ready(cmd, port, "/readyz"),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
     };
-    let (_off, off_addr) = start(&[("MAX_DELETIONS", "off"), ("MAX_DELETIONS_PER_WORKLOAD", "off")]);
+    let (_off, off_addr) = start(&[
+        ("MAX_DELETIONS", "off"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+    ]);
     let (_on, on_addr) = start(&[]);
     let (_min, min_addr) = start(&[("MIN_AVAILABLE", "0")]);
 
@@ -745,7 +757,11 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
         let wo = create_owned_pods(admin, &ns, "wo", 2, &rs).await;
         for (c, name) in [(0, &w[0]), (1, &w[1]), (1, &wo[0]), (2, &wo[1])] {
             let (h, b) = wrap(Envelope::Plain, &terminal_shell(&ns, name, CID));
-            assert_eq!(outcome(&conns[c].post(&h, &b).await), "deleted", "warm-up {name}");
+            assert_eq!(
+                outcome(&conns[c].post(&h, &b).await),
+                "deleted",
+                "warm-up {name}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -802,14 +818,28 @@ fn write_guards(w: &mut String, g: &GuardCost) {
         g.floor.len(),
         g.events_listed
     );
-    let _ = writeln!(w, "| series | median | p99 | median vs floor | target | met |");
+    let _ = writeln!(
+        w,
+        "| series | median | p99 | median vs floor | target | met |"
+    );
     let _ = writeln!(w, "|---|---|---|---|---|---|");
-    let _ = writeln!(w, "| bare kube GET + DELETE (floor) | {fm:.2} ms | {fp:.2} ms | 1.00× | — | — |");
+    let _ = writeln!(
+        w,
+        "| bare kube GET + DELETE (floor) | {fm:.2} ms | {fp:.2} ms | 1.00× | — | — |"
+    );
     for (what, v, target) in [
         ("guards off (MAX_DELETIONS*=off)", &g.off, None),
         ("default guards, standalone pod", &g.standalone, Some(1.3)),
-        ("default guards, pod of a Deployment", &g.deployment, Some(1.3)),
-        ("+ MIN_AVAILABLE (GET of the Deployment)", &g.min_available, None),
+        (
+            "default guards, pod of a Deployment",
+            &g.deployment,
+            Some(1.3),
+        ),
+        (
+            "+ MIN_AVAILABLE (GET of the Deployment)",
+            &g.min_available,
+            None,
+        ),
     ] {
         let m = median(v);
         let _ = writeln!(

@@ -4,11 +4,7 @@
 //! stop runaway deletion (the breaker). The decisions are `guards` and `breaker`; this module
 //! makes their API calls within the event's deadline.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::Client;
@@ -17,7 +13,7 @@ use tokio::time::Instant;
 use crate::{
     breaker::{self, Breaker, Open, Seen, Ticket},
     evict::{self, Refused},
-    guards::{self, MinAvailable, SkipOwnerKinds, Verdict},
+    guards::{self, GuardConfig, MinAvailable, SkipOwnerKinds, Verdict},
     workload::{self, Kind, Workload},
 };
 
@@ -58,6 +54,17 @@ pub enum Plan {
         reason: String,
         open: Open,
     },
+}
+
+impl Plan {
+    pub fn workload(&self) -> &Workload {
+        match self {
+            Plan::Remove { workload, .. }
+            | Plan::Skip { workload, .. }
+            | Plan::Hold { workload, .. }
+            | Plan::BreakerOpen { workload, .. } => workload,
+        }
+    }
 }
 
 /// The breaker's LIST, started together with the pod's GET (see [`Availability::prefetch`]).
@@ -136,17 +143,12 @@ fn api_error(e: kube::Error, what: String, rbac: &'static str) -> GuardError {
 }
 
 impl Availability {
-    pub fn new(
-        skip_owner_kinds: SkipOwnerKinds,
-        min_available: Option<MinAvailable>,
-        use_eviction: bool,
-        breaker: Breaker,
-    ) -> Availability {
+    pub fn new(c: &GuardConfig) -> Availability {
         Availability {
-            skip_owner_kinds,
-            min_available,
-            use_eviction,
-            breaker,
+            skip_owner_kinds: c.skip_owner_kinds.clone(),
+            min_available: c.min_available,
+            use_eviction: c.use_eviction,
+            breaker: Breaker::new(c.max_deletions_per_workload, c.max_deletions),
             owners: Mutex::new(HashMap::new()),
         }
     }
@@ -178,7 +180,12 @@ impl Availability {
             workload::Owner::Controller(o) => o.uid,
             _ => return Ok(workload::direct_workload(pod)),
         };
-        if let Some(w) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).get(&owner_uid) {
+        if let Some(w) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&owner_uid)
+        {
             return Ok(w.clone());
         }
         let w = workload::resolve(client, pod).await?;
@@ -208,15 +215,20 @@ impl Availability {
     ) -> Result<Plan, GuardError> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let w = Self::within(deadline, timeout, "resolve the workload", self.resolve(client, pod))
-            .await?
-            .map_err(|e| {
-                api_error(
-                    e,
-                    format!("get the owner of pod {ns}/{name}"),
-                    "get on replicasets (apps) and jobs (batch)",
-                )
-            })?;
+        let w = Self::within(
+            deadline,
+            timeout,
+            "resolve the workload",
+            self.resolve(client, pod),
+        )
+        .await?
+        .map_err(|e| {
+            api_error(
+                e,
+                format!("get the owner of pod {ns}/{name}"),
+                "get on replicasets (apps) and jobs (batch)",
+            )
+        })?;
         let mut checks = vec![format!("workload {w}")];
 
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
@@ -269,10 +281,13 @@ impl Availability {
                 )
             })?;
             let key = breaker::workload_key(&ns, &w);
-            match self
-                .breaker
-                .decide(&listed, key.as_deref(), Timestamp::now(), event_key, !dry_run)
-            {
+            match self.breaker.decide(
+                &listed,
+                key.as_deref(),
+                Timestamp::now(),
+                event_key,
+                !dry_run,
+            ) {
                 Ok(t) => ticket = t,
                 Err(open) => {
                     let reason = open.reason(&w);

@@ -68,9 +68,9 @@ impl FromStr for Budget {
 impl std::fmt::Display for Budget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.window.as_secs();
-        if s % 3600 == 0 {
+        if s.is_multiple_of(3600) {
             write!(f, "{}/{}h", self.max, s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}/{}m", self.max, s / 60)
         } else {
             write!(f, "{}/{s}s", self.max)
@@ -313,7 +313,9 @@ mod tests {
         );
         assert_eq!("5/90s".parse::<Budget>().unwrap().to_string(), "5/90s");
         assert_eq!("1/1h".parse::<Budget>().unwrap().window, MAX_WINDOW);
-        for bad in ["3", "0/1m", "3/0m", "3/2h", "3/10", "3/10d", "x/1m", "3/m", "-1/1m"] {
+        for bad in [
+            "3", "0/1m", "3/0m", "3/2h", "3/10", "3/10d", "x/1m", "3/m", "-1/1m",
+        ] {
             assert!(bad.parse::<Budget>().is_err(), "{bad:?}");
         }
         assert_eq!(parse_budget("off"), Ok(None));
@@ -337,12 +339,14 @@ mod tests {
         // The reservation counts at once (before its Event is listed): the third is refused.
         let open = b.decide(&listed, w, ts(1), "ns/e6", true).unwrap_err();
         assert_eq!((open.scope, open.count), (Scope::Workload, 2));
-        assert!(open.reason(&Workload {
-            kind: Kind::Deployment,
-            name: "web".into(),
-            api_version: "apps/v1".into()
-        })
-        .contains("2 pods of workload Deployment/web"));
+        assert!(
+            open.reason(&Workload {
+                kind: Kind::Deployment,
+                name: "web".into(),
+                api_version: "apps/v1".into()
+            })
+            .contains("2 pods of workload Deployment/web")
+        );
         // Once listed, the same deletion still counts once.
         let mut listed2 = listed.clone();
         listed2.push(seen("ns/e5", w, 0));
@@ -360,14 +364,19 @@ mod tests {
 
     #[test]
     fn the_overall_budget_counts_every_deletion() {
-        let b = Breaker::new(Some("5/60s".parse().unwrap()), Some("3/60s".parse().unwrap()));
+        let b = Breaker::new(
+            Some("5/60s".parse().unwrap()),
+            Some("3/60s".parse().unwrap()),
+        );
         let listed = vec![
             seen("a/e1", Some("a/StatefulSet/db"), -1),
             seen("b/e2", None, -2),
             seen("c/e3", Some("c/Job/j"), -70),
         ];
         assert!(b.decide(&listed, None, ts(0), "d/e4", true).is_ok());
-        let open = b.decide(&listed, Some("x/Deployment/y"), ts(0), "d/e5", true).unwrap_err();
+        let open = b
+            .decide(&listed, Some("x/Deployment/y"), ts(0), "d/e5", true)
+            .unwrap_err();
         assert_eq!((open.scope, open.count), (Scope::Overall, 3));
         // Turned off: never open.
         let off = Breaker::new(None, None);
@@ -393,6 +402,9 @@ mod tests {
             api_version: "apps/v1".into(),
         };
         assert_eq!(workload_key("ns", &w), s.workload);
-        assert_eq!(related("ns", &w).unwrap().kind.as_deref(), Some("Deployment"));
+        assert_eq!(
+            related("ns", &w).unwrap().kind.as_deref(),
+            Some("Deployment")
+        );
     }
 }

@@ -56,12 +56,10 @@ fn request(
         "deleteOptions": delete_options,
     });
     let dry = if dry_run { "?dryRun=All" } else { "" };
-    http::Request::post(format!(
-        "/api/v1/namespaces/{ns}/pods/{name}/eviction{dry}"
-    ))
-    .header(http::header::CONTENT_TYPE, "application/json")
-    .body(serde_json::to_vec(&body).unwrap_or_default())
-    .expect("a valid request")
+    http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/eviction{dry}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+        .expect("a valid request")
 }
 
 /// Does this answer mean the server does not know `policy/v1` Evictions? (1.20: 400 "no kind

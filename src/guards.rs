@@ -227,16 +227,31 @@ mod tests {
         let r = |desired, ready| Some(Replicas { desired, ready });
         let min = MinAvailable::Count(2);
         // 3 ready, this one ready: 2 left, at the floor: fine.
-        assert_eq!(floor(&w(Kind::Deployment), min, r(3, 3), true), Verdict::Pass);
+        assert_eq!(
+            floor(&w(Kind::Deployment), min, r(3, 3), true),
+            Verdict::Pass
+        );
         // 2 ready, this one ready: 1 left: held.
         let v = floor(&w(Kind::Deployment), min, r(3, 2), true);
-        assert!(matches!(&v, Verdict::Hold(m) if m.contains("leave 1 ready of 3") && m.contains("MIN_AVAILABLE=2")), "{v:?}");
+        assert!(
+            matches!(&v, Verdict::Hold(m) if m.contains("leave 1 ready of 3") && m.contains("MIN_AVAILABLE=2")),
+            "{v:?}"
+        );
         // 2 ready and this one is not among them: deleting it leaves 2.
-        assert_eq!(floor(&w(Kind::Deployment), min, r(3, 2), false), Verdict::Pass);
+        assert_eq!(
+            floor(&w(Kind::Deployment), min, r(3, 2), false),
+            Verdict::Pass
+        );
         // 50% of 3 = 2: 2 ready, one of them this pod: held.
         let half = MinAvailable::Percent(50);
-        assert!(matches!(floor(&w(Kind::StatefulSet), half, r(3, 2), true), Verdict::Hold(_)));
-        assert_eq!(floor(&w(Kind::StatefulSet), half, r(3, 3), true), Verdict::Pass);
+        assert!(matches!(
+            floor(&w(Kind::StatefulSet), half, r(3, 2), true),
+            Verdict::Hold(_)
+        ));
+        assert_eq!(
+            floor(&w(Kind::StatefulSet), half, r(3, 3), true),
+            Verdict::Pass
+        );
         // No replica count (Job, standalone, gone): the floor does not apply.
         assert_eq!(floor(&w(Kind::Job), min, None, true), Verdict::Pass);
     }
@@ -248,9 +263,18 @@ mod tests {
         assert_eq!((d.min_available, d.use_eviction), (None, false));
         assert_eq!(d.max_deletions_per_workload.unwrap().to_string(), "3/10m");
         assert_eq!(d.max_deletions.unwrap().to_string(), "20/1m");
-        let off = GuardConfig::parse(Some("Job"), Some("50%"), Some(true), Some("off"), Some("off"))
-            .unwrap();
-        assert_eq!((off.max_deletions_per_workload, off.max_deletions), (None, None));
+        let off = GuardConfig::parse(
+            Some("Job"),
+            Some("50%"),
+            Some(true),
+            Some("off"),
+            Some("off"),
+        )
+        .unwrap();
+        assert_eq!(
+            (off.max_deletions_per_workload, off.max_deletions),
+            (None, None)
+        );
         assert!(off.skip_owner_kinds.contains(&Kind::Job));
         let e = GuardConfig::parse(None, Some("lots"), None, None, None).unwrap_err();
         assert_eq!(e.0, "MIN_AVAILABLE");
@@ -261,12 +285,25 @@ mod tests {
     #[test]
     fn mirror_pods_are_skipped_and_skip_owner_kinds_match_by_kind() {
         let skip: SkipOwnerKinds = "statefulset, Standalone,rollout".parse().unwrap();
-        assert!(matches!(by_kind(&w(Kind::Mirror), &SkipOwnerKinds::default(), Some("n1")),
-            Verdict::Skip(m) if m.contains("no effect") && m.contains("n1")));
-        assert!(matches!(by_kind(&w(Kind::StatefulSet), &skip, None), Verdict::Skip(m) if m.contains("StatefulSet/web")));
-        assert!(matches!(by_kind(&w(Kind::Standalone), &skip, None), Verdict::Skip(_)));
-        assert!(matches!(by_kind(&w(Kind::Other("Rollout".into())), &skip, None), Verdict::Skip(_)));
+        assert!(
+            matches!(by_kind(&w(Kind::Mirror), &SkipOwnerKinds::default(), Some("n1")),
+            Verdict::Skip(m) if m.contains("no effect") && m.contains("n1"))
+        );
+        assert!(
+            matches!(by_kind(&w(Kind::StatefulSet), &skip, None), Verdict::Skip(m) if m.contains("StatefulSet/web"))
+        );
+        assert!(matches!(
+            by_kind(&w(Kind::Standalone), &skip, None),
+            Verdict::Skip(_)
+        ));
+        assert!(matches!(
+            by_kind(&w(Kind::Other("Rollout".into())), &skip, None),
+            Verdict::Skip(_)
+        ));
         assert_eq!(by_kind(&w(Kind::Deployment), &skip, None), Verdict::Pass);
-        assert_eq!(by_kind(&w(Kind::Standalone), &SkipOwnerKinds::default(), None), Verdict::Pass);
+        assert_eq!(
+            by_kind(&w(Kind::Standalone), &SkipOwnerKinds::default(), None),
+            Verdict::Pass
+        );
     }
 }

@@ -110,7 +110,7 @@ impl Workload {
 }
 
 /// The pod's direct controller, before following it up: what a pod alone can tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Owner {
     Mirror,
     Standalone,
@@ -168,27 +168,25 @@ pub async fn resolve(client: &Client, pod: &Pod) -> Result<Workload, kube::Error
     };
     // Only the apps/batch kinds we know how to follow; a CRD named ReplicaSet is just Other.
     let meta = match (&direct.kind, owner.api_version.as_str()) {
-        (Kind::ReplicaSet, "apps/v1") => {
-            Api::<ReplicaSet>::namespaced(client.clone(), ns)
-                .get_metadata_opt(&owner.name)
-                .await?
-        }
-        (Kind::Job, "batch/v1") => {
-            Api::<Job>::namespaced(client.clone(), ns)
-                .get_metadata_opt(&owner.name)
-                .await?
-        }
+        (Kind::ReplicaSet, "apps/v1") => Api::<ReplicaSet>::namespaced(client.clone(), ns)
+            .get_metadata_opt(&owner.name)
+            .await?
+            .map(|m| m.metadata),
+        (Kind::Job, "batch/v1") => Api::<Job>::namespaced(client.clone(), ns)
+            .get_metadata_opt(&owner.name)
+            .await?
+            .map(|m| m.metadata),
         _ => return Ok(direct),
     };
     // A same-named owner with another uid is not ours (recreated): do not follow it.
-    let Some(meta) = meta.filter(|m| m.metadata.uid.as_deref() == Some(owner.uid.as_str())) else {
+    let Some(meta) = meta.filter(|m| m.uid.as_deref() == Some(owner.uid.as_str())) else {
         return Ok(direct);
     };
     let up = match direct.kind {
         Kind::ReplicaSet => Kind::Deployment,
         _ => Kind::CronJob,
     };
-    Ok(step_up(meta.metadata.owner_references.as_ref(), up).unwrap_or(direct))
+    Ok(step_up(meta.owner_references.as_ref(), up).unwrap_or(direct))
 }
 
 /// Desired and ready replicas of a workload, from its spec and status.
@@ -258,10 +256,12 @@ mod tests {
     }
 
     fn owned(kind: &str, api: &str, name: &str, controller: bool) -> Pod {
-        pod(json!({"metadata": {"name": "p", "namespace": "ns", "ownerReferences": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": "not-a-controller", "uid": "u0"},
-            {"apiVersion": api, "kind": kind, "name": name, "uid": "u1", "controller": controller}
-        ]}}))
+        pod(
+            json!({"metadata": {"name": "p", "namespace": "ns", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "not-a-controller", "uid": "u0"},
+                {"apiVersion": api, "kind": kind, "name": name, "uid": "u1", "controller": controller}
+            ]}}),
+        )
     }
 
     #[test]
@@ -281,9 +281,11 @@ mod tests {
 
     #[test]
     fn mirror_pods_are_recognised_before_their_node_owner() {
-        let p = pod(json!({"metadata": {"name": "etcd-node1", "namespace": "kube-system",
+        let p = pod(
+            json!({"metadata": {"name": "etcd-node1", "namespace": "kube-system",
             "annotations": {MIRROR_ANNOTATION: "abc"},
-            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "node1", "uid": "n", "controller": true}]}}));
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "node1", "uid": "n", "controller": true}]}}),
+        );
         assert_eq!(owner_of(&p), Owner::Mirror);
         assert_eq!(direct_workload(&p).to_string(), "MirrorPod/etcd-node1");
     }

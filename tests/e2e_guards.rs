@@ -10,11 +10,7 @@ mod support;
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use common::{Envelope, HttpReply, http, terminal_shell, wrap};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::Pod,
-    events::v1::Event as KubeEvent,
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod, events::v1::Event as KubeEvent};
 use kube::{
     Api, Client,
     api::{DynamicObject, ListParams, Patch, PatchParams, PostParams},
@@ -108,7 +104,12 @@ impl Responder {
 }
 
 fn cid_of(pod: &Pod) -> String {
-    pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0]
+    pod.status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
         .container_id
         .as_deref()
         .unwrap()
@@ -177,7 +178,7 @@ async fn pods_of(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
 /// Waits for `n` pods of `app` made by the controllers, marks the first `ready` of them Ready
 /// (each with its own container id), and waits for the Deployment to count them.
 async fn ready_pods(client: &Client, ns: &str, app: &str, n: usize, ready: usize) -> Vec<Pod> {
-    let pods = support::wait_for(&format!("{n} pods of {app}"), WAIT, || async {
+    let pods = support::wait_for(&format!("{n} pods of {app}"), WAIT, move || async move {
         let pods = pods_of(client, ns, app).await;
         (pods.len() == n).then_some(pods)
     })
@@ -203,11 +204,11 @@ fn support_ready(p: &Pod) -> bool {
 }
 
 async fn wait_ready_replicas(client: &Client, ns: &str, app: &str, ready: i32) {
-    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    let api = &Api::<Deployment>::namespaced(client.clone(), ns);
     support::wait_for(
         &format!("Deployment {app} to count {ready} ready"),
         WAIT,
-        || async {
+        move || async move {
             let d = api.get(app).await.unwrap();
             let s = d.status.unwrap_or_default();
             (s.ready_replicas.unwrap_or(0) == ready
@@ -233,9 +234,11 @@ async fn events_with_reason(client: &Client, ns: &str, pod: &str, reason: &str) 
 }
 
 async fn wait_event(client: &Client, ns: &str, pod: &str, reason: &str) -> KubeEvent {
-    support::wait_for(&format!("a {reason} Event on {pod}"), Duration::from_secs(10), || async {
-        events_with_reason(client, ns, pod, reason).await.pop()
-    })
+    support::wait_for(
+        &format!("a {reason} Event on {pod}"),
+        Duration::from_secs(10),
+        move || async move { events_with_reason(client, ns, pod, reason).await.pop() },
+    )
     .await
 }
 
@@ -245,7 +248,9 @@ async fn exists(client: &Client, ns: &str, pod: &Pod) -> bool {
         .get_opt(name)
         .await
         .unwrap()
-        .is_some_and(|p| p.metadata.uid == pod.metadata.uid && p.metadata.deletion_timestamp.is_none())
+        .is_some_and(|p| {
+            p.metadata.uid == pod.metadata.uid && p.metadata.deletion_timestamp.is_none()
+        })
 }
 
 #[tokio::test]
@@ -263,22 +268,53 @@ async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
     assert_eq!(v["outcome"], "held", "{v}");
     assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.contains("Deployment/web") && reason.contains("MIN_AVAILABLE=2"), "{reason}");
+    assert!(
+        reason.contains("Deployment/web") && reason.contains("MIN_AVAILABLE=2"),
+        "{reason}"
+    );
     assert_eq!(v["pod"]["workload"], "Deployment/web", "{v}");
-    assert!(exists(&admin, &ns, &pods[0]).await, "a held pod keeps running");
-    let e = wait_event(&admin, &ns, pods[0].metadata.name.as_deref().unwrap(), "FalcoDeleteHeld").await;
+    assert!(
+        exists(&admin, &ns, &pods[0]).await,
+        "a held pod keeps running"
+    );
+    let e = wait_event(
+        &admin,
+        &ns,
+        pods[0].metadata.name.as_deref().unwrap(),
+        "FalcoDeleteHeld",
+    )
+    .await;
     assert_eq!(e.type_.as_deref(), Some("Warning"));
-    assert!(strict.metrics().await.contains("falco_responder_held_total{guard=\"floor\"} 1"));
+    assert!(
+        strict
+            .metrics()
+            .await
+            .contains("falco_responder_held_total{guard=\"floor\"} 1")
+    );
 
     // Floor 1: one may go. The answer and the Event name the Deployment, not the ReplicaSet.
     let lenient = Responder::start(&server.admin_kubeconfig(), &[("MIN_AVAILABLE", "1")]).await;
     let (r, v) = lenient.shell_in(&ns, &pods[0]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", lenient.logs());
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("deleted")),
+        "{v}\n{}",
+        lenient.logs()
+    );
     assert_eq!(v["pod"]["workload"], "Deployment/web");
     assert!(!exists(&admin, &ns, &pods[0]).await);
-    let e = wait_event(&admin, &ns, pods[0].metadata.name.as_deref().unwrap(), "FalcoPodDeleted").await;
+    let e = wait_event(
+        &admin,
+        &ns,
+        pods[0].metadata.name.as_deref().unwrap(),
+        "FalcoPodDeleted",
+    )
+    .await;
     let related = e.related.expect("the Event names the workload");
-    assert_eq!((related.kind.as_deref(), related.name.as_deref()), (Some("Deployment"), Some("web")));
+    assert_eq!(
+        (related.kind.as_deref(), related.name.as_deref()),
+        (Some("Deployment"), Some("web"))
+    );
 }
 
 #[tokio::test]
@@ -294,8 +330,15 @@ async fn percentage_floors_are_of_desired_replicas_rounded_up() {
     // 50% of 3 rounds up to 2: deleting a ready pod leaves 1: held. (Rounded down it would be 1.)
     let half = Responder::start(&kc, &[("MIN_AVAILABLE", "50%")]).await;
     let (r, v) = half.shell_in(&ns, &pods[0]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (503, Some("held")), "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("(2 replicas)"), "{v}");
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (503, Some("held")),
+        "{v}"
+    );
+    assert!(
+        v["reason"].as_str().unwrap().contains("(2 replicas)"),
+        "{v}"
+    );
     // The pod that is not ready does not count: deleting it leaves 2 ready, the floor holds.
     let (_, v) = half.shell_in(&ns, &pods[2]).await;
     assert_eq!(v["outcome"], "deleted", "{v}");
@@ -314,14 +357,18 @@ fn pdb_resource() -> ApiResource {
 }
 
 async fn disruptions_allowed(client: &Client, ns: &str, name: &str, want: i64) {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &pdb_resource());
-    support::wait_for(&format!("PDB {name} disruptionsAllowed={want}"), WAIT, || async {
-        let pdb = api.get(name).await.unwrap();
-        let status = pdb.data.get("status")?;
-        (status["disruptionsAllowed"].as_i64() == Some(want)
-            && status["observedGeneration"].as_i64() == pdb.metadata.generation)
-            .then_some(())
-    })
+    let api = &Api::<DynamicObject>::namespaced_with(client.clone(), ns, &pdb_resource());
+    support::wait_for(
+        &format!("PDB {name} disruptionsAllowed={want}"),
+        WAIT,
+        move || async move {
+            let pdb = api.get(name).await.unwrap();
+            let status = pdb.data.get("status")?;
+            (status["disruptionsAllowed"].as_i64() == Some(want)
+                && status["observedGeneration"].as_i64() == pdb.metadata.generation)
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -344,25 +391,52 @@ async fn a_pod_disruption_budget_holds_an_eviction_until_it_allows_one() {
     let pods = ready_pods(&admin, &ns, "db", 2, 2).await;
     disruptions_allowed(&admin, &ns, "db-pdb", 0).await;
 
-    let responder =
-        Responder::start(&server.admin_kubeconfig(), &[("USE_EVICTION", "true")]).await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[("USE_EVICTION", "true")]).await;
     let (r, v) = responder.shell_in(&ns, &pods[0]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (503, Some("held")), "{v}\n{}", responder.logs());
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (503, Some("held")),
+        "{v}\n{}",
+        responder.logs()
+    );
     assert!(v["reason"].as_str().unwrap().contains("db-pdb"), "{v}");
     assert!(exists(&admin, &ns, &pods[0]).await);
-    wait_event(&admin, &ns, pods[0].metadata.name.as_deref().unwrap(), "FalcoDeleteHeld").await;
-    assert!(responder.metrics().await.contains("falco_responder_held_total{guard=\"pdb\"} 1"));
+    wait_event(
+        &admin,
+        &ns,
+        pods[0].metadata.name.as_deref().unwrap(),
+        "FalcoDeleteHeld",
+    )
+    .await;
+    assert!(
+        responder
+            .metrics()
+            .await
+            .contains("falco_responder_held_total{guard=\"pdb\"} 1")
+    );
 
     // A third replica: the budget allows one disruption, the retry goes through.
     scale(&admin, &ns, "db", 3).await;
     ready_pods(&admin, &ns, "db", 3, 3).await;
     disruptions_allowed(&admin, &ns, "db-pdb", 1).await;
     let (r, v) = responder.shell_in(&ns, &pods[0]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", responder.logs());
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("deleted")),
+        "{v}\n{}",
+        responder.logs()
+    );
     assert!(v["reason"].as_str().unwrap().contains("evict"), "{v}");
     assert!(!exists(&admin, &ns, &pods[0]).await);
     // The audit log shows an eviction, not a plain DELETE by us.
-    assert!(server.count_audit_in("create", "pods/eviction", Some(&ns), pods[0].metadata.name.as_deref().unwrap()) >= 1);
+    assert!(
+        server.count_audit_in(
+            "create",
+            "pods/eviction",
+            Some(&ns),
+            pods[0].metadata.name.as_deref().unwrap()
+        ) >= 1
+    );
 }
 
 #[tokio::test]
@@ -382,9 +456,16 @@ async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
     let kc = server.admin_kubeconfig();
     let plain = Responder::start(&kc, &[]).await;
     let (r, v) = plain.shell_in(&ns, &mirror).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("skipped")), "{v}");
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("skipped")),
+        "{v}"
+    );
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.contains("no effect") && reason.contains("node-1"), "{reason}");
+    assert!(
+        reason.contains("no effect") && reason.contains("node-1"),
+        "{reason}"
+    );
     assert!(exists(&admin, &ns, &mirror).await);
 
     deployment(&admin, &ns, "web", 1).await;
@@ -393,10 +474,16 @@ async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
     let skipping = Responder::start(&kc, &[("SKIP_OWNER_KINDS", "Deployment,Standalone")]).await;
     let (_, v) = skipping.shell_in(&ns, &pods[0]).await;
     assert_eq!(v["outcome"], "skipped", "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("Deployment/web"), "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("Deployment/web"),
+        "{v}"
+    );
     let (_, v) = skipping.shell_in(&ns, &loner).await;
     assert_eq!(v["outcome"], "skipped", "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("Standalone/loner"), "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("Standalone/loner"),
+        "{v}"
+    );
     assert!(exists(&admin, &ns, &pods[0]).await && exists(&admin, &ns, &loner).await);
     // Standalone pods stay deletable by default (attackers use them).
     let (_, v) = plain.shell_in(&ns, &loner).await;
@@ -422,14 +509,37 @@ async fn the_workload_breaker_opens_after_its_budget_and_closes_after_the_window
     }
     let opened = std::time::Instant::now();
     let (r, v) = responder.shell_in(&ns, &pods[2]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("breaker-open")), "{v}");
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("breaker-open")),
+        "{v}"
+    );
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.contains("2 pods of workload Deployment/looper"), "{reason}");
+    assert!(
+        reason.contains("2 pods of workload Deployment/looper"),
+        "{reason}"
+    );
     assert!(exists(&admin, &ns, &pods[2]).await);
-    let e = wait_event(&admin, &ns, pods[2].metadata.name.as_deref().unwrap(), "FalcoBreakerOpen").await;
+    let e = wait_event(
+        &admin,
+        &ns,
+        pods[2].metadata.name.as_deref().unwrap(),
+        "FalcoBreakerOpen",
+    )
+    .await;
     assert_eq!(e.type_.as_deref(), Some("Warning"));
-    assert!(e.note.as_deref().unwrap_or_default().contains("Deployment/looper"), "{e:?}");
-    assert!(responder.logs().contains("deletion breaker open"), "{}", responder.logs());
+    assert!(
+        e.note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Deployment/looper"),
+        "{e:?}"
+    );
+    assert!(
+        responder.logs().contains("deletion breaker open"),
+        "{}",
+        responder.logs()
+    );
     assert!(
         responder
             .metrics()
@@ -437,7 +547,10 @@ async fn the_workload_breaker_opens_after_its_budget_and_closes_after_the_window
             .contains("falco_responder_breaker_open_total{workload_kind=\"Deployment\"} 1")
     );
     // After the window the budget is back.
-    tokio::time::sleep(Duration::from_secs(6).saturating_sub(opened.elapsed()) + Duration::from_secs(1)).await;
+    tokio::time::sleep(
+        Duration::from_secs(6).saturating_sub(opened.elapsed()) + Duration::from_secs(1),
+    )
+    .await;
     let (_, v) = responder.shell_in(&ns, &pods[2]).await;
     assert_eq!(v["outcome"], "deleted", "{v}\n{}", responder.logs());
 }
@@ -461,23 +574,35 @@ async fn the_overall_breaker_holds_across_two_instances() {
     let (_, v) = b.shell_in(&ns, &pods[1]).await;
     assert_eq!(v["outcome"], "deleted", "{v}");
     // Both deletions are recorded in the API (just after their answers).
-    support::wait_for("two FalcoPodDeleted Events", Duration::from_secs(10), || async {
-        let n = Api::<KubeEvent>::namespaced(admin.clone(), &ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .filter(|e| e.reason.as_deref() == Some("FalcoPodDeleted"))
-            .count();
-        (n == 2).then_some(())
-    })
+    let (admin_ref, ns_ref) = (&admin, &ns);
+    support::wait_for(
+        "two FalcoPodDeleted Events",
+        Duration::from_secs(10),
+        move || async move {
+            let n = Api::<KubeEvent>::namespaced(admin_ref.clone(), ns_ref)
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("FalcoPodDeleted"))
+                .count();
+            (n == 2).then_some(())
+        },
+    )
     .await;
     // Instance A deleted one itself and sees B's through the API: the budget is spent.
     for r in [&a, &b] {
         let (status, v) = r.shell_in(&ns, &pods[2]).await;
-        assert_eq!((status.status, v["outcome"].as_str()), (200, Some("breaker-open")), "{v}");
-        assert!(v["reason"].as_str().unwrap().contains("MAX_DELETIONS=2/1m"), "{v}");
+        assert_eq!(
+            (status.status, v["outcome"].as_str()),
+            (200, Some("breaker-open")),
+            "{v}"
+        );
+        assert!(
+            v["reason"].as_str().unwrap().contains("MAX_DELETIONS=2/1m"),
+            "{v}"
+        );
     }
     assert!(exists(&admin, &ns, &pods[2]).await);
 }
@@ -492,10 +617,25 @@ async fn dry_run_reports_each_guard() {
     let kc = server.admin_kubeconfig();
     let held = Responder::start(&kc, &[("DRY_RUN", "true"), ("MIN_AVAILABLE", "2")]).await;
     let (r, v) = held.shell_in(&ns, &pods[0]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("dry-run")), "{v}");
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("dry-run")),
+        "{v}"
+    );
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.contains("would hold") && reason.contains("MIN_AVAILABLE=2"), "{reason}");
-    let ok = Responder::start(&kc, &[("DRY_RUN", "true"), ("MIN_AVAILABLE", "1"), ("USE_EVICTION", "true")]).await;
+    assert!(
+        reason.contains("would hold") && reason.contains("MIN_AVAILABLE=2"),
+        "{reason}"
+    );
+    let ok = Responder::start(
+        &kc,
+        &[
+            ("DRY_RUN", "true"),
+            ("MIN_AVAILABLE", "1"),
+            ("USE_EVICTION", "true"),
+        ],
+    )
+    .await;
     let (_, v) = ok.shell_in(&ns, &pods[0]).await;
     let reason = v["reason"].as_str().unwrap();
     assert_eq!(v["outcome"], "dry-run", "{v}");
@@ -507,7 +647,11 @@ async fn dry_run_reports_each_guard() {
             && reason.contains("PodDisruptionBudgets allow"),
         "{reason}"
     );
-    let skip = Responder::start(&kc, &[("DRY_RUN", "true"), ("SKIP_OWNER_KINDS", "Deployment")]).await;
+    let skip = Responder::start(
+        &kc,
+        &[("DRY_RUN", "true"), ("SKIP_OWNER_KINDS", "Deployment")],
+    )
+    .await;
     let (_, v) = skip.shell_in(&ns, &pods[0]).await;
     assert_eq!(v["outcome"], "dry-run", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("would skip"), "{v}");
@@ -534,11 +678,20 @@ async fn the_shipped_rbac_covers_the_default_and_optional_guards() {
     // The defaults (workload resolution, both breakers) need only the base rules.
     let base = Responder::start(&kc, &[("POD_NAMESPACE", &home), ("MAX_DELETIONS", "20/1m")]).await;
     let (r, v) = base.shell_in(&ns, &pods[0]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", base.logs());
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("deleted")),
+        "{v}\n{}",
+        base.logs()
+    );
     assert_eq!(v["pod"]["workload"], "Deployment/web");
 
     // The optional guards without their rules: a 500 naming what to grant.
-    let env = [("POD_NAMESPACE", home.as_str()), ("MIN_AVAILABLE", "1"), ("USE_EVICTION", "true")];
+    let env = [
+        ("POD_NAMESPACE", home.as_str()),
+        ("MIN_AVAILABLE", "1"),
+        ("USE_EVICTION", "true"),
+    ];
     let bare = Responder::start(&kc, &env).await;
     let (r, v) = bare.shell_in(&ns, &pods[1]).await;
     assert_eq!(r.status, 500, "{v}");
@@ -549,6 +702,18 @@ async fn the_shipped_rbac_covers_the_default_and_optional_guards() {
     support::apply_manifests(&admin, &dir.join("rbac-guards.yaml"), Some(&home)).await;
     let full = Responder::start(&kc, &env).await;
     let (r, v) = full.shell_in(&ns, &pods[1]).await;
-    assert_eq!((r.status, v["outcome"].as_str()), (200, Some("deleted")), "{v}\n{}", full.logs());
-    assert!(server.count_audit_in("create", "pods/eviction", Some(&ns), pods[1].metadata.name.as_deref().unwrap()) >= 1);
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("deleted")),
+        "{v}\n{}",
+        full.logs()
+    );
+    assert!(
+        server.count_audit_in(
+            "create",
+            "pods/eviction",
+            Some(&ns),
+            pods[1].metadata.name.as_deref().unwrap()
+        ) >= 1
+    );
 }

@@ -914,8 +914,8 @@ impl ApiServer {
 
     /// Last lines of the controller manager's log, for failure messages.
     pub fn controller_manager_log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.join("kube-controller-manager.log"))
-            .unwrap_or_default();
+        let text =
+            fs::read_to_string(self.dir.join("kube-controller-manager.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
