@@ -717,3 +717,79 @@ async fn the_shipped_rbac_covers_the_default_and_optional_guards() {
         ) >= 1
     );
 }
+
+// --- The API mechanics on their own (no controller manager needed) ---------------------------
+
+#[tokio::test]
+async fn evictions_fall_back_to_v1beta1_and_keep_the_uid_precondition() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "evict").await;
+    let pod = support::create_pod(&admin, &ns, "victim", &new_cid(), &[]).await;
+    let uid = pod.metadata.uid.clone().unwrap();
+    // A wrong uid: 409, never an eviction of another pod.
+    let wrong =
+        falco_responder::evict::evict(&admin, &ns, "victim", "not-the-uid", None, false).await;
+    assert!(
+        matches!(&wrong, Err(falco_responder::evict::Refused::Other(kube::Error::Api(s))) if s.code == 409),
+        "{wrong:?}"
+    );
+    // Dry run: accepted, nothing deleted.
+    falco_responder::evict::evict(&admin, &ns, "victim", &uid, Some(0), true)
+        .await
+        .unwrap();
+    assert!(exists(&admin, &ns, &pod).await);
+    // The real thing (this 1.20 server only knows policy/v1beta1): the pod goes.
+    falco_responder::evict::evict(&admin, &ns, "victim", &uid, Some(0), false)
+        .await
+        .unwrap();
+    assert!(!exists(&admin, &ns, &pod).await);
+    assert!(server.count_audit_in("create", "pods/eviction", Some(&ns), "victim") >= 2);
+}
+
+#[tokio::test]
+async fn the_breaker_lists_only_our_deletion_events_with_their_workload() {
+    use falco_responder::breaker::Breaker;
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "count").await;
+    let event = |name: &str, reason: &str, controller: &str| -> KubeEvent {
+        serde_json::from_value(json!({
+            "metadata": { "name": name, "namespace": ns },
+            "eventTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+            "action": "Delete", "reason": reason, "type": "Warning",
+            "reportingController": controller, "reportingInstance": "test",
+            "regarding": { "kind": "Pod", "name": "p", "namespace": ns },
+            "related": { "kind": "Deployment", "name": "web", "namespace": ns, "apiVersion": "apps/v1" }
+        }))
+        .unwrap()
+    };
+    let api = Api::<KubeEvent>::namespaced(admin.clone(), &ns);
+    for e in [
+        event("ours", "FalcoPodDeleted", "falco-responder"),
+        event("dry", "FalcoDryRun", "falco-responder"),
+        event("theirs", "FalcoPodDeleted", "someone-else"),
+    ] {
+        api.create(&PostParams::default(), &e).await.unwrap();
+    }
+    let (admin_ref, ns_ref) = (&admin, &ns);
+    let seen = support::wait_for(
+        "our Event in the watch cache",
+        Duration::from_secs(10),
+        move || async move {
+            let all = Breaker::list(admin_ref).await.unwrap();
+            let mine: Vec<_> = all
+                .into_iter()
+                .filter(|s| s.key.starts_with(&format!("{ns_ref}/")))
+                .collect();
+            (!mine.is_empty()).then_some(mine)
+        },
+    )
+    .await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].key, format!("{ns}/ours"));
+    assert_eq!(
+        seen[0].workload.as_deref(),
+        Some(format!("{ns}/Deployment/web").as_str())
+    );
+}
