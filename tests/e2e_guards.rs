@@ -793,3 +793,33 @@ async fn the_breaker_lists_only_our_deletion_events_with_their_workload() {
         Some(format!("{ns}/Deployment/web").as_str())
     );
 }
+
+#[tokio::test]
+async fn controllers_make_real_owner_chains_and_replica_counts() {
+    use falco_responder::workload::{self, Kind};
+    let server = server();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "chain").await;
+    deployment(&admin, &ns, "web", 2).await;
+    let pods = ready_pods(&admin, &ns, "web", 2, 1).await;
+    // The pod's controller is a ReplicaSet made by the deployment controller; one step up is
+    // the Deployment.
+    let direct = workload::direct_workload(&pods[0]);
+    assert_eq!(direct.kind, Kind::ReplicaSet, "{direct}");
+    assert!(direct.name.starts_with("web-"), "{direct}");
+    let w = workload::resolve(&admin, &pods[0]).await.unwrap();
+    assert_eq!(w.to_string(), "Deployment/web");
+    let r = workload::replicas(&admin, &ns, &w).await.unwrap().unwrap();
+    assert_eq!((r.desired, r.ready), (2, 1));
+    // The ReplicaSet on its own counts the same.
+    let r = workload::replicas(&admin, &ns, &direct)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.desired, r.ready), (2, 1));
+    // A standalone pod is its own workload, without a replica count.
+    let loner = support::create_pod(&admin, &ns, "loner", &new_cid(), &[]).await;
+    let w = workload::resolve(&admin, &loner).await.unwrap();
+    assert_eq!(w.to_string(), "Standalone/loner");
+    assert_eq!(workload::replicas(&admin, &ns, &w).await.unwrap(), None);
+}
