@@ -1,7 +1,7 @@
 //! The Kubernetes side: check the pod is still the one the event named, delete it with a uid
 //! precondition, and record a Kubernetes Event. Every call of one event shares one deadline.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::StatusCode;
 use k8s_openapi::{
@@ -20,10 +20,15 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::event::{FalcoEvent, Target};
+use crate::{
+    availability::{Availability, GuardError, Plan},
+    config::Config,
+    event::{FalcoEvent, Target},
+    evict::{self, Refused},
+    ident::ContainerId,
+    verdict::{Verdict, pod_container_ids, verdict},
+};
 
-/// Pods that carry this annotation set to "true" are never deleted.
-pub const PROTECT_ANNOTATION: &str = "falco-responder/protect";
 /// `reportingController` of the Events we record.
 pub const REPORTER: &str = "falco-responder";
 
@@ -34,6 +39,27 @@ pub enum OutcomeKind {
     Gone,
     Skipped,
     Stale,
+    Terminating,
+    /// Not now: deleting would break availability (503, retry).
+    Held(HeldBy),
+    /// The deletion breaker is open (200: a person must look); the workload kind's label.
+    BreakerOpen(&'static str),
+}
+
+/// Which guard held a deletion (the `falco_responder_held_total{guard}` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeldBy {
+    Floor,
+    Pdb,
+}
+
+impl HeldBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldBy::Floor => "floor",
+            HeldBy::Pdb => "pdb",
+        }
+    }
 }
 
 impl OutcomeKind {
@@ -44,6 +70,9 @@ impl OutcomeKind {
             OutcomeKind::Gone => "gone",
             OutcomeKind::Skipped => "skipped",
             OutcomeKind::Stale => "stale",
+            OutcomeKind::Terminating => "terminating",
+            OutcomeKind::Held(_) => "held",
+            OutcomeKind::BreakerOpen(_) => "breaker-open",
         }
     }
 }
@@ -59,15 +88,38 @@ pub struct PodRef {
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
+    /// The pod's workload, `Kind/name` (`Deployment/web`, `Standalone/p`), once resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 impl PodRef {
     pub fn of(t: &Target) -> PodRef {
         PodRef {
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
-            uid: t.uid.clone(),
+            namespace: t.namespace.to_string(),
+            name: t.name.to_string(),
+            uid: t.uid.as_ref().map(ToString::to_string),
+            workload: None,
         }
+    }
+}
+
+/// The identity of the live pod an outcome was decided on: what a later event must match for
+/// the storm memory to answer it without looking again (`coalesce`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Seen {
+    pub uid: String,
+    pub container_ids: Vec<ContainerId>,
+}
+
+impl Seen {
+    /// Does `target` carry a pod uid or container id that proves it names this pod?
+    pub fn proves(&self, target: &Target) -> bool {
+        target.uid.as_ref().is_some_and(|u| u.as_str() == self.uid)
+            || target
+                .container_id
+                .as_ref()
+                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c)))
     }
 }
 
@@ -77,6 +129,8 @@ pub struct Outcome {
     pub kind: OutcomeKind,
     pub reason: String,
     pub pod: Option<PodRef>,
+    /// The live pod looked at, when there was one.
+    pub seen: Option<Seen>,
 }
 
 /// The function could not act: the sender must retry (5xx), the event is kept in the log.
@@ -107,19 +161,26 @@ pub enum ActionError {
     },
     #[error("the Kubernetes API is unreachable ({verb} pod): {message}")]
     Unreachable { verb: &'static str, message: String },
+    /// The API answered with another object than the one asked for: never acted on.
+    #[error("refusing to act: {0}")]
+    Mismatch(String),
+    /// A guard could not be evaluated: no deletion around it.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
 }
 
 impl ActionError {
     /// 503 where a retry may help (timeouts, outages, throttling); 500 where it needs a human.
     pub fn status(&self) -> StatusCode {
         match self {
+            ActionError::Guard(g) => g.status(),
             ActionError::Timeout { .. } | ActionError::Unreachable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ActionError::Api { code, .. } if *code >= 500 || *code == 429 => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ActionError::Forbidden { .. } | ActionError::Api { .. } => {
+            ActionError::Forbidden { .. } | ActionError::Api { .. } | ActionError::Mismatch(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -132,33 +193,57 @@ impl ActionError {
             ActionError::Forbidden { .. } => "forbidden",
             ActionError::Api { .. } => "api",
             ActionError::Unreachable { .. } => "unreachable",
+            ActionError::Mismatch(_) => "mismatch",
+            ActionError::Guard(g) => g.metric_label(),
         }
     }
+}
+
+/// Which Kubernetes Event an action records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    Deleted,
+    GraceShortened,
+    DryRun,
+    /// A guard held the deletion (FalcoDeleteHeld).
+    Held,
+    /// The deletion breaker refused it (FalcoBreakerOpen).
+    BreakerOpen,
+}
+
+/// What the guards add to an Event: its name chosen in advance (the breaker reserved it), the
+/// workload in `related`, and the guard's reason at the head of the note.
+#[derive(Debug, Default)]
+struct Guarded {
+    name: Option<String>,
+    related: Option<ObjectReference>,
+    why: Option<String>,
 }
 
 /// Talks to the API server on behalf of one process; cheap to clone.
 #[derive(Clone)]
 pub struct Kube {
     client: Client,
-    grace_period: Option<u32>,
     timeout: Duration,
     instance: String,
     /// Event recordings in flight: they run after the answer, and shutdown waits for them.
     background: TaskTracker,
+    /// The workload-aware guards (issue 10); `None` only in tests that drive the bare path.
+    guards: Option<Arc<Availability>>,
 }
 
 fn map_err(e: kube::Error, verb: &'static str, t: &Target) -> ActionError {
     match e {
         kube::Error::Api(s) if s.is_forbidden() => ActionError::Forbidden {
             verb,
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
+            namespace: t.namespace.to_string(),
+            name: t.name.to_string(),
             message: s.message.clone(),
         },
         kube::Error::Api(s) => ActionError::Api {
             verb,
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
+            namespace: t.namespace.to_string(),
+            name: t.name.to_string(),
             code: s.code,
             message: s.message.clone(),
         },
@@ -184,37 +269,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// Strips the runtime scheme (`containerd://`, `docker://`, `cri-o://`).
-fn bare_container_id(id: &str) -> &str {
-    id.split_once("://").map_or(id, |(_, rest)| rest)
-}
-
-/// Does a container id from Falco (12-char short or full) name one of the pod's containers?
-/// `None` when the pod reports no container ids (not started yet): nothing to compare.
-pub fn container_matches(pod: &Pod, event_id: &str) -> Option<bool> {
-    let status = pod.status.as_ref()?;
-    let ids: Vec<&str> = [
-        &status.container_statuses,
-        &status.init_container_statuses,
-        &status.ephemeral_container_statuses,
-    ]
-    .into_iter()
-    .flatten()
-    .flatten()
-    .filter_map(|s| s.container_id.as_deref())
-    .map(bare_container_id)
-    .filter(|id| !id.is_empty())
-    .collect();
-    if ids.is_empty() {
-        return None;
-    }
-    let ev = bare_container_id(event_id);
-    Some(
-        ids.iter()
-            .any(|id| id.starts_with(ev) || ev.starts_with(id)),
-    )
-}
-
 /// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
 pub fn event_note(ev: &FalcoEvent) -> String {
     let mut note = format!("Falco rule {:?} ({})", ev.rule, ev.priority);
@@ -222,6 +276,11 @@ pub fn event_note(ev: &FalcoEvent) -> String {
         note.push_str(": ");
         note.push_str(out);
     }
+    bounded(note)
+}
+
+/// At most 1 kB (the API's limit for a note), cut on a char boundary.
+fn bounded(mut note: String) -> String {
     if note.len() > 1024 {
         let mut cut = 1021;
         while !note.is_char_boundary(cut) {
@@ -236,129 +295,320 @@ pub fn event_note(ev: &FalcoEvent) -> String {
 impl Kube {
     pub fn new(
         client: Client,
-        grace_period: Option<u32>,
         timeout: Duration,
         instance: String,
         background: TaskTracker,
     ) -> Kube {
         Kube {
             client,
-            grace_period,
             timeout,
             instance,
             background,
+            guards: None,
         }
     }
 
-    /// GET, checks, then (unless `dry_run`) DELETE with the uid precondition and an Event.
+    /// Turns on the workload-aware guards (every process does; see `App::new`).
+    pub fn with_guards(mut self, guards: Arc<Availability>) -> Kube {
+        self.guards = Some(guards);
+        self
+    }
+
+    /// GET, the verdict (`verdict`), then (unless DRY_RUN) the DELETE it calls for, with the
+    /// uid precondition, and an Event.
     pub async fn act(
         &self,
         target: &Target,
         event: &FalcoEvent,
-        dry_run: bool,
+        cfg: &Config,
     ) -> Result<Outcome, ActionError> {
         let deadline = Instant::now() + self.timeout;
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
+        // Only validated names reach the request path (`ident`).
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), target.namespace.as_str());
         let mut pod_ref = PodRef::of(target);
-        let outcome = |kind, reason: String, pod: &PodRef| Outcome {
-            kind,
-            reason,
-            pod: Some(pod.clone()),
-        };
 
-        let pod = match self
-            .within(deadline, "get", pods.get_opt(&target.name))
-            .await?
-        {
+        // The breaker's LIST does not depend on the pod: it runs alongside the GET.
+        let prefetch = async {
+            match &self.guards {
+                Some(g) => g.prefetch(&self.client, deadline, self.timeout).await,
+                None => None,
+            }
+        };
+        let (got, prefetched) = tokio::join!(
+            self.within(deadline, "get", pods.get_opt(target.name.as_str())),
+            prefetch
+        );
+        let pod = match got? {
             Ok(Some(pod)) => pod,
             Ok(None) => {
-                return Ok(outcome(
-                    OutcomeKind::Gone,
-                    "the pod no longer exists".into(),
-                    &pod_ref,
-                ));
+                return Ok(Outcome {
+                    kind: OutcomeKind::Gone,
+                    reason: "the pod no longer exists".into(),
+                    pod: Some(pod_ref),
+                    seen: None,
+                });
             }
             Err(e) => return Err(map_err(e, "get", target)),
         };
-        let live_uid = pod.metadata.uid.clone().unwrap_or_default();
-        pod_ref.uid = Some(live_uid.clone());
+        let verdict = verdict(&pod, target, event, cfg, jiff::Timestamp::now());
+        if let Verdict::Mismatch { reason } = verdict {
+            return Err(ActionError::Mismatch(reason));
+        }
+        let seen = Seen {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            container_ids: pod_container_ids(&pod),
+        };
+        pod_ref.uid = Some(seen.uid.clone());
+        let outcome = |kind, reason: String| Outcome {
+            kind,
+            reason,
+            pod: Some(pod_ref.clone()),
+            seen: Some(seen.clone()),
+        };
 
-        if let Some(uid) = &target.uid
-            && *uid != live_uid
-        {
-            return Ok(outcome(
-                OutcomeKind::Stale,
-                format!(
-                    "the event names pod uid {uid}, the pod now has uid {live_uid}: it was replaced"
-                ),
-                &pod_ref,
-            ));
+        let (uid, grace, record) = match verdict {
+            Verdict::Stale { reason } => return Ok(outcome(OutcomeKind::Stale, reason)),
+            Verdict::Skipped { reason } => return Ok(outcome(OutcomeKind::Skipped, reason)),
+            Verdict::Terminating { reason } => {
+                return Ok(outcome(OutcomeKind::Terminating, reason));
+            }
+            Verdict::Mismatch { .. } => unreachable!("handled above"),
+            Verdict::Delete { uid, grace } => (uid, grace, Recorded::Deleted),
+            Verdict::Shorten { uid, grace, .. } => (uid, Some(grace), Recorded::GraceShortened),
+        };
+        // The workload-aware guards, for a new deletion (not for shortening a grace period).
+        let mut guarded = Guarded::default();
+        let mut ticket = None;
+        let mut use_eviction = false;
+        let mut checks = String::new();
+        if let (Some(g), Recorded::Deleted) = (&self.guards, record) {
+            let name = format!(
+                "{}.{:x}",
+                target.name,
+                jiff::Timestamp::now().as_nanosecond()
+            );
+            let key = format!("{}/{name}", target.namespace);
+            let plan = g
+                .plan(
+                    &self.client,
+                    &pod,
+                    prefetched,
+                    &key,
+                    grace,
+                    deadline,
+                    self.timeout,
+                    cfg.dry_run,
+                )
+                .await?;
+            let w = plan.workload().clone();
+            pod_ref.workload = Some(w.to_string());
+            let related = crate::breaker::related(target.namespace.as_str(), &w);
+            let outcome = |kind, reason: String| Outcome {
+                kind,
+                reason,
+                pod: Some(pod_ref.clone()),
+                seen: Some(seen.clone()),
+            };
+            let dry = |verdict: &str, reason: &str| {
+                outcome(OutcomeKind::DryRun, format!("DRY_RUN: {verdict}: {reason}"))
+            };
+            match plan {
+                Plan::Skip { reason, .. } if cfg.dry_run => {
+                    return Ok(dry("would skip", &reason));
+                }
+                Plan::Skip { reason, .. } => return Ok(outcome(OutcomeKind::Skipped, reason)),
+                Plan::Hold { reason, .. } if cfg.dry_run => {
+                    return Ok(dry("would hold", &reason));
+                }
+                Plan::Hold { reason, .. } => {
+                    let extra = Guarded {
+                        related,
+                        why: Some(reason.clone()),
+                        ..Default::default()
+                    };
+                    self.record_later(self.event_object(
+                        target,
+                        &uid,
+                        event,
+                        Recorded::Held,
+                        extra,
+                    ));
+                    return Ok(outcome(OutcomeKind::Held(HeldBy::Floor), reason));
+                }
+                Plan::BreakerOpen { reason, .. } if cfg.dry_run => {
+                    return Ok(dry("would be refused", &reason));
+                }
+                Plan::BreakerOpen { reason, .. } => {
+                    tracing::error!(
+                        pod = %format!("{}/{}", target.namespace, target.name),
+                        workload = %w,
+                        reason = reason.as_str(),
+                        "deletion breaker open: not deleting; a person must look"
+                    );
+                    let extra = Guarded {
+                        related,
+                        why: Some(reason.clone()),
+                        ..Default::default()
+                    };
+                    self.record_later(self.event_object(
+                        target,
+                        &uid,
+                        event,
+                        Recorded::BreakerOpen,
+                        extra,
+                    ));
+                    return Ok(outcome(
+                        OutcomeKind::BreakerOpen(w.kind.metric_label()),
+                        reason,
+                    ));
+                }
+                Plan::Remove {
+                    ticket: t,
+                    checks: c,
+                    ..
+                } => {
+                    ticket = t;
+                    use_eviction = g.use_eviction;
+                    checks = format!(" ({})", c.join("; "));
+                    guarded = Guarded {
+                        name: Some(name),
+                        related,
+                        why: None,
+                    };
+                }
+            }
         }
-        if let Some(cid) = &target.container_id
-            && container_matches(&pod, cid) == Some(false)
-        {
-            return Ok(outcome(
-                OutcomeKind::Stale,
-                format!(
-                    "no container of the pod has id {cid}: the pod was replaced after the event"
-                ),
-                &pod_ref,
-            ));
-        }
-        let protected = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(PROTECT_ANNOTATION))
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        if protected {
-            return Ok(outcome(
-                OutcomeKind::Skipped,
-                format!("the pod is annotated {PROTECT_ANNOTATION}=true"),
-                &pod_ref,
-            ));
-        }
-        if pod.metadata.deletion_timestamp.is_some() {
-            return Ok(outcome(
-                OutcomeKind::Gone,
-                "the pod is already terminating".into(),
-                &pod_ref,
-            ));
-        }
-        if dry_run {
-            // The audit trail of a trial run: what would have been deleted, and why.
-            self.record_later(self.event_object(target, &live_uid, event, true));
+        let outcome = |kind, reason: String| Outcome {
+            kind,
+            reason,
+            pod: Some(pod_ref.clone()),
+            seen: Some(seen.clone()),
+        };
+
+        if cfg.dry_run {
+            // The audit trail of a trial run: what would have been done, and why.
+            let extra = Guarded {
+                related: guarded.related.take(),
+                ..Default::default()
+            };
+            self.record_later(self.event_object(target, &uid, event, Recorded::DryRun, extra));
+            let what = match record {
+                Recorded::GraceShortened => "shorten the grace period of",
+                _ if use_eviction => "evict",
+                _ => "delete",
+            };
             return Ok(outcome(
                 OutcomeKind::DryRun,
                 format!(
-                    "DRY_RUN: would delete pod {}/{}",
+                    "DRY_RUN: would {what} pod {}/{}{checks}",
                     target.namespace, target.name
                 ),
-                &pod_ref,
             ));
         }
 
+        let release = || {
+            if let Some(g) = &self.guards {
+                g.release(ticket.clone());
+            }
+        };
+        if use_eviction {
+            let removed = self
+                .within(
+                    deadline,
+                    "evict",
+                    evict::evict(
+                        &self.client,
+                        target.namespace.as_str(),
+                        target.name.as_str(),
+                        &uid,
+                        grace,
+                        false,
+                    ),
+                )
+                .await;
+            let done = match removed {
+                Ok(Ok(())) => outcome(
+                    OutcomeKind::Deleted,
+                    format!(
+                        "Falco rule {:?} (evicted through the Eviction API)",
+                        event.rule
+                    ),
+                ),
+                Ok(Err(Refused::Budget(msg))) => {
+                    release();
+                    let reason = crate::availability::pdb_reason(&msg);
+                    let extra = Guarded {
+                        related: guarded.related.take(),
+                        why: Some(reason.clone()),
+                        ..Default::default()
+                    };
+                    self.record_later(self.event_object(
+                        target,
+                        &uid,
+                        event,
+                        Recorded::Held,
+                        extra,
+                    ));
+                    return Ok(outcome(OutcomeKind::Held(HeldBy::Pdb), reason));
+                }
+                Ok(Err(Refused::Other(kube::Error::Api(s)))) if s.is_not_found() => {
+                    release();
+                    return Ok(outcome(
+                        OutcomeKind::Gone,
+                        "the pod disappeared before the eviction".into(),
+                    ));
+                }
+                Ok(Err(Refused::Other(kube::Error::Api(s)))) if s.is_conflict() => {
+                    release();
+                    return Ok(outcome(
+                        OutcomeKind::Stale,
+                        "the pod was replaced between check and eviction (uid precondition failed)"
+                            .into(),
+                    ));
+                }
+                Ok(Err(Refused::Other(e))) => {
+                    release();
+                    return Err(map_err(e, "evict", target));
+                }
+                Err(e) => {
+                    release();
+                    return Err(e);
+                }
+            };
+            self.record_later(self.event_object(target, &uid, event, record, guarded));
+            return Ok(done);
+        }
+
         let mut dp = DeleteParams::default().preconditions(Preconditions {
-            uid: Some(live_uid.clone()),
+            uid: Some(uid.clone()),
             resource_version: None,
         });
-        if let Some(g) = self.grace_period {
+        if let Some(g) = grace {
             dp = dp.grace_period(g);
         }
-        let deleted = match self
-            .within(deadline, "delete", pods.delete(&target.name, &dp))
-            .await?
-        {
-            Ok(_) => outcome(
-                OutcomeKind::Deleted,
-                format!("Falco rule {:?}", event.rule),
-                &pod_ref,
-            ),
+        let deleted = self
+            .within(deadline, "delete", pods.delete(target.name.as_str(), &dp))
+            .await;
+        if !matches!(deleted, Ok(Ok(_))) {
+            // Not deleted (gone, stale, refused, timed out): the reservation must not count.
+            release();
+        }
+        let done = match deleted? {
+            Ok(_) => match record {
+                Recorded::GraceShortened => outcome(
+                    OutcomeKind::Terminating,
+                    format!(
+                        "the pod was already terminating: grace shortened to {}s (Falco rule {:?})",
+                        grace.unwrap_or_default(),
+                        event.rule
+                    ),
+                ),
+                _ => outcome(OutcomeKind::Deleted, format!("Falco rule {:?}", event.rule)),
+            },
             Err(kube::Error::Api(s)) if s.is_not_found() => {
                 return Ok(outcome(
                     OutcomeKind::Gone,
                     "the pod disappeared before the delete".into(),
-                    &pod_ref,
                 ));
             }
             Err(kube::Error::Api(s)) if s.is_conflict() => {
@@ -366,14 +616,13 @@ impl Kube {
                     OutcomeKind::Stale,
                     "the pod was replaced between check and delete (uid precondition failed)"
                         .into(),
-                    &pod_ref,
                 ));
             }
             Err(e) => return Err(map_err(e, "delete", target)),
         };
 
-        self.record_later(self.event_object(target, &live_uid, event, false));
-        Ok(deleted)
+        self.record_later(self.event_object(target, &uid, event, record, guarded));
+        Ok(done)
     }
 
     async fn within<T>(
@@ -412,31 +661,49 @@ impl Kube {
 
     /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
     /// and which Falco event made it.
-    fn event_object(&self, t: &Target, uid: &str, event: &FalcoEvent, dry_run: bool) -> KubeEvent {
-        let (action, reason, type_) = if dry_run {
-            ("DryRunDelete", "FalcoDryRun", "Normal")
-        } else {
-            ("Delete", "FalcoPodDeleted", "Warning")
+    fn event_object(
+        &self,
+        t: &Target,
+        uid: &str,
+        event: &FalcoEvent,
+        what: Recorded,
+        extra: Guarded,
+    ) -> KubeEvent {
+        let (action, reason, type_) = match what {
+            Recorded::DryRun => ("DryRunDelete", "FalcoDryRun", "Normal"),
+            Recorded::Deleted => ("Delete", crate::breaker::DELETED_REASON, "Warning"),
+            Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
+            Recorded::Held => ("Delete", "FalcoDeleteHeld", "Warning"),
+            Recorded::BreakerOpen => ("Delete", "FalcoBreakerOpen", "Warning"),
         };
         let now = jiff::Timestamp::now();
+        let note = match extra.why {
+            Some(why) => bounded(format!("{why}. {}", event_note(event))),
+            None => event_note(event),
+        };
         KubeEvent {
             metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", t.name, now.as_nanosecond())),
-                namespace: Some(t.namespace.clone()),
+                name: Some(
+                    extra
+                        .name
+                        .unwrap_or_else(|| format!("{}.{:x}", t.name, now.as_nanosecond())),
+                ),
+                namespace: Some(t.namespace.to_string()),
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
             action: Some(action.into()),
             reason: Some(reason.into()),
-            note: Some(event_note(event)),
+            note: Some(note),
+            related: extra.related,
             type_: Some(type_.into()),
             reporting_controller: Some(REPORTER.into()),
             reporting_instance: Some(self.instance.clone()),
             regarding: Some(ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
-                name: Some(t.name.clone()),
-                namespace: Some(t.namespace.clone()),
+                name: Some(t.name.to_string()),
+                namespace: Some(t.namespace.to_string()),
                 uid: Some(uid.to_string()),
                 ..Default::default()
             }),
@@ -448,37 +715,6 @@ impl Kube {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
-
-    fn pod_with(ids: &[&str]) -> Pod {
-        Pod {
-            status: Some(PodStatus {
-                container_statuses: Some(
-                    ids.iter()
-                        .map(|id| ContainerStatus {
-                            container_id: Some(id.to_string()),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn container_ids_match_by_prefix_after_the_runtime_scheme() {
-        let full = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
-        for scheme in ["containerd://", "docker://", "cri-o://"] {
-            let pod = pod_with(&[&format!("{scheme}{full}")]);
-            assert_eq!(container_matches(&pod, "ee97d9c4186f"), Some(true));
-            assert_eq!(container_matches(&pod, full), Some(true));
-            assert_eq!(container_matches(&pod, "0123456789ab"), Some(false));
-        }
-        assert_eq!(container_matches(&pod_with(&[]), "ee97d9c4186f"), None);
-        assert_eq!(container_matches(&Pod::default(), "ee97d9c4186f"), None);
-    }
 
     #[test]
     fn note_is_bounded_to_one_kilobyte_on_a_char_boundary() {

@@ -67,8 +67,9 @@ impl Plan {
     }
 }
 
-/// The breaker's LIST, started together with the pod's GET (see [`Availability::prefetch`]).
-pub type Prefetched = Option<Result<Vec<Seen>, kube::Error>>;
+/// The breaker's LIST, started together with the pod's GET (see [`Availability::prefetch`]);
+/// `None` when the breaker is off.
+pub type Prefetched = Option<Result<Vec<Seen>, GuardError>>;
 
 /// A guard could not decide: the deletion does not happen, the sender is told why.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -155,11 +156,25 @@ impl Availability {
 
     /// The breaker's count, to run concurrently with the pod's GET: it does not depend on the
     /// pod, and a sequential LIST would add a whole round trip to every deletion.
-    pub async fn prefetch(&self, client: &Client) -> Prefetched {
+    pub async fn prefetch(
+        &self,
+        client: &Client,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Prefetched {
         if !self.breaker.enabled() {
             return None;
         }
-        Some(Breaker::list(client).await)
+        let listed = Self::within(deadline, timeout, "list Events", Breaker::list(client)).await;
+        Some(listed.and_then(|r| {
+            r.map_err(|e| {
+                api_error(
+                    e,
+                    "list Events for the deletion breaker".into(),
+                    "list on events (events.k8s.io), all namespaces",
+                )
+            })
+        }))
     }
 
     async fn within<T>(
@@ -273,13 +288,7 @@ impl Availability {
 
         let mut ticket = None;
         if let Some(listed) = prefetched {
-            let listed = listed.map_err(|e| {
-                api_error(
-                    e,
-                    "list Events for the deletion breaker".into(),
-                    "list on events (events.k8s.io), all namespaces",
-                )
-            })?;
+            let listed = listed?;
             let key = breaker::workload_key(&ns, &w);
             match self.breaker.decide(
                 &listed,
