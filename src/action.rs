@@ -230,6 +230,8 @@ pub struct Kube {
     background: TaskTracker,
     /// The workload-aware guards (issue 10); `None` only in tests that drive the bare path.
     guards: Option<Arc<Availability>>,
+    /// For the Eviction API: no 429 retries (`kubeconfig::eviction_client`); else `client`.
+    evict_client: Option<Client>,
 }
 
 fn map_err(e: kube::Error, verb: &'static str, t: &Target) -> ActionError {
@@ -305,7 +307,13 @@ impl Kube {
             instance,
             background,
             guards: None,
+            evict_client: None,
         }
+    }
+
+    pub fn with_eviction_client(mut self, client: Client) -> Kube {
+        self.evict_client = Some(client);
+        self
     }
 
     /// Turns on the workload-aware guards (every process does; see `App::new`).
@@ -391,6 +399,7 @@ impl Kube {
             let plan = g
                 .plan(
                     &self.client,
+                    self.evict_client.as_ref().unwrap_or(&self.client),
                     &pod,
                     prefetched,
                     &key,
@@ -517,7 +526,7 @@ impl Kube {
                     deadline,
                     "evict",
                     evict::evict(
-                        &self.client,
+                        self.evict_client.as_ref().unwrap_or(&self.client),
                         target.namespace.as_str(),
                         target.name.as_str(),
                         &uid,

@@ -140,6 +140,16 @@ impl App {
         }))
     }
 
+    /// USE_EVICTION's client without kube's 429 retries (`kubeconfig::eviction_client`).
+    pub fn with_eviction_client(mut self, client: Option<Client>) -> App {
+        if let (Some(c), Some(inner)) = (client, Arc::get_mut(&mut self.0))
+            && let Some(kube) = inner.kube.take()
+        {
+            inner.kube = Some(kube.with_eviction_client(c));
+        }
+        self
+    }
+
     /// Waits for work that outlives answers: actions whose caller went away and the Kubernetes
     /// Events. Each is bounded by API_TIMEOUT_SECONDS; an action and then its Event, twice that.
     /// Called before the process exits.

@@ -220,6 +220,7 @@ impl Availability {
     pub async fn plan(
         &self,
         client: &Client,
+        evict_client: &Client,
         pod: &Pod,
         prefetched: Prefetched,
         event_key: &str,
@@ -317,7 +318,7 @@ impl Availability {
                 deadline,
                 timeout,
                 "evict (dry run)",
-                evict::evict(client, &ns, &name, &uid, grace, true),
+                evict::evict(evict_client, &ns, &name, &uid, grace, true),
             )
             .await?
             {

@@ -23,6 +23,20 @@ pub enum ClientError {
 /// `Ok(None)` only under DRY_RUN without any configuration: the function then reports what it
 /// would delete without looking anything up.
 pub async fn client(cfg: &Config) -> Result<Option<Client>, ClientError> {
+    build(cfg, true).await
+}
+
+/// USE_EVICTION's client: the same, without kube's retry layer, which would retry a
+/// PodDisruptionBudget's 429 until the deadline instead of letting us answer `held`.
+/// `Ok(None)` when USE_EVICTION is off.
+pub async fn eviction_client(cfg: &Config) -> Result<Option<Client>, ClientError> {
+    if !cfg.guards.use_eviction {
+        return Ok(None);
+    }
+    build(cfg, false).await
+}
+
+async fn build(cfg: &Config, retry: bool) -> Result<Option<Client>, ClientError> {
     let mut kc = match KubeConfig::infer().await {
         Ok(kc) => kc,
         Err(e) if cfg.dry_run => {
@@ -47,6 +61,7 @@ pub async fn client(cfg: &Config) -> Result<Option<Client>, ClientError> {
     // Every event's calls are bounded by API_TIMEOUT_SECONDS anyway; this bounds a stuck socket.
     kc.read_timeout = Some(cfg.api_timeout);
     kc.connect_timeout = Some(cfg.api_timeout);
+    kc.default_retry &= retry;
     let client = if kc.proxy_url.is_some() {
         // kube's own stack knows proxies; ours below does not need to.
         Client::try_from(kc)

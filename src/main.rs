@@ -70,7 +70,8 @@ fn main() -> ExitCode {
 async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
     let client = kubeconfig::client(&config).await?;
     let port = config.port;
-    let app = Arc::new(App::new(config, client));
+    let evictions = kubeconfig::eviction_client(&config).await?;
+    let app = Arc::new(App::new(config, client).with_eviction_client(evictions));
     match mode {
         Mode::Once(body) => Ok(once::run(&app, body).await?),
         Mode::Serve => {

@@ -188,12 +188,37 @@ async fn ready_pods(client: &Client, ns: &str, app: &str, n: usize, ready: usize
         let name = p.metadata.name.as_deref().unwrap();
         if i < ready && !support_ready(p) {
             out.push(support::mark_pod_ready(client, ns, name, &new_cid()).await);
+        } else if i >= ready && !has_container_id(p) {
+            out.push(mark_started_not_ready(client, ns, name).await);
         } else {
             out.push(p.clone());
         }
     }
     wait_ready_replicas(client, ns, app, ready as i32).await;
     out
+}
+
+fn has_container_id(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.container_id.is_some()))
+}
+
+/// A started container that is not ready (yet): what Falco can see, what the floor does not count.
+async fn mark_started_not_ready(client: &Client, ns: &str, name: &str) -> Pod {
+    let status = json!({ "status": {
+        "phase": "Running",
+        "conditions": [{ "type": "Ready", "status": "False" }],
+        "containerStatuses": [{
+            "name": "main", "image": "alpine", "imageID": "", "ready": false, "restartCount": 0,
+            "containerID": format!("containerd://{}", new_cid()), "state": { "running": {} }
+        }]
+    }});
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap()
 }
 
 fn support_ready(p: &Pod) -> bool {

@@ -21,7 +21,10 @@ const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0
 fn app(vars: &[(&str, &str)]) -> (App, ApiHandle) {
     let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
     // The breaker's LIST (issue 10) is its own test (e2e_guards); here the exact pod calls.
-    let off = [("MAX_DELETIONS", "off"), ("MAX_DELETIONS_PER_WORKLOAD", "off")];
+    let off = [
+        ("MAX_DELETIONS", "off"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+    ];
     let vars = off.iter().chain(vars.iter());
     let cfg = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
     (App::new(cfg, Some(Client::new(svc, "default"))), handle)
