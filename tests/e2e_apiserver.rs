@@ -47,6 +47,9 @@ impl Responder {
             .env("KUBECONFIG", kubeconfig)
             .env("PORT", port.to_string())
             .env("API_TIMEOUT_SECONDS", "5")
+            // The overall deletion budget counts every test's deletions on this shared server;
+            // it is tested on a private one (e2e_guards). The per-workload one stays on.
+            .env("MAX_DELETIONS", "off")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
