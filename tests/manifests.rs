@@ -308,8 +308,36 @@ fn close_objects(schema: &mut Value) {
     }
 }
 
+/// Knative's CRDs keep `delivery` open (`x-kubernetes-preserve-unknown-fields`, "necessary to
+/// enable the experimental feature delivery-timeout": eventing config/core/resources/
+/// trigger.yaml) for the alpha/beta DeliverySpec fields, which the datree copies then close:
+/// list those two (eventing pkg/apis/duck/v1/delivery_types.go) so they validate, typed.
+fn add_experimental_delivery_fields(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let is_delivery = map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true))
+                && map
+                    .get("properties")
+                    .is_some_and(|p| p.get("backoffDelay").is_some());
+            if is_delivery && let Some(Value::Object(props)) = map.get_mut("properties") {
+                for field in ["retryAfterMax", "timeout"] {
+                    props
+                        .entry(field)
+                        .or_insert_with(|| json!({"type": "string"}));
+                }
+            }
+            map.values_mut().for_each(add_experimental_delivery_fields);
+        }
+        Value::Array(a) => a.iter_mut().for_each(add_experimental_delivery_fields),
+        _ => {}
+    }
+}
+
 fn load_schema(spec: &SchemaSpec) -> Value {
     let mut schema = load_json(spec.file);
+    if spec.api_version == EVENTING {
+        add_experimental_delivery_fields(&mut schema);
+    }
     if let Some(def) = spec.definition {
         let mut definitions = schema["definitions"].take();
         if let Some(defs) = definitions.as_object_mut() {
@@ -1462,6 +1490,8 @@ fn each_validator_rejects_a_broken_document() {
         ("unknown spec field", "Broker", "default", "/spec/deliveryy", Some(json!({}))),
         ("broker as a number", "Trigger", "falco-responder", "/spec/broker", Some(json!(5))),
         ("misspelt filter", "Trigger", "falco-responder", "/spec/filterz", Some(json!({}))),
+        ("retryAfterMax as a number", "Trigger", "falco-responder", "/spec/delivery/retryAfterMax", Some(json!(30))),
+        ("misspelt delivery field", "Trigger", "falco-responder", "/spec/delivery/retryAfterMaxx", Some(json!("PT30S"))),
         ("unknown field", "Namespace", "falco-responder", "/specc", Some(json!({}))),
         ("cluster-scoped with a namespace", "Namespace", "falco-responder", "/metadata/namespace", Some(json!("default"))),
         ("automount as a string", "ServiceAccount", "falco-responder", "/automountServiceAccountToken", Some(json!("yes"))),
