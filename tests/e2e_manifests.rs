@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 
-use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 use support::ApiServer;
@@ -144,21 +144,4 @@ async fn the_api_server_rejects_a_broken_network_policy() {
             other => panic!("{what}: accepted: {other:?}"),
         }
     }
-}
-
-#[tokio::test]
-async fn namespaces_carry_the_label_the_network_policies_select_on() {
-    // Every policy picks its peers' namespaces by `kubernetes.io/metadata.name`, which the
-    // API server sets on every namespace itself.
-    let server = ApiServer::shared();
-    let client = server.admin_client().await;
-    let ns = support::namespace(&client, "nslabel").await;
-    let stored = Api::<Namespace>::all(client.clone())
-        .get(&ns)
-        .await
-        .unwrap();
-    assert_eq!(
-        stored.metadata.labels.unwrap_or_default()["kubernetes.io/metadata.name"],
-        ns
-    );
 }
