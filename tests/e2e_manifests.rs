@@ -38,8 +38,8 @@ fn manifest_files() -> Vec<(String, Vec<Value>)> {
         for name in names {
             let rel = format!("{dir}/{name}");
             let text = std::fs::read_to_string(root.join(&rel)).unwrap();
-            let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-                .unwrap_or_else(|e| panic!("{rel}: {e}"));
+            let docs: Vec<Value> =
+                serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
             out.push((rel, docs.into_iter().filter(Value::is_object).collect()));
         }
     }
@@ -127,7 +127,11 @@ async fn the_api_server_rejects_a_broken_network_policy() {
         .expect("the shipped policy is valid");
 
     for (what, ptr, value) in [
-        ("protocol HTTP", "/spec/ingress/0/ports/0/protocol", json!("HTTP")),
+        (
+            "protocol HTTP",
+            "/spec/ingress/0/ports/0/protocol",
+            json!("HTTP"),
+        ),
         ("port 0", "/spec/ingress/0/ports/0/port", json!(0)),
         (
             "label value with a space",

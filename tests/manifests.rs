@@ -1641,7 +1641,10 @@ fn each_validator_rejects_a_broken_document() {
     ] {
         let mut bad = yaml_docs(file).remove(0);
         bad["falcosidekick"]["config"]["webhook"][key] = json!("Authorization:Bearer x");
-        assert!(!values_errors(file, &bad).is_empty(), "{file}: {key} accepted");
+        assert!(
+            !values_errors(file, &bad).is_empty(),
+            "{file}: {key} accepted"
+        );
     }
     let mut bad = yaml_docs("openfaas/falcosidekick-values.yaml").remove(0);
     bad["falcosidekick"]["config"] = json!({"openfaas": {"functionname": "falco-responder"}});
@@ -2083,10 +2086,7 @@ fn manifests_reference_each_other_consistently() {
                 "{}: lets Falcosidekick's test event through",
                 s.id()
             );
-            for rule in rules
-                .into_iter()
-                .filter(|r| r != SIDEKICK_TEST_RULE)
-            {
+            for rule in rules.into_iter().filter(|r| r != SIDEKICK_TEST_RULE) {
                 for src in env_sources() {
                     let config = Config::from_vars(resolve(&src.vars)).unwrap();
                     assert!(
@@ -2472,7 +2472,7 @@ fn may(ns: &str, sa: &str, group: &str, resource: &str, verb: &str) -> bool {
     objs(RBAC, "RoleBinding")
         .into_iter()
         .chain(objs(RBAC, "ClusterRoleBinding"))
-        .filter(|b| binds(*b) && (b.kind() == "ClusterRoleBinding" || b.namespace() == Some(ns)))
+        .filter(|b| binds(b) && (b.kind() == "ClusterRoleBinding" || b.namespace() == Some(ns)))
         .any(|b| {
             let role_kind = str_at(&b.v, "/roleRef/kind");
             let role_ns = if role_kind == "Role" {
@@ -2512,15 +2512,21 @@ fn sensor_retry_errors(sensor: &Value) -> Vec<String> {
         }
         // argo-events pkg/sensors/listener.go: without it, triggerActions returns at once.
         if t["atLeastOnce"] != json!(true) {
-            errors.push(e("retryStrategy without atLeastOnce: true never sees a failure"));
+            errors.push(e(
+                "retryStrategy without atLeastOnce: true never sees a failure",
+            ));
         }
         let dlq = &t["dlqTrigger"];
         if !dlq.is_object() {
-            errors.push(e("retryStrategy without a dlqTrigger: the last failure drops the event"));
+            errors.push(e(
+                "retryStrategy without a dlqTrigger: the last failure drops the event",
+            ));
             continue;
         }
         if dlq["atLeastOnce"] != json!(true) {
-            errors.push(e("dlqTrigger without atLeastOnce: true (rejected by argo-events validation)"));
+            errors.push(e(
+                "dlqTrigger without atLeastOnce: true (rejected by argo-events validation)",
+            ));
         }
         if dlq.get("dlqTrigger").is_some() {
             errors.push(e("dlqTrigger inside a dlqTrigger is ignored"));
@@ -2542,10 +2548,14 @@ fn sensor_retry_errors(sensor: &Value) -> Vec<String> {
             .is_some_and(|g| g.ends_with('-'))
             || resource["metadata"].get("name").is_some()
         {
-            errors.push(e("dead-letter ConfigMap needs generateName (one per event), no name"));
+            errors.push(e(
+                "dead-letter ConfigMap needs generateName (one per event), no name",
+            ));
         }
         if resource["metadata"]["labels"]["falco-responder/dead-letter"] != "true" {
-            errors.push(e("dead-letter ConfigMap without label falco-responder/dead-letter=true"));
+            errors.push(e(
+                "dead-letter ConfigMap without label falco-responder/dead-letter=true",
+            ));
         }
         let params = k8s["parameters"].as_array().cloned().unwrap_or_default();
         if params.is_empty() {
@@ -2556,14 +2566,21 @@ fn sensor_retry_errors(sensor: &Value) -> Vec<String> {
                 .as_str()
                 .is_some_and(|d| deps.contains(&d))
             {
-                errors.push(e(&format!("dead-letter parameter from an unknown dependency: {p}")));
+                errors.push(e(&format!(
+                    "dead-letter parameter from an unknown dependency: {p}"
+                )));
             }
             match p["dest"].as_str().and_then(|d| d.strip_prefix("data.")) {
                 Some(key) if resource["data"].get(key).is_some() => {}
-                _ => errors.push(e(&format!("dead-letter parameter dest {} is not a data key", p["dest"]))),
+                _ => errors.push(e(&format!(
+                    "dead-letter parameter dest {} is not a data key",
+                    p["dest"]
+                ))),
             }
             if p["src"]["useRawData"] == json!(true) {
-                errors.push(e("useRawData would put an object where a ConfigMap wants a string"));
+                errors.push(e(
+                    "useRawData would put an object where a ConfigMap wants a string",
+                ));
             }
         }
         match sa {
@@ -2642,7 +2659,10 @@ fn retry_comment_errors(text: &str) -> Vec<String> {
             (Some(steps), None) => steps as usize,
             (None, Some(limit)) => limit as usize + 1,
             _ => {
-                errors.push(format!("line {}: retryStrategy without steps or limit", i + 1));
+                errors.push(format!(
+                    "line {}: retryStrategy without steps or limit",
+                    i + 1
+                ));
                 continue;
             }
         };
@@ -2692,14 +2712,19 @@ fn doc_shell_lines(markdown: &str) -> Vec<String> {
 fn logs_container_errors(markdown: &str) -> Vec<String> {
     let mut errors = vec![];
     for cmd in doc_commands(markdown) {
-        if cmd.first().map(String::as_str) != Some("kubectl") || cmd.get(1).map(String::as_str) != Some("logs") {
+        if cmd.first().map(String::as_str) != Some("kubectl")
+            || cmd.get(1).map(String::as_str) != Some("logs")
+        {
             continue;
         }
         let line = cmd.join(" ");
         let Some(container) = flag_values(&cmd, "-c").into_iter().next() else {
             continue;
         };
-        let selector = flag_values(&cmd, "-l").into_iter().next().unwrap_or_default();
+        let selector = flag_values(&cmd, "-l")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let want = if let Some(name) = selector.strip_prefix("serving.knative.dev/service=") {
             match obj(KSVC, "Service", name) {
                 Some(k) => k.v["spec"]["template"]["spec"]["containers"][0]["name"]
@@ -2714,11 +2739,15 @@ fn logs_container_errors(markdown: &str) -> Vec<String> {
         } else if selector.starts_with("workflows.argoproj.io/workflow") {
             "main".to_string()
         } else {
-            errors.push(format!("`{line}`: -c {container} for pods this check does not know"));
+            errors.push(format!(
+                "`{line}`: -c {container} for pods this check does not know"
+            ));
             continue;
         };
         if container != want {
-            errors.push(format!("`{line}`: the container is {want}, not {container}"));
+            errors.push(format!(
+                "`{line}`: the container is {want}, not {container}"
+            ));
         }
     }
     errors
@@ -2736,15 +2765,43 @@ fn argo_sensors_retry_until_success_or_a_dead_letter() {
     let base = the(ARGO, "Sensor", "falco-responder-knative").v.clone();
     for (what, ptr, value) in [
         ("no atLeastOnce", "/spec/triggers/0/atLeastOnce", None),
-        ("atLeastOnce false", "/spec/triggers/0/atLeastOnce", Some(json!(false))),
+        (
+            "atLeastOnce false",
+            "/spec/triggers/0/atLeastOnce",
+            Some(json!(false)),
+        ),
         ("no dlqTrigger", "/spec/triggers/0/dlqTrigger", None),
-        ("dlq without atLeastOnce", "/spec/triggers/0/dlqTrigger/atLeastOnce", None),
+        (
+            "dlq without atLeastOnce",
+            "/spec/triggers/0/dlqTrigger/atLeastOnce",
+            None,
+        ),
         ("no retryStrategy", "/spec/triggers/0/retryStrategy", None),
-        ("named dead letter", "/spec/triggers/0/dlqTrigger/template/k8s/source/resource/metadata/name", Some(json!("x"))),
-        ("dead letter data as a number", "/spec/triggers/0/dlqTrigger/template/k8s/source/resource/data/event", Some(json!(1))),
-        ("dead letter elsewhere", "/spec/triggers/0/dlqTrigger/template/k8s/source/resource/metadata/namespace", Some(json!("default"))),
-        ("raw data", "/spec/triggers/0/dlqTrigger/template/k8s/parameters/0/src/useRawData", Some(json!(true))),
-        ("no ServiceAccount", "/spec/template/serviceAccountName", None),
+        (
+            "named dead letter",
+            "/spec/triggers/0/dlqTrigger/template/k8s/source/resource/metadata/name",
+            Some(json!("x")),
+        ),
+        (
+            "dead letter data as a number",
+            "/spec/triggers/0/dlqTrigger/template/k8s/source/resource/data/event",
+            Some(json!(1)),
+        ),
+        (
+            "dead letter elsewhere",
+            "/spec/triggers/0/dlqTrigger/template/k8s/source/resource/metadata/namespace",
+            Some(json!("default")),
+        ),
+        (
+            "raw data",
+            "/spec/triggers/0/dlqTrigger/template/k8s/parameters/0/src/useRawData",
+            Some(json!(true)),
+        ),
+        (
+            "no ServiceAccount",
+            "/spec/template/serviceAccountName",
+            None,
+        ),
     ] {
         let mut bad = base.clone();
         edit(&mut bad, ptr, value);
@@ -2823,7 +2880,11 @@ fn every_guides_kubectl_logs_names_the_container_its_variant_creates() {
         "{}: a named container differs from what kn and func deploy",
         ksvc.id()
     );
-    assert!(!kn_create_words().iter().any(|w| w.starts_with("--container")));
+    assert!(
+        !kn_create_words()
+            .iter()
+            .any(|w| w.starts_with("--container"))
+    );
     let mut logs = 0;
     for doc in [
         "docs/deploy-knative.md",
@@ -2872,9 +2933,11 @@ fn openfaas_guide_never_leaves_the_gateway_exposed_with_an_unauthenticated_funct
     // Every way to deploy the function demands the caller's token.
     for (file, stack) in stacks() {
         for (name, f) in stack["functions"].as_object().unwrap() {
-            let path = f["environment"]["AUTH_TOKEN_FILE"].as_str().unwrap_or_else(|| {
-                panic!("{file} {name}: no AUTH_TOKEN_FILE: the gateway forwards anyone's POST")
-            });
+            let path = f["environment"]["AUTH_TOKEN_FILE"]
+                .as_str()
+                .unwrap_or_else(|| {
+                    panic!("{file} {name}: no AUTH_TOKEN_FILE: the gateway forwards anyone's POST")
+                });
             assert!(
                 strs(&f["secrets"])
                     .iter()
@@ -2908,7 +2971,10 @@ fn created_secret(lines: &[String], name: &str, ns: &str) -> Option<BTreeMap<Str
         created.then(|| {
             flag_values(&w, "--from-literal")
                 .into_iter()
-                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter_map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
                 .collect()
         })
     })
@@ -2932,19 +2998,28 @@ fn each_platform_guide_carries_the_token_end_to_end() {
     // OpenFaaS: one token, in Falcosidekick's header and in the function's OpenFaaS secret.
     let lines = doc_shell_lines(&read("docs/deploy-openfaas.md"));
     let headers = helm_custom_headers(&lines);
-    assert_eq!(headers.len(), 1, "docs/deploy-openfaas.md: helm --set-string ...customHeaders");
+    assert_eq!(
+        headers.len(),
+        1,
+        "docs/deploy-openfaas.md: helm --set-string ...customHeaders"
+    );
     let var = headers[0]
         .strip_prefix("Authorization:Bearer ")
         .expect("customHeaders is `Authorization:Bearer <token>`");
     let (fn_name, _) = openfaas_function();
     let stack = yaml_docs("openfaas/stack.yml").remove(0);
-    let path = str_at(&stack["functions"][&fn_name], "/environment/AUTH_TOKEN_FILE");
+    let path = str_at(
+        &stack["functions"][&fn_name],
+        "/environment/AUTH_TOKEN_FILE",
+    );
     let secret = path.strip_prefix("/var/openfaas/secrets/").unwrap();
     for doc in ["docs/deploy-openfaas.md", "docs/deploy-argo.md"] {
         let lines = doc_shell_lines(&read(doc));
         assert!(
-            lines.iter().any(|l| l.contains(&format!("faas-cli secret create {secret}"))
-                && l.contains(&format!("\"{var}\""))),
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("faas-cli secret create {secret}"))
+                    && l.contains(&format!("\"{var}\""))),
             "{doc}: `faas-cli secret create {secret}` from {var}"
         );
     }
@@ -2954,13 +3029,21 @@ fn each_platform_guide_carries_the_token_end_to_end() {
     let lines = doc_shell_lines(&doc);
     let es = &objs(ARGO, "EventSource")[0];
     let es_ns = es.namespace().unwrap();
-    let hook = es.v["spec"]["webhook"].as_object().unwrap().values().next().unwrap();
+    let hook = es.v["spec"]["webhook"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     let auth = &hook["authSecret"];
     let (name, key) = (str_at(auth, "/name"), str_at(auth, "/key"));
     let es_secret = created_secret(&lines, name, es_ns)
         .unwrap_or_else(|| panic!("docs/deploy-argo.md creates no Secret {es_ns}/{name}"));
     let es_token = &es_secret[key];
-    assert!(es_token.starts_with('$'), "the EventSource's token comes from a variable");
+    assert!(
+        es_token.starts_with('$'),
+        "the EventSource's token comes from a variable"
+    );
     assert_eq!(
         helm_custom_headers(&lines),
         [format!("Authorization:Bearer {es_token}")],
@@ -2985,12 +3068,21 @@ fn each_platform_guide_carries_the_token_end_to_end() {
         // The function it calls checks that token.
         let url = str_at(http, "/url");
         if url == openfaas_function_url() {
-            assert_eq!(var, token, "{}: the OpenFaaS secret holds the Sensor's token", s.id());
+            assert_eq!(
+                var,
+                token,
+                "{}: the OpenFaaS secret holds the Sensor's token",
+                s.id()
+            );
         } else {
             let ksvc = the(KSVC, "Service", ARGO_KSVC);
             assert_eq!(
                 url,
-                format!("http://{}.{}.svc.cluster.local", ksvc.name(), ksvc.namespace().unwrap())
+                format!(
+                    "http://{}.{}.svc.cluster.local",
+                    ksvc.name(),
+                    ksvc.namespace().unwrap()
+                )
             );
             let c = &ksvc.v["spec"]["template"]["spec"]["containers"][0];
             assert!(
@@ -2998,7 +3090,10 @@ fn each_platform_guide_carries_the_token_end_to_end() {
                 "{}: no AUTH_TOKEN_FILE",
                 ksvc.id()
             );
-            for v in ksvc.v["spec"]["template"]["spec"]["volumes"].as_array().unwrap() {
+            for v in ksvc.v["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+            {
                 let name = str_at(v, "/secret/secretName");
                 let created = created_secret(&lines, name, ksvc.namespace().unwrap())
                     .unwrap_or_else(|| panic!("docs/deploy-argo.md never creates Secret {name}"));
@@ -3008,14 +3103,21 @@ fn each_platform_guide_carries_the_token_end_to_end() {
             }
         }
     }
-    assert_eq!(function_tokens.len(), 1, "both HTTP Sensors use the function's token");
+    assert_eq!(
+        function_tokens.len(),
+        1,
+        "both HTTP Sensors use the function's token"
+    );
 
     // Knative: a Broker cannot send a header, so a Trigger's subscriber must not demand one
     // (every event would get 401); the guide says what protects it instead.
     for t in objs(EVENTING, "Trigger") {
         let name = str_at(&t.v, "/spec/subscriber/ref/name");
         let k = the(KSVC, "Service", name);
-        for c in k.v["spec"]["template"]["spec"]["containers"].as_array().unwrap() {
+        for c in k.v["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
             let env = env_map(&container_env(c, &k.id()));
             assert!(
                 !env.contains_key("AUTH_TOKEN") && !env.contains_key("AUTH_TOKEN_FILE"),
@@ -3025,13 +3127,24 @@ fn each_platform_guide_carries_the_token_end_to_end() {
         }
     }
     let knative = read("docs/deploy-knative.md");
-    for want in ["SECURITY.md", "knative/networkpolicy.yaml", "EventPolicy", "deploy-argo.md"] {
-        assert!(knative.contains(want), "docs/deploy-knative.md lacks {want:?}");
+    for want in [
+        "SECURITY.md",
+        "knative/networkpolicy.yaml",
+        "EventPolicy",
+        "deploy-argo.md",
+    ] {
+        assert!(
+            knative.contains(want),
+            "docs/deploy-knative.md lacks {want:?}"
+        );
     }
 }
 
 /// The ingress peers of a NetworkPolicy: (namespace, pod labels) pairs, and problems.
-fn policy_peers(np: &Value) -> (BTreeSet<(String, BTreeMap<String, String>)>, Vec<String>) {
+/// (namespace, pod labels) pairs a NetworkPolicy admits.
+type Peers = BTreeSet<(String, BTreeMap<String, String>)>;
+
+fn policy_peers(np: &Value) -> (Peers, Vec<String>) {
     let mut peers = BTreeSet::new();
     let mut errors = vec![];
     if !strs(&np["spec"]["policyTypes"]).contains(&"Ingress".to_string()) {
@@ -3056,7 +3169,8 @@ fn policy_peers(np: &Value) -> (BTreeSet<(String, BTreeMap<String, String>)>, Ve
             errors.push("a rule without `from` admits everyone".into());
         }
         for peer in from {
-            let ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str();
+            let ns =
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str();
             let pods: BTreeMap<String, String> = peer["podSelector"]["matchLabels"]
                 .as_object()
                 .into_iter()
@@ -3103,30 +3217,61 @@ fn network_policies_admit_only_the_callers_that_must_reach_the_function() {
     // Knative: both Services' pods; only the activator, the Kourier gateway (8012/8013) and the
     // autoscaler (9090), never the container's own port.
     let knative_peers = BTreeSet::from([
-        ("knative-serving".to_string(), labels(&[("app", "activator")])),
-        ("kourier-system".to_string(), labels(&[("app", "3scale-kourier-gateway")])),
-        ("knative-serving".to_string(), labels(&[("app", "autoscaler")])),
+        (
+            "knative-serving".to_string(),
+            labels(&[("app", "activator")]),
+        ),
+        (
+            "kourier-system".to_string(),
+            labels(&[("app", "3scale-kourier-gateway")]),
+        ),
+        (
+            "knative-serving".to_string(),
+            labels(&[("app", "autoscaler")]),
+        ),
     ]);
     for name in ["falco-responder", ARGO_KSVC] {
         let k = the(KSVC, "Service", name);
-        let np = policy_for("knative/networkpolicy.yaml", k.namespace().unwrap(), &k.v["spec"]["template"]["metadata"]["labels"]);
+        let np = policy_for(
+            "knative/networkpolicy.yaml",
+            k.namespace().unwrap(),
+            &k.v["spec"]["template"]["metadata"]["labels"],
+        );
         assert_eq!(policy_peers(&np.v).0, knative_peers, "{}", np.id());
         let ports: BTreeSet<u64> = np.v["spec"]["ingress"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|r| r["ports"].as_array().unwrap().iter().map(|p| p["port"].as_u64().unwrap()))
+            .flat_map(|r| {
+                r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["port"].as_u64().unwrap())
+            })
             .collect();
-        assert_eq!(ports, BTreeSet::from([8012, 8013, 9090]), "{}: queue-proxy's ports only", np.id());
+        assert_eq!(
+            ports,
+            BTreeSet::from([8012, 8013, 9090]),
+            "{}: queue-proxy's ports only",
+            np.id()
+        );
     }
     let event_display = the(KSVC, "Service", "falco-responder-event-display");
     assert!(
-        !nps.iter().any(|np| selects(np, &event_display.v["spec"]["template"]["metadata"]["labels"])),
+        !nps.iter().any(|np| selects(
+            np,
+            &event_display.v["spec"]["template"]["metadata"]["labels"]
+        )),
         "the event-display is not the function"
     );
     // OpenFaaS: the function's pods (faas-netes labels them faas_function=<name>); the gateway.
     let (fn_name, fn_ns) = openfaas_function();
-    let np = policy_for("openfaas/networkpolicy.yaml", &fn_ns, &json!({"faas_function": fn_name}));
+    let np = policy_for(
+        "openfaas/networkpolicy.yaml",
+        &fn_ns,
+        &json!({"faas_function": fn_name}),
+    );
     assert_eq!(
         policy_peers(&np.v).0,
         BTreeSet::from([("openfaas".to_string(), labels(&[("app", "gateway")]))]),
@@ -3135,18 +3280,39 @@ fn network_policies_admit_only_the_callers_that_must_reach_the_function() {
     );
     // Argo: the EventSource only from Falcosidekick; the workflow pods from nobody.
     let es = &objs(ARGO, "EventSource")[0];
-    let np = policy_for("argo/networkpolicy.yaml", es.namespace().unwrap(), &json!({"eventsource-name": es.name()}));
+    let np = policy_for(
+        "argo/networkpolicy.yaml",
+        es.namespace().unwrap(),
+        &json!({"eventsource-name": es.name()}),
+    );
     assert_eq!(
         policy_peers(&np.v).0,
-        BTreeSet::from([("falco".to_string(), labels(&[("app.kubernetes.io/name", "falcosidekick")]))]),
+        BTreeSet::from([(
+            "falco".to_string(),
+            labels(&[("app.kubernetes.io/name", "falcosidekick")])
+        )]),
         "{}",
         np.id()
     );
-    let port = es.v["spec"]["service"]["ports"][0]["targetPort"].as_u64().unwrap();
-    assert_eq!(np.v["spec"]["ingress"][0]["ports"], json!([{"protocol": "TCP", "port": port}]));
+    let port = es.v["spec"]["service"]["ports"][0]["targetPort"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        np.v["spec"]["ingress"][0]["ports"],
+        json!([{"protocol": "TCP", "port": port}])
+    );
     let wt = the(ARGO, "WorkflowTemplate", "falco-responder");
-    let np = policy_for("argo/networkpolicy.yaml", wt.namespace().unwrap(), &wt.v["spec"]["podMetadata"]["labels"]);
-    assert_eq!(np.v["spec"]["ingress"], json!([]), "{}: nothing calls a workflow pod", np.id());
+    let np = policy_for(
+        "argo/networkpolicy.yaml",
+        wt.namespace().unwrap(),
+        &wt.v["spec"]["podMetadata"]["labels"],
+    );
+    assert_eq!(
+        np.v["spec"]["ingress"],
+        json!([]),
+        "{}: nothing calls a workflow pod",
+        np.id()
+    );
     // Each guide applies its platform's policies.
     for (doc, file) in [
         ("docs/deploy-knative.md", "knative/networkpolicy.yaml"),
@@ -3156,14 +3322,18 @@ fn network_policies_admit_only_the_callers_that_must_reach_the_function() {
         ("docs/deploy-argo.md", "openfaas/networkpolicy.yaml"),
     ] {
         assert!(
-            doc_commands(&read(doc)).iter().any(|c| c.first().map(String::as_str) == Some("kubectl")
-                && c.get(1).map(String::as_str) == Some("apply")
-                && flag_values(c, "-f").contains(&file.to_string())),
+            doc_commands(&read(doc))
+                .iter()
+                .any(|c| c.first().map(String::as_str) == Some("kubectl")
+                    && c.get(1).map(String::as_str) == Some("apply")
+                    && flag_values(c, "-f").contains(&file.to_string())),
             "{doc} never applies {file}"
         );
     }
     // The checks catch an open policy.
-    let mut open = the(NETWORKING, "NetworkPolicy", "falco-eventsource").v.clone();
+    let mut open = the(NETWORKING, "NetworkPolicy", "falco-eventsource")
+        .v
+        .clone();
     open["spec"]["ingress"][0]["from"] = json!([{"namespaceSelector": {}}]);
     assert!(!policy_peers(&open).1.is_empty());
     open["spec"]["ingress"] = json!([{"ports": [{"port": 12000}]}]);
