@@ -127,7 +127,14 @@ impl App {
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
         let background = TaskTracker::new();
-        let guards = std::sync::Arc::new(crate::availability::Availability::new(&config.guards));
+        let namespaces = config
+            .namespaces
+            .as_ref()
+            .map(|l| l.iter().map(|n| n.as_str().to_string()).collect());
+        let guards = std::sync::Arc::new(crate::availability::Availability::new(
+            &config.guards,
+            namespaces,
+        ));
         let kube = client.map(|c| {
             Kube::new(c, config.api_timeout, instance, background.clone()).with_guards(guards)
         });

@@ -31,6 +31,8 @@ pub struct Availability {
     pub min_available: Option<MinAvailable>,
     pub use_eviction: bool,
     pub breaker: Breaker,
+    /// NAMESPACES: where the breaker counts (all namespaces when unset).
+    namespaces: Option<Vec<String>>,
     owners: Mutex<HashMap<String, Workload>>,
 }
 
@@ -144,8 +146,9 @@ fn api_error(e: kube::Error, what: String, rbac: &'static str) -> GuardError {
 }
 
 impl Availability {
-    pub fn new(c: &GuardConfig) -> Availability {
+    pub fn new(c: &GuardConfig, namespaces: Option<Vec<String>>) -> Availability {
         Availability {
+            namespaces,
             skip_owner_kinds: c.skip_owner_kinds.clone(),
             min_available: c.min_available,
             use_eviction: c.use_eviction,
@@ -165,7 +168,13 @@ impl Availability {
         if !self.breaker.enabled() {
             return None;
         }
-        let listed = Self::within(deadline, timeout, "list Events", Breaker::list(client)).await;
+        let listed = Self::within(
+            deadline,
+            timeout,
+            "list Events",
+            Breaker::list(client, self.namespaces.as_deref()),
+        )
+        .await;
         Some(listed.and_then(|r| {
             r.map_err(|e| {
                 api_error(

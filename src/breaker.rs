@@ -206,17 +206,37 @@ impl Breaker {
             .unwrap_or_default()
     }
 
-    /// Our recorded deletions, all namespaces (RBAC: `list` on `events.k8s.io` events), from
-    /// the API server's watch cache.
-    pub async fn list(client: &Client) -> Result<Vec<Seen>, kube::Error> {
+    /// Our recorded deletions (RBAC: `list` on `events.k8s.io` events), from the API server's
+    /// watch cache: in all namespaces, or only in `namespaces` (NAMESPACES: the only ones we act
+    /// in, and RBAC may be bound there only), listed concurrently.
+    pub async fn list(
+        client: &Client,
+        namespaces: Option<&[String]>,
+    ) -> Result<Vec<Seen>, kube::Error> {
         let lp = ListParams::default()
             .fields(&format!(
                 "reason={DELETED_REASON},reportingController={}",
                 crate::action::REPORTER
             ))
             .match_any();
-        let list = Api::<KubeEvent>::all(client.clone()).list(&lp).await?;
-        Ok(list.items.into_iter().filter_map(seen_of).collect())
+        let apis: Vec<Api<KubeEvent>> = match namespaces {
+            None => vec![Api::all(client.clone())],
+            Some(list) => list
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
+        };
+        let mut seen = Vec::new();
+        let mut lists = tokio::task::JoinSet::new();
+        for api in apis {
+            let lp = lp.clone();
+            lists.spawn(async move { api.list(&lp).await });
+        }
+        while let Some(done) = lists.join_next().await {
+            let list = done.map_err(|e| kube::Error::Service(Box::new(e)))??;
+            seen.extend(list.items.into_iter().filter_map(seen_of));
+        }
+        Ok(seen)
     }
 
     /// Counts `listed` and the ledger within each window and decides. With `reserve`, a

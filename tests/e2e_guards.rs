@@ -802,7 +802,17 @@ async fn the_breaker_lists_only_our_deletion_events_with_their_workload() {
         "our Event in the watch cache",
         Duration::from_secs(10),
         move || async move {
-            let all = Breaker::list(admin_ref).await.unwrap();
+            let all = Breaker::list(admin_ref, None).await.unwrap();
+            // NAMESPACES set: only there, with the same result.
+            let only = Breaker::list(admin_ref, Some(&[ns_ref.clone()]))
+                .await
+                .unwrap();
+            assert_eq!(
+                only.len(),
+                all.iter()
+                    .filter(|s| s.key.starts_with(&format!("{ns_ref}/")))
+                    .count()
+            );
             let mine: Vec<_> = all
                 .into_iter()
                 .filter(|s| s.key.starts_with(&format!("{ns_ref}/")))
