@@ -180,7 +180,7 @@ impl Availability {
                 api_error(
                     e,
                     "list Events for the deletion breaker".into(),
-                    "list on events (events.k8s.io), all namespaces",
+                    "list on events (events.k8s.io) where it acts (all namespaces, or NAMESPACES)",
                 )
             })
         }))
