@@ -804,7 +804,7 @@ async fn the_breaker_lists_only_our_deletion_events_with_their_workload() {
         move || async move {
             let all = Breaker::list(admin_ref, None).await.unwrap();
             // NAMESPACES set: only there, with the same result.
-            let only = Breaker::list(admin_ref, Some(&[ns_ref.clone()]))
+            let only = Breaker::list(admin_ref, Some(std::slice::from_ref(ns_ref)))
                 .await
                 .unwrap();
             assert_eq!(
