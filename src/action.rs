@@ -218,6 +218,8 @@ struct Guarded {
     name: Option<String>,
     related: Option<ObjectReference>,
     why: Option<String>,
+    /// The breaker's workload key (`breaker::WORKLOAD_ANNOTATION`).
+    workload_key: Option<String>,
 }
 
 /// Talks to the API server on behalf of one process; cheap to clone.
@@ -483,6 +485,7 @@ impl Kube {
                         name: Some(name),
                         related,
                         why: None,
+                        workload_key: crate::breaker::workload_key(target.namespace.as_str(), &w),
                     };
                 }
             }
@@ -690,8 +693,26 @@ impl Kube {
             Some(why) => bounded(format!("{why}. {}", event_note(event))),
             None => event_note(event),
         };
+        // What the deletion breaker's LIST selects and reads (`breaker.rs`).
+        let (labels, annotations) = match what {
+            Recorded::Deleted => (
+                Some(
+                    [(
+                        crate::breaker::MINUTE_LABEL.to_string(),
+                        crate::breaker::minute_of(now),
+                    )]
+                    .into(),
+                ),
+                extra
+                    .workload_key
+                    .map(|k| [(crate::breaker::WORKLOAD_ANNOTATION.to_string(), k)].into()),
+            ),
+            _ => (None, None),
+        };
         KubeEvent {
             metadata: ObjectMeta {
+                labels,
+                annotations,
                 name: Some(
                     extra
                         .name

@@ -172,7 +172,7 @@ impl Availability {
             deadline,
             timeout,
             "list Events",
-            Breaker::list(client, self.namespaces.as_deref()),
+            self.breaker.list(client, self.namespaces.as_deref()),
         )
         .await;
         Some(listed.and_then(|r| {

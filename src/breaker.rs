@@ -18,6 +18,7 @@ use std::{str::FromStr, sync::Mutex, time::Duration};
 
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event as KubeEvent},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
     jiff::Timestamp,
 };
 use kube::{Api, Client, api::ListParams};
@@ -116,20 +117,38 @@ pub fn related(ns: &str, w: &Workload) -> Option<ObjectReference> {
     })
 }
 
-fn seen_of(e: KubeEvent) -> Option<Seen> {
-    let ns = e.metadata.namespace.clone().unwrap_or_default();
-    let at = e
-        .event_time
-        .map(|t| t.0)
-        .or(e.metadata.creation_timestamp.map(|t| t.0))?;
-    let workload = e.related.and_then(|r| {
-        let rns = r.namespace.unwrap_or_else(|| ns.clone());
-        Some(format!("{rns}/{}/{}", r.kind?, r.name?))
-    });
+/// Label of our deletion Events: the minute (Unix time / 60) they were recorded in. The LIST
+/// selects the minutes of the longest window, so it returns at most the deletions of that
+/// window (which the breaker itself bounds), not every Event of the last hour.
+pub const MINUTE_LABEL: &str = "falco-responder/minute";
+/// Annotation of our deletion Events: the workload key (`namespace/Kind/name`), read from a
+/// metadata-only LIST (the Event's `related` says the same for people).
+pub const WORKLOAD_ANNOTATION: &str = "falco-responder/workload";
+
+/// The minute label's value for `t`.
+pub fn minute_of(t: Timestamp) -> String {
+    t.as_second().div_euclid(60).to_string()
+}
+
+/// `falco-responder/minute in (...)`: every minute `window` back from `now`, one more on each
+/// side for clock differences between replicas.
+fn minutes_selector(now: Timestamp, window: Duration) -> String {
+    let last = now.as_second().div_euclid(60) + 1;
+    let first = (now.as_second() - window.as_secs() as i64).div_euclid(60) - 1;
+    let minutes: Vec<String> = (first..=last).map(|m| m.to_string()).collect();
+    format!("{MINUTE_LABEL} in ({})", minutes.join(","))
+}
+
+fn seen_of(m: ObjectMeta) -> Option<Seen> {
+    let ns = m.namespace.unwrap_or_default();
+    let workload = m
+        .annotations
+        .and_then(|mut a| a.remove(WORKLOAD_ANNOTATION))
+        .filter(|w| !w.is_empty());
     Some(Seen {
-        key: format!("{ns}/{}", e.metadata.name?),
+        key: format!("{ns}/{}", m.name?),
         workload,
-        at,
+        at: m.creation_timestamp?.0,
     })
 }
 
@@ -210,6 +229,7 @@ impl Breaker {
     /// watch cache: in all namespaces, or only in `namespaces` (NAMESPACES: the only ones we act
     /// in, and RBAC may be bound there only), listed concurrently.
     pub async fn list(
+        &self,
         client: &Client,
         namespaces: Option<&[String]>,
     ) -> Result<Vec<Seen>, kube::Error> {
@@ -218,6 +238,7 @@ impl Breaker {
                 "reason={DELETED_REASON},reportingController={}",
                 crate::action::REPORTER
             ))
+            .labels(&minutes_selector(Timestamp::now(), self.longest()))
             .match_any();
         let apis: Vec<Api<KubeEvent>> = match namespaces {
             None => vec![Api::all(client.clone())],
@@ -230,11 +251,12 @@ impl Breaker {
         let mut lists = tokio::task::JoinSet::new();
         for api in apis {
             let lp = lp.clone();
-            lists.spawn(async move { api.list(&lp).await });
+            // Metadata only: name, time, workload annotation; not the notes.
+            lists.spawn(async move { api.list_metadata(&lp).await });
         }
         while let Some(done) = lists.join_next().await {
             let list = done.map_err(|e| kube::Error::Service(Box::new(e)))??;
-            seen.extend(list.items.into_iter().filter_map(seen_of));
+            seen.extend(list.items.into_iter().filter_map(|m| seen_of(m.metadata)));
         }
         Ok(seen)
     }
@@ -405,12 +427,23 @@ mod tests {
     }
 
     #[test]
+    fn the_list_selects_the_minutes_of_the_longest_window() {
+        let now = Timestamp::from_second(600).unwrap(); // minute 10
+        assert_eq!(
+            minutes_selector(now, Duration::from_secs(120)),
+            "falco-responder/minute in (7,8,9,10,11)"
+        );
+        assert_eq!(minute_of(now), "10");
+        let hour = minutes_selector(now, MAX_WINDOW);
+        assert_eq!(hour.matches(',').count(), 62, "{hour}");
+    }
+
+    #[test]
     fn events_are_read_with_their_workload() {
-        let e: KubeEvent = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p.1", "namespace": "ns"},
-            "eventTime": "2026-11-30T08:00:00.000000Z",
-            "reason": DELETED_REASON,
-            "related": {"kind": "Deployment", "name": "web", "namespace": "ns", "apiVersion": "apps/v1"}
+        let e: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "p.1", "namespace": "ns",
+            "creationTimestamp": "2026-11-30T08:00:00Z",
+            "annotations": {WORKLOAD_ANNOTATION: "ns/Deployment/web"}
         }))
         .unwrap();
         let s = seen_of(e).unwrap();

@@ -780,7 +780,11 @@ async fn the_breaker_lists_only_our_deletion_events_with_their_workload() {
     let ns = support::namespace(&admin, "count").await;
     let event = |name: &str, reason: &str, controller: &str| -> KubeEvent {
         serde_json::from_value(json!({
-            "metadata": { "name": name, "namespace": ns },
+            "metadata": {
+                "name": name, "namespace": ns,
+                "labels": { "falco-responder/minute": falco_responder::breaker::minute_of(k8s_openapi::jiff::Timestamp::now()) },
+                "annotations": { "falco-responder/workload": format!("{ns}/Deployment/web") }
+            },
             "eventTime": k8s_openapi::jiff::Timestamp::now().to_string(),
             "action": "Delete", "reason": reason, "type": "Warning",
             "reportingController": controller, "reportingInstance": "test",
@@ -802,9 +806,11 @@ async fn the_breaker_lists_only_our_deletion_events_with_their_workload() {
         "our Event in the watch cache",
         Duration::from_secs(10),
         move || async move {
-            let all = Breaker::list(admin_ref, None).await.unwrap();
+            let breaker = Breaker::new(Some("3/10m".parse().unwrap()), None);
+            let all = breaker.list(admin_ref, None).await.unwrap();
             // NAMESPACES set: only there, with the same result.
-            let only = Breaker::list(admin_ref, Some(std::slice::from_ref(ns_ref)))
+            let only = breaker
+                .list(admin_ref, Some(std::slice::from_ref(ns_ref)))
                 .await
                 .unwrap();
             assert_eq!(
