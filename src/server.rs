@@ -74,6 +74,10 @@ pub async fn run(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // A sender that closes right after its request (a fire-and-forget webhook, a
+            // timed-out client) must not cancel the event: hyper would otherwise drop the
+            // request at EOF, before it is read and decided.
+            .half_close(true)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
