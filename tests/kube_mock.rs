@@ -582,3 +582,29 @@ async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
     drop(app);
     no_more_calls(api).await;
 }
+
+/// A forged (or replayed) event that names the pod with another container id is `stale`. That
+/// answer is about the event, not the pod: it must never be reused for the genuine event that
+/// proves the pod (its container id matches). Otherwise a process in the pod that keeps posting
+/// such events (no AUTH_TOKEN) makes every real Falco event `stale` and the pod is never deleted.
+#[tokio::test]
+async fn a_stale_answer_is_never_reused_for_an_event_that_proves_the_pod() {
+    let (app, mut api) = app(&[]);
+    let app = std::sync::Arc::new(app);
+    let forged = common::terminal_shell(NS, POD, &"0123456789ab".repeat(2));
+    let a = app.clone();
+    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), forged.as_bytes()).await });
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    assert_eq!(call.await.unwrap().json()["outcome"], "stale");
+
+    // The genuine event (container CID) within DEDUP_SECONDS: the pod is looked at and deleted.
+    let a = app.clone();
+    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), &event()).await });
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let reply = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+    drop(app);
+    no_more_calls(api).await;
+}
