@@ -608,3 +608,45 @@ async fn a_stale_answer_is_never_reused_for_an_event_that_proves_the_pod() {
     drop(app);
     no_more_calls(api).await;
 }
+
+/// An event without uid or container id, as k8s_audit events are, at `time`.
+fn timed_event(time: &str) -> String {
+    let mut ev: Value = serde_json::from_slice(&event()).unwrap();
+    ev["output_fields"]["container.id"] = Value::Null;
+    ev["time"] = json!(time);
+    ev.to_string()
+}
+
+/// Two events for one pod name, neither with uid nor container id, differ in time: an old one
+/// (replayed, or forged with an old `time`) is `stale` for a pod created after it, a current one
+/// is not. Sharing the first one's round trip would answer the current one `stale` too, and the
+/// pod would survive a true event.
+#[tokio::test]
+async fn concurrent_events_that_differ_in_time_do_not_share_a_verdict() {
+    let (app, mut api) = app(&[]);
+    let app = std::sync::Arc::new(app);
+    let mut live = pod(CID, json!({}));
+    live["metadata"]["creationTimestamp"] = json!("2026-11-30T09:00:00Z");
+
+    let a = app.clone();
+    let old = tokio::spawn(async move {
+        let body = timed_event("2026-11-30T08:00:00Z");
+        a.handle(&HeaderMap::new(), body.as_bytes()).await
+    });
+    // The old event's GET is in flight when the current one arrives.
+    let (_, send_old) = next(&mut api, Method::GET, POD_PATH).await;
+    let a = app.clone();
+    let current = tokio::spawn(async move {
+        let body = timed_event("2026-11-30T09:30:00Z");
+        a.handle(&HeaderMap::new(), body.as_bytes()).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_old.send_response(ok(live.clone()));
+    assert_eq!(old.await.unwrap().json()["outcome"], "stale");
+
+    answer(&mut api, Method::GET, POD_PATH, ok(live.clone())).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(live)).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let reply = current.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+}
