@@ -650,3 +650,29 @@ async fn concurrent_events_that_differ_in_time_do_not_share_a_verdict() {
     let reply = current.await.unwrap();
     assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
 }
+
+/// The Event's name is `<pod>.<hex>`: for a pod name near the 253-character limit that is no
+/// valid object name, the API refuses it and a deletion goes without its Event.
+#[tokio::test]
+async fn the_event_of_a_pod_with_a_long_name_has_a_valid_name() {
+    let (app, mut api) = app(&[]);
+    let name = format!("{}-{}", "a".repeat(240), "b".repeat(12));
+    assert_eq!(name.len(), 253);
+    let path = format!("/api/v1/namespaces/{NS}/pods/{name}");
+    let body = common::terminal_shell(NS, &name, CID);
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), body.as_bytes()).await });
+    let mut live = pod(CID, json!({}));
+    live["metadata"]["name"] = json!(name);
+    answer(&mut api, Method::GET, &path, ok(live.clone())).await;
+    answer(&mut api, Method::DELETE, &path, ok(live)).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    let ev_name = ev["metadata"]["name"].as_str().unwrap().to_string();
+    send.send_response(ok(ev.clone()));
+    assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
+    assert!(
+        falco_responder::ident::PodName::parse("metadata.name", &ev_name).is_ok(),
+        "the Event's name is no valid object name ({} characters): {ev_name}",
+        ev_name.len()
+    );
+    assert_eq!(ev["regarding"]["name"], name);
+}
