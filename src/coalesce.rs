@@ -3,7 +3,9 @@
 //! wait for its result), and a successful outcome is remembered for DEDUP_SECONDS, so a storm
 //! costs one GET and one DELETE. A remembered outcome answers a later event only when that event
 //! proves it names the same pod (its uid or container id matches the pod the outcome was decided
-//! on): a pod recreated under the same name is always looked at again. Failures are never
+//! on): a pod recreated under the same name is always looked at again. Only outcomes about the
+//! pod itself are remembered (the event proved it was that pod, and it was not `stale`): an
+//! answer about one event (`stale`, nothing proves it) never answers another. Failures are never
 //! remembered: the next event tries again.
 
 use std::{
@@ -15,7 +17,7 @@ use std::{
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    action::{ActionError, Outcome},
+    action::{ActionError, Outcome, OutcomeKind},
     event::Target,
     ident::{Namespace, PodName},
 };
@@ -134,14 +136,28 @@ impl Coalescer {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 state.in_flight.remove(key);
                 match &result {
-                    Ok(outcome) if !self.window.is_zero() && outcome.seen.is_some() => {
+                    // Only an outcome about the pod itself (this event proved it was that pod)
+                    // may answer another event: `stale` and "nothing proves it" are about the
+                    // event, and reusing them would spare the pod a true event.
+                    Ok(outcome)
+                        if !self.window.is_zero()
+                            && outcome.kind != OutcomeKind::Stale
+                            && outcome.seen.as_ref().is_some_and(|s| s.proves(key)) =>
+                    {
                         state
                             .done
                             .insert(name_of(key), (Instant::now(), outcome.clone()));
                     }
-                    // A failure, or an outcome about no pod: the next event looks again.
+                    // A failure, or an outcome about no pod or another one: the next event looks
+                    // again. An outcome about this event only leaves what is known of the pod.
                     _ => {
-                        state.done.remove(&name_of(key));
+                        let name = name_of(key);
+                        let uid = |o: &Outcome| o.seen.as_ref().map(|s| s.uid.clone());
+                        let same_pod = matches!((&result, state.done.get(&name)),
+                            (Ok(o), Some((_, known))) if uid(o).is_some() && uid(o) == uid(known));
+                        if !same_pod {
+                            state.done.remove(&name);
+                        }
                     }
                 }
                 guard.armed = false;
@@ -156,7 +172,7 @@ impl Coalescer {
 mod tests {
     use super::*;
     use crate::{
-        action::{OutcomeKind, Seen},
+        action::Seen,
         ident::{ContainerId, PodUid},
     };
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -296,5 +312,36 @@ mod tests {
         .await
         .expect("not blocked by the cancelled leader");
         assert_eq!(o.unwrap().kind, OutcomeKind::Deleted);
+    }
+
+    #[tokio::test]
+    async fn outcomes_about_the_event_are_not_remembered() {
+        let calls = AtomicUsize::new(0);
+        // The pod whose container is CID, found `stale` for an event naming another container,
+        // or left alone because an event proved nothing.
+        for kind in [OutcomeKind::Stale, OutcomeKind::Skipped] {
+            let c = Coalescer::new(Duration::from_secs(5));
+            let mut other = target("p");
+            other.container_id = if kind == OutcomeKind::Stale {
+                Some(cid("0123456789ab"))
+            } else {
+                None
+            };
+            let about_event = || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(Outcome { kind, ..deleted() })
+            };
+            c.run(&other, about_event).await.unwrap();
+            // The event that proves the pod (container CID) must look again.
+            let o = c
+                .run(&target("p"), || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(deleted())
+                })
+                .await
+                .unwrap();
+            assert_eq!(o.kind, OutcomeKind::Deleted, "after {kind:?}: {}", o.reason);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 }
