@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::jiff::Timestamp;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
@@ -24,13 +25,18 @@ use crate::{
 
 type Shared = Option<Result<Outcome, ActionError>>;
 
+/// Identical events: the same target and the same time. The verdict compares the event's time
+/// with the pod's creation when nothing else proves identity, so an old (replayed or forged)
+/// event must not hand its `stale` to a current one.
+type FlightKey = (Target, Option<Timestamp>);
+
 /// Beyond this many remembered pods, expired ones are swept on insert.
 const SWEEP_ABOVE: usize = 1024;
 
 #[derive(Default)]
 struct State {
-    /// Keyed by the whole target: only identical events share a round trip.
-    in_flight: HashMap<Target, watch::Receiver<Shared>>,
+    /// Keyed by the whole target and the event's time: only identical events share a round trip.
+    in_flight: HashMap<FlightKey, watch::Receiver<Shared>>,
     /// Keyed by the pod's name; reused only when the event proves it is the same pod.
     done: HashMap<(Namespace, PodName), (Instant, Outcome)>,
 }
@@ -45,7 +51,7 @@ pub struct Coalescer {
 /// wait for a result that never comes.
 struct LeaderGuard<'a> {
     state: &'a Mutex<State>,
-    key: &'a Target,
+    key: &'a FlightKey,
     armed: bool,
 }
 
@@ -73,14 +79,21 @@ impl Coalescer {
         }
     }
 
-    /// Runs `act` for `key` unless an identical event is in flight (then waits for its result)
-    /// or an outcome for the same, proven pod succeeded within the window (then answers with it).
-    pub async fn run<F, Fut>(&self, key: &Target, act: F) -> Result<Outcome, ActionError>
+    /// Runs `act` for `key` (an event at `at`) unless an identical event is in flight (then waits
+    /// for its result) or an outcome for the same, proven pod succeeded within the window (then
+    /// answers with it).
+    pub async fn run<F, Fut>(
+        &self,
+        key: &Target,
+        at: Option<Timestamp>,
+        act: F,
+    ) -> Result<Outcome, ActionError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Outcome, ActionError>>,
     {
         let mut act = Some(act);
+        let flight: FlightKey = (key.clone(), at);
         loop {
             let (tx, mut waiting) = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -96,7 +109,7 @@ impl Coalescer {
                     );
                     return Ok(o);
                 }
-                match state.in_flight.get(key) {
+                match state.in_flight.get(&flight) {
                     Some(rx) => (None, Some(rx.clone())),
                     None => {
                         if state.done.len() > SWEEP_ABOVE {
@@ -104,7 +117,7 @@ impl Coalescer {
                             state.done.retain(|_, (at, _)| at.elapsed() < window);
                         }
                         let (tx, rx) = watch::channel(None);
-                        state.in_flight.insert(key.clone(), rx);
+                        state.in_flight.insert(flight.clone(), rx);
                         (Some(tx), None)
                     }
                 }
@@ -127,14 +140,14 @@ impl Coalescer {
             let tx = tx.expect("leader has a sender");
             let mut guard = LeaderGuard {
                 state: &self.state,
-                key,
+                key: &flight,
                 armed: true,
             };
             let act = act.take().expect("the leader acts once");
             let result = act().await;
             {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                state.in_flight.remove(key);
+                state.in_flight.remove(&flight);
                 match &result {
                     // Only an outcome about the pod itself (this event proved it was that pod)
                     // may answer another event: `stale` and "nothing proves it" are about the
@@ -215,7 +228,7 @@ mod tests {
         for _ in 0..50 {
             let (c, calls, t) = (c.clone(), calls.clone(), t.clone());
             tasks.push(tokio::spawn(async move {
-                c.run(&t, || async {
+                c.run(&t, None, || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     Ok(deleted())
@@ -237,17 +250,17 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok(deleted())
         };
-        c.run(&target("p"), act).await.unwrap();
-        let again = c.run(&target("p"), act).await.unwrap();
+        c.run(&target("p"), None, act).await.unwrap();
+        let again = c.run(&target("p"), None, act).await.unwrap();
         assert!(
             again.reason.starts_with("already handled"),
             "{}",
             again.reason
         );
-        c.run(&target("other"), act).await.unwrap();
+        c.run(&target("other"), None, act).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         tokio::time::advance(Duration::from_secs(6)).await;
-        c.run(&target("p"), act).await.unwrap();
+        c.run(&target("p"), None, act).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
@@ -259,22 +272,22 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok(deleted())
         };
-        c.run(&target("p"), act).await.unwrap();
+        c.run(&target("p"), None, act).await.unwrap();
         // No uid, no container id: the name may belong to a new pod by now. Look again.
         let mut bare = target("p");
         bare.container_id = None;
-        let o = c.run(&bare, act).await.unwrap();
+        let o = c.run(&bare, None, act).await.unwrap();
         assert!(!o.reason.starts_with("already handled"), "{}", o.reason);
         // Another container: look again.
         let mut other = target("p");
         other.container_id = Some(cid("0123456789ab"));
-        c.run(&other, act).await.unwrap();
+        c.run(&other, None, act).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         // The uid of the pod the memory holds proves it.
         let mut by_uid = target("p");
         by_uid.container_id = None;
         by_uid.uid = Some(PodUid::parse("u", "0f9a4c1e-1111-2222-3333-444455556666").unwrap());
-        let o = c.run(&by_uid, act).await.unwrap();
+        let o = c.run(&by_uid, None, act).await.unwrap();
         assert!(o.reason.starts_with("already handled"), "{}", o.reason);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
@@ -290,8 +303,8 @@ mod tests {
                 message: "down".into(),
             })
         };
-        assert!(c.run(&target("p"), fail).await.is_err());
-        assert!(c.run(&target("p"), fail).await.is_err());
+        assert!(c.run(&target("p"), None, fail).await.is_err());
+        assert!(c.run(&target("p"), None, fail).await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -299,7 +312,7 @@ mod tests {
     async fn a_cancelled_leader_does_not_block_the_next_event() {
         let c = Coalescer::new(Duration::from_secs(5));
         let t = target("p");
-        let hung = c.run(&t, std::future::pending);
+        let hung = c.run(&t, None, std::future::pending);
         assert!(
             tokio::time::timeout(Duration::from_millis(20), hung)
                 .await
@@ -307,7 +320,7 @@ mod tests {
         );
         let o = tokio::time::timeout(
             Duration::from_secs(1),
-            c.run(&t, || async { Ok(deleted()) }),
+            c.run(&t, None, || async { Ok(deleted()) }),
         )
         .await
         .expect("not blocked by the cancelled leader");
@@ -331,10 +344,10 @@ mod tests {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Ok(Outcome { kind, ..deleted() })
             };
-            c.run(&other, about_event).await.unwrap();
+            c.run(&other, None, about_event).await.unwrap();
             // The event that proves the pod (container CID) must look again.
             let o = c
-                .run(&target("p"), || async {
+                .run(&target("p"), None, || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     Ok(deleted())
                 })
