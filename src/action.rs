@@ -409,9 +409,14 @@ impl Kube {
             Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
         };
         let now = jiff::Timestamp::now();
+        // `<pod>.<hex>` must stay a valid name (≤ 253) for pod names near the limit: cut the pod
+        // part, and end it on a letter or digit.
+        let suffix = format!(".{:x}", now.as_nanosecond());
+        let prefix = &t.name.as_str()[..t.name.as_str().len().min(253 - suffix.len())];
+        let prefix = prefix.trim_end_matches(['-', '.']);
         KubeEvent {
             metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", t.name, now.as_nanosecond())),
+                name: Some(format!("{prefix}{suffix}")),
                 namespace: Some(t.namespace.to_string()),
                 ..Default::default()
             },
