@@ -414,4 +414,25 @@ mod tests {
         );
         assert!(e.target().is_err());
     }
+
+    #[test]
+    fn a_container_id_of_another_runtime_without_a_pod_is_no_invalid_event() {
+        // LXC and libvirt-lxc containers are named, not hex: without pod fields such an event is
+        // simply not about a pod (skipped), not a malformed one (400, dead-lettered).
+        let e = ev(
+            Some("syscall"),
+            serde_json::json!({"container.id": "web-lxc", "k8s.pod.name": null}),
+        );
+        let t = e.target();
+        assert!(
+            matches!(&t, Err(NoTarget::Other(why)) if why.contains("without Kubernetes pod")),
+            "{t:?}"
+        );
+        // With a pod named, the same container id is refused.
+        let e = ev(
+            Some("syscall"),
+            serde_json::json!({"container.id": "web-lxc", "k8s.ns.name": "prod", "k8s.pod.name": "web-0"}),
+        );
+        assert!(matches!(e.target(), Err(NoTarget::Invalid(i)) if i.field == "container.id"));
+    }
 }
