@@ -199,9 +199,13 @@ impl FalcoEvent {
             .transpose()
             .map_err(NoTarget::Invalid)?;
         let raw_container = self.field("container.id");
-        let container_id = match raw_container {
-            Some(v) => ContainerId::parse("container.id", v).map_err(NoTarget::Invalid)?,
-            None => None,
+        let container_id = match raw_container.map(|v| ContainerId::parse("container.id", v)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) if namespace.is_some() || name.is_some() => {
+                return Err(NoTarget::Invalid(e));
+            }
+            // Without a pod it decides nothing: LXC containers are named, not hex.
+            Some(Err(_)) | None => None,
         };
         let uid = self
             .first_keyed(&["k8smeta.pod.uid", "k8s.pod.uid"])
@@ -221,7 +225,7 @@ impl FalcoEvent {
             _ if raw_container == Some("host") => Err(NoTarget::Other(
                 "host event (container.id=host): no pod to act on".into(),
             )),
-            _ if container_id.is_some() => Err(NoTarget::Other(
+            _ if raw_container.is_some() => Err(NoTarget::Other(
                 "container event without Kubernetes pod fields (not a pod, or Falco lacks k8s metadata)"
                     .into(),
             )),
