@@ -25,18 +25,16 @@ use crate::{
 
 type Shared = Option<Result<Outcome, ActionError>>;
 
-/// Identical events: the same target and the same time. The verdict compares the event's time
-/// with the pod's creation when nothing else proves identity, so an old (replayed or forged)
-/// event must not hand its `stale` to a current one.
-type FlightKey = (Target, Option<Timestamp>);
-
 /// Beyond this many remembered pods, expired ones are swept on insert.
 const SWEEP_ABOVE: usize = 1024;
 
 #[derive(Default)]
 struct State {
-    /// Keyed by the whole target and the event's time: only identical events share a round trip.
-    in_flight: HashMap<FlightKey, watch::Receiver<Shared>>,
+    /// Keyed by the whole target, with the leader's event time: only identical events (same
+    /// target, same time) share a result as it is. The verdict compares the event's time with the
+    /// pod's creation when nothing else proves identity, so an old (replayed or forged) event must
+    /// not hand its `stale` to a current one; those only take what the memory can prove.
+    in_flight: HashMap<Target, (Option<Timestamp>, watch::Receiver<Shared>)>,
     /// Keyed by the pod's name; reused only when the event proves it is the same pod.
     done: HashMap<(Namespace, PodName), (Instant, Outcome)>,
 }
@@ -51,7 +49,7 @@ pub struct Coalescer {
 /// wait for a result that never comes.
 struct LeaderGuard<'a> {
     state: &'a Mutex<State>,
-    key: &'a FlightKey,
+    key: &'a Target,
     armed: bool,
 }
 
@@ -93,7 +91,9 @@ impl Coalescer {
         Fut: Future<Output = Result<Outcome, ActionError>>,
     {
         let mut act = Some(act);
-        let flight: FlightKey = (key.clone(), at);
+        // Whether this event already waited for a leader of another time: it waits once only,
+        // then looks alongside the next one (never queued behind leader after leader).
+        let mut waited = false;
         loop {
             let (tx, mut waiting) = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,23 +109,31 @@ impl Coalescer {
                     );
                     return Ok(o);
                 }
-                match state.in_flight.get(&flight) {
-                    Some(rx) => (None, Some(rx.clone())),
+                match state.in_flight.get(key) {
+                    Some((leader_at, rx)) if *leader_at == at || !waited => {
+                        (None, Some((*leader_at == at, rx.clone())))
+                    }
+                    Some(_) => (None, None),
                     None => {
                         if state.done.len() > SWEEP_ABOVE {
                             let window = self.window;
                             state.done.retain(|_, (at, _)| at.elapsed() < window);
                         }
                         let (tx, rx) = watch::channel(None);
-                        state.in_flight.insert(flight.clone(), rx);
+                        state.in_flight.insert(key.clone(), (at, rx));
                         (Some(tx), None)
                     }
                 }
             };
-            if let Some(rx) = waiting.as_mut() {
-                // A dropped sender means the leader was cancelled: loop and take over.
+            if let Some((identical, rx)) = waiting.as_mut() {
+                waited |= !*identical;
+                // A dropped sender means the leader was cancelled: loop and take over. An event
+                // of another time loops too: the memory (updated before the result is sent)
+                // answers it if its outcome was about the pod and this event proves that pod;
+                // otherwise it looks itself.
                 if let Ok(shared) = rx.wait_for(Option::is_some).await
                     && let Some(result) = shared.clone()
+                    && *identical
                 {
                     return result.map(|mut o| {
                         o.reason = format!(
@@ -137,17 +145,19 @@ impl Coalescer {
                 }
                 continue;
             }
-            let tx = tx.expect("leader has a sender");
-            let mut guard = LeaderGuard {
+            // `tx` is None when this event acts alongside another time's leader.
+            let mut guard = tx.as_ref().map(|_| LeaderGuard {
                 state: &self.state,
-                key: &flight,
+                key,
                 armed: true,
-            };
-            let act = act.take().expect("the leader acts once");
+            });
+            let act = act.take().expect("an event acts once");
             let result = act().await;
             {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                state.in_flight.remove(&flight);
+                if tx.is_some() {
+                    state.in_flight.remove(key);
+                }
                 match &result {
                     // Only an outcome about the pod itself (this event proved it was that pod)
                     // may answer another event: `stale` and "nothing proves it" are about the
@@ -173,9 +183,13 @@ impl Coalescer {
                         }
                     }
                 }
-                guard.armed = false;
+                if let Some(guard) = guard.as_mut() {
+                    guard.armed = false;
+                }
             }
-            let _ = tx.send(Some(result.clone()));
+            if let Some(tx) = tx {
+                let _ = tx.send(Some(result.clone()));
+            }
             return result;
         }
     }
@@ -356,5 +370,29 @@ mod tests {
             assert_eq!(o.kind, OutcomeKind::Deleted, "after {kind:?}: {}", o.reason);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_events_at_different_times_still_acts_once() {
+        // One noisy rule: every event has its own time, all prove the pod by its container.
+        let c = Coalescer::new(Duration::from_secs(5));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (c, calls) = (c.clone(), calls.clone());
+            let at = Timestamp::from_second(1_700_000_000 + i).ok();
+            tasks.push(tokio::spawn(async move {
+                c.run(&target("p"), at, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(deleted())
+                })
+                .await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().kind, OutcomeKind::Deleted);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }
