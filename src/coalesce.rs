@@ -304,6 +304,13 @@ mod tests {
         let o = c.run(&by_uid, None, act).await.unwrap();
         assert!(o.reason.starts_with("already handled"), "{}", o.reason);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Another uid with the remembered container: the verdict calls that `stale` (the uid
+        // decides first), so the memory must not answer it `deleted`.
+        let mut other_uid = target("p");
+        other_uid.uid = Some(PodUid::parse("u", "9a9a4c1e-1111-2222-3333-444455556666").unwrap());
+        let o = c.run(&other_uid, None, act).await.unwrap();
+        assert!(!o.reason.starts_with("already handled"), "{}", o.reason);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
