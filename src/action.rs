@@ -85,13 +85,16 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// Does `target` carry a pod uid or container id that proves it names this pod?
+    /// Does `target` carry a pod uid or container id that proves it names this pod? As in the
+    /// verdict, a uid decides first: another uid is no proof, whatever the container.
     pub fn proves(&self, target: &Target) -> bool {
-        target.uid.as_ref().is_some_and(|u| u.as_str() == self.uid)
-            || target
+        match &target.uid {
+            Some(u) => u.as_str() == self.uid,
+            None => target
                 .container_id
                 .as_ref()
-                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c)))
+                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c))),
+        }
     }
 }
 
