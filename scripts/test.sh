@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 assets=$(scripts/kube-test-env.sh)
 eval "$assets"
+tools=$(scripts/helm-env.sh)
+eval "$tools"
 exec cargo test --locked "$@"
