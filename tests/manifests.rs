@@ -2318,7 +2318,7 @@ fn vendored_schemas_are_listed_in_sources_md() {
             );
         }
     }
-    assert_eq!(count, 13);
+    assert_eq!(count, 17);
     for s in SCHEMAS {
         assert!(
             root().join("tests/schemas").join(s.file).exists(),
