@@ -152,12 +152,17 @@ fn chart_lints_strict_and_renders_on_every_platform() {
     let chart = chart.to_str().unwrap();
     for platform in PLATFORMS {
         let values = format!("{chart}/ci/{platform}-values.yaml");
-        ok(run("helm", None, &["lint", "--strict", chart, "-f", &values]));
+        ok(run(
+            "helm",
+            None,
+            &["lint", "--strict", chart, "-f", &values],
+        ));
         for argo in ["false", "true"] {
             let rendered = template(&["-f", &values, "--set", &format!("argo.enabled={argo}")]);
             // Every object carries the namespace it belongs in, cluster-scoped ones none.
             for d in &rendered {
-                let cluster = ["ClusterRole", "ClusterRoleBinding"].contains(&d["kind"].as_str().unwrap());
+                let cluster =
+                    ["ClusterRole", "ClusterRoleBinding"].contains(&d["kind"].as_str().unwrap());
                 assert_eq!(
                     d["metadata"]["namespace"].is_null(),
                     cluster,
@@ -206,7 +211,10 @@ fn values_schema_rejects_wrong_values_at_install() {
         ("config.logFormat=xml", "logFormat"),
         ("config.minPriority=Loud", "minPriority"),
         ("config.apiTimeoutSeconds=0", "apiTimeoutSeconds"),
-        ("config.protectedNamespaces=Kube_System", "protectedNamespaces"),
+        (
+            "config.protectedNamespaces=Kube_System",
+            "protectedNamespaces",
+        ),
         ("image.digest=latest", "digest"),
     ] {
         let err = run(
@@ -333,10 +341,7 @@ fn snake(key: &str) -> String {
 /// The containers of a rendered workload (Deployment, Knative Service, WorkflowTemplate).
 fn containers(d: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
-    for ptr in [
-        "/spec/template/spec/containers",
-        "/spec/templates",
-    ] {
+    for ptr in ["/spec/template/spec/containers", "/spec/templates"] {
         if let Some(items) = d.pointer(ptr).and_then(Value::as_array) {
             for i in items {
                 if i.get("container").is_some() {
@@ -392,8 +397,7 @@ async fn release_objects(admin: &Client, release: &str) -> Vec<String> {
         ("argoproj.io", "v1alpha1", "Sensor"),
         ("argoproj.io", "v1alpha1", "WorkflowTemplate"),
     ] {
-        let Ok((ar, caps)) =
-            pinned_kind(admin, &GroupVersionKind::gvk(group, version, kind)).await
+        let Ok((ar, caps)) = pinned_kind(admin, &GroupVersionKind::gvk(group, version, kind)).await
         else {
             continue; // a CRD this test binary did not create
         };
@@ -486,7 +490,14 @@ impl Responder {
             .unwrap()
             .port();
         let ns = deployment.metadata.namespace.clone().unwrap();
-        let spec = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let spec = deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
         let c = &spec.containers[0];
         let log = dir.path().join("responder.log");
         let token_file = dir.path().join("token");
@@ -498,7 +509,10 @@ impl Responder {
             .env("KUBECONFIG", server.kubeconfig_for_token("unused"))
             .env("KUBE_TOKEN_FILE", &token_file);
         for e in c.env.iter().flatten() {
-            let value = match (&e.value, e.value_from.as_ref().and_then(|v| v.field_ref.as_ref())) {
+            let value = match (
+                &e.value,
+                e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()),
+            ) {
                 (Some(v), _) => v.clone(),
                 (None, Some(f)) if f.field_path == "metadata.namespace" => ns.clone(),
                 (None, Some(f)) if f.field_path == "metadata.name" => "falco-responder-0".into(),
@@ -543,7 +557,11 @@ impl Responder {
 }
 
 async fn pod_state(admin: &Client, ns: &str, name: &str) -> &'static str {
-    match Api::<Pod>::namespaced(admin.clone(), ns).get_opt(name).await.unwrap() {
+    match Api::<Pod>::namespaced(admin.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+    {
         None => "gone",
         Some(p) if p.metadata.deletion_timestamp.is_some() => "terminating",
         Some(_) => "running",
@@ -620,7 +638,10 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     assert_eq!(pod_state(&admin, &victims, "alpine").await, "terminating");
     let events = events_on(&admin, &victims, "alpine").await;
     assert_eq!(
-        events.iter().map(|e| e.reason.as_deref()).collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| e.reason.as_deref())
+            .collect::<Vec<_>>(),
         [Some("FalcoPodDeleted")]
     );
     // Its own namespace is never acted on (POD_NAMESPACE from the downward API).
@@ -631,7 +652,8 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
 
     // Least privilege: nothing but get/delete pods and create Events.
     let as_sa = server.client_for_token(&token).await;
-    let forbidden = |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
+    let forbidden =
+        |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
     assert!(forbidden(
         Api::<Pod>::namespaced(as_sa.clone(), &victims)
             .list(&ListParams::default())
@@ -668,7 +690,9 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     ));
     let upgraded = release_objects(&admin, &release).await;
     assert!(
-        !upgraded.iter().any(|o| o.starts_with("ClusterRoleBinding/"))
+        !upgraded
+            .iter()
+            .any(|o| o.starts_with("ClusterRoleBinding/"))
             && upgraded.contains(&format!("RoleBinding/{victims}/{release}")),
         "{upgraded:?}"
     );
@@ -679,13 +703,18 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     assert_eq!(status, 500, "{result}");
     let err = result["error"].as_str().unwrap_or_default();
     assert!(
-        err.contains(&format!("system:serviceaccount:{release}:{release}")) && err.contains("forbidden"),
+        err.contains(&format!("system:serviceaccount:{release}:{release}"))
+            && err.contains("forbidden"),
         "{err}"
     );
     assert_eq!(pod_state(&admin, &elsewhere, "alpine").await, "running");
     support::create_pod(&admin, &victims, "busybox", CID, &[]).await;
     let (status, result) = responder.shell_in(&victims, "busybox").await;
-    assert_eq!((status, result["outcome"].as_str()), (200, Some("deleted")), "{result}");
+    assert_eq!(
+        (status, result["outcome"].as_str()),
+        (200, Some("deleted")),
+        "{result}"
+    );
     // The upgraded Deployment carries the new NAMESPACES.
     let env = Api::<Deployment>::namespaced(admin.clone(), &release)
         .get(&release)
@@ -700,11 +729,15 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
         .env
         .clone()
         .unwrap();
-    assert!(env
-        .iter()
-        .any(|e| e.name == "NAMESPACES" && e.value.as_deref() == Some(victims.as_str())));
+    assert!(
+        env.iter()
+            .any(|e| e.name == "NAMESPACES" && e.value.as_deref() == Some(victims.as_str()))
+    );
 
-    ok(helm_on(server, &["uninstall", &release, "-n", &release, "--wait"]));
+    ok(helm_on(
+        server,
+        &["uninstall", &release, "-n", &release, "--wait"],
+    ));
     let left = release_objects(&admin, &release).await;
     assert!(left.is_empty(), "left behind by helm uninstall: {left:?}");
 }
@@ -718,7 +751,15 @@ async fn auth_token_is_generated_once_kept_across_upgrades_and_printed_for_falco
     let chart = chart.to_str().unwrap();
     let notes = ok(helm_on(
         server,
-        &["install", &release, chart, "-n", &release, "--set", "auth.enabled=true"],
+        &[
+            "install",
+            &release,
+            chart,
+            "-n",
+            &release,
+            "--set",
+            "auth.enabled=true",
+        ],
     ));
     assert!(
         notes.contains("customHeaders: \"Authorization:Bearer <token>\"")
@@ -730,16 +771,29 @@ async fn auth_token_is_generated_once_kept_across_upgrades_and_printed_for_falco
             .get(&format!("{release}-auth"))
             .await
             .unwrap();
-        String::from_utf8(s.data.unwrap()["token"].0.clone()).unwrap()
+        String::from_utf8(s.data.unwrap()["auth-token"].0.clone()).unwrap()
     };
     let first = secret().await;
     assert!(first.len() >= 32, "{first}");
     for set in ["config.dryRun=true", "config.logFormat=json"] {
         ok(helm_on(
             server,
-            &["upgrade", &release, chart, "-n", &release, "--reuse-values", "--set", set],
+            &[
+                "upgrade",
+                &release,
+                chart,
+                "-n",
+                &release,
+                "--reuse-values",
+                "--set",
+                set,
+            ],
         ));
-        assert_eq!(secret().await, first, "the token changed on upgrade ({set})");
+        assert_eq!(
+            secret().await,
+            first,
+            "the token changed on upgrade ({set})"
+        );
     }
     // The function reads it from the mounted Secret, and the Deployment says so.
     let d = Api::<Deployment>::namespaced(admin.clone(), &release)
@@ -757,14 +811,20 @@ async fn auth_token_is_generated_once_kept_across_upgrades_and_printed_for_falco
     assert_eq!(env["DRY_RUN"], "true");
     let file = &env["AUTH_TOKEN_FILE"];
     let mount = &c.volume_mounts.as_ref().unwrap()[0];
-    assert!(file.starts_with(&mount.mount_path), "{file} not under {mount:?}");
+    assert!(
+        file.starts_with(&mount.mount_path),
+        "{file} not under {mount:?}"
+    );
     let vol = &spec.volumes.as_ref().unwrap()[0];
     assert_eq!(
         vol.secret.as_ref().unwrap().secret_name.as_deref(),
         Some(format!("{release}-auth").as_str())
     );
 
-    ok(helm_on(server, &["uninstall", &release, "-n", &release, "--wait"]));
+    ok(helm_on(
+        server,
+        &["uninstall", &release, "-n", &release, "--wait"],
+    ));
     assert!(release_objects(&admin, &release).await.is_empty());
 
     // An existing Secret: the chart creates none and mounts that one.
@@ -797,11 +857,21 @@ async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
         ok(helm_on(
             server,
             &[
-                "upgrade", &release, chart, "-n", &release, "-f", &values, "--set",
+                "upgrade",
+                &release,
+                chart,
+                "-n",
+                &release,
+                "-f",
+                &values,
+                "--set",
                 "config.dryRun=true,config.rules=Terminal shell in container\\,Netcat Remote Code Execution in Container",
             ],
         ));
-        ok(helm_on(server, &["uninstall", &release, "-n", &release, "--wait"]));
+        ok(helm_on(
+            server,
+            &["uninstall", &release, "-n", &release, "--wait"],
+        ));
         let left = release_objects(&admin, &release).await;
         assert!(left.is_empty(), "{platform}: left behind: {left:?}");
     }
