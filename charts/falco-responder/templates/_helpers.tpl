@@ -61,7 +61,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if eq .Values.platform "openfaas" }}
 {{- printf "/var/openfaas/secrets/%s" .Values.auth.secretKey }}
 {{- else }}
-{{- printf "/var/run/secrets/falco-responder/auth/%s" .Values.auth.secretKey }}
+{{- printf "/var/run/secrets/falco-responder/%s" .Values.auth.secretKey }}
 {{- end }}
 {{- end }}
 
@@ -114,4 +114,41 @@ PORT is left to Knative, which injects it.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
+{{- end }}
+
+{{/* The URL the platform gives the function, inside the cluster. */}}
+{{- define "falco-responder.url" -}}
+{{- $fullname := include "falco-responder.fullname" . }}
+{{- if .Values.argo.url }}
+{{- .Values.argo.url }}
+{{- else if eq .Values.platform "kubernetes" }}
+{{- printf "http://%s.%s.svc.cluster.local:%v" $fullname .Release.Namespace .Values.service.port }}
+{{- else if eq .Values.platform "knative" }}
+{{- printf "http://%s.%s.svc.cluster.local" $fullname .Release.Namespace }}
+{{- else }}
+{{- printf "http://gateway.%s:8080/function/%s.%s" .Values.networkPolicy.openfaas.gatewayNamespace $fullname .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{- define "falco-responder.argo.sensorName" -}}
+{{- default (printf "%s-%s" (include "falco-responder.fullname" .) (ternary "workflow" .Values.platform (eq .Values.argo.trigger "workflow"))) .Values.argo.sensorName }}
+{{- end }}
+
+{{- define "falco-responder.argo.eventSourceAuthName" -}}
+{{- default (printf "%s-eventsource-auth" (include "falco-responder.fullname" .)) .Values.argo.eventSource.authSecret.name }}
+{{- end }}
+
+{{- define "falco-responder.argo.sensorAuthName" -}}
+{{- default (printf "%s-sensor-auth" (include "falco-responder.fullname" .)) .Values.argo.sensorAuthSecret.name }}
+{{- end }}
+
+{{/* A generated token, or the one a Secret already holds (kept across upgrades). */}}
+{{- define "falco-responder.keptToken" -}}
+{{- $token := randAlphaNum 48 }}
+{{- with (lookup "v1" "Secret" .ns .name) }}
+{{- with (index (default dict .data) $.key) }}
+{{- $token = b64dec . }}
+{{- end }}
+{{- end }}
+{{- $token }}
 {{- end }}
