@@ -146,30 +146,56 @@ fn env_of(container: &Value) -> BTreeMap<String, Value> {
 
 // ---- offline: lint, template, schema, defaults -------------------------------------------------
 
+/// The values files under the chart's ci/: the documented setups the plain YAML directories
+/// are rendered from (scripts/render-manifests.sh), each installed by the tests below.
+fn ci_values() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    files
+}
+
+/// Every object carries the namespace it belongs in, cluster-scoped ones none.
+fn assert_namespaces(what: &str, rendered: &[Value]) {
+    for d in rendered {
+        let cluster = ["ClusterRole", "ClusterRoleBinding"].contains(&d["kind"].as_str().unwrap());
+        assert_eq!(
+            d["metadata"]["namespace"].is_null(),
+            cluster,
+            "{what}: {}",
+            d["metadata"]
+        );
+    }
+}
+
 #[test]
 fn chart_lints_strict_and_renders_on_every_platform() {
     let chart = chart();
     let chart = chart.to_str().unwrap();
-    for platform in PLATFORMS {
-        let values = format!("{chart}/ci/{platform}-values.yaml");
+    for values in ci_values() {
+        let values = values.to_str().unwrap();
         ok(run(
             "helm",
             None,
-            &["lint", "--strict", chart, "-f", &values],
+            &["lint", "--strict", chart, "-f", values],
         ));
-        for argo in ["false", "true"] {
-            let rendered = template(&["-f", &values, "--set", &format!("argo.enabled={argo}")]);
-            // Every object carries the namespace it belongs in, cluster-scoped ones none.
-            for d in &rendered {
-                let cluster =
-                    ["ClusterRole", "ClusterRoleBinding"].contains(&d["kind"].as_str().unwrap());
-                assert_eq!(
-                    d["metadata"]["namespace"].is_null(),
-                    cluster,
-                    "{platform}: {}",
-                    d["metadata"]
-                );
-            }
+        assert_namespaces(values, &template(&["-f", values]));
+    }
+    for platform in PLATFORMS {
+        for trigger in ["http", "workflow"] {
+            let set = format!(
+                "platform={platform},auth.enabled=true,argo.enabled=true,argo.trigger={trigger}"
+            );
+            ok(run(
+                "helm",
+                None,
+                &["lint", "--strict", chart, "--set", &set],
+            ));
+            assert_namespaces(&set, &template(&["--set", &set]));
         }
     }
     let kinds_default = kinds(&template(&[]));
@@ -844,36 +870,53 @@ async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
     crds(&admin).await;
     let chart = chart();
     let chart = chart.to_str().unwrap();
+    // Each documented setup, and each platform with the Argo add-on in both trigger modes.
+    let mut cases: Vec<Vec<String>> = ci_values()
+        .into_iter()
+        .map(|f| vec!["-f".to_string(), f.to_string_lossy().into_owned()])
+        .collect();
     for platform in PLATFORMS {
-        let release = release_namespace(&admin, &format!("falco-responder-{platform}")).await;
-        let values = format!("{chart}/ci/{platform}-values.yaml");
-        let notes = ok(helm_on(
-            server,
-            &["install", &release, chart, "-n", &release, "-f", &values],
-        ));
-        assert!(notes.contains("falcosidekick:"), "{notes}");
+        for trigger in ["http", "workflow"] {
+            cases.push(vec![
+                "--set".into(),
+                format!(
+                    "platform={platform},auth.enabled=true,argo.enabled=true,argo.trigger={trigger}"
+                ),
+            ]);
+        }
+    }
+    for case in cases {
+        let release = release_namespace(&admin, "falco-responder").await;
+        // The Argo objects go to a namespace of their own, not the shared argo-events.
+        let argo_ns = support::namespace(&admin, "argo").await;
+        let mut args: Vec<&str> = vec!["install", &release, chart, "-n", &release];
+        args.extend(case.iter().map(String::as_str));
+        let argo_set = format!("argo.namespace={argo_ns}");
+        args.extend(["--set", &argo_set]);
+        let notes = ok(helm_on(server, &args));
+        assert!(notes.contains("falcosidekick:"), "{case:?}: {notes}");
         let installed = release_objects(&admin, &release).await;
-        assert!(!installed.is_empty(), "{platform}: nothing installed");
-        ok(helm_on(
-            server,
-            &[
-                "upgrade",
-                &release,
-                chart,
-                "-n",
-                &release,
-                "-f",
-                &values,
-                "--set",
-                "config.dryRun=true,config.rules=Terminal shell in container\\,Netcat Remote Code Execution in Container",
-            ],
-        ));
+        assert!(installed.len() >= 3, "{case:?}: {installed:?}");
+        if case.iter().any(|c| c.contains("argo.enabled=true")) {
+            assert!(
+                installed
+                    .iter()
+                    .any(|o| o.starts_with(&format!("Sensor/{argo_ns}/"))),
+                "{case:?}: {installed:?}"
+            );
+        }
+        args[0] = "upgrade";
+        args.extend([
+            "--set",
+            "config.dryRun=true,config.rules=Terminal shell in container\\,Netcat Remote Code Execution in Container",
+        ]);
+        ok(helm_on(server, &args));
         ok(helm_on(
             server,
             &["uninstall", &release, "-n", &release, "--wait"],
         ));
         let left = release_objects(&admin, &release).await;
-        assert!(left.is_empty(), "{platform}: left behind: {left:?}");
+        assert!(left.is_empty(), "{case:?}: left behind: {left:?}");
     }
 }
 
