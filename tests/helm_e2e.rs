@@ -624,7 +624,7 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     ));
     assert!(
         notes.contains(&format!(
-            "address: \"http://{release}.{release}.svc.cluster.local:80/\""
+            "address: \"http://{release}.{release}.svc.cluster.local:80\""
         )),
         "NOTES give Falcosidekick's webhook address:\n{notes}"
     );
