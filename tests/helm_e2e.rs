@@ -887,16 +887,17 @@ async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
     }
     for case in cases {
         let release = release_namespace(&admin, "falco-responder").await;
-        // The Argo objects go to a namespace of their own, not the shared argo-events.
+        // The Argo objects go to a namespace of their own, not the shared argo-events, ...
         let argo_ns = support::namespace(&admin, "argo").await;
         let mut args: Vec<&str> = vec!["install", &release, chart, "-n", &release];
         args.extend(case.iter().map(String::as_str));
-        let argo_set = format!("argo.namespace={argo_ns}");
+        // ... and cluster-scoped names of their own (kubectl applies the plain YAML meanwhile).
+        let argo_set = format!("argo.namespace={argo_ns},rbac.name={release}");
         args.extend(["--set", &argo_set]);
         let notes = ok(helm_on(server, &args));
         assert!(notes.contains("falcosidekick:"), "{case:?}: {notes}");
         let installed = release_objects(&admin, &release).await;
-        assert!(installed.len() >= 3, "{case:?}: {installed:?}");
+        assert!(!installed.is_empty(), "{case:?}: nothing installed");
         if case.iter().any(|c| c.contains("argo.enabled=true")) {
             assert!(
                 installed
@@ -922,7 +923,7 @@ async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
 
 // ---- the rendered plain YAML -----------------------------------------------------------------
 
-const RENDERED_DIRS: &[&str] = &["kubernetes"];
+const RENDERED_DIRS: &[&str] = &["kubernetes", "knative", "openfaas", "argo"];
 
 #[test]
 fn rendered_manifest_dirs_match_the_chart() {
