@@ -34,7 +34,7 @@ targets=(
   "argo/eventsource.yaml|argo-knative|falco-responder|falco-responder|argo-eventsource.yaml"
   "argo/sensor-rbac.yaml|argo-knative|falco-responder|falco-responder|argo-sensor-rbac.yaml"
   "argo/sensor-knative.yaml|argo-knative|falco-responder|falco-responder|argo-sensor.yaml"
-  "argo/knative-service.yaml|argo-knative-service|falco-responder-argo|falco-responder|knative-service.yaml networkpolicy.yaml"
+  "argo/knative-service.yaml|argo-knative-service|falco-responder-argo|falco-responder|knative-service.yaml"
   "argo/sensor-openfaas.yaml|argo-openfaas|falco-responder|openfaas-fn|argo-sensor.yaml"
   "argo/sensor-workflow.yaml|argo-workflow|falco-responder|falco-responder|argo-sensor.yaml"
   "argo/workflow-rbac.yaml|argo-workflow|falco-responder|falco-responder|argo-workflow-rbac.yaml"

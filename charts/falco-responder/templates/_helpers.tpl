@@ -152,3 +152,14 @@ PORT is left to Knative, which injects it.
 {{- end }}
 {{- $token }}
 {{- end }}
+
+{{/* The waits between attempts, spelled "2 s, 4 s and 8 s": first, factor, n retries. */}}
+{{- define "falco-responder.waits" -}}
+{{- $w := float64 .first }}
+{{- $out := list }}
+{{- range $i := until (int .n) }}
+{{- $out = append $out (printf "%s s" (ternary (printf "%d" (int64 $w)) (toString $w) (eq (floor $w) $w))) }}
+{{- $w = mulf $w $.factor }}
+{{- end }}
+{{- if eq (len $out) 1 }}{{ first $out }}{{ else if gt (len $out) 1 }}{{ join ", " (initial $out) }} and {{ last $out }}{{ end }}
+{{- end }}
