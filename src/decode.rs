@@ -244,16 +244,19 @@ fn unwrap_value(
             }
             other => other,
         };
-        return unwrap_value(inner, first(InputKind::ArgoEvent), depth + 1);
+        return unwrap_value(inner, first(InputKind::ArgoEvent), depth + 1)
+            .map_err(|e| within("in the Argo event's data", e));
     }
     if let Some(body) = map.remove("body") {
-        return unwrap_value(body, first(InputKind::ArgoWebhook), depth + 1);
+        return unwrap_value(body, first(InputKind::ArgoWebhook), depth + 1)
+            .map_err(|e| within("under \"body\"", e));
     }
     // `{"<dest>": falco}`: a single key holding the event.
     if map.len() == 1 {
-        let (_, inner) = map.into_iter().next().expect("one entry");
+        let (key, inner) = map.into_iter().next().expect("one entry");
         if inner.is_object() || inner.is_string() {
-            return unwrap_value(inner, first(InputKind::ArgoPayload), depth + 1);
+            return unwrap_value(inner, first(InputKind::ArgoPayload), depth + 1)
+                .map_err(|e| within(&format!("under {key:?}"), e));
         }
         return Err(DecodeError::NotFalco(format!(
             "expected a Falco event under the single key, found {}",
@@ -266,6 +269,14 @@ fn unwrap_value(
         "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a CloudEvent / Argo \
          Events envelope of one), found keys {keys:?}"
     )))
+}
+
+/// Says where in the envelopes a nested error was found.
+fn within(location: &str, e: DecodeError) -> DecodeError {
+    match e {
+        DecodeError::NotFalco(msg) => DecodeError::NotFalco(format!("{location}: {msg}")),
+        other => other,
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {

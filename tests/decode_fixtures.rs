@@ -179,8 +179,13 @@ fn the_real_argo_whole_event_envelope_is_unwrapped_and_its_non_falco_body_reject
     )
     .unwrap_err()
     .to_string();
-    // The envelope and its base64 data were understood; the body inside is `{"message": ...}`.
+    // The envelope (context + base64 data) and the webhook data (header + body) were
+    // understood: the error is about what was found inside the body, `{"message": ...}`.
     assert!(err.contains("not a Falco event"), "{err}");
+    assert!(
+        err.contains(r#"in the Argo event's data: under "body": under "message""#),
+        "{err}"
+    );
 }
 
 #[test]
