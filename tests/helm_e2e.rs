@@ -242,6 +242,8 @@ fn values_schema_rejects_wrong_values_at_install() {
             "protectedNamespaces",
         ),
         ("image.digest=latest", "digest"),
+        ("config.gracePeriodSeconds=0", "allowForceDelete"),
+        ("config.maxBodyBytes=100", "maxBodyBytes"),
     ] {
         let err = run(
             "helm",

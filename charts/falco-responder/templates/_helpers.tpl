@@ -82,6 +82,8 @@ PORT is left to Knative, which injects it.
 {{- $_ := set $env ($k | snakecase | upper) (include "falco-responder.str" $v) }}
 {{- end }}
 {{- if eq .Values.platform "knative" }}{{ $_ := unset $env "PORT" }}{{ end }}
+{{- /* An opt-in: only said when given. */}}
+{{- if not .Values.config.allowForceDelete }}{{ $_ := unset $env "ALLOW_FORCE_DELETE" }}{{ end }}
 {{- if .Values.auth.enabled }}{{ $_ := set $env "AUTH_TOKEN_FILE" (include "falco-responder.authTokenFile" .) }}{{ end }}
 {{- if and (eq .Values.platform "openfaas") .Values.openfaas.dedicatedToken }}
 {{- $_ := set $env "KUBE_TOKEN_FILE" "/var/openfaas/secrets/token" }}
