@@ -383,6 +383,40 @@ fn containers(d: &Value) -> Vec<&Value> {
     out
 }
 
+/// The chart's README keeps in step with values.yaml: every value (or an object above it) is
+/// in its table.
+#[test]
+fn chart_readme_lists_every_value() {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    walk(&format!("{prefix}{k}."), v, out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_string()),
+        }
+    }
+    let values: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
+    let readme = std::fs::read_to_string(chart().join("README.md")).unwrap();
+    let mut leaves = vec![];
+    walk("", &values, &mut leaves);
+    assert!(leaves.len() > 60, "{leaves:?}");
+    for leaf in leaves {
+        let parts: Vec<&str> = leaf.split('.').collect();
+        let listed = (1..=parts.len()).any(|n| {
+            let p = parts[..n].join(".");
+            readme.contains(&format!("`{p}`"))
+        }) || readme.contains(&format!("`.{}`", parts[parts.len() - 1])); // `a.b.name`, `.port`
+        assert!(
+            listed,
+            "charts/falco-responder/README.md does not list {leaf}"
+        );
+    }
+}
+
 #[test]
 fn chart_version_follows_cargo_toml() {
     let chart: Value =
