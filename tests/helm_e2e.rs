@@ -1135,3 +1135,68 @@ async fn kubectl_applies_every_rendered_directory_and_document() {
         );
     }
 }
+
+/// Every `helm install` / `helm upgrade` of the chart in docs/deploy-helm.md renders with the
+/// values it sets (schema included). bash splits the commands into words, as when a user runs
+/// them; `helm` is a shell function there that prints its words instead of running.
+#[test]
+fn the_helm_guides_commands_render() {
+    let guide = std::fs::read_to_string(root().join("docs/deploy-helm.md")).unwrap();
+    let mut blocks = String::new();
+    let mut in_sh = false;
+    for line in guide.lines() {
+        match (line.trim_start().strip_prefix("```"), in_sh) {
+            (Some("sh"), false) => in_sh = true,
+            (Some(_), true) => in_sh = false,
+            (None, true) => {
+                blocks.push_str(line);
+                blocks.push('\n');
+            }
+            _ => {}
+        }
+    }
+    // Only the helm commands run (as the recorder); everything else is left out, whole lines.
+    let script = format!(
+        "helm() {{ printf '%s\\0' \"$@\"; printf '\\n\\0'; }}\n{}",
+        blocks
+            .replace("\\\n", " ")
+            .lines()
+            .filter(|l| l.trim_start().starts_with("helm "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let out = Command::new("bash")
+        .args(["--noprofile", "--norc", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut rendered = 0;
+    for cmd in text.split("\n\0").filter(|c| !c.is_empty()) {
+        let words: Vec<&str> = cmd.split('\0').filter(|w| !w.is_empty()).collect();
+        if !words.contains(&"charts/falco-responder") || !["install", "upgrade"].contains(&words[0])
+        {
+            continue;
+        }
+        // The same release and values, rendered: `template` takes install's flags.
+        let args: Vec<String> = std::iter::once("template".to_string())
+            .chain(
+                words[1..]
+                    .iter()
+                    .filter(|w| **w != "--reuse-values")
+                    .map(|w| w.replace("charts/falco-responder", chart().to_str().unwrap())),
+            )
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(run("helm", None, &args));
+        rendered += 1;
+    }
+    assert!(
+        rendered >= 5,
+        "only {rendered} helm commands of the chart in the guide"
+    );
+}
