@@ -837,6 +837,29 @@ async fn auth_token_is_generated_once_kept_across_upgrades_and_printed_for_falco
     };
     let first = secret().await;
     assert!(first.len() >= 32, "{first}");
+    // The token command the notes print gives that token (bash runs it, kubectl is real).
+    let command = notes
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("kubectl ") && l.contains("get secret"))
+        .unwrap_or_else(|| panic!("no token command in:\n{notes}"));
+    let kc = server.admin_kubeconfig();
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &format!("kubectl() {{ \"$KUBECTL_BIN\" \"$@\"; }}; {command}"),
+        ])
+        .env("KUBECTL_BIN", tool("KUBECTL", "kubectl"))
+        .env("KUBECONFIG", &kc)
+        .env("HOME", tool_home())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        first,
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for set in ["config.dryRun=true", "config.logFormat=json"] {
         ok(helm_on(
             server,
