@@ -924,6 +924,62 @@ async fn auth_token_is_generated_once_kept_across_upgrades_and_printed_for_falco
     );
 }
 
+/// Every ServiceAccount a release's ClusterRoleBindings name may get and delete pods and create
+/// Events anywhere, and nothing else we try: `kubectl auth can-i` asks the real authorizer.
+async fn assert_least_privilege(
+    server: &ApiServer,
+    admin: &Client,
+    release: &str,
+    what: &str,
+) -> usize {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
+    let bindings = Api::<ClusterRoleBinding>::all(admin.clone())
+        .list(&lp)
+        .await
+        .unwrap();
+    let kc = server.admin_kubeconfig();
+    let mut checked = 0;
+    for s in bindings.iter().flat_map(|b| b.subjects.iter().flatten()) {
+        let who = format!(
+            "system:serviceaccount:{}:{}",
+            s.namespace.as_deref().unwrap(),
+            s.name
+        );
+        for (verb, resource, allowed) in [
+            ("get", "pods", true),
+            ("delete", "pods", true),
+            ("create", "events.events.k8s.io", true),
+            ("list", "pods", false),
+            ("watch", "pods", false),
+            ("update", "pods", false),
+            ("create", "pods/exec", false),
+            ("get", "secrets", false),
+            ("patch", "events.events.k8s.io", false),
+            ("delete", "deployments.apps", false),
+        ] {
+            // can-i exits 0 for yes, 1 for no.
+            let yes = run(
+                "kubectl",
+                Some(&kc),
+                &[
+                    "auth",
+                    "can-i",
+                    verb,
+                    resource,
+                    "--all-namespaces",
+                    "--as",
+                    &who,
+                ],
+            )
+            .is_ok();
+            assert_eq!(yes, allowed, "{what}: {who} {verb} {resource}");
+        }
+        checked += 1;
+    }
+    checked
+}
+
 #[tokio::test]
 async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
     let server = ApiServer::shared();
@@ -959,6 +1015,16 @@ async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
         assert!(notes.contains("falcosidekick:"), "{case:?}: {notes}");
         let installed = release_objects(&admin, &release).await;
         assert!(!installed.is_empty(), "{case:?}: nothing installed");
+        // (argo-knative-service-values.yaml reuses knative/'s account and grants nothing.)
+        let grants = !case
+            .iter()
+            .any(|c| c.ends_with("argo-knative-service-values.yaml"));
+        let subjects = assert_least_privilege(server, &admin, &release, &format!("{case:?}")).await;
+        assert_eq!(
+            subjects > 0,
+            grants,
+            "{case:?}: {subjects} ClusterRoleBinding subjects"
+        );
         if case.iter().any(|c| c.contains("argo.enabled=true")) {
             assert!(
                 installed
