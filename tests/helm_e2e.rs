@@ -209,21 +209,30 @@ fn chart_lints_strict_and_renders_on_every_platform() {
         "--set",
         "serviceMonitor.enabled=true,autoscaling.enabled=true,auth.enabled=true",
     ]));
-    for present in [
-        "ServiceMonitor/",
-        "HorizontalPodAutoscaler/",
-        "Secret/",
-        "Deployment/",
-        "Service/",
-        "ServiceAccount/",
-        "ClusterRole/",
-        "ClusterRoleBinding/",
-        "PodDisruptionBudget/",
-        "NetworkPolicy/",
-    ] {
+    assert_has(
+        &all,
+        &["ServiceMonitor/", "HorizontalPodAutoscaler/", "Secret/"],
+    );
+    assert_has(&all, KUBERNETES_KINDS);
+}
+
+/// What the kubernetes platform installs by default.
+const KUBERNETES_KINDS: &[&str] = &[
+    "Deployment/",
+    "Service/",
+    "ServiceAccount/",
+    "ClusterRole/",
+    "ClusterRoleBinding/",
+    "PodDisruptionBudget/",
+    "NetworkPolicy/",
+];
+
+/// Each of `kinds` ("Kind/") starts one of `objects`.
+fn assert_has(objects: &[String], kinds: &[&str]) {
+    for kind in kinds {
         assert!(
-            all.iter().any(|k| k.starts_with(present)),
-            "{present}: {all:?}"
+            objects.iter().any(|o| o.starts_with(kind)),
+            "no {kind} in {objects:?}"
         );
     }
 }
@@ -666,21 +675,7 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
         )),
         "NOTES give Falcosidekick's webhook address:\n{notes}"
     );
-    let installed = release_objects(&admin, &release).await;
-    for kind in [
-        "Deployment/",
-        "Service/",
-        "ServiceAccount/",
-        "ClusterRole/",
-        "ClusterRoleBinding/",
-        "PodDisruptionBudget/",
-        "NetworkPolicy/",
-    ] {
-        assert!(
-            installed.iter().any(|o| o.starts_with(kind)),
-            "{kind} not installed: {installed:?}"
-        );
-    }
+    assert_has(&release_objects(&admin, &release).await, KUBERNETES_KINDS);
 
     // The chart's ServiceAccount, its token, the chart's Deployment env: a pod is deleted and
     // its Event recorded.
