@@ -176,6 +176,7 @@ fn assert_namespaces(what: &str, rendered: &[Value]) {
 fn chart_lints_strict_and_renders_on_every_platform() {
     let chart = chart();
     let chart = chart.to_str().unwrap();
+    ok(run("helm", None, &["lint", "--strict", chart]));
     for values in ci_values() {
         let values = values.to_str().unwrap();
         ok(run(
