@@ -27,6 +27,7 @@ exec kn service create falco-responder \
   --env DRY_RUN=false \
   --env GRACE_PERIOD_SECONDS=5 \
   --env DEDUP_SECONDS=30 \
+  --env MAX_BODY_BYTES=1048576 \
   --env API_TIMEOUT_SECONDS=10 \
   --env LOG_FORMAT=json \
   --env RUST_LOG=info \
