@@ -23,10 +23,11 @@ exec kn service create falco-responder \
   --cluster-local \
   --env "RULES=Terminal shell in container" \
   --env MIN_PRIORITY=Notice \
-  --env PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,falco,falco-responder,knative-serving,knative-eventing \
+  --env PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,falco,falco-responder,knative-serving,knative-eventing,kourier-system \
   --env DRY_RUN=false \
   --env GRACE_PERIOD_SECONDS=5 \
   --env DEDUP_SECONDS=30 \
+  --env MAX_BODY_BYTES=1048576 \
   --env API_TIMEOUT_SECONDS=10 \
   --env LOG_FORMAT=json \
   --env RUST_LOG=info \

@@ -113,13 +113,16 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// Does `target` carry a pod uid or container id that proves it names this pod?
+    /// Does `target` carry a pod uid or container id that proves it names this pod? As in the
+    /// verdict, a uid decides first: another uid is no proof, whatever the container.
     pub fn proves(&self, target: &Target) -> bool {
-        target.uid.as_ref().is_some_and(|u| u.as_str() == self.uid)
-            || target
+        match &target.uid {
+            Some(u) => u.as_str() == self.uid,
+            None => target
                 .container_id
                 .as_ref()
-                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c)))
+                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c))),
+        }
     }
 }
 
@@ -167,6 +170,9 @@ pub enum ActionError {
     /// A guard could not be evaluated: no deletion around it.
     #[error(transparent)]
     Guard(#[from] GuardError),
+    /// The pod's status has not caught up with a recent event yet: retry.
+    #[error("cannot decide yet: {0}")]
+    NotYet(String),
 }
 
 impl ActionError {
@@ -174,9 +180,9 @@ impl ActionError {
     pub fn status(&self) -> StatusCode {
         match self {
             ActionError::Guard(g) => g.status(),
-            ActionError::Timeout { .. } | ActionError::Unreachable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ActionError::Timeout { .. }
+            | ActionError::Unreachable { .. }
+            | ActionError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             ActionError::Api { code, .. } if *code >= 500 || *code == 429 => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -195,6 +201,7 @@ impl ActionError {
             ActionError::Unreachable { .. } => "unreachable",
             ActionError::Mismatch(_) => "mismatch",
             ActionError::Guard(g) => g.metric_label(),
+            ActionError::NotYet(_) => "not-yet",
         }
     }
 }
@@ -281,6 +288,15 @@ pub fn event_note(ev: &FalcoEvent) -> String {
         note.push_str(out);
     }
     bounded(note)
+}
+
+/// `<pod>.<hex time>`, a valid name (≤ 253) for pod names near the limit: the pod part is cut
+/// and ends on a letter or digit.
+fn event_name(pod: &str, now: jiff::Timestamp) -> String {
+    let suffix = format!(".{:x}", now.as_nanosecond());
+    let prefix = &pod[..pod.len().min(253 - suffix.len())];
+    let prefix = prefix.trim_end_matches(['-', '.']);
+    format!("{prefix}{suffix}")
 }
 
 /// At most 1 kB (the API's limit for a note), cut on a char boundary.
@@ -378,6 +394,7 @@ impl Kube {
 
         let (uid, grace, record) = match verdict {
             Verdict::Stale { reason } => return Ok(outcome(OutcomeKind::Stale, reason)),
+            Verdict::NotYet { reason } => return Err(ActionError::NotYet(reason)),
             Verdict::Skipped { reason } => return Ok(outcome(OutcomeKind::Skipped, reason)),
             Verdict::Terminating { reason } => {
                 return Ok(outcome(OutcomeKind::Terminating, reason));
@@ -392,11 +409,7 @@ impl Kube {
         let mut use_eviction = false;
         let mut checks = String::new();
         if let (Some(g), Recorded::Deleted) = (&self.guards, record) {
-            let name = format!(
-                "{}.{:x}",
-                target.name,
-                jiff::Timestamp::now().as_nanosecond()
-            );
+            let name = event_name(target.name.as_str(), jiff::Timestamp::now());
             let key = format!("{}/{name}", target.namespace);
             let plan = g
                 .plan(
@@ -716,7 +729,7 @@ impl Kube {
                 name: Some(
                     extra
                         .name
-                        .unwrap_or_else(|| format!("{}.{:x}", t.name, now.as_nanosecond())),
+                        .unwrap_or_else(|| event_name(t.name.as_str(), now)),
                 ),
                 namespace: Some(t.namespace.to_string()),
                 ..Default::default()

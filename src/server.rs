@@ -33,6 +33,8 @@ const MAX_CONNECTIONS: usize = 4096;
 /// Falcosidekick and Knative send one small request; a client that never finishes its headers
 /// must not hold a connection forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Nor one that announces a body and never sends it (hyper has no body timeout of its own).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Body = Full<Bytes>;
 
@@ -74,6 +76,10 @@ pub async fn run(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // A sender that closes right after its request (a fire-and-forget webhook, a
+            // timed-out client) must not cancel the event: hyper would otherwise drop the
+            // request at EOF, before it is read and decided.
+            .half_close(true)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -162,7 +168,18 @@ async fn route(app: &App, req: Request<Incoming>, draining: bool) -> Response<Bo
         return too_large();
     }
     let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, max).collect().await {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await;
+    let Ok(read) = read else {
+        tracing::warn!("rejected a request whose body did not arrive in time");
+        return json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {}s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        );
+    };
+    let bytes = match read {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return too_large(),
         Err(e) => {
