@@ -356,7 +356,15 @@ impl Kube {
         // The breaker's LIST does not depend on the pod: it runs alongside the GET.
         let prefetch = async {
             match &self.guards {
-                Some(g) => g.prefetch(&self.client, deadline, self.timeout).await,
+                Some(g) => {
+                    g.prefetch(
+                        &self.client,
+                        target.namespace.as_str(),
+                        deadline,
+                        self.timeout,
+                    )
+                    .await
+                }
                 None => None,
             }
         };

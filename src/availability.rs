@@ -33,6 +33,8 @@ pub struct Availability {
     pub breaker: Breaker,
     /// NAMESPACES: where the breaker counts (all namespaces when unset).
     namespaces: Option<Vec<String>>,
+    /// Set once the cluster-wide LIST was refused and the breaker counts per namespace.
+    narrowed: std::sync::atomic::AtomicBool,
     owners: Mutex<HashMap<String, Workload>>,
 }
 
@@ -149,6 +151,7 @@ impl Availability {
     pub fn new(c: &GuardConfig, namespaces: Option<Vec<String>>) -> Availability {
         Availability {
             namespaces,
+            narrowed: Default::default(),
             skip_owner_kinds: c.skip_owner_kinds.clone(),
             min_available: c.min_available,
             use_eviction: c.use_eviction,
@@ -162,19 +165,43 @@ impl Availability {
     pub async fn prefetch(
         &self,
         client: &Client,
+        ns: &str,
         deadline: Instant,
         timeout: Duration,
     ) -> Prefetched {
         if !self.breaker.enabled() {
             return None;
         }
-        let listed = Self::within(
+        let mut listed = Self::within(
             deadline,
             timeout,
             "list Events",
             self.breaker.list(client, self.namespaces.as_deref()),
         )
         .await;
+        // RBAC bound per namespace (RoleBindings) without NAMESPACES: count where we act.
+        if let Ok(Err(kube::Error::Api(s))) = &listed
+            && s.is_forbidden()
+            && self.namespaces.is_none()
+        {
+            if !self
+                .narrowed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "the deletion breaker may not list Events in all namespaces: it counts only \
+                     the namespace of each pod; set NAMESPACES, or grant list on events cluster-wide"
+                );
+            }
+            let only = [ns.to_string()];
+            listed = Self::within(
+                deadline,
+                timeout,
+                "list Events",
+                self.breaker.list(client, Some(&only)),
+            )
+            .await;
+        }
         Some(listed.and_then(|r| {
             r.map_err(|e| {
                 api_error(

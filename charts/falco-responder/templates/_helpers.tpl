@@ -84,6 +84,7 @@ PORT is left to Knative, which injects it.
 {{- if eq .Values.platform "knative" }}{{ $_ := unset $env "PORT" }}{{ end }}
 {{- /* An opt-in: only said when given. */}}
 {{- if not .Values.config.allowForceDelete }}{{ $_ := unset $env "ALLOW_FORCE_DELETE" }}{{ end }}
+{{- if not .Values.config.useEviction }}{{ $_ := unset $env "USE_EVICTION" }}{{ end }}
 {{- if .Values.auth.enabled }}{{ $_ := set $env "AUTH_TOKEN_FILE" (include "falco-responder.authTokenFile" .) }}{{ end }}
 {{- if and (eq .Values.platform "openfaas") .Values.openfaas.dedicatedToken }}
 {{- $_ := set $env "KUBE_TOKEN_FILE" "/var/openfaas/secrets/token" }}
@@ -111,11 +112,30 @@ PORT is left to Knative, which injects it.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "delete"]
-# The audit trail (FalcoPodDeleted / FalcoDryRun Events). The function only ever creates
-# Events, so "create" alone is granted.
+# The audit trail (FalcoPodDeleted / FalcoDryRun Events), created; listed (our own, metadata
+# only) by the deletion breaker, which counts them.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
+  verbs: ["create", "list"]
+# Name the workload above a ReplicaSet or a Job (metadata GET).
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["get"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get"]
+{{- if .Values.config.minAvailable }}
+# MIN_AVAILABLE: the workload's spec.replicas and ready count.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["get"]
+{{- end }}
+{{- if .Values.config.useEviction }}
+# USE_EVICTION: the Eviction API, which honours PodDisruptionBudgets.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
   verbs: ["create"]
+{{- end }}
 {{- end }}
 
 {{/* The URL the platform gives the function, inside the cluster. */}}
