@@ -28,6 +28,8 @@ exec kn service create falco-responder \
   --env GRACE_PERIOD_SECONDS=5 \
   --env DEDUP_SECONDS=30 \
   --env MAX_BODY_BYTES=1048576 \
+  --env MAX_DELETIONS=20/1m \
+  --env MAX_DELETIONS_PER_WORKLOAD=3/10m \
   --env API_TIMEOUT_SECONDS=10 \
   --env LOG_FORMAT=json \
   --env RUST_LOG=info \
