@@ -21,6 +21,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "bench_parts/hostile.rs"]
+mod hostile;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -422,12 +424,38 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
     let dir = server.dir().to_path_buf();
     let kubeconfig = server.admin_kubeconfig();
     let test_rule = common::fixture("falcosidekick-test-rule-debug-input.json");
-    let mut other: Value = serde_json::from_str(&terminal_shell("shop", "web-1", CID)).unwrap();
-    other["rule"] = "Read sensitive file untrusted".into();
-    let other = other.to_string();
-    let payloads = [
-        ("Falcosidekick test event (rule \"Test rule\")", test_rule),
-        ("Falco event, rule not in RULES", other),
+    // Issue 9 item 11: a realistic event we skip (rule not in RULES), in each envelope.
+    let realistic =
+        hostile::realistic_event("Read sensitive file untrusted", "shop", "payments-api-0");
+    let payloads: Vec<(String, Envelope, String)> = vec![
+        (
+            format!(
+                "realistic Falco 0.41 event ({} B, container plugin fields), rule not in RULES, plain",
+                realistic.len()
+            ),
+            Envelope::Plain,
+            realistic.clone(),
+        ),
+        (
+            "(breakdown) the same event as a CloudEvent, binary mode".into(),
+            Envelope::CloudEventBinary,
+            realistic.clone(),
+        ),
+        (
+            "(breakdown) the same event as a CloudEvent, structured mode".into(),
+            Envelope::CloudEventStructured,
+            realistic.clone(),
+        ),
+        (
+            "(breakdown) the same event in the whole Argo event (base64)".into(),
+            Envelope::ArgoEvent,
+            realistic,
+        ),
+        (
+            "Falcosidekick test event (rule \"Test rule\")".into(),
+            Envelope::Plain,
+            test_rule,
+        ),
     ];
 
     let r_port = free_port();
@@ -448,8 +476,8 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
         ..Default::default()
     };
 
-    for (i, (name, body)) in payloads.iter().enumerate() {
-        let (headers, body) = wrap(Envelope::Plain, body);
+    for (i, (name, envelope, body)) in payloads.iter().enumerate() {
+        let (headers, body) = wrap(*envelope, body);
         let body = String::from_utf8(body).unwrap();
         // The function must skip it, without an API call.
         let reply = tokio::runtime::Builder::new_current_thread()
@@ -462,6 +490,20 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
                     .post(&headers, body.as_bytes())
                     .await
             });
+        let reply = if envelope.is_cloudevent() {
+            // The answer is a CloudEvent: its data is the result.
+            let ce = cloudevents::binding::http::to_event(&reply.headers, reply.body.clone())
+                .expect("a CloudEvent reply");
+            let data = ce.data().cloned().expect("reply data");
+            let json = serde_json::Value::try_from(data).expect("JSON data");
+            HttpReply {
+                status: reply.status,
+                headers: HeaderMap::new(),
+                body: json.to_string().into_bytes(),
+            }
+        } else {
+            reply
+        };
         assert_eq!(outcome(&reply), "skipped", "{name}");
         let lua = lua_script(&dir, &format!("payload-{i}"), &headers, &body);
         let (mut ours, mut base) = (Vec::new(), Vec::new());
@@ -1221,6 +1263,7 @@ struct Report<'a> {
     lat: Latency,
     st: Start,
     micro: Vec<(String, f64)>,
+    hostile: Option<(hostile::Hostile, hostile::Soak)>,
     elapsed: Duration,
 }
 
@@ -1287,17 +1330,22 @@ fn write_report(r: &Report) -> String {
         "| # | what | measured | baseline (this run) | ratio | target | met? |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|");
-    for (name, ours, base) in &tp.runs {
+    for (i, (name, ours, base)) in tp.runs.iter().enumerate() {
         let o = median(&ours.iter().map(|r| r.rps).collect::<Vec<_>>());
         let b = median(&base.iter().map(|r| r.rps).collect::<Vec<_>>());
         let p99 = median(&ours.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
         let bp99 = median(&base.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
+        // The target is the realistic plain event; the rest break it down by envelope.
+        let (target, met) = if i == 0 {
+            ("≥ 0.8×", yes(o / b >= 0.8))
+        } else {
+            ("—", "—")
+        };
         let _ = writeln!(
             w,
-            "| 1 | no-action throughput, {name}, {} conns (p99 latency) | {o:.0} req/s ({p99:.2} ms) | bare hyper {b:.0} req/s ({bp99:.2} ms) | {:.2}× | ≥ 0.8× | {} |",
+            "| 1 | no-action throughput, {name}, {} conns (p99 latency) | {o:.0} req/s ({p99:.2} ms) | bare hyper {b:.0} req/s ({bp99:.2} ms) | {:.2}× | {target} | {met} |",
             s.connections,
             o / b,
-            yes(o / b >= 0.8)
         );
     }
     if let Some((_, _, base)) = tp.runs.first() {
@@ -1503,6 +1551,10 @@ fn write_report(r: &Report) -> String {
         );
     }
 
+    if let Some((h, k)) = &r.hostile {
+        hostile::rows(w, h, k);
+    }
+
     let _ = writeln!(w, "\n### Details\n");
     for (name, ours, base) in &tp.runs {
         let list = |runs: &[WrkRun]| {
@@ -1565,6 +1617,9 @@ fn write_report(r: &Report) -> String {
         spread(&st.cold_floor),
         spread(&st.cold_floor_nodelay)
     );
+    if let Some((h, k)) = &r.hostile {
+        hostile::details(w, h, k);
+    }
     let _ = writeln!(
         w,
         "\n## Reference (measured earlier, not in this run)\n\n\
@@ -1629,6 +1684,9 @@ fn write_report(r: &Report) -> String {
          - Latencies on 2 cores shared by the apiserver, etcd, the driver and the function: \
          medians are stable to a few percent between runs, p99 and throughput less so (±10%)."
     );
+    if r.hostile.is_some() {
+        let _ = writeln!(w, "{}", hostile::HOW_TO_READ);
+    }
     md
 }
 
@@ -1686,6 +1744,11 @@ fn main() {
         let st = starts(&s, &server, &admin).await;
         (lat, st)
     });
+    // (7) and (8): hostile load and soak (issue 9); BENCH_HOSTILE=0 skips them.
+    let hostile = (env_num("BENCH_HOSTILE", 1u8) != 0).then(|| {
+        let h = runtime.block_on(hostile::hostile_memory(&s));
+        (h, hostile::soak(&s, server.dir()))
+    });
     drop(runtime);
 
     let micro = criterion_medians(&s.criterion);
@@ -1698,6 +1761,7 @@ fn main() {
         lat,
         st,
         micro,
+        hostile,
         elapsed: begun.elapsed(),
     };
     let md = write_report(&report);

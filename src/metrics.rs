@@ -23,8 +23,16 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+/// Why a request was refused before it reached decoding (issue 9's limits).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// timeout, too_large, body_memory, unauthorized.
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub rejected: Family<RejectLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deletions: Counter,
     pub kube_errors: Family<ErrorLabels, Counter>,
@@ -61,13 +69,24 @@ impl Metrics {
             "Time to handle one event, from decoded request to answer",
             latency.clone(),
         );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "http_rejected",
+            "Requests refused before decoding, by reason (timeout, too_large, body_memory, unauthorized)",
+            rejected.clone(),
+        );
         Metrics {
             registry,
+            rejected,
             events,
             deletions,
             kube_errors,
             latency,
         }
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&RejectLabels { reason }).inc();
     }
 
     pub fn encode(&self) -> String {
