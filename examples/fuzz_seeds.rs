@@ -1,7 +1,8 @@
 //! Writes the fuzzers' seed inputs (`scripts/fuzz.sh` runs it): every JSON fixture of
 //! `tests/fixtures` in every envelope a sender uses, in the format of `fuzz/checks.rs`
 //! (header lines, an empty line, the body). Usage: `cargo run --example fuzz_seeds -- DIR`;
-//! writes DIR/decode/* and DIR/decide/* (the same with a configuration byte in front).
+//! writes DIR/decode/*, DIR/decide/* (the same with a configuration byte in front) and
+//! DIR/verdict/* (with the configuration and live-pod shape bytes in front).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -13,8 +14,8 @@ use common::{ENVELOPES, wrap};
 fn main() {
     let out = PathBuf::from(std::env::args().nth(1).expect("usage: fuzz_seeds DIR"));
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let (decode, decide) = (out.join("decode"), out.join("decide"));
-    for dir in [&decode, &decide] {
+    let (decode, decide, verdict) = (out.join("decode"), out.join("decide"), out.join("verdict"));
+    for dir in [&decode, &decide, &verdict] {
         std::fs::create_dir_all(dir).expect("seed directory");
     }
     let mut names: Vec<_> = std::fs::read_dir(&fixtures)
@@ -51,6 +52,20 @@ fn main() {
                 with.extend_from_slice(&seed);
                 std::fs::write(decide.join(format!("{name}.{selector:02x}")), with)
                     .expect("write seed");
+            }
+            // The same pod (names, uid, containers, created before), a replaced one, a
+            // protected and terminating one; GRACE_PERIOD_SECONDS set in the last.
+            for (i, shape) in [
+                [0u8, 0b1100_1111, 100, 200, 30, 130, 0],
+                [0, 0b1000_0111, 200, 200, 0, 130, 0],
+                [0x80, 0b1111_1111, 100, 250, 120, 130, 0],
+            ]
+            .iter()
+            .enumerate()
+            {
+                let mut with = shape.to_vec();
+                with.extend_from_slice(&seed);
+                std::fs::write(verdict.join(format!("{name}.{i}")), with).expect("write seed");
             }
             n += 1;
         }

@@ -10,8 +10,14 @@ use falco_responder::{
     config::{Config, Rules},
     decode::decode,
     policy::{Decision, TEST_RULE, decide},
+    verdict::{PROTECT_ANNOTATION, Verdict, verdict},
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
+use k8s_openapi::{
+    api::core::v1::{ContainerStatus, Pod, PodStatus},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    jiff::{SignedDuration, Timestamp},
+};
 
 pub fn split(data: &[u8]) -> (HeaderMap, &[u8]) {
     let mut headers = HeaderMap::new();
@@ -64,6 +70,12 @@ pub fn config(selector: u8) -> Config {
     if selector & 16 != 0 {
         set("POD_NAME", "falco-responder-0");
     }
+    if selector & 128 != 0 {
+        set(
+            "GRACE_PERIOD_SECONDS",
+            ["1", "5", "30", "600"][(selector >> 5) as usize & 3],
+        );
+    }
     Config::from_vars(vars).expect("a valid configuration")
 }
 
@@ -87,9 +99,9 @@ pub fn decide_one(data: &[u8]) {
                 Rules::Named(names) => assert!(names.contains(&ev.rule)),
             }
             assert!(cfg.min_priority.is_none_or(|m| ev.priority >= m));
-            assert!(!t.namespace.is_empty() && !t.name.is_empty());
+            assert!(!t.namespace.as_str().is_empty() && !t.name.as_str().is_empty());
             assert!(!cfg.protected_namespaces.contains(&t.namespace));
-            assert_ne!(cfg.own_namespace.as_deref(), Some(t.namespace.as_str()));
+            assert_ne!(cfg.own_namespace.as_ref(), Some(&t.namespace));
             if cfg.own_namespace.is_none() {
                 assert_ne!(cfg.own_pod.as_deref(), Some(t.name.as_str()));
             }
@@ -101,5 +113,91 @@ pub fn decide_one(data: &[u8]) {
             assert_eq!(ev.target().ok().as_ref(), Some(&t));
         }
         Decision::Skip { reason, .. } => assert!(!reason.is_empty()),
+        Decision::Invalid(e) => assert!(!e.field.is_empty()),
+    }
+}
+
+const OTHER_UID: &str = "00000000-0000-4000-8000-000000000000";
+
+/// verdict: never panics; a DELETE only for the very pod the event saw, never a protected or
+/// terminating one, with the configured grace. Input: configuration byte, six bytes that shape
+/// the live pod (names, uid, annotation, deletion, containers, times), then the event.
+pub fn verdict_one(data: &[u8]) {
+    let Some((shape, rest)) = data.split_first_chunk::<7>() else {
+        return;
+    };
+    let [selector, bits, created_s, remaining_s, period_s, now_s, _] = *shape;
+    let cfg = config(selector);
+    let (headers, body) = split(rest);
+    let Ok(d) = decode(&headers, body) else {
+        return;
+    };
+    let Ok(target) = d.event.target() else {
+        return;
+    };
+    let bit = |n: u8| bits & (1 << n) != 0;
+    let at = d
+        .event
+        .occurred_at()
+        .unwrap_or(Timestamp::from_second(1_700_000_000).unwrap());
+    let secs = |s: u8| SignedDuration::from_secs(i64::from(s) - 128);
+    let live_uid = match (&target.uid, bit(3)) {
+        (Some(u), true) => u.as_str().to_ascii_uppercase(),
+        _ => OTHER_UID.to_string(),
+    };
+    let container = match (&target.container_id, bit(6)) {
+        (Some(c), true) => format!("containerd://{:0<64}", c.as_str()),
+        _ => format!("containerd://{:0<64}", "ffff"),
+    };
+    let pod = Pod {
+        metadata: ObjectMeta {
+            namespace: Some(if bit(1) {
+                target.namespace.to_string()
+            } else {
+                "other".into()
+            }),
+            name: Some(if bit(0) {
+                target.name.to_string()
+            } else {
+                "other".into()
+            }),
+            uid: bit(2).then(|| live_uid.clone()),
+            annotations: bit(4)
+                .then(|| [(PROTECT_ANNOTATION.to_string(), "true".to_string())].into()),
+            creation_timestamp: bit(7).then(|| Time(at + secs(created_s))),
+            deletion_timestamp: bit(5).then(|| Time(at + secs(remaining_s))),
+            deletion_grace_period_seconds: (period_s > 0).then_some(i64::from(period_s)),
+            ..Default::default()
+        },
+        status: Some(PodStatus {
+            container_statuses: Some(vec![ContainerStatus {
+                container_id: Some(container),
+                name: "main".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let names_match = bit(0) && bit(1);
+    match verdict(&pod, &target, &d.event, &cfg, at + secs(now_s)) {
+        Verdict::Delete { uid, grace } => {
+            assert!(names_match && bit(2));
+            assert_eq!(uid, live_uid.to_ascii_lowercase());
+            assert!(!bit(4), "deleted a protected pod");
+            assert!(!bit(5), "a plain DELETE for a terminating pod");
+            assert_eq!(grace, cfg.grace_period_seconds);
+            if let Some(u) = &target.uid {
+                assert_eq!(u.as_str(), uid, "deleted a pod with another uid");
+            }
+        }
+        Verdict::Shorten { uid, grace, .. } => {
+            assert!(names_match && bit(2) && bit(5) && !bit(4));
+            assert_eq!(uid, live_uid.to_ascii_lowercase());
+            assert_eq!(Some(grace), cfg.grace_period_seconds);
+        }
+        Verdict::Terminating { .. } => assert!(bit(5)),
+        Verdict::Mismatch { .. } => assert!(!names_match || !bit(2)),
+        Verdict::Stale { reason } | Verdict::Skipped { reason } => assert!(!reason.is_empty()),
     }
 }

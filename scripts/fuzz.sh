@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of decode (any headers and body, every envelope) and of the policy
-# decision, with libFuzzer (the libfuzzer-sys crate) on the STABLE toolchain: coverage comes
-# from LLVM's SanitizerCoverage pass, enabled with stable `-C` flags (what `cargo fuzz
-# --sanitizer none` passes). No sanitizer is needed: the code under test is safe Rust, the
+# Coverage-guided fuzzing of decode (any headers and body, every envelope), of the policy
+# decision and of the verdict on the live pod, with libFuzzer (the libfuzzer-sys crate) on the
+# STABLE toolchain: coverage comes from LLVM's SanitizerCoverage pass, enabled with stable `-C`
+# flags (what `cargo fuzz --sanitizer none` passes). No sanitizer is needed: the code under
+# test is safe Rust, the
 # fuzzer hunts panics and broken invariants (fuzz/checks.rs).
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60; .ci/run runs 25 per target)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60; .ci/run runs 20 per target)
 #
 # Seeds: every fixture of tests/fixtures in every envelope (examples/fuzz_seeds.rs) plus the
 # committed findings in fuzz/regressions/. The corpus grows in fuzz/corpus/ (not committed).
 # A finding stops the run (exit 1) and is written to fuzz/artifacts/<target>/: copy it to
 # fuzz/regressions/<target>/, fix the bug, and `cargo test --test fuzz_regressions` keeps it
-# fixed. Environment: FUZZ_TARGETS ("decode decide"), NO_INSTALL=1 (never call apt-get).
+# fixed. Environment: FUZZ_TARGETS ("decode decide verdict"), NO_INSTALL=1 (never call apt-get).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf 'fuzz.sh: %s\n' "$*" >&2; }
 
 seconds=${1:-60}
-read -r -a targets <<<"${FUZZ_TARGETS:-decode decide}"
+read -r -a targets <<<"${FUZZ_TARGETS:-decode decide verdict}"
 
 # libfuzzer-sys compiles libFuzzer (C++).
 if ! command -v c++ >/dev/null; then

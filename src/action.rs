@@ -20,10 +20,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::event::{FalcoEvent, Target};
+use crate::{
+    config::Config,
+    event::{FalcoEvent, Target},
+    ident::ContainerId,
+    verdict::{Verdict, pod_container_ids, verdict},
+};
 
-/// Pods that carry this annotation set to "true" are never deleted.
-pub const PROTECT_ANNOTATION: &str = "falco-responder/protect";
 /// `reportingController` of the Events we record.
 pub const REPORTER: &str = "falco-responder";
 
@@ -34,6 +37,7 @@ pub enum OutcomeKind {
     Gone,
     Skipped,
     Stale,
+    Terminating,
 }
 
 impl OutcomeKind {
@@ -44,6 +48,7 @@ impl OutcomeKind {
             OutcomeKind::Gone => "gone",
             OutcomeKind::Skipped => "skipped",
             OutcomeKind::Stale => "stale",
+            OutcomeKind::Terminating => "terminating",
         }
     }
 }
@@ -64,10 +69,29 @@ pub struct PodRef {
 impl PodRef {
     pub fn of(t: &Target) -> PodRef {
         PodRef {
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
-            uid: t.uid.clone(),
+            namespace: t.namespace.to_string(),
+            name: t.name.to_string(),
+            uid: t.uid.as_ref().map(ToString::to_string),
         }
+    }
+}
+
+/// The identity of the live pod an outcome was decided on: what a later event must match for
+/// the storm memory to answer it without looking again (`coalesce`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Seen {
+    pub uid: String,
+    pub container_ids: Vec<ContainerId>,
+}
+
+impl Seen {
+    /// Does `target` carry a pod uid or container id that proves it names this pod?
+    pub fn proves(&self, target: &Target) -> bool {
+        target.uid.as_ref().is_some_and(|u| u.as_str() == self.uid)
+            || target
+                .container_id
+                .as_ref()
+                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c)))
     }
 }
 
@@ -77,6 +101,8 @@ pub struct Outcome {
     pub kind: OutcomeKind,
     pub reason: String,
     pub pod: Option<PodRef>,
+    /// The live pod looked at, when there was one.
+    pub seen: Option<Seen>,
 }
 
 /// The function could not act: the sender must retry (5xx), the event is kept in the log.
@@ -107,6 +133,9 @@ pub enum ActionError {
     },
     #[error("the Kubernetes API is unreachable ({verb} pod): {message}")]
     Unreachable { verb: &'static str, message: String },
+    /// The API answered with another object than the one asked for: never acted on.
+    #[error("refusing to act: {0}")]
+    Mismatch(String),
 }
 
 impl ActionError {
@@ -119,7 +148,7 @@ impl ActionError {
             ActionError::Api { code, .. } if *code >= 500 || *code == 429 => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ActionError::Forbidden { .. } | ActionError::Api { .. } => {
+            ActionError::Forbidden { .. } | ActionError::Api { .. } | ActionError::Mismatch(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -132,15 +161,23 @@ impl ActionError {
             ActionError::Forbidden { .. } => "forbidden",
             ActionError::Api { .. } => "api",
             ActionError::Unreachable { .. } => "unreachable",
+            ActionError::Mismatch(_) => "mismatch",
         }
     }
+}
+
+/// Which Kubernetes Event an action records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    Deleted,
+    GraceShortened,
+    DryRun,
 }
 
 /// Talks to the API server on behalf of one process; cheap to clone.
 #[derive(Clone)]
 pub struct Kube {
     client: Client,
-    grace_period: Option<u32>,
     timeout: Duration,
     instance: String,
     /// Event recordings in flight: they run after the answer, and shutdown waits for them.
@@ -151,14 +188,14 @@ fn map_err(e: kube::Error, verb: &'static str, t: &Target) -> ActionError {
     match e {
         kube::Error::Api(s) if s.is_forbidden() => ActionError::Forbidden {
             verb,
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
+            namespace: t.namespace.to_string(),
+            name: t.name.to_string(),
             message: s.message.clone(),
         },
         kube::Error::Api(s) => ActionError::Api {
             verb,
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
+            namespace: t.namespace.to_string(),
+            name: t.name.to_string(),
             code: s.code,
             message: s.message.clone(),
         },
@@ -184,37 +221,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// Strips the runtime scheme (`containerd://`, `docker://`, `cri-o://`).
-fn bare_container_id(id: &str) -> &str {
-    id.split_once("://").map_or(id, |(_, rest)| rest)
-}
-
-/// Does a container id from Falco (12-char short or full) name one of the pod's containers?
-/// `None` when the pod reports no container ids (not started yet): nothing to compare.
-pub fn container_matches(pod: &Pod, event_id: &str) -> Option<bool> {
-    let status = pod.status.as_ref()?;
-    let ids: Vec<&str> = [
-        &status.container_statuses,
-        &status.init_container_statuses,
-        &status.ephemeral_container_statuses,
-    ]
-    .into_iter()
-    .flatten()
-    .flatten()
-    .filter_map(|s| s.container_id.as_deref())
-    .map(bare_container_id)
-    .filter(|id| !id.is_empty())
-    .collect();
-    if ids.is_empty() {
-        return None;
-    }
-    let ev = bare_container_id(event_id);
-    Some(
-        ids.iter()
-            .any(|id| id.starts_with(ev) || ev.starts_with(id)),
-    )
-}
-
 /// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
 pub fn event_note(ev: &FalcoEvent) -> String {
     let mut note = format!("Falco rule {:?} ({})", ev.rule, ev.priority);
@@ -236,129 +242,114 @@ pub fn event_note(ev: &FalcoEvent) -> String {
 impl Kube {
     pub fn new(
         client: Client,
-        grace_period: Option<u32>,
         timeout: Duration,
         instance: String,
         background: TaskTracker,
     ) -> Kube {
         Kube {
             client,
-            grace_period,
             timeout,
             instance,
             background,
         }
     }
 
-    /// GET, checks, then (unless `dry_run`) DELETE with the uid precondition and an Event.
+    /// GET, the verdict (`verdict`), then (unless DRY_RUN) the DELETE it calls for, with the
+    /// uid precondition, and an Event.
     pub async fn act(
         &self,
         target: &Target,
         event: &FalcoEvent,
-        dry_run: bool,
+        cfg: &Config,
     ) -> Result<Outcome, ActionError> {
         let deadline = Instant::now() + self.timeout;
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
+        // Only validated names reach the request path (`ident`).
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), target.namespace.as_str());
         let mut pod_ref = PodRef::of(target);
-        let outcome = |kind, reason: String, pod: &PodRef| Outcome {
-            kind,
-            reason,
-            pod: Some(pod.clone()),
-        };
 
         let pod = match self
-            .within(deadline, "get", pods.get_opt(&target.name))
+            .within(deadline, "get", pods.get_opt(target.name.as_str()))
             .await?
         {
             Ok(Some(pod)) => pod,
             Ok(None) => {
-                return Ok(outcome(
-                    OutcomeKind::Gone,
-                    "the pod no longer exists".into(),
-                    &pod_ref,
-                ));
+                return Ok(Outcome {
+                    kind: OutcomeKind::Gone,
+                    reason: "the pod no longer exists".into(),
+                    pod: Some(pod_ref),
+                    seen: None,
+                });
             }
             Err(e) => return Err(map_err(e, "get", target)),
         };
-        let live_uid = pod.metadata.uid.clone().unwrap_or_default();
-        pod_ref.uid = Some(live_uid.clone());
+        let verdict = verdict(&pod, target, event, cfg, jiff::Timestamp::now());
+        if let Verdict::Mismatch { reason } = verdict {
+            return Err(ActionError::Mismatch(reason));
+        }
+        let seen = Seen {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            container_ids: pod_container_ids(&pod),
+        };
+        pod_ref.uid = Some(seen.uid.clone());
+        let outcome = |kind, reason: String| Outcome {
+            kind,
+            reason,
+            pod: Some(pod_ref.clone()),
+            seen: Some(seen.clone()),
+        };
 
-        if let Some(uid) = &target.uid
-            && *uid != live_uid
-        {
-            return Ok(outcome(
-                OutcomeKind::Stale,
-                format!(
-                    "the event names pod uid {uid}, the pod now has uid {live_uid}: it was replaced"
-                ),
-                &pod_ref,
-            ));
-        }
-        if let Some(cid) = &target.container_id
-            && container_matches(&pod, cid) == Some(false)
-        {
-            return Ok(outcome(
-                OutcomeKind::Stale,
-                format!(
-                    "no container of the pod has id {cid}: the pod was replaced after the event"
-                ),
-                &pod_ref,
-            ));
-        }
-        let protected = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(PROTECT_ANNOTATION))
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        if protected {
-            return Ok(outcome(
-                OutcomeKind::Skipped,
-                format!("the pod is annotated {PROTECT_ANNOTATION}=true"),
-                &pod_ref,
-            ));
-        }
-        if pod.metadata.deletion_timestamp.is_some() {
-            return Ok(outcome(
-                OutcomeKind::Gone,
-                "the pod is already terminating".into(),
-                &pod_ref,
-            ));
-        }
-        if dry_run {
-            // The audit trail of a trial run: what would have been deleted, and why.
-            self.record_later(self.event_object(target, &live_uid, event, true));
+        let (uid, grace, record) = match verdict {
+            Verdict::Stale { reason } => return Ok(outcome(OutcomeKind::Stale, reason)),
+            Verdict::Skipped { reason } => return Ok(outcome(OutcomeKind::Skipped, reason)),
+            Verdict::Terminating { reason } => {
+                return Ok(outcome(OutcomeKind::Terminating, reason));
+            }
+            Verdict::Mismatch { .. } => unreachable!("handled above"),
+            Verdict::Delete { uid, grace } => (uid, grace, Recorded::Deleted),
+            Verdict::Shorten { uid, grace, .. } => (uid, Some(grace), Recorded::GraceShortened),
+        };
+        if cfg.dry_run {
+            // The audit trail of a trial run: what would have been done, and why.
+            self.record_later(self.event_object(target, &uid, event, Recorded::DryRun));
+            let what = match record {
+                Recorded::GraceShortened => "shorten the grace period of",
+                _ => "delete",
+            };
             return Ok(outcome(
                 OutcomeKind::DryRun,
                 format!(
-                    "DRY_RUN: would delete pod {}/{}",
+                    "DRY_RUN: would {what} pod {}/{}",
                     target.namespace, target.name
                 ),
-                &pod_ref,
             ));
         }
 
         let mut dp = DeleteParams::default().preconditions(Preconditions {
-            uid: Some(live_uid.clone()),
+            uid: Some(uid.clone()),
             resource_version: None,
         });
-        if let Some(g) = self.grace_period {
+        if let Some(g) = grace {
             dp = dp.grace_period(g);
         }
-        let deleted = match self
-            .within(deadline, "delete", pods.delete(&target.name, &dp))
+        let done = match self
+            .within(deadline, "delete", pods.delete(target.name.as_str(), &dp))
             .await?
         {
-            Ok(_) => outcome(
-                OutcomeKind::Deleted,
-                format!("Falco rule {:?}", event.rule),
-                &pod_ref,
-            ),
+            Ok(_) => match record {
+                Recorded::GraceShortened => outcome(
+                    OutcomeKind::Terminating,
+                    format!(
+                        "the pod was already terminating: grace shortened to {}s (Falco rule {:?})",
+                        grace.unwrap_or_default(),
+                        event.rule
+                    ),
+                ),
+                _ => outcome(OutcomeKind::Deleted, format!("Falco rule {:?}", event.rule)),
+            },
             Err(kube::Error::Api(s)) if s.is_not_found() => {
                 return Ok(outcome(
                     OutcomeKind::Gone,
                     "the pod disappeared before the delete".into(),
-                    &pod_ref,
                 ));
             }
             Err(kube::Error::Api(s)) if s.is_conflict() => {
@@ -366,14 +357,13 @@ impl Kube {
                     OutcomeKind::Stale,
                     "the pod was replaced between check and delete (uid precondition failed)"
                         .into(),
-                    &pod_ref,
                 ));
             }
             Err(e) => return Err(map_err(e, "delete", target)),
         };
 
-        self.record_later(self.event_object(target, &live_uid, event, false));
-        Ok(deleted)
+        self.record_later(self.event_object(target, &uid, event, record));
+        Ok(done)
     }
 
     async fn within<T>(
@@ -412,17 +402,17 @@ impl Kube {
 
     /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
     /// and which Falco event made it.
-    fn event_object(&self, t: &Target, uid: &str, event: &FalcoEvent, dry_run: bool) -> KubeEvent {
-        let (action, reason, type_) = if dry_run {
-            ("DryRunDelete", "FalcoDryRun", "Normal")
-        } else {
-            ("Delete", "FalcoPodDeleted", "Warning")
+    fn event_object(&self, t: &Target, uid: &str, event: &FalcoEvent, what: Recorded) -> KubeEvent {
+        let (action, reason, type_) = match what {
+            Recorded::DryRun => ("DryRunDelete", "FalcoDryRun", "Normal"),
+            Recorded::Deleted => ("Delete", "FalcoPodDeleted", "Warning"),
+            Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
         };
         let now = jiff::Timestamp::now();
         KubeEvent {
             metadata: ObjectMeta {
                 name: Some(format!("{}.{:x}", t.name, now.as_nanosecond())),
-                namespace: Some(t.namespace.clone()),
+                namespace: Some(t.namespace.to_string()),
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
@@ -435,8 +425,8 @@ impl Kube {
             regarding: Some(ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
-                name: Some(t.name.clone()),
-                namespace: Some(t.namespace.clone()),
+                name: Some(t.name.to_string()),
+                namespace: Some(t.namespace.to_string()),
                 uid: Some(uid.to_string()),
                 ..Default::default()
             }),
@@ -448,37 +438,6 @@ impl Kube {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
-
-    fn pod_with(ids: &[&str]) -> Pod {
-        Pod {
-            status: Some(PodStatus {
-                container_statuses: Some(
-                    ids.iter()
-                        .map(|id| ContainerStatus {
-                            container_id: Some(id.to_string()),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn container_ids_match_by_prefix_after_the_runtime_scheme() {
-        let full = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
-        for scheme in ["containerd://", "docker://", "cri-o://"] {
-            let pod = pod_with(&[&format!("{scheme}{full}")]);
-            assert_eq!(container_matches(&pod, "ee97d9c4186f"), Some(true));
-            assert_eq!(container_matches(&pod, full), Some(true));
-            assert_eq!(container_matches(&pod, "0123456789ab"), Some(false));
-        }
-        assert_eq!(container_matches(&pod_with(&[]), "ee97d9c4186f"), None);
-        assert_eq!(container_matches(&Pod::default(), "ee97d9c4186f"), None);
-    }
 
     #[test]
     fn note_is_bounded_to_one_kilobyte_on_a_char_boundary() {

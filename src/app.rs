@@ -1,29 +1,67 @@
 //! One event end to end: decode → decide → act → answer. Shared by the HTTP server and the
 //! one-shot mode, so both behave identically.
 
-use std::time::Instant;
+use std::{ops::Deref, sync::Arc, time::Instant};
 
 use http::{HeaderMap, StatusCode};
 use kube::Client;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
 use crate::{
     action::{ActionError, Kube, Outcome, OutcomeKind, PodRef},
     coalesce::Coalescer,
     config::Config,
-    decode::{CloudEventInfo, Decoded, decode},
-    event::Target,
+    decode::{CloudEventInfo, DecodeError, Decoded, InputKind, decode},
+    event::{Priority, Target},
     metrics::{ErrorLabels, EventLabels, Metrics},
     policy::{Decision, decide},
 };
+
+/// The answer to an event that was handled (every outcome is a success for the sender).
+#[derive(Debug, Clone, Serialize)]
+pub struct Handled {
+    pub outcome: OutcomeKind,
+    pub reason: String,
+    pub pod: Option<PodRef>,
+    pub rule: String,
+    pub priority: Priority,
+    pub input: InputKind,
+}
+
+/// The answer to a request that could not be handled.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub error: String,
+    /// The event field that was wrong (400 for an invalid identifier).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Set when the event was understood: whether a retry can help (503) or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputKind>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Body {
+    Handled(Handled),
+    Failed(Failed),
+    /// Nothing to say (our own result came back): an empty 2xx.
+    Empty,
+}
 
 /// The answer to one event, before it is written as HTTP (or printed by `once`).
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
-    /// `{"outcome", "reason", "pod", "rule", "priority", "input"}`, or `{"error", ...}`.
-    pub body: Value,
+    pub body: Body,
     /// Set when the event came as a CloudEvent: the answer must be one too (or empty).
     pub cloudevent: Option<CloudEventInfo>,
 }
@@ -32,22 +70,49 @@ impl Reply {
     pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
         Reply {
             status,
-            body: json!({ "error": message.into() }),
+            body: Body::Failed(Failed {
+                error: message.into(),
+                field: None,
+                retry: None,
+                rule: None,
+                priority: None,
+                input: None,
+            }),
             cloudevent: None,
         }
     }
 
     pub fn outcome(&self) -> Option<&str> {
-        self.body.get("outcome").and_then(Value::as_str)
+        match &self.body {
+            Body::Handled(h) => Some(h.outcome.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The JSON body (`null` for an empty reply).
+    pub fn json(&self) -> Value {
+        serde_json::to_value(&self.body).unwrap_or(Value::Null)
     }
 }
 
-pub struct App {
+/// One process's state, shared by every request (and by the actions that outlive them).
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
     pub config: Config,
     kube: Option<Kube>,
     pub metrics: Metrics,
     coalescer: Coalescer,
+    /// Actions and Event recordings: they run to their end even when the request that started
+    /// them is gone, and shutdown waits for them.
     background: TaskTracker,
+}
+
+impl Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
 }
 
 impl App {
@@ -59,30 +124,29 @@ impl App {
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
         let background = TaskTracker::new();
-        let kube = client.map(|c| {
-            let grace = config.grace_period_seconds;
-            Kube::new(c, grace, config.api_timeout, instance, background.clone())
-        });
-        App {
+        let kube = client.map(|c| Kube::new(c, config.api_timeout, instance, background.clone()));
+        App(Arc::new(Inner {
             background,
             coalescer: Coalescer::new(config.dedup),
             config,
             kube,
             metrics: Metrics::new(),
-        }
+        }))
     }
 
-    /// Waits (at most API_TIMEOUT_SECONDS, the bound of each of them) for work that runs after
-    /// answers: the Kubernetes Events. Called before the process exits.
+    /// Waits for work that outlives answers: actions whose caller went away and the Kubernetes
+    /// Events. Each is bounded by API_TIMEOUT_SECONDS; an action and then its Event, twice that.
+    /// Called before the process exits.
     pub async fn drain(&self) {
         self.background.close();
-        if tokio::time::timeout(self.config.api_timeout, self.background.wait())
+        let bound = self.config.api_timeout * 2 + std::time::Duration::from_secs(1);
+        if tokio::time::timeout(bound, self.background.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 pending = self.background.len(),
-                "exiting before every Kubernetes Event was recorded"
+                "exiting before every action and Kubernetes Event was finished"
             );
         }
     }
@@ -91,12 +155,26 @@ impl App {
         let started = Instant::now();
         let decoded = match decode(headers, body) {
             Ok(d) => d,
+            Err(DecodeError::OwnResult(what)) => {
+                self.count("unknown", "skipped");
+                tracing::info!(
+                    outcome = "skipped",
+                    reason = "our own result",
+                    what = what.as_str(),
+                    "ignored our own result: check the Trigger's filter (it must not deliver our replies)"
+                );
+                return Reply {
+                    status: StatusCode::NO_CONTENT,
+                    body: Body::Empty,
+                    cloudevent: None,
+                };
+            }
             Err(e) => {
                 self.count("unknown", "invalid");
                 let excerpt = String::from_utf8_lossy(&body[..body.len().min(512)]);
                 tracing::warn!(outcome = "invalid", error = %e, body = %excerpt, "rejected a request that is not a Falco event");
                 return Reply::error(
-                    if matches!(e, crate::decode::DecodeError::Batch) {
+                    if matches!(e, DecodeError::Batch) {
                         StatusCode::UNSUPPORTED_MEDIA_TYPE
                     } else {
                         StatusCode::BAD_REQUEST
@@ -105,27 +183,46 @@ impl App {
                 );
             }
         };
-        let result = match decide(&decoded.event, &self.config) {
-            Decision::Skip { reason, target } => Ok(Outcome {
-                kind: OutcomeKind::Skipped,
-                reason,
-                pod: target.as_ref().map(PodRef::of),
-            }),
-            Decision::Delete(target) => self.act(&target, &decoded).await,
+        let target = match decide(&decoded.event, &self.config) {
+            Decision::Skip { reason, target } => {
+                let outcome = Outcome {
+                    kind: OutcomeKind::Skipped,
+                    reason,
+                    pod: target.as_ref().map(PodRef::of),
+                    seen: None,
+                };
+                return self.finish(&decoded, Ok(outcome), started);
+            }
+            Decision::Invalid(e) => return self.invalid(&decoded, e),
+            Decision::Delete(target) => target,
         };
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
-        self.answer(&decoded, result, started)
+        // Once decided, the action runs to its end (bounded by API_TIMEOUT_SECONDS) even if
+        // the caller disconnects or shutdown begins: a deletion never goes unrecorded.
+        let inner = self.0.clone();
+        let task = self.background.spawn(async move {
+            let result = inner.act(&target, &decoded).await;
+            inner.finish(&decoded, result, started)
+        });
+        match task.await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(error = %e, "the action task failed");
+                Reply::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error while acting on the event",
+                )
+            }
+        }
     }
+}
 
+impl Inner {
     async fn act(&self, target: &Target, decoded: &Decoded) -> Result<Outcome, ActionError> {
-        let dry_run = self.config.dry_run;
         match &self.kube {
             Some(kube) => {
                 // Counted by the one event that acted, not by those that shared its result.
                 let act = || async {
-                    let result = kube.act(target, &decoded.event, dry_run).await;
+                    let result = kube.act(target, &decoded.event, &self.config).await;
                     if matches!(&result, Ok(o) if o.kind == OutcomeKind::Deleted) {
                         self.metrics.deletions.inc();
                     }
@@ -140,7 +237,41 @@ impl App {
                     target.namespace, target.name
                 ),
                 pod: Some(PodRef::of(target)),
+                seen: None,
             }),
+        }
+    }
+
+    fn finish(&self, d: &Decoded, result: Result<Outcome, ActionError>, started: Instant) -> Reply {
+        self.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        self.answer(d, result, started)
+    }
+
+    /// An identifier that cannot be a Kubernetes one: 400, never looked up, never retried.
+    fn invalid(&self, d: &Decoded, e: crate::ident::InvalidIdent) -> Reply {
+        let ev = &d.event;
+        self.count(d.kind.as_str(), "invalid");
+        tracing::warn!(
+            outcome = "invalid",
+            rule = ev.rule.as_str(),
+            priority = ev.priority.as_str(),
+            input = d.kind.as_str(),
+            error = %e,
+            "rejected an event naming an invalid identifier"
+        );
+        Reply {
+            status: StatusCode::BAD_REQUEST,
+            body: Body::Failed(Failed {
+                error: format!("{e}: the event cannot name a Kubernetes pod"),
+                field: Some(e.field.clone()),
+                retry: Some(false),
+                rule: Some(ev.rule.clone()),
+                priority: Some(ev.priority),
+                input: Some(d.kind),
+            }),
+            cloudevent: None,
         }
     }
 
@@ -175,13 +306,13 @@ impl App {
                 );
                 Reply {
                     status: StatusCode::OK,
-                    body: json!({
-                        "outcome": o.kind,
-                        "reason": o.reason,
-                        "pod": o.pod,
-                        "rule": ev.rule,
-                        "priority": ev.priority,
-                        "input": d.kind,
+                    body: Body::Handled(Handled {
+                        outcome: o.kind,
+                        reason: o.reason,
+                        pod: o.pod,
+                        rule: ev.rule.clone(),
+                        priority: ev.priority,
+                        input: d.kind,
                     }),
                     cloudevent: d.cloudevent.clone(),
                 }
@@ -209,12 +340,13 @@ impl App {
                 let status = e.status();
                 Reply {
                     status,
-                    body: json!({
-                        "error": e.to_string(),
-                        "retry": status == StatusCode::SERVICE_UNAVAILABLE,
-                        "rule": ev.rule,
-                        "priority": ev.priority,
-                        "input": d.kind,
+                    body: Body::Failed(Failed {
+                        error: e.to_string(),
+                        field: None,
+                        retry: Some(status == StatusCode::SERVICE_UNAVAILABLE),
+                        rule: Some(ev.rule.clone()),
+                        priority: Some(ev.priority),
+                        input: Some(d.kind),
                     }),
                     cloudevent: d.cloudevent.clone(),
                 }

@@ -1,7 +1,10 @@
 //! Event storms: one noisy rule, thousands of events for the same pod, redeliveries from Knative
-//! and Argo. Concurrent events for the same target share one API round trip (the first acts, the
-//! others wait for its result), and a successful outcome is remembered for DEDUP_SECONDS, so a
-//! storm costs one GET and one DELETE. Failures are never remembered: the next event tries again.
+//! and Argo. Concurrent identical events share one API round trip (the first acts, the others
+//! wait for its result), and a successful outcome is remembered for DEDUP_SECONDS, so a storm
+//! costs one GET and one DELETE. A remembered outcome answers a later event only when that event
+//! proves it names the same pod (its uid or container id matches the pod the outcome was decided
+//! on): a pod recreated under the same name is always looked at again. Failures are never
+//! remembered: the next event tries again.
 
 use std::{
     collections::HashMap,
@@ -14,28 +17,32 @@ use tokio::{sync::watch, time::Instant};
 use crate::{
     action::{ActionError, Outcome},
     event::Target,
+    ident::{Namespace, PodName},
 };
 
 type Shared = Option<Result<Outcome, ActionError>>;
 
-enum Slot {
-    InFlight(watch::Receiver<Shared>),
-    Done { at: Instant, outcome: Outcome },
-}
-
-/// Beyond this many remembered targets, expired ones are swept on insert.
+/// Beyond this many remembered pods, expired ones are swept on insert.
 const SWEEP_ABOVE: usize = 1024;
+
+#[derive(Default)]
+struct State {
+    /// Keyed by the whole target: only identical events share a round trip.
+    in_flight: HashMap<Target, watch::Receiver<Shared>>,
+    /// Keyed by the pod's name; reused only when the event proves it is the same pod.
+    done: HashMap<(Namespace, PodName), (Instant, Outcome)>,
+}
 
 #[derive(Clone)]
 pub struct Coalescer {
     window: Duration,
-    slots: Arc<Mutex<HashMap<Target, Slot>>>,
+    state: Arc<Mutex<State>>,
 }
 
-/// Removes the in-flight slot if the leader is cancelled (its client went away), so waiters
-/// and later events do not wait for a result that never comes.
+/// Removes the in-flight slot if the leader is cancelled, so waiters and later events do not
+/// wait for a result that never comes.
 struct LeaderGuard<'a> {
-    slots: &'a Mutex<HashMap<Target, Slot>>,
+    state: &'a Mutex<State>,
     key: &'a Target,
     armed: bool,
 }
@@ -43,24 +50,29 @@ struct LeaderGuard<'a> {
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.slots
+            self.state
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .in_flight
                 .remove(self.key);
         }
     }
+}
+
+fn name_of(t: &Target) -> (Namespace, PodName) {
+    (t.namespace.clone(), t.name.clone())
 }
 
 impl Coalescer {
     pub fn new(window: Duration) -> Coalescer {
         Coalescer {
             window,
-            slots: Arc::default(),
+            state: Arc::default(),
         }
     }
 
     /// Runs `act` for `key` unless an identical event is in flight (then waits for its result)
-    /// or succeeded within the window (then answers with that outcome).
+    /// or an outcome for the same, proven pod succeeded within the window (then answers with it).
     pub async fn run<F, Fut>(&self, key: &Target, act: F) -> Result<Outcome, ActionError>
     where
         F: FnOnce() -> Fut,
@@ -69,28 +81,28 @@ impl Coalescer {
         let mut act = Some(act);
         loop {
             let (tx, mut waiting) = {
-                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                match slots.get(key) {
-                    Some(Slot::Done { at, outcome }) if at.elapsed() < self.window => {
-                        let mut o = outcome.clone();
-                        o.reason = format!(
-                            "already handled {} ms ago: {}",
-                            at.elapsed().as_millis(),
-                            o.reason
-                        );
-                        return Ok(o);
-                    }
-                    Some(Slot::InFlight(rx)) => (None, Some(rx.clone())),
-                    _ => {
-                        if slots.len() > SWEEP_ABOVE {
+                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((at, outcome)) = state.done.get(&name_of(key))
+                    && at.elapsed() < self.window
+                    && outcome.seen.as_ref().is_some_and(|s| s.proves(key))
+                {
+                    let mut o = outcome.clone();
+                    o.reason = format!(
+                        "already handled {} ms ago: {}",
+                        at.elapsed().as_millis(),
+                        o.reason
+                    );
+                    return Ok(o);
+                }
+                match state.in_flight.get(key) {
+                    Some(rx) => (None, Some(rx.clone())),
+                    None => {
+                        if state.done.len() > SWEEP_ABOVE {
                             let window = self.window;
-                            slots.retain(|_, s| match s {
-                                Slot::Done { at, .. } => at.elapsed() < window,
-                                Slot::InFlight(_) => true,
-                            });
+                            state.done.retain(|_, (at, _)| at.elapsed() < window);
                         }
                         let (tx, rx) = watch::channel(None);
-                        slots.insert(key.clone(), Slot::InFlight(rx));
+                        state.in_flight.insert(key.clone(), rx);
                         (Some(tx), None)
                     }
                 }
@@ -112,26 +124,24 @@ impl Coalescer {
             }
             let tx = tx.expect("leader has a sender");
             let mut guard = LeaderGuard {
-                slots: &self.slots,
+                state: &self.state,
                 key,
                 armed: true,
             };
             let act = act.take().expect("the leader acts once");
             let result = act().await;
             {
-                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.in_flight.remove(key);
                 match &result {
-                    Ok(outcome) if !self.window.is_zero() => {
-                        slots.insert(
-                            key.clone(),
-                            Slot::Done {
-                                at: Instant::now(),
-                                outcome: outcome.clone(),
-                            },
-                        );
+                    Ok(outcome) if !self.window.is_zero() && outcome.seen.is_some() => {
+                        state
+                            .done
+                            .insert(name_of(key), (Instant::now(), outcome.clone()));
                     }
+                    // A failure, or an outcome about no pod: the next event looks again.
                     _ => {
-                        slots.remove(key);
+                        state.done.remove(&name_of(key));
                     }
                 }
                 guard.armed = false;
@@ -145,23 +155,38 @@ impl Coalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::OutcomeKind;
+    use crate::{
+        action::{OutcomeKind, Seen},
+        ident::{ContainerId, PodUid},
+    };
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    const CID: &str = "ee97d9c4186f";
+
+    fn cid(c: &str) -> ContainerId {
+        ContainerId::parse("c", c).unwrap().unwrap()
+    }
+
+    /// An event for pod `name` naming container CID.
     fn target(name: &str) -> Target {
         Target {
-            namespace: "ns".into(),
-            name: name.into(),
-            container_id: None,
+            namespace: Namespace::parse("ns", "ns").unwrap(),
+            name: PodName::parse("pod", name).unwrap(),
+            container_id: Some(cid(CID)),
             uid: None,
         }
     }
 
+    /// Deleted the pod whose container is CID.
     fn deleted() -> Outcome {
         Outcome {
             kind: OutcomeKind::Deleted,
             reason: "r".into(),
             pod: None,
+            seen: Some(Seen {
+                uid: "0f9a4c1e-1111-2222-3333-444455556666".into(),
+                container_ids: vec![cid(&format!("{CID}{}", "0".repeat(52)))],
+            }),
         }
     }
 
@@ -207,6 +232,34 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         tokio::time::advance(Duration::from_secs(6)).await;
         c.run(&target("p"), act).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn memory_answers_only_events_that_prove_the_same_pod() {
+        let c = Coalescer::new(Duration::from_secs(5));
+        let calls = AtomicUsize::new(0);
+        let act = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(deleted())
+        };
+        c.run(&target("p"), act).await.unwrap();
+        // No uid, no container id: the name may belong to a new pod by now. Look again.
+        let mut bare = target("p");
+        bare.container_id = None;
+        let o = c.run(&bare, act).await.unwrap();
+        assert!(!o.reason.starts_with("already handled"), "{}", o.reason);
+        // Another container: look again.
+        let mut other = target("p");
+        other.container_id = Some(cid("0123456789ab"));
+        c.run(&other, act).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // The uid of the pod the memory holds proves it.
+        let mut by_uid = target("p");
+        by_uid.container_id = None;
+        by_uid.uid = Some(PodUid::parse("u", "0f9a4c1e-1111-2222-3333-444455556666").unwrap());
+        let o = c.run(&by_uid, act).await.unwrap();
+        assert!(o.reason.starts_with("already handled"), "{}", o.reason);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 

@@ -5,7 +5,7 @@ use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 
-use crate::event::Priority;
+use crate::{event::Priority, ident::Namespace};
 
 /// Every environment variable the binary reads. `BODY` is the one-shot input (Argo Workflows).
 pub const ENV_VARS: &[&str] = &[
@@ -29,6 +29,7 @@ pub const ENV_VARS: &[&str] = &[
     "IDLE_TIMEOUT_SECONDS",
     "SHUTDOWN_DELAY_SECONDS",
     "BODY_MEMORY_BYTES",
+    "ALLOW_FORCE_DELETE",
     "RUST_LOG",
     "BODY",
 ];
@@ -78,6 +79,7 @@ struct Raw {
     idle_timeout_seconds: Option<u64>,
     shutdown_delay_seconds: Option<u64>,
     body_memory_bytes: Option<usize>,
+    allow_force_delete: Option<String>,
 }
 
 /// Which Falco rules lead to deletion.
@@ -108,8 +110,8 @@ pub struct Config {
     pub port: u16,
     pub rules: Rules,
     pub min_priority: Option<Priority>,
-    pub namespaces: Option<Vec<String>>,
-    pub protected_namespaces: Vec<String>,
+    pub namespaces: Option<Vec<Namespace>>,
+    pub protected_namespaces: Vec<Namespace>,
     pub dry_run: bool,
     pub grace_period_seconds: Option<u32>,
     /// The expected bearer token: AUTH_TOKEN, or the content of AUTH_TOKEN_FILE once `load_files` ran.
@@ -119,7 +121,7 @@ pub struct Config {
     pub api_timeout: Duration,
     pub log_format: LogFormat,
     /// Our own namespace: POD_NAMESPACE, else the in-cluster ServiceAccount file (`load_files`).
-    pub own_namespace: Option<String>,
+    pub own_namespace: Option<Namespace>,
     pub own_pod: Option<String>,
     pub kube_token_file: Option<PathBuf>,
     pub dedup: Duration,
@@ -193,6 +195,14 @@ impl Limits {
         })
     }
 }
+
+/// The documented ranges of the numeric settings (README, configuration). Outside them the
+/// process refuses to start: no value may overflow a deadline or make a DELETE a force delete
+/// by accident.
+pub const API_TIMEOUT_RANGE: (u64, u64) = (1, 300);
+pub const DEDUP_RANGE: (u64, u64) = (0, 3600);
+pub const MAX_BODY_RANGE: (u64, u64) = (1024, 16 * 1024 * 1024);
+pub const GRACE_PERIOD_RANGE: (u64, u64) = (0, 86_400);
 
 pub const DEFAULT_RULES: &str = "Terminal shell in container";
 pub const DEFAULT_PROTECTED: &str = "kube-system,kube-public,kube-node-lease";
@@ -275,48 +285,87 @@ impl Config {
                 });
             }
         };
-        let max_body_bytes = raw.max_body_bytes.unwrap_or(1024 * 1024);
-        if max_body_bytes == 0 {
+        let max_body_bytes = in_range(
+            "MAX_BODY_BYTES",
+            raw.max_body_bytes.map_or(1024 * 1024, |v| v as u64),
+            MAX_BODY_RANGE,
+        )? as usize;
+        let api_timeout_seconds = in_range(
+            "API_TIMEOUT_SECONDS",
+            raw.api_timeout_seconds.unwrap_or(10),
+            API_TIMEOUT_RANGE,
+        )?;
+        let dedup_seconds = in_range("DEDUP_SECONDS", raw.dedup_seconds.unwrap_or(5), DEDUP_RANGE)?;
+        let allow_force_delete = match non_empty(raw.allow_force_delete) {
+            None => false,
+            Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Value {
+                var: "ALLOW_FORCE_DELETE",
+                value: v.clone(),
+                why: "expected true or false".into(),
+            })?,
+        };
+        let grace_period_seconds = match raw.grace_period_seconds {
+            None => None,
+            Some(g) => {
+                in_range("GRACE_PERIOD_SECONDS", u64::from(g), GRACE_PERIOD_RANGE)?;
+                if g == 0 && !allow_force_delete {
+                    return Err(ConfigError::Value {
+                        var: "GRACE_PERIOD_SECONDS",
+                        value: "0".into(),
+                        why: "0 is a force delete (the API forgets the pod before its containers stop); \
+                              set ALLOW_FORCE_DELETE=true to mean it"
+                            .into(),
+                    });
+                }
+                Some(g)
+            }
+        };
+        if raw.port == Some(0) {
             return Err(ConfigError::Value {
-                var: "MAX_BODY_BYTES",
+                var: "PORT",
                 value: "0".into(),
-                why: "must be at least 1".into(),
+                why: "must be between 1 and 65535".into(),
             });
         }
-        let api_timeout_seconds = raw.api_timeout_seconds.unwrap_or(10);
-        if api_timeout_seconds == 0 {
-            return Err(ConfigError::Value {
-                var: "API_TIMEOUT_SECONDS",
-                value: "0".into(),
-                why: "must be at least 1".into(),
-            });
-        }
+        let namespaces = raw
+            .namespaces
+            .as_deref()
+            .map(|s| namespace_list("NAMESPACES", s))
+            .transpose()?
+            .filter(|l| !l.is_empty());
+        let protected_namespaces = namespace_list(
+            "PROTECTED_NAMESPACES",
+            raw.protected_namespaces
+                .as_deref()
+                .unwrap_or(DEFAULT_PROTECTED),
+        )?;
+        let own_namespace = non_empty(raw.pod_namespace)
+            .map(|ns| {
+                Namespace::parse("POD_NAMESPACE", &ns).map_err(|e| ConfigError::Value {
+                    var: "POD_NAMESPACE",
+                    value: ns.clone(),
+                    why: e.why,
+                })
+            })
+            .transpose()?;
         Ok(Config {
             limits,
             port: raw.port.unwrap_or(8080),
             rules,
             min_priority,
-            namespaces: raw
-                .namespaces
-                .as_deref()
-                .map(list)
-                .filter(|l| !l.is_empty()),
-            protected_namespaces: list(
-                raw.protected_namespaces
-                    .as_deref()
-                    .unwrap_or(DEFAULT_PROTECTED),
-            ),
+            namespaces,
+            protected_namespaces,
             dry_run,
-            grace_period_seconds: raw.grace_period_seconds,
+            grace_period_seconds,
             auth_token: non_empty(raw.auth_token),
             auth_token_file: raw.auth_token_file,
             max_body_bytes,
             api_timeout: Duration::from_secs(api_timeout_seconds),
             log_format,
-            own_namespace: non_empty(raw.pod_namespace),
+            own_namespace,
             own_pod: non_empty(raw.pod_name),
             kube_token_file: raw.kube_token_file,
-            dedup: Duration::from_secs(raw.dedup_seconds.unwrap_or(5)),
+            dedup: Duration::from_secs(dedup_seconds),
         })
     }
 
@@ -350,11 +399,37 @@ impl Config {
         if self.own_namespace.is_none() {
             self.own_namespace = std::fs::read_to_string(SA_NAMESPACE_FILE)
                 .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty());
+                .and_then(|s| Namespace::parse("namespace file", s.trim()).ok());
         }
         Ok(self)
     }
+}
+
+fn in_range(var: &'static str, value: u64, (min, max): (u64, u64)) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Value {
+            var,
+            value: value.to_string(),
+            why: format!("must be between {min} and {max}"),
+        })
+    }
+}
+
+/// A comma list of namespaces, each a valid name: a typo such as `Kube-System` would otherwise
+/// silently protect nothing.
+fn namespace_list(var: &'static str, s: &str) -> Result<Vec<Namespace>, ConfigError> {
+    list(s)
+        .into_iter()
+        .map(|ns| {
+            Namespace::parse(var, &ns).map_err(|e| ConfigError::Value {
+                var,
+                value: ns.clone(),
+                why: e.why,
+            })
+        })
+        .collect()
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -383,10 +458,8 @@ mod tests {
         );
         assert_eq!(c.min_priority, None);
         assert_eq!(c.namespaces, None);
-        assert_eq!(
-            c.protected_namespaces,
-            ["kube-system", "kube-public", "kube-node-lease"]
-        );
+        let protected: Vec<&str> = c.protected_namespaces.iter().map(|n| n.as_str()).collect();
+        assert_eq!(protected, ["kube-system", "kube-public", "kube-node-lease"]);
         assert!(!c.dry_run);
         assert_eq!(c.grace_period_seconds, None);
         assert_eq!(c.auth_token, None);
@@ -409,7 +482,8 @@ mod tests {
                 "Write below etc".into()
             ])
         );
-        assert_eq!(c.namespaces, Some(vec!["prod".into(), "staging".into()]));
+        let names: Vec<&str> = c.namespaces.iter().flatten().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["prod", "staging"]);
         assert_eq!(cfg(&[("RULES", "*")]).unwrap().rules, Rules::Any);
     }
 
@@ -476,6 +550,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("between 2097152 and 1073741824"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_refuse_to_start_naming_the_variable() {
+        for (var, value) in [
+            ("API_TIMEOUT_SECONDS", "0"),
+            ("API_TIMEOUT_SECONDS", "301"),
+            ("API_TIMEOUT_SECONDS", "18446744073709551615"),
+            ("DEDUP_SECONDS", "3601"),
+            ("DEDUP_SECONDS", "18446744073709551615"),
+            ("MAX_BODY_BYTES", "1023"),
+            ("MAX_BODY_BYTES", "16777217"),
+            ("MAX_BODY_BYTES", "0"),
+            ("GRACE_PERIOD_SECONDS", "86401"),
+            ("GRACE_PERIOD_SECONDS", "4294967295"),
+            ("GRACE_PERIOD_SECONDS", "0"),
+            ("PORT", "0"),
+            ("PORT", "65536"),
+            ("ALLOW_FORCE_DELETE", "perhaps"),
+            ("NAMESPACES", "prod,Kube-System"),
+            ("PROTECTED_NAMESPACES", "kube-system,vault/x"),
+            ("POD_NAMESPACE", "Bad Name"),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+        // The documented edges are accepted.
+        for (var, value) in [
+            ("API_TIMEOUT_SECONDS", "1"),
+            ("API_TIMEOUT_SECONDS", "300"),
+            ("DEDUP_SECONDS", "0"),
+            ("DEDUP_SECONDS", "3600"),
+            ("MAX_BODY_BYTES", "1024"),
+            ("MAX_BODY_BYTES", "16777216"),
+            ("GRACE_PERIOD_SECONDS", "86400"),
+        ] {
+            assert!(cfg(&[(var, value)]).is_ok(), "{var}={value}");
+        }
+        // 0 is a force delete: only with the explicit opt-in.
+        let c = cfg(&[
+            ("GRACE_PERIOD_SECONDS", "0"),
+            ("ALLOW_FORCE_DELETE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.grace_period_seconds, Some(0));
     }
 
     #[test]

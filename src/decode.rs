@@ -18,6 +18,10 @@ use crate::event::FalcoEvent;
 
 /// The CloudEvent type Falcosidekick gives Falco events.
 pub const FALCO_CE_TYPE: &str = "falco.rule.output.v1";
+/// The CloudEvent type of our replies. Deliberately not `falco.rule.output.v1`: a Trigger
+/// filtered on Falco's type must never deliver our own answer back to us; and if one does
+/// anyway (a Trigger without a filter), it is recognised here and never decided on.
+pub const RESULT_CE_TYPE: &str = "org.falco-responder.result.v1";
 
 /// How the event reached us; a metrics label and part of every log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +100,10 @@ pub enum DecodeError {
     Json(String),
     #[error("not a Falco event: {0}")]
     NotFalco(String),
+    /// Not an error of the sender: our own result came back (a Broker/Trigger loop). Answered
+    /// with an empty 2xx so that nothing is redelivered, and never decided on.
+    #[error("our own result ({0}) came back: ignored so that it cannot loop")]
+    OwnResult(String),
 }
 
 /// Envelopes nest (a CloudEvent from an Argo event ...): bound the unwrapping.
@@ -149,6 +157,11 @@ fn decode_cloudevent(
         source: ce.source().to_string(),
         ty: ce.ty().to_string(),
     };
+    if info.ty == RESULT_CE_TYPE {
+        return Err(DecodeError::OwnResult(format!(
+            "CloudEvent type {RESULT_CE_TYPE}"
+        )));
+    }
     let value = match ce.data() {
         Some(Data::Json(v)) => v.clone(),
         Some(Data::Binary(bytes)) => serde_json::from_slice(bytes)
@@ -157,6 +170,13 @@ fn decode_cloudevent(
             .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?,
         None => return Err(DecodeError::NoData(info.ty)),
     };
+    // A result of ours (or of a look-alike) under another type: `outcome` is no Falco field.
+    if info.ty != FALCO_CE_TYPE && value.get("outcome").is_some() {
+        return Err(DecodeError::OwnResult(format!(
+            "CloudEvent type {:?} whose data has an \"outcome\"",
+            info.ty
+        )));
+    }
     let kind = if structured {
         InputKind::CloudEventStructured
     } else {
@@ -224,16 +244,19 @@ fn unwrap_value(
             }
             other => other,
         };
-        return unwrap_value(inner, first(InputKind::ArgoEvent), depth + 1);
+        return unwrap_value(inner, first(InputKind::ArgoEvent), depth + 1)
+            .map_err(|e| within("in the Argo event's data", e));
     }
     if let Some(body) = map.remove("body") {
-        return unwrap_value(body, first(InputKind::ArgoWebhook), depth + 1);
+        return unwrap_value(body, first(InputKind::ArgoWebhook), depth + 1)
+            .map_err(|e| within("under \"body\"", e));
     }
     // `{"<dest>": falco}`: a single key holding the event.
     if map.len() == 1 {
-        let (_, inner) = map.into_iter().next().expect("one entry");
+        let (key, inner) = map.into_iter().next().expect("one entry");
         if inner.is_object() || inner.is_string() {
-            return unwrap_value(inner, first(InputKind::ArgoPayload), depth + 1);
+            return unwrap_value(inner, first(InputKind::ArgoPayload), depth + 1)
+                .map_err(|e| within(&format!("under {key:?}"), e));
         }
         return Err(DecodeError::NotFalco(format!(
             "expected a Falco event under the single key, found {}",
@@ -246,6 +269,14 @@ fn unwrap_value(
         "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a CloudEvent / Argo \
          Events envelope of one), found keys {keys:?}"
     )))
+}
+
+/// Says where in the envelopes a nested error was found.
+fn within(location: &str, e: DecodeError) -> DecodeError {
+    match e {
+        DecodeError::NotFalco(msg) => DecodeError::NotFalco(format!("{location}: {msg}")),
+        other => other,
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -349,6 +380,30 @@ mod tests {
             decode(&h, FALCO.as_bytes()),
             Err(DecodeError::CloudEvent(_))
         ));
+    }
+
+    #[test]
+    fn our_own_results_are_recognised_not_decided_on() {
+        let mut h = HeaderMap::new();
+        h.insert("ce-specversion", HeaderValue::from_static("1.0"));
+        h.insert("ce-id", HeaderValue::from_static("abc"));
+        h.insert("ce-source", HeaderValue::from_static("falco-responder"));
+        h.insert("ce-type", HeaderValue::from_static(RESULT_CE_TYPE));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let result = r#"{"outcome":"deleted","reason":"r","pod":null,"rule":"Terminal shell in container","priority":"Notice","input":"plain"}"#;
+        assert!(matches!(
+            decode(&h, result.as_bytes()),
+            Err(DecodeError::OwnResult(_))
+        ));
+        // Another type, but the data is a result: still ours.
+        h.insert("ce-type", HeaderValue::from_static("dev.knative.example"));
+        assert!(matches!(
+            decode(&h, result.as_bytes()),
+            Err(DecodeError::OwnResult(_))
+        ));
+        // Falco's own type is decided on as usual.
+        h.insert("ce-type", HeaderValue::from_static(FALCO_CE_TYPE));
+        assert!(decode(&h, FALCO.as_bytes()).is_ok());
     }
 
     #[test]

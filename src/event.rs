@@ -3,8 +3,11 @@
 
 use std::{fmt, str::FromStr};
 
+use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::ident::{ContainerId, InvalidIdent, Namespace, PodName, PodUid};
 
 /// Falco's priorities, least severe first so that `Ord` reads as "at least as severe".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,17 +103,18 @@ pub struct FalcoEvent {
     pub output_fields: Map<String, Value>,
 }
 
-/// The pod an event names, with what can prove it is still the same pod.
+/// The pod an event names, with what can prove it is still the same pod. Every part is
+/// validated (`ident`): only these values ever reach a policy comparison or a request path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Target {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Namespace,
+    pub name: PodName,
     /// The container the event happened in (short or full id), when the event names one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
+    pub container_id: Option<ContainerId>,
     /// The pod uid, when the event carries one (k8smeta plugin, container plugin).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
+    pub uid: Option<PodUid>,
 }
 
 /// Why an event names no pod we could act on.
@@ -118,6 +122,8 @@ pub struct Target {
 pub enum NoTarget {
     /// A pod name without a namespace: never assume `default`.
     NoNamespace { name: String },
+    /// An identifier that cannot be a Kubernetes one: the event is refused (400), never retried.
+    Invalid(InvalidIdent),
     /// Something else, with a human reason.
     Other(String),
 }
@@ -129,6 +135,7 @@ impl fmt::Display for NoTarget {
                 f,
                 "the event names pod {name:?} but no namespace; refusing to guess one"
             ),
+            NoTarget::Invalid(e) => e.fmt(f),
             NoTarget::Other(why) => f.write_str(why),
         }
     }
@@ -144,8 +151,9 @@ impl FalcoEvent {
         }
     }
 
-    fn first_field(&self, keys: &[&str]) -> Option<&str> {
-        keys.iter().find_map(|k| self.field(k))
+    /// The first of `keys` with a value, and which key it was (named in validation errors).
+    fn first_keyed<'a>(&'a self, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
+        keys.iter().find_map(|k| self.field(k).map(|v| (*k, v)))
     }
 
     pub fn is_k8s_audit(&self) -> bool {
@@ -154,7 +162,7 @@ impl FalcoEvent {
 
     /// The pod this event names.
     pub fn target(&self) -> Result<Target, NoTarget> {
-        let (namespace, name) = if self.is_k8s_audit() {
+        let (ns_keys, name_keys): (&[&str], &[&str]) = if self.is_k8s_audit() {
             // Audit events name the object of an API call, which is a pod only for pods.
             match self.field("ka.target.resource") {
                 Some("pods") => {}
@@ -170,30 +178,47 @@ impl FalcoEvent {
                 }
             }
             (
-                self.field("ka.target.namespace"),
-                self.first_field(&["ka.target.name", "ka.target.pod.name"]),
+                &["ka.target.namespace"],
+                &["ka.target.name", "ka.target.pod.name"],
             )
         } else {
             (
-                self.first_field(&["k8s.ns.name", "k8smeta.ns.name"]),
-                self.first_field(&["k8s.pod.name", "k8smeta.pod.name"]),
+                &["k8s.ns.name", "k8smeta.ns.name"],
+                &["k8s.pod.name", "k8smeta.pod.name"],
             )
         };
-        let container_id = self
-            .field("container.id")
-            .filter(|id| *id != "host")
-            .map(String::from);
+        let namespace = self.first_keyed(ns_keys);
+        let name = self.first_keyed(name_keys);
+        // Validate whatever is present before deciding anything from it.
+        let namespace = namespace
+            .map(|(k, v)| Namespace::parse(k, v))
+            .transpose()
+            .map_err(NoTarget::Invalid)?;
+        let name = name
+            .map(|(k, v)| PodName::parse(k, v))
+            .transpose()
+            .map_err(NoTarget::Invalid)?;
+        let raw_container = self.field("container.id");
+        let container_id = match raw_container {
+            Some(v) => ContainerId::parse("container.id", v).map_err(NoTarget::Invalid)?,
+            None => None,
+        };
+        let uid = self
+            .first_keyed(&["k8smeta.pod.uid", "k8s.pod.uid"])
+            .map(|(k, v)| PodUid::parse(k, v))
+            .transpose()
+            .map_err(NoTarget::Invalid)?;
         match (namespace, name) {
-            (Some(ns), Some(name)) => Ok(Target {
-                namespace: ns.to_string(),
-                name: name.to_string(),
+            (Some(namespace), Some(name)) => Ok(Target {
+                namespace,
+                name,
                 container_id,
-                uid: self
-                    .first_field(&["k8smeta.pod.uid", "k8s.pod.uid"])
-                    .map(String::from),
+                uid,
             }),
-            (None, Some(name)) => Err(NoTarget::NoNamespace { name: name.into() }),
-            _ if self.field("container.id") == Some("host") => Err(NoTarget::Other(
+            (None, Some(name)) => Err(NoTarget::NoNamespace {
+                name: name.to_string(),
+            }),
+            _ if raw_container == Some("host") => Err(NoTarget::Other(
                 "host event (container.id=host): no pod to act on".into(),
             )),
             _ if container_id.is_some() => Err(NoTarget::Other(
@@ -202,6 +227,18 @@ impl FalcoEvent {
             )),
             _ => Err(NoTarget::Other("the event names no pod".into())),
         }
+    }
+
+    /// When the event happened: `time` (RFC 3339, every Falco version), else `evt.time`
+    /// (nanoseconds since the epoch, when the rule outputs it). `None` when neither is usable.
+    pub fn occurred_at(&self) -> Option<Timestamp> {
+        if let Some(t) = self.time.as_deref()
+            && let Ok(ts) = t.trim().parse::<Timestamp>()
+        {
+            return Some(ts);
+        }
+        let ns = self.output_fields.get("evt.time")?.as_i64()?;
+        Timestamp::from_nanosecond(i128::from(ns)).ok()
     }
 }
 
@@ -239,13 +276,16 @@ mod tests {
         let t = ev(
             Some("syscall"),
             serde_json::json!({"k8s.ns.name": "prod", "k8s.pod.name": "web-1",
-                "container.id": "ee97d9c4186f", "k8s.pod.uid": "u-1"}),
+                "container.id": "ee97d9c4186f", "k8s.pod.uid": "0f9a4c1e-1111-2222-3333-444455556666"}),
         )
         .target()
         .unwrap();
         assert_eq!((t.namespace.as_str(), t.name.as_str()), ("prod", "web-1"));
-        assert_eq!(t.container_id.as_deref(), Some("ee97d9c4186f"));
-        assert_eq!(t.uid.as_deref(), Some("u-1"));
+        assert_eq!(t.container_id.unwrap().as_str(), "ee97d9c4186f");
+        assert_eq!(
+            t.uid.unwrap().as_str(),
+            "0f9a4c1e-1111-2222-3333-444455556666"
+        );
     }
 
     #[test]
@@ -253,13 +293,17 @@ mod tests {
         let t = ev(
             None,
             serde_json::json!({"k8smeta.ns.name": "a", "k8smeta.pod.name": "p",
-                "k8smeta.pod.uid": "u", "k8s.pod.name": null, "k8s.ns.name": null}),
+                "k8smeta.pod.uid": "0f9a4c1e-1111-2222-3333-444455556666", "k8s.pod.name": null, "k8s.ns.name": null}),
         )
         .target()
         .unwrap();
         assert_eq!(
-            (t.namespace.as_str(), t.name.as_str(), t.uid.as_deref()),
-            ("a", "p", Some("u"))
+            (
+                t.namespace.as_str(),
+                t.name.as_str(),
+                t.uid.as_ref().map(|u| u.as_str())
+            ),
+            ("a", "p", Some("0f9a4c1e-1111-2222-3333-444455556666"))
         );
     }
 
@@ -267,7 +311,7 @@ mod tests {
     fn pod_without_namespace_is_never_defaulted() {
         let e = ev(
             None,
-            serde_json::json!({"k8s.pod.name": "alpine", "container.id": "abc"}),
+            serde_json::json!({"k8s.pod.name": "alpine", "container.id": "ee97d9c4186f"}),
         );
         assert_eq!(
             e.target(),
@@ -302,10 +346,8 @@ mod tests {
                 "ka.target.name": "p", "ka.target.subresource": "exec"}),
         );
         let t = pod.target().unwrap();
-        assert_eq!(
-            (t.namespace.as_str(), t.name.as_str(), t.container_id),
-            ("n", "p", None)
-        );
+        assert_eq!((t.namespace.as_str(), t.name.as_str()), ("n", "p"));
+        assert_eq!(t.container_id, None);
         let sa = ev(
             Some("k8s_audit"),
             serde_json::json!({"ka.target.resource": "serviceaccounts",
@@ -317,6 +359,51 @@ mod tests {
                 .to_string()
                 .contains("serviceaccounts")
         );
+    }
+
+    #[test]
+    fn hostile_identifiers_are_invalid_naming_the_field() {
+        for (field, value) in [
+            ("k8s.ns.name", "kube%2Dsystem"),
+            ("k8s.ns.name", "a/../kube-system"),
+            ("k8s.pod.name", "web#0"),
+            ("k8s.pod.name", "web?x"),
+            ("k8smeta.pod.uid", "not-a-uid"),
+            ("container.id", "ZZZ"),
+        ] {
+            let mut fields = serde_json::json!({"k8s.ns.name": "prod", "k8s.pod.name": "web-0"});
+            fields[field] = serde_json::json!(value);
+            match ev(None, fields).target() {
+                Err(NoTarget::Invalid(e)) => assert_eq!(e.field, field),
+                other => panic!("{field}={value}: {other:?}"),
+            }
+        }
+        // k8s_audit names are validated too.
+        let audit = ev(
+            Some("k8s_audit"),
+            serde_json::json!({"ka.target.resource": "pods", "ka.target.namespace": "Kube-System",
+                "ka.target.name": "p"}),
+        );
+        assert!(
+            matches!(audit.target(), Err(NoTarget::Invalid(e)) if e.field == "ka.target.namespace")
+        );
+    }
+
+    #[test]
+    fn event_time_from_time_or_evt_time() {
+        let mut e = ev(
+            None,
+            serde_json::json!({"evt.time": 1610667584834631763u64}),
+        );
+        assert_eq!(
+            e.occurred_at().unwrap().to_string(),
+            "2021-01-14T23:39:44.834631763Z"
+        );
+        e.time = Some("2021-01-14T23:39:45.5Z".into());
+        assert_eq!(e.occurred_at().unwrap().as_second(), 1610667585);
+        e.time = Some("yesterday".into());
+        e.output_fields.clear();
+        assert_eq!(e.occurred_at(), None);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! The data flows one way: **decode → decide → act → answer**.
 //! - [`config`]: environment variables (the public contract), validated at start-up;
 //! - [`decode`]: HTTP request → [`event::FalcoEvent`], for every envelope (pure);
+//! - [`ident`]: every identifier an event names, validated before anything uses it (pure);
 //! - [`policy`]: event + config → delete this pod, or skip it and why (pure);
-//! - [`action`]: the Kubernetes calls (GET, checks, DELETE with a uid precondition, Event);
+//! - [`verdict`]: live pod + target + event + config + now → what to do to that pod (pure);
+//! - [`action`]: the Kubernetes calls (GET, DELETE with a uid precondition, Event) carrying
+//!   out the verdict;
 //! - [`coalesce`]: one API round trip per pod during an event storm;
 //! - [`app`]: one event end to end, shared by [`server`] (HTTP) and [`once`] (Argo Workflows).
 #![forbid(unsafe_code)]
@@ -15,9 +18,11 @@ pub mod coalesce;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod ident;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod once;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
+pub mod verdict;

@@ -30,7 +30,7 @@ pub async fn run(app: &App, body_env: Option<String>) -> std::io::Result<ExitCod
         return Ok(ExitCode::from(2));
     }
     let reply = app.handle(&HeaderMap::new(), &body).await;
-    println!("{}", reply.body);
+    println!("{}", reply.json());
     app.drain().await;
     Ok(if reply.status.is_success() {
         ExitCode::SUCCESS

@@ -1,9 +1,10 @@
-//! Event + configuration → what to do. Pure: the checks that need the live pod (opt-out
-//! annotation, container and uid match) are in `action`.
+//! Event + configuration → what to do. Pure: the checks that need the live pod (identity,
+//! opt-out annotation, terminating) are in `verdict`.
 
 use crate::{
     config::Config,
-    event::{FalcoEvent, Target},
+    event::{FalcoEvent, NoTarget, Target},
+    ident::InvalidIdent,
 };
 
 /// Falcosidekick's synthetic event (`/test` endpoint); it bypasses every minimum priority.
@@ -17,6 +18,9 @@ pub enum Decision {
         reason: String,
         target: Option<Target>,
     },
+    /// The event names an identifier that cannot be a Kubernetes one: refused (400), never
+    /// looked up, never retried.
+    Invalid(InvalidIdent),
 }
 
 fn skip(reason: impl Into<String>, target: Option<Target>) -> Decision {
@@ -46,16 +50,18 @@ pub fn decide(event: &FalcoEvent, cfg: &Config) -> Decision {
     }
     let target = match event.target() {
         Ok(t) => t,
+        Err(NoTarget::Invalid(e)) => return Decision::Invalid(e),
         Err(e) => return skip(e.to_string(), None),
     };
+    // Exact comparisons of validated names (config lists are validated at start-up too).
     let ns = target.namespace.as_str();
-    if cfg.protected_namespaces.iter().any(|p| p == ns) {
+    if cfg.protected_namespaces.contains(&target.namespace) {
         return skip(
             format!("namespace {ns} is protected (PROTECTED_NAMESPACES)"),
             Some(target),
         );
     }
-    if cfg.own_namespace.as_deref() == Some(ns) {
+    if cfg.own_namespace.as_ref() == Some(&target.namespace) {
         return skip(
             format!("namespace {ns} is falco-responder's own namespace"),
             Some(target),
@@ -72,7 +78,7 @@ pub fn decide(event: &FalcoEvent, cfg: &Config) -> Decision {
         );
     }
     if let Some(allowed) = &cfg.namespaces
-        && !allowed.iter().any(|a| a == ns)
+        && !allowed.contains(&target.namespace)
     {
         return skip(format!("namespace {ns} is not in NAMESPACES"), Some(target));
     }
@@ -113,7 +119,7 @@ mod tests {
     fn reason(d: Decision) -> String {
         match d {
             Decision::Skip { reason, .. } => reason,
-            Decision::Delete(t) => panic!("expected a skip, got Delete({t:?})"),
+            other => panic!("expected a skip, got {other:?}"),
         }
     }
 

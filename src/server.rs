@@ -30,7 +30,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
@@ -41,13 +40,11 @@ use tokio::{
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    app::{App, Reply},
+    app::{App, Body as ReplyBody, Reply},
     config::Limits,
 };
 
-/// The CloudEvent type of our replies. Deliberately not `falco.rule.output.v1`: a Trigger
-/// filtered on Falco's type must never deliver our own answer back to us.
-pub const RESULT_CE_TYPE: &str = "org.falco-responder.result.v1";
+pub use crate::decode::RESULT_CE_TYPE;
 pub const RESULT_CE_SOURCE: &str = "falco-responder";
 
 /// Health paths: ours, Knative func's and OpenFaaS's (the image runs without a watchdog).
@@ -655,14 +652,14 @@ async fn read_body(
     let busy = || {
         app.metrics.reject("body_memory");
         tracing::warn!("refused a request: BODY_MEMORY_BYTES of request bodies already in memory");
-        render(Reply {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            body: json!({
-                "error": "too many request bodies in memory at once (BODY_MEMORY_BYTES): retry later",
-                "retry": true,
-            }),
-            cloudevent: None,
-        })
+        let mut reply = Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in memory at once (BODY_MEMORY_BYTES): retry later",
+        );
+        if let ReplyBody::Failed(f) = &mut reply.body {
+            f.retry = Some(true);
+        }
+        render(reply)
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -734,6 +731,11 @@ fn authorized(value: Option<&HeaderValue>, expected: &str) -> bool {
 /// HTTP form of a reply: a CloudEvent for CloudEvent requests (a Knative broker rejects a 2xx
 /// with any other non-empty body), JSON otherwise.
 pub fn render(reply: Reply) -> Response<Body> {
+    if matches!(reply.body, ReplyBody::Empty) {
+        let mut resp = Response::new(Body::default());
+        *resp.status_mut() = reply.status;
+        return resp;
+    }
     if reply.cloudevent.is_some() && reply.status.is_success() {
         return match cloudevent_response(&reply) {
             Ok(resp) => resp,
@@ -756,18 +758,18 @@ pub fn render(reply: Reply) -> Response<Body> {
 }
 
 fn cloudevent_response(reply: &Reply) -> Result<Response<Body>, cloudevents::message::Error> {
-    let subject = reply.body.get("pod").and_then(|p| {
-        Some(format!(
-            "{}/{}",
-            p.get("namespace")?.as_str()?,
-            p.get("name")?.as_str()?
-        ))
-    });
+    let subject = match &reply.body {
+        ReplyBody::Handled(h) => h
+            .pod
+            .as_ref()
+            .map(|p| format!("{}/{}", p.namespace, p.name)),
+        _ => None,
+    };
     let mut builder = EventBuilderV10::new()
         .id(uuid::Uuid::new_v4().to_string())
         .source(RESULT_CE_SOURCE)
         .ty(RESULT_CE_TYPE)
-        .data("application/json", reply.body.clone());
+        .data("application/json", reply.json());
     if let Some(s) = subject {
         builder = builder.subject(s);
     }

@@ -21,6 +21,16 @@ fn invalid_configuration_stops_the_start_naming_the_variable() {
         ("MIN_PRIORITY", "Severe"),
         ("GRACE_PERIOD_SECONDS", "soon"),
         ("PORT", "99999"),
+        // Out of the documented ranges: refused at start, never a panic later.
+        ("API_TIMEOUT_SECONDS", "18446744073709551615"),
+        ("API_TIMEOUT_SECONDS", "301"),
+        ("API_TIMEOUT_SECONDS", "0"),
+        ("DEDUP_SECONDS", "3601"),
+        ("MAX_BODY_BYTES", "100"),
+        ("MAX_BODY_BYTES", "17000000"),
+        ("GRACE_PERIOD_SECONDS", "86401"),
+        ("GRACE_PERIOD_SECONDS", "0"),
+        ("PROTECTED_NAMESPACES", "Kube-System"),
     ] {
         let out = responder()
             .env("DRY_RUN", "true")
@@ -30,6 +40,7 @@ fn invalid_configuration_stops_the_start_naming_the_variable() {
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(var), "{var}={value}: {err}");
+        assert!(!err.contains("panicked"), "{var}={value}: {err}");
     }
 }
 

@@ -477,8 +477,29 @@ async fn one_shot_mode_as_an_argo_workflow_step() {
     let (code, _) = run_once(&kc, &["once"], Some(&body), None).await;
     assert_eq!(code, 0);
     let (code, out) = run_once(&kc, &["once"], Some(r#"{"hello":1,"x":2}"#), None).await;
-    assert_ne!(code, 0);
+    assert_eq!(
+        code, 2,
+        "bad input: the documented exit code 2 (do not retry)"
+    );
     assert!(out.contains("not a Falco event"));
+
+    // The API unreachable: exit 1, so that the Workflow's retryStrategy retries the step.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = dir.path().join("kubeconfig");
+    let text = std::fs::read_to_string(&kc)
+        .unwrap()
+        .replace(&server.url(), &format!("https://127.0.0.1:{port}"));
+    assert!(text.contains(&format!(":{port}")), "{text}");
+    std::fs::write(&unreachable, text).unwrap();
+    support::create_pod(&admin, &ns, "unreached", CID, &[]).await;
+    let event = terminal_shell(&ns, "unreached", CID);
+    let (code, out) = run_once(&unreachable, &["once"], Some(&event), None).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"retry\":true"), "{out}");
+    assert!(untouched(&admin, &ns, "unreached").await);
 }
 
 #[tokio::test]
@@ -572,4 +593,408 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
         .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
         .await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", responder.logs());
+}
+
+// --- Never the wrong pod (forged, malformed or late events) -----------------------------------
+
+/// Every class of hostile identifier we try, as it would sit in `k8s.ns.name`: each decodes or
+/// normalises to `kube-system` somewhere between kube-rs, the HTTP path and the API server.
+const HOSTILE_NAMESPACES: &[&str] = &[
+    "kube%2Dsystem",
+    "kube%2dsystem",
+    "%6Bube-system",
+    "kube-system%2F",
+    "kube-system/",
+    "x/../kube-system",
+    "..",
+    "kube-system#x",
+    "kube-system?x=1",
+    " kube-system",
+    "kube-system\t",
+    "kube-system\n",
+    "kube-system\u{0}",
+    "kube-system\u{7f}",
+    "KUBE-SYSTEM",
+    "Kube-System",
+    "kube-ѕystem",
+    "kube-system\u{200b}",
+    "kube-system.",
+    "kube_system",
+];
+
+/// The same for `k8s.pod.name`, reaching for pod `victim` in kube-system from namespace `ns`.
+fn hostile_names() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "victim%23",
+        "..%2F..%2Fkube-system%2Fpods%2Fvictim",
+        "../../kube-system/pods/victim",
+        "victim/",
+        "victim#",
+        "victim?dryRun=All",
+        " victim",
+        "victim\r\n",
+        "vic\u{0}tim",
+        "VICTIM",
+        "víctim",
+        "..",
+        ".",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push("v".repeat(254));
+    v
+}
+
+#[tokio::test]
+async fn hostile_identifiers_are_400_and_the_protected_pod_stays_running() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    // The prize: a pod in a protected namespace.
+    let victim = format!("victim-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    support::create_pod(&admin, "kube-system", &victim, CID, &[]).await;
+    let attack = support::namespace(&admin, "attack").await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+
+    let mut cases: Vec<(&str, String, String)> = HOSTILE_NAMESPACES
+        .iter()
+        .map(|ns| ("k8s.ns.name", ns.to_string(), victim.clone()))
+        .collect();
+    cases.push(("k8s.ns.name", "k".repeat(64), victim.clone()));
+    for name in hostile_names() {
+        let name = name.replace("victim", &victim);
+        cases.push(("k8s.pod.name", attack.clone(), name));
+    }
+    for (field, ns, name) in &cases {
+        let mut ev: serde_json::Value =
+            serde_json::from_str(&terminal_shell("x", "y", CID)).unwrap();
+        ev["output_fields"]["k8s.ns.name"] = json!(ns);
+        ev["output_fields"]["k8s.pod.name"] = json!(name);
+        for envelope in [Envelope::Plain, Envelope::CloudEventBinary] {
+            let r = responder.send(envelope, &ev.to_string()).await;
+            assert_eq!(
+                r.status,
+                400,
+                "{field} {ns:?}/{name:?} in {envelope:?}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let body = r.json();
+            assert_eq!(body["field"], *field, "{body}");
+            assert_eq!(body["retry"], false);
+        }
+    }
+    // Nothing reached the API server for these events: not even a GET.
+    assert_eq!(server.count_audit("delete", "pods", &victim), 0);
+    assert_eq!(server.count_audit("get", "pods", &victim), 0);
+    assert!(untouched(&admin, "kube-system", &victim).await);
+    assert!(
+        responder
+            .logs()
+            .contains("rejected an event naming an invalid identifier")
+    );
+}
+
+/// A pod as the API has it before the kubelet reports anything: no container ids yet.
+async fn create_bare_pod(client: &Client, ns: &str, name: &str) -> Pod {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": name, "namespace": ns },
+        "spec": {
+            "nodeName": "node-1",
+            "containers": [{ "name": "main", "image": "alpine" }]
+        }
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &pod)
+        .await
+        .unwrap()
+}
+
+async fn force_delete(client: &Client, ns: &str, name: &str) {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    pods.delete(name, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if pods.get_opt(name).await.unwrap().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{ns}/{name} was not removed");
+}
+
+/// A Terminal-shell event at `time` for `ns/pod`, with container `cid` or none.
+fn event_at(ns: &str, pod: &str, cid: Option<&str>, time: &str) -> String {
+    let mut ev: serde_json::Value = serde_json::from_str(&terminal_shell(ns, pod, CID)).unwrap();
+    ev["time"] = json!(time);
+    let fields = ev["output_fields"].as_object_mut().unwrap();
+    fields.remove("evt.time");
+    match cid {
+        Some(c) => {
+            fields.insert("container.id".into(), json!(&c[..12]));
+        }
+        None => {
+            fields.remove("container.id");
+        }
+    }
+    ev.to_string()
+}
+
+#[tokio::test]
+async fn a_late_event_never_deletes_the_replacement_pod() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "late").await;
+    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
+    // Falco saw the shell now; the event arrives late (a redelivery, a replay).
+    let seen_at = k8s_openapi::jiff::Timestamp::now().to_string();
+    // The StatefulSet replaces web-0 after the event (beyond the clock-skew tolerance).
+    tokio::time::sleep(falco_responder::verdict::CLOCK_SKEW + Duration::from_millis(1200)).await;
+    force_delete(&admin, &ns, "web-0").await;
+    let replacement = create_bare_pod(&admin, &ns, "web-0").await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+
+    // No uid, no container id (k8s_audit-style), and a container id the new pod has not
+    // reported yet: both decided by time.
+    for cid in [None, Some(CID)] {
+        let r = responder
+            .send(Envelope::Plain, &event_at(&ns, "web-0", cid, &seen_at))
+            .await;
+        let result = r.json();
+        assert_eq!(result["outcome"], "stale", "{cid:?}: {result}");
+        assert!(
+            result["reason"]
+                .as_str()
+                .unwrap()
+                .contains("after the event"),
+            "{result}"
+        );
+        assert_eq!(result["pod"]["uid"], json!(replacement.metadata.uid));
+    }
+    assert!(untouched(&admin, &ns, "web-0").await);
+    assert_eq!(
+        server.count_audit_in("delete", "pods", Some(&ns), "web-0"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn storm_memory_never_answers_for_a_recreated_pod() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "memory").await;
+    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
+    let seen_at = k8s_openapi::jiff::Timestamp::now().to_string();
+    let responder = Responder::start(&server.admin_kubeconfig(), &[("DEDUP_SECONDS", "600")]).await;
+    let first = responder
+        .send(
+            Envelope::Plain,
+            &event_at(&ns, "web-0", Some(CID), &seen_at),
+        )
+        .await;
+    assert_eq!(first.json()["outcome"], "deleted");
+
+    // Within DEDUP_SECONDS the pod is replaced under the same name.
+    tokio::time::sleep(falco_responder::verdict::CLOCK_SKEW + Duration::from_millis(1200)).await;
+    force_delete(&admin, &ns, "web-0").await;
+    create_bare_pod(&admin, &ns, "web-0").await;
+
+    // A redelivery of the first event still proves the pod it was about: answered from memory.
+    let again = responder
+        .send(
+            Envelope::Plain,
+            &event_at(&ns, "web-0", Some(CID), &seen_at),
+        )
+        .await;
+    assert_eq!(again.json()["outcome"], "deleted");
+    assert!(
+        again.json()["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("already handled")
+    );
+    // The same event without uid or container id proves nothing about the new pod: looked at
+    // again, and stale.
+    let r = responder
+        .send(Envelope::Plain, &event_at(&ns, "web-0", None, &seen_at))
+        .await;
+    let result = r.json();
+    assert_eq!(result["outcome"], "stale", "{result}");
+    assert!(untouched(&admin, &ns, "web-0").await);
+    assert!(untouched(&admin, &ns, "web-0").await);
+}
+
+#[tokio::test]
+async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "restart").await;
+    // The attacker killed PID 1: the container runs again under a new id; the shell was in
+    // the previous one.
+    support::create_pod(&admin, &ns, "restarted", OTHER_CID, &[]).await;
+    let status = json!({"status": {"containerStatuses": [{
+        "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 1,
+        "containerID": format!("containerd://{OTHER_CID}"), "state": {"running": {}},
+        "lastState": {"terminated": {"exitCode": 137, "containerID": format!("containerd://{CID}")}}
+    }]}});
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    pods.patch_status(
+        "restarted",
+        &Default::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+    let uid_pod = support::create_pod(&admin, &ns, "by-uid", OTHER_CID, &[]).await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "restarted", CID))
+        .await;
+    assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
+    assert!(terminating(&admin, &ns, "restarted").await);
+
+    // The event's uid matches; its container id is one the pod never reported.
+    let mut ev: serde_json::Value =
+        serde_json::from_str(&terminal_shell(&ns, "by-uid", CID)).unwrap();
+    ev["output_fields"]["k8smeta.pod.uid"] = json!(uid_pod.metadata.uid);
+    let r = responder.send(Envelope::Plain, &ev.to_string()).await;
+    assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
+    assert!(terminating(&admin, &ns, "by-uid").await);
+}
+
+#[tokio::test]
+async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "grace").await;
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    for name in ["slow", "slow-too"] {
+        support::create_pod(&admin, &ns, name, CID, &[]).await;
+        // Someone deleted it with an hour's grace: the shell keeps running meanwhile.
+        pods.delete(name, &DeleteParams::default().grace_period(3600))
+            .await
+            .unwrap();
+    }
+    let kc = server.admin_kubeconfig();
+
+    let responder = Responder::start(&kc, &[]).await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "slow-too", CID))
+        .await;
+    assert_eq!(r.json()["outcome"], "terminating", "{}", r.json());
+    assert_eq!(
+        server.count_audit_in("delete", "pods", Some(&ns), "slow-too"),
+        1,
+        "only the first DELETE"
+    );
+
+    let responder = Responder::start(&kc, &[("GRACE_PERIOD_SECONDS", "5")]).await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "slow", CID))
+        .await;
+    let result = r.json();
+    assert_eq!(result["outcome"], "terminating", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shortened to 5s"),
+        "{result}"
+    );
+    let live = pod(&admin, &ns, "slow").await.unwrap();
+    assert_eq!(live.metadata.deletion_grace_period_seconds, Some(5));
+    let events = wait_events(&admin, &ns, "slow", 1).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("FalcoGraceShortened")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_that_disconnects_does_not_stop_the_deletion_or_its_event() {
+    use tokio::io::AsyncWriteExt;
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "hangup").await;
+    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let body = terminal_shell(&ns, "alpine", CID);
+    let mut stream = tokio::net::TcpStream::connect(responder.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    // Gone before any answer.
+    drop(stream);
+    for _ in 0..100 {
+        if terminating(&admin, &ns, "alpine").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        terminating(&admin, &ns, "alpine").await,
+        "{}",
+        responder.logs()
+    );
+    let events = wait_events(&admin, &ns, "alpine", 1).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("FalcoPodDeleted"))
+            .count(),
+        1,
+        "{}",
+        responder.logs()
+    );
+    assert!(
+        responder.logs().contains("outcome=deleted"),
+        "{}",
+        responder.logs()
+    );
+}
+
+#[tokio::test]
+async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "loop").await;
+    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    // A first event, answered with our result CloudEvent...
+    let r = responder
+        .send(
+            Envelope::CloudEventBinary,
+            &terminal_shell(&ns, "alpine", CID),
+        )
+        .await;
+    assert_eq!(
+        r.header("ce-type"),
+        Some(falco_responder::server::RESULT_CE_TYPE)
+    );
+    // ...which a Trigger without a filter delivers back to us, as the Broker would.
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &r.headers {
+        if k.as_str().starts_with("ce-") || k == http::header::CONTENT_TYPE {
+            headers.insert(k.clone(), v.clone());
+        }
+    }
+    let gets = server.count_audit_in("get", "pods", Some(&ns), "alpine");
+    let back = common::http(responder.addr, "POST", "/", &headers, &r.body).await;
+    assert!((200..300).contains(&back.status), "{}", back.status);
+    assert!(back.body.is_empty());
+    assert!(back.header("ce-type").is_none());
+    assert_eq!(
+        server.count_audit_in("get", "pods", Some(&ns), "alpine"),
+        gets
+    );
+    assert!(responder.logs().contains("ignored our own result"));
 }

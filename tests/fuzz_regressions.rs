@@ -40,6 +40,14 @@ fn decide_regressions_pass() {
 }
 
 #[test]
+fn verdict_regressions_pass() {
+    for (name, data) in inputs("verdict") {
+        eprintln!("{name}");
+        checks::verdict_one(&data);
+    }
+}
+
+#[test]
 fn the_input_format_carries_headers_and_body() {
     let (h, body) = checks::split(b"ce-specversion: 1.0\ncontent-type: application/json\n\n{}");
     assert_eq!(h["ce-specversion"], "1.0");

@@ -122,13 +122,13 @@ async fn deletes_with_uid_precondition_and_grace_period_then_records_an_event() 
 
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body["outcome"], "deleted");
+    assert_eq!(reply.json()["outcome"], "deleted");
     assert_eq!(
-        reply.body["pod"],
+        reply.json()["pod"],
         json!({"namespace": NS, "name": POD, "uid": UID})
     );
-    assert_eq!(reply.body["rule"], "Terminal shell in container");
-    assert_eq!(reply.body["priority"], "Critical");
+    assert_eq!(reply.json()["rule"], "Terminal shell in container");
+    assert_eq!(reply.json()["priority"], "Critical");
     assert!(
         app.metrics
             .encode()
@@ -147,7 +147,7 @@ async fn without_grace_period_the_pods_own_is_kept() {
     assert!(opts.get("gracePeriodSeconds").is_none(), "{opts}");
     send.send_response(ok(pod(CID, json!({}))));
     answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
-    assert_eq!(call.await.unwrap().body["outcome"], "deleted");
+    assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
 }
 
 #[tokio::test]
@@ -163,7 +163,7 @@ async fn missing_pod_is_gone_and_nothing_is_deleted() {
     .await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body["outcome"], "gone");
+    assert_eq!(reply.json()["outcome"], "gone");
     drop(app);
     no_more_calls(api).await;
 }
@@ -171,7 +171,7 @@ async fn missing_pod_is_gone_and_nothing_is_deleted() {
 #[tokio::test]
 async fn conflict_on_delete_is_stale() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
     answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(
@@ -179,9 +179,12 @@ async fn conflict_on_delete_is_stale() {
         "Conflict",
         "Precondition failed: UID in precondition",
     ));
-    let reply = call.await.unwrap();
+    let (reply, app) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body["outcome"], "stale");
+    assert_eq!(reply.json()["outcome"], "stale");
+    // Nothing deleted, so no Event either.
+    drop(app);
+    no_more_calls(api).await;
 }
 
 #[tokio::test]
@@ -192,8 +195,13 @@ async fn container_id_mismatch_is_stale_without_a_delete() {
     let other = "0123456789ab".repeat(5) + "cdef";
     send.send_response(ok(pod(&other, json!({}))));
     let (reply, app) = call.await.unwrap();
-    assert_eq!(reply.body["outcome"], "stale");
-    assert!(reply.body["reason"].as_str().unwrap().contains("replaced"));
+    assert_eq!(reply.json()["outcome"], "stale");
+    assert!(
+        reply.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("replaced")
+    );
     drop(app);
     no_more_calls(api).await;
 }
@@ -210,9 +218,9 @@ async fn opt_out_annotation_is_respected() {
     )
     .await;
     let (reply, app) = call.await.unwrap();
-    assert_eq!(reply.body["outcome"], "skipped");
+    assert_eq!(reply.json()["outcome"], "skipped");
     assert!(
-        reply.body["reason"]
+        reply.json()["reason"]
             .as_str()
             .unwrap()
             .contains("falco-responder/protect")
@@ -232,8 +240,8 @@ async fn dry_run_looks_but_never_deletes() {
     assert_eq!(ev["type"], "Normal");
     send.send_response(ok(ev.clone()));
     let (reply, app) = call.await.unwrap();
-    assert_eq!(reply.body["outcome"], "dry-run");
-    assert_eq!(reply.body["pod"]["uid"], UID);
+    assert_eq!(reply.json()["outcome"], "dry-run");
+    assert_eq!(reply.json()["pod"]["uid"], UID);
     drop(app);
     no_more_calls(api).await;
 }
@@ -251,8 +259,10 @@ async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
          cannot delete resource \"pods\" in API group \"\" in the namespace \"prod\"",
     ));
     let reply = call.await.unwrap();
-    assert!(reply.status.is_server_error(), "{}", reply.status);
-    let err = reply.body["error"].as_str().unwrap();
+    // A human must grant the permission: 500, and the sender is told a retry will not help.
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.json()["retry"], false);
+    let err = reply.json()["error"].as_str().unwrap().to_string();
     assert!(
         err.contains("system:serviceaccount:falco-responder:falco-responder"),
         "{err}"
@@ -260,10 +270,44 @@ async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
     assert!(err.contains("delete") && err.contains("prod"), "{err}");
 }
 
+/// Log lines written while `f` runs on this thread (the tests' current-thread runtime runs the
+/// spawned action and Event tasks here too).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let me = self.clone();
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || me.clone())
+                .finish(),
+        )
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 #[tokio::test]
 async fn events_rbac_missing_still_counts_the_deletion() {
+    let logs = Captured::default();
+    let _guard = logs.install();
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let app = std::sync::Arc::new(app);
+    let a = app.clone();
+    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), &event()).await });
     answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
     let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
@@ -274,7 +318,24 @@ async fn events_rbac_missing_still_counts_the_deletion() {
     ));
     let reply = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body["outcome"], "deleted");
+    assert_eq!(reply.json()["outcome"], "deleted");
+    app.drain().await;
+    assert!(
+        app.metrics
+            .encode()
+            .contains("falco_responder_deletions_total 1"),
+        "{}",
+        app.metrics.encode()
+    );
+    let text = logs.text();
+    assert!(
+        text.contains("WARN") && text.contains("the Kubernetes Event could not be recorded"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prod/web-1") && text.contains("forbidden"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -289,7 +350,7 @@ async fn api_5xx_asks_the_sender_to_retry() {
     ));
     let reply = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(reply.body["retry"], true);
+    assert_eq!(reply.json()["retry"], true);
 }
 
 #[tokio::test]
@@ -305,7 +366,7 @@ async fn a_hung_api_gives_503_within_api_timeout_seconds() {
         .unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        reply.body["error"]
+        reply.json()["error"]
             .as_str()
             .unwrap()
             .contains("API_TIMEOUT_SECONDS")
@@ -317,13 +378,13 @@ async fn a_hung_api_gives_503_within_api_timeout_seconds() {
 async fn uid_in_the_event_must_match_the_live_pod() {
     let (app, mut api) = app(&[]);
     let mut ev: Value = serde_json::from_slice(&event()).unwrap();
-    ev["output_fields"]["k8smeta.pod.uid"] = json!("another-uid");
+    ev["output_fields"]["k8smeta.pod.uid"] = json!("9f4a0c1e-0000-4000-8000-000000000009");
     let body = ev.to_string();
     let call =
         tokio::spawn(async move { (app.handle(&HeaderMap::new(), body.as_bytes()).await, app) });
     answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
     let (reply, app) = call.await.unwrap();
-    assert_eq!(reply.body["outcome"], "stale");
+    assert_eq!(reply.json()["outcome"], "stale");
     drop(app);
     no_more_calls(api).await;
 }
@@ -343,17 +404,181 @@ async fn a_storm_for_one_pod_costs_one_get_and_one_delete() {
     answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
     answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
     for c in calls {
-        assert_eq!(c.await.unwrap().body["outcome"], "deleted");
+        assert_eq!(c.await.unwrap().json()["outcome"], "deleted");
     }
     // Within DEDUP_SECONDS a redelivery is answered from memory.
     let again = app.handle(&HeaderMap::new(), &event()).await;
-    assert_eq!(again.body["outcome"], "deleted");
+    assert_eq!(again.json()["outcome"], "deleted");
     assert!(
-        again.body["reason"]
+        again.json()["reason"]
             .as_str()
             .unwrap()
             .starts_with("already handled")
     );
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn a_matching_uid_deletes_even_when_the_container_is_unknown() {
+    let (app, mut api) = app(&[]);
+    let mut ev: Value = serde_json::from_slice(&event()).unwrap();
+    ev["output_fields"]["k8smeta.pod.uid"] = json!(UID);
+    ev["output_fields"]["container.id"] = json!("0123456789ab");
+    let body = ev.to_string();
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), body.as_bytes()).await });
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    assert_eq!(opts["preconditions"]["uid"], UID);
+    send.send_response(ok(pod(CID, json!({}))));
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
+}
+
+#[tokio::test]
+async fn invalid_identifiers_are_400_and_never_reach_the_api() {
+    for (field, value) in [
+        ("k8s.ns.name", "kube%2Dsystem"),
+        ("k8s.ns.name", "prod/../kube-system"),
+        ("k8s.pod.name", "web-1#"),
+        ("k8s.pod.name", "web-1?watch=true"),
+        ("k8s.pod.name", "Web-1"),
+        ("k8smeta.pod.uid", "not-a-uid"),
+        ("container.id", "ee97d9c4186f/../x"),
+    ] {
+        let (app, api) = app(&[]);
+        let mut ev: Value = serde_json::from_slice(&event()).unwrap();
+        ev["output_fields"][field] = json!(value);
+        let reply = app
+            .handle(&HeaderMap::new(), ev.to_string().as_bytes())
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{field}={value}");
+        assert_eq!(reply.json()["field"], field);
+        assert_eq!(reply.json()["retry"], false);
+        assert!(
+            reply.json()["error"].as_str().unwrap().contains(field),
+            "{}",
+            reply.json()
+        );
+        assert!(
+            app.metrics
+                .encode()
+                .contains(r#"falco_responder_events_total{input="plain",outcome="invalid"} 1"#)
+        );
+        drop(app);
+        no_more_calls(api).await;
+    }
+}
+
+/// A pod deleted earlier with a long grace period (here an hour, set 10 minutes ago).
+fn terminating_pod() -> Value {
+    let mut p = pod(CID, json!({}));
+    let deadline =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(50 * 60);
+    p["metadata"]["deletionTimestamp"] = json!(deadline.to_string());
+    p["metadata"]["deletionGracePeriodSeconds"] = json!(3600);
+    p
+}
+
+#[tokio::test]
+async fn a_terminating_pod_gets_the_shorter_grace_period() {
+    let (app, mut api) = app(&[("GRACE_PERIOD_SECONDS", "10")]);
+    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+    answer(&mut api, Method::GET, POD_PATH, ok(terminating_pod())).await;
+    let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    assert_eq!(opts["gracePeriodSeconds"], 10, "{opts}");
+    assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
+    send.send_response(ok(terminating_pod()));
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoGraceShortened");
+    send.send_response(ok(ev.clone()));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "terminating", "{}", reply.json());
+    assert!(
+        reply.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shortened to 10s")
+    );
+    // Not a new deletion.
+    assert!(
+        app.metrics
+            .encode()
+            .contains("falco_responder_deletions_total 0")
+    );
+    drop(app);
+    no_more_calls(api).await;
+}
+
+#[tokio::test]
+async fn a_terminating_pod_without_a_shorter_grace_gets_no_second_delete() {
+    for vars in [vec![], vec![("GRACE_PERIOD_SECONDS", "3600")]] {
+        let (app, mut api) = app(&vars);
+        let call =
+            tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+        answer(&mut api, Method::GET, POD_PATH, ok(terminating_pod())).await;
+        let (reply, app) = call.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json()["outcome"], "terminating");
+        let reason = reply.json()["reason"].as_str().unwrap().to_string();
+        assert!(
+            reason.contains("deletionTimestamp") && reason.contains("of grace left"),
+            "{reason}"
+        );
+        drop(app);
+        no_more_calls(api).await;
+    }
+}
+
+#[tokio::test]
+async fn the_action_outlives_a_caller_that_went_away() {
+    let (app, mut api) = app(&[]);
+    let app = std::sync::Arc::new(app);
+    let a = app.clone();
+    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), &event()).await });
+    // The GET is in flight when the client disconnects (hyper drops the request future).
+    let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    send.send_response(ok(pod(CID, json!({}))));
+    // The decided action still runs to its end: DELETE, then the Event.
+    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoPodDeleted");
+    send.send_response(ok(ev.clone()));
+    app.drain().await;
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains("falco_responder_deletions_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"falco_responder_events_total{input="plain",outcome="deleted"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
+    let (app, api) = app(&[]);
+    let result = json!({"outcome": "deleted", "reason": "r", "pod": {"namespace": NS, "name": POD, "uid": UID},
+        "rule": "Terminal shell in container", "priority": "Critical", "input": "cloudevent-binary"});
+    let mut headers = HeaderMap::new();
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", falco_responder::server::RESULT_CE_SOURCE),
+        ("ce-type", falco_responder::server::RESULT_CE_TYPE),
+        ("content-type", "application/json"),
+    ] {
+        headers.insert(k, v.parse().unwrap());
+    }
+    let reply = app.handle(&headers, result.to_string().as_bytes()).await;
+    assert!(reply.status.is_success());
+    assert_eq!(reply.json(), Value::Null);
+    let rendered = falco_responder::server::render(reply);
+    assert!(rendered.status().is_success());
+    assert!(rendered.headers().get("ce-type").is_none());
     drop(app);
     no_more_calls(api).await;
 }

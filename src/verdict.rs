@@ -1,0 +1,602 @@
+//! The live pod + the event's target + the event + configuration + now → what to do to that pod.
+//! Pure: `action` only carries the verdict out. Every rule that keeps the wrong pod alive lives
+//! here, so it can be tested (and fuzzed) without an API server.
+//!
+//! Identity, strongest evidence first:
+//! 1. the event's pod uid: equal is proof (the container check then only adds evidence),
+//!    different is `stale`;
+//! 2. the event's container id against every container id the pod reports (current, init and
+//!    ephemeral containers, and the previous `lastState.terminated` ids of restarted ones):
+//!    a match is proof, no match is `stale`;
+//! 3. without either proof, time: a pod created after the event (beyond [`CLOCK_SKEW`]) is a
+//!    newer pod that reused the name (`stale`);
+//! 4. an event with no uid, no comparable container id and no usable time proves nothing: the
+//!    pod is left alone (`skipped`).
+
+use std::time::Duration;
+
+use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
+
+use crate::{
+    config::Config,
+    event::{FalcoEvent, Target},
+    ident::ContainerId,
+};
+
+/// Pods that carry this annotation set to "true" are never deleted.
+pub const PROTECT_ANNOTATION: &str = "falco-responder/protect";
+
+/// How far a node's clock (Falco's event time) may run ahead of the API server's
+/// (`creationTimestamp`) before a pod counts as newer than the event. A real event is always
+/// later than its pod's creation by the time scheduling and container start take (seconds), so
+/// this small margin only absorbs clock drift between NTP-synchronised machines.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(2);
+
+/// What to do to the live pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// DELETE it with `preconditions.uid = uid` and this grace period (`None`: the pod's own).
+    Delete { uid: String, grace: Option<u32> },
+    /// It is already terminating with a longer grace than GRACE_PERIOD_SECONDS: DELETE again
+    /// with the shorter one (Kubernetes allows shortening, never lengthening).
+    Shorten {
+        uid: String,
+        grace: u32,
+        reason: String,
+    },
+    /// Already terminating; nothing to send.
+    Terminating { reason: String },
+    /// Not the pod the event saw: it was replaced, or is newer than the event.
+    Stale { reason: String },
+    /// Left alone on purpose (annotation, nothing proves it is the pod).
+    Skipped { reason: String },
+    /// The API answered with an object that is not the pod asked for: an error, never a deletion.
+    Mismatch { reason: String },
+}
+
+impl Verdict {
+    /// The uid a DELETE would carry, for verdicts that send one.
+    pub fn uid(&self) -> Option<&str> {
+        match self {
+            Verdict::Delete { uid, .. } | Verdict::Shorten { uid, .. } => Some(uid),
+            _ => None,
+        }
+    }
+}
+
+/// Every container id the pod reports, restarted containers' previous ids included.
+pub fn pod_container_ids(pod: &Pod) -> Vec<ContainerId> {
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    [
+        &status.container_statuses,
+        &status.init_container_statuses,
+        &status.ephemeral_container_statuses,
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .flat_map(|s| {
+        let previous = s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .and_then(|t| t.container_id.as_deref());
+        [s.container_id.as_deref(), previous]
+    })
+    .flatten()
+    .filter_map(ContainerId::from_status)
+    .collect()
+}
+
+/// Does the event's container id name one of the pod's? `None` when the pod reports none yet.
+pub fn container_matches(pod: &Pod, id: &ContainerId) -> Option<bool> {
+    let ids = pod_container_ids(pod);
+    if ids.is_empty() {
+        return None;
+    }
+    Some(ids.iter().any(|c| c.matches(id)))
+}
+
+fn secs(d: i128) -> String {
+    format!("{}s", d / 1_000_000_000)
+}
+
+pub fn verdict(
+    pod: &Pod,
+    target: &Target,
+    event: &FalcoEvent,
+    cfg: &Config,
+    now: Timestamp,
+) -> Verdict {
+    let meta = &pod.metadata;
+    // Defence in depth: the object must be exactly the one asked for.
+    if meta.namespace.as_deref() != Some(target.namespace.as_str())
+        || meta.name.as_deref() != Some(target.name.as_str())
+    {
+        return Verdict::Mismatch {
+            reason: format!(
+                "asked for pod {}/{}, the API returned {}/{}",
+                target.namespace,
+                target.name,
+                meta.namespace.as_deref().unwrap_or("?"),
+                meta.name.as_deref().unwrap_or("?")
+            ),
+        };
+    }
+    let live_uid = match meta.uid.as_deref() {
+        Some(u) if !u.is_empty() => u.to_ascii_lowercase(),
+        _ => {
+            return Verdict::Mismatch {
+                reason: "the API returned the pod without a uid".into(),
+            };
+        }
+    };
+
+    if let Some(stale) = identity(pod, &live_uid, target, event) {
+        return stale;
+    }
+
+    let protected = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PROTECT_ANNOTATION))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if protected {
+        return Verdict::Skipped {
+            reason: format!("the pod is annotated {PROTECT_ANNOTATION}=true"),
+        };
+    }
+
+    if let Some(deletion) = &meta.deletion_timestamp {
+        let remaining = deletion.0.as_nanosecond() - now.as_nanosecond();
+        let period = meta.deletion_grace_period_seconds;
+        let since = format!(
+            "the pod is already terminating (deletionTimestamp {}, {} of grace left)",
+            deletion.0,
+            secs(remaining.max(0))
+        );
+        return match cfg.grace_period_seconds {
+            Some(g)
+                if remaining > i128::from(g) * 1_000_000_000
+                    && period.is_none_or(|p| i64::from(g) < p) =>
+            {
+                Verdict::Shorten {
+                    uid: live_uid,
+                    grace: g,
+                    reason: format!("{since}: grace shortened to GRACE_PERIOD_SECONDS={g}s"),
+                }
+            }
+            _ => Verdict::Terminating { reason: since },
+        };
+    }
+
+    Verdict::Delete {
+        uid: live_uid,
+        grace: cfg.grace_period_seconds,
+    }
+}
+
+/// `Some(verdict)` when the live pod is not (provably) the one the event saw.
+fn identity(pod: &Pod, live_uid: &str, target: &Target, event: &FalcoEvent) -> Option<Verdict> {
+    if let Some(uid) = &target.uid {
+        if uid.as_str() == live_uid {
+            return None;
+        }
+        return Some(Verdict::Stale {
+            reason: format!(
+                "the event names pod uid {uid}, the pod now has uid {live_uid}: it was replaced"
+            ),
+        });
+    }
+    if let Some(cid) = &target.container_id {
+        match container_matches(pod, cid) {
+            Some(true) => return None,
+            Some(false) => {
+                return Some(Verdict::Stale {
+                    reason: format!(
+                        "no container of the pod has or had id {cid}: the pod was replaced after the event"
+                    ),
+                });
+            }
+            // Containers not reported yet: fall back to time.
+            None => {}
+        }
+    }
+    let Some(at) = event.occurred_at() else {
+        return Some(Verdict::Skipped {
+            reason: "the event carries no pod uid, no container id the pod reports, and no time: \
+                     nothing proves this pod is the one Falco saw"
+                .into(),
+        });
+    };
+    let Some(created) = pod.metadata.creation_timestamp.as_ref().map(|t| t.0) else {
+        return Some(Verdict::Skipped {
+            reason: "the pod has no creationTimestamp to compare with the event's time".into(),
+        });
+    };
+    let skew = CLOCK_SKEW.as_nanos() as i128;
+    if created.as_nanosecond() > at.as_nanosecond() + skew {
+        return Some(Verdict::Stale {
+            reason: format!(
+                "the pod was created at {created}, after the event at {at}: a newer pod with the same name"
+            ),
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ident::{Namespace, PodName, PodUid};
+    use k8s_openapi::{
+        api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus},
+        apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    };
+    use proptest::prelude::*;
+
+    const UID: &str = "0f9a4c1e-1111-2222-3333-444455556666";
+    const OTHER_UID: &str = "9a9a4c1e-1111-2222-3333-444455556666";
+    const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
+    const OLD_CID: &str = "5892b41bcf460123456789abcdef0123456789abcdef0123456789abcdef0123";
+
+    fn cfg(vars: &[(&str, &str)]) -> Config {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn pod(created: &str, ids: &[&str]) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some("prod".into()),
+                name: Some("web-0".into()),
+                uid: Some(UID.into()),
+                creation_timestamp: Some(Time(ts(created))),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                container_statuses: Some(
+                    ids.iter()
+                        .map(|id| ContainerStatus {
+                            container_id: Some(format!("containerd://{id}")),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn target(cid: Option<&str>, uid: Option<&str>) -> Target {
+        Target {
+            namespace: Namespace::parse("ns", "prod").unwrap(),
+            name: PodName::parse("pod", "web-0").unwrap(),
+            container_id: cid.map(|c| ContainerId::parse("c", c).unwrap().unwrap()),
+            uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
+        }
+    }
+
+    fn event(time: Option<&str>) -> FalcoEvent {
+        serde_json::from_value(serde_json::json!({
+            "rule": "Terminal shell in container", "priority": "Notice", "time": time,
+            "output_fields": {}
+        }))
+        .unwrap()
+    }
+
+    const NOW: &str = "2026-11-30T10:00:00Z";
+
+    fn run(p: &Pod, t: &Target, e: &FalcoEvent, c: &Config) -> Verdict {
+        verdict(p, t, e, c, ts(NOW))
+    }
+
+    #[test]
+    fn a_matching_container_is_deleted_with_the_live_uid() {
+        let p = pod("2026-11-30T09:00:00Z", &[CID]);
+        let v = run(&p, &target(Some(&CID[..12]), None), &event(None), &cfg(&[]));
+        assert_eq!(
+            v,
+            Verdict::Delete {
+                uid: UID.into(),
+                grace: None
+            }
+        );
+        let v = run(
+            &p,
+            &target(Some(CID), None),
+            &event(None),
+            &cfg(&[("GRACE_PERIOD_SECONDS", "5")]),
+        );
+        assert_eq!(v.uid(), Some(UID));
+        assert!(matches!(v, Verdict::Delete { grace: Some(5), .. }));
+    }
+
+    #[test]
+    fn a_restarted_container_still_matches_by_its_previous_id() {
+        let mut p = pod("2026-11-30T09:00:00Z", &[CID]);
+        let st = &mut p
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0];
+        st.last_state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                container_id: Some(format!("containerd://{OLD_CID}")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let v = run(
+            &p,
+            &target(Some(&OLD_CID[..12]), None),
+            &event(None),
+            &cfg(&[]),
+        );
+        assert!(matches!(v, Verdict::Delete { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn init_and_ephemeral_containers_count() {
+        let mut p = pod("2026-11-30T09:00:00Z", &[]);
+        let st = |id: &str| ContainerStatus {
+            container_id: Some(format!("cri-o://{id}")),
+            ..Default::default()
+        };
+        p.status.as_mut().unwrap().init_container_statuses = Some(vec![st(OLD_CID)]);
+        p.status.as_mut().unwrap().ephemeral_container_statuses = Some(vec![st(CID)]);
+        for id in [CID, OLD_CID] {
+            let v = run(&p, &target(Some(&id[..12]), None), &event(None), &cfg(&[]));
+            assert!(matches!(v, Verdict::Delete { .. }), "{id}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn uid_decides_before_containers() {
+        let p = pod("2026-11-30T09:00:00Z", &[CID]);
+        // Matching uid, unknown container (say a new container after a restart): proof enough.
+        let v = run(
+            &p,
+            &target(Some(&OLD_CID[..12]), Some(UID)),
+            &event(None),
+            &cfg(&[]),
+        );
+        assert!(matches!(v, Verdict::Delete { .. }), "{v:?}");
+        // Other uid: stale even though the container matches.
+        let v = run(
+            &p,
+            &target(Some(CID), Some(OTHER_UID)),
+            &event(None),
+            &cfg(&[]),
+        );
+        assert!(
+            matches!(&v, Verdict::Stale { reason } if reason.contains("uid")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_container_is_stale() {
+        let p = pod("2026-11-30T09:00:00Z", &[CID]);
+        let v = run(
+            &p,
+            &target(Some(&OLD_CID[..12]), None),
+            &event(Some("2026-11-30T09:30:00Z")),
+            &cfg(&[]),
+        );
+        assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn without_proof_a_pod_newer_than_the_event_is_stale() {
+        // Containers not reported yet, or the event names none (k8s_audit).
+        for p in [
+            pod("2026-11-30T09:00:05Z", &[]),
+            pod("2026-11-30T09:00:05Z", &[CID]),
+        ] {
+            for t in [target(Some(&OLD_CID[..12]), None), target(None, None)] {
+                if t.container_id.is_some() && !pod_container_ids(&p).is_empty() {
+                    continue; // decided by the container id
+                }
+                let v = run(&p, &t, &event(Some("2026-11-30T09:00:00Z")), &cfg(&[]));
+                assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
+                // Within the clock-skew tolerance: the same pod.
+                let v = run(&p, &t, &event(Some("2026-11-30T09:00:04Z")), &cfg(&[]));
+                assert!(matches!(v, Verdict::Delete { .. }), "{v:?}");
+                // An event after the pod's creation: the same pod.
+                let v = run(&p, &t, &event(Some("2026-11-30T09:30:00Z")), &cfg(&[]));
+                assert!(matches!(v, Verdict::Delete { .. }), "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn evt_time_is_the_fallback_clock() {
+        let p = pod("2026-11-30T09:00:05Z", &[]);
+        let mut e = event(None);
+        e.output_fields.insert(
+            "evt.time".into(),
+            serde_json::json!(ts("2026-11-30T09:00:00Z").as_nanosecond() as i64),
+        );
+        let v = run(&p, &target(None, None), &e, &cfg(&[]));
+        assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn nothing_to_prove_identity_leaves_the_pod_alone() {
+        let p = pod("2026-11-30T09:00:00Z", &[CID]);
+        let v = run(&p, &target(None, None), &event(None), &cfg(&[]));
+        assert!(
+            matches!(&v, Verdict::Skipped { reason } if reason.contains("nothing proves")),
+            "{v:?}"
+        );
+        let v = run(
+            &p,
+            &target(None, None),
+            &event(Some("not a time")),
+            &cfg(&[]),
+        );
+        assert!(matches!(v, Verdict::Skipped { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn protected_pods_are_skipped() {
+        let mut p = pod("2026-11-30T09:00:00Z", &[CID]);
+        p.metadata.annotations = Some([(PROTECT_ANNOTATION.to_string(), " TRUE ".into())].into());
+        let v = run(&p, &target(Some(CID), None), &event(None), &cfg(&[]));
+        assert!(matches!(v, Verdict::Skipped { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn terminating_pods_get_a_shorter_grace_only_when_configured_and_shorter() {
+        let mut p = pod("2026-11-30T09:00:00Z", &[CID]);
+        // Deleted with a one-hour grace ten minutes ago: 50 minutes left.
+        p.metadata.deletion_timestamp = Some(Time(ts("2026-11-30T10:50:00Z")));
+        p.metadata.deletion_grace_period_seconds = Some(3600);
+        let t = target(Some(CID), None);
+        let v = run(&p, &t, &event(None), &cfg(&[]));
+        assert!(
+            matches!(&v, Verdict::Terminating { reason } if reason.contains("3000s of grace left")),
+            "{v:?}"
+        );
+        let v = run(
+            &p,
+            &t,
+            &event(None),
+            &cfg(&[("GRACE_PERIOD_SECONDS", "30")]),
+        );
+        assert!(
+            matches!(&v, Verdict::Shorten { grace: 30, uid, .. } if uid == UID),
+            "{v:?}"
+        );
+        // Our grace is not shorter than what is left: nothing to send.
+        let v = run(
+            &p,
+            &t,
+            &event(None),
+            &cfg(&[("GRACE_PERIOD_SECONDS", "3500")]),
+        );
+        assert!(matches!(v, Verdict::Terminating { .. }), "{v:?}");
+        // The API never lengthens: not shorter than the pod's deletion grace period.
+        p.metadata.deletion_grace_period_seconds = Some(20);
+        let v = run(
+            &p,
+            &t,
+            &event(None),
+            &cfg(&[("GRACE_PERIOD_SECONDS", "30")]),
+        );
+        assert!(matches!(v, Verdict::Terminating { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn another_object_than_the_one_asked_for_is_a_mismatch() {
+        let mut p = pod("2026-11-30T09:00:00Z", &[CID]);
+        p.metadata.namespace = Some("kube-system".into());
+        let v = run(&p, &target(Some(CID), None), &event(None), &cfg(&[]));
+        assert!(matches!(v, Verdict::Mismatch { .. }), "{v:?}");
+        let mut p = pod("2026-11-30T09:00:00Z", &[CID]);
+        p.metadata.uid = None;
+        let v = run(&p, &target(Some(CID), None), &event(None), &cfg(&[]));
+        assert!(matches!(v, Verdict::Mismatch { .. }), "{v:?}");
+    }
+
+    // --- properties over generated pods and events ----------------------------------------
+
+    fn hex_id() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            CID.to_string(),
+            OLD_CID.to_string(),
+            "0123456789ab".repeat(2),
+        ])
+    }
+
+    prop_compose! {
+        fn any_pod()(
+            ns in prop::sample::select(vec!["prod", "kube-system", "other"]),
+            name in prop::sample::select(vec!["web-0", "web-1"]),
+            uid in prop::sample::select(vec![UID, OTHER_UID]),
+            created_min in 0i64..120,
+            ids in prop::collection::vec(hex_id(), 0..3),
+            previous in prop::option::of(hex_id()),
+            protected in any::<bool>(),
+            deleting in prop::option::of(0i64..7200),
+        ) -> Pod {
+            let mut p = pod("2026-11-30T09:00:00Z", &ids.iter().map(String::as_str).collect::<Vec<_>>());
+            p.metadata.namespace = Some(ns.into());
+            p.metadata.name = Some(name.into());
+            p.metadata.uid = Some(uid.into());
+            p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(
+                ts("2026-11-30T09:00:00Z").as_second() + created_min * 60).unwrap()));
+            if let (Some(prev), Some(first)) = (previous, p.status.as_mut().unwrap().container_statuses.as_mut().unwrap().first_mut()) {
+                first.last_state = Some(ContainerState { terminated: Some(ContainerStateTerminated {
+                    container_id: Some(format!("docker://{prev}")), ..Default::default() }), ..Default::default() });
+            }
+            if protected {
+                p.metadata.annotations = Some([(PROTECT_ANNOTATION.to_string(), "true".into())].into());
+            }
+            if let Some(s) = deleting {
+                p.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(ts(NOW).as_second() + s).unwrap()));
+                p.metadata.deletion_grace_period_seconds = Some(7200);
+            }
+            p
+        }
+    }
+
+    prop_compose! {
+        fn any_case()(
+            cid in prop::option::of(hex_id().prop_map(|h| h[..12].to_string())),
+            uid in prop::option::of(prop::sample::select(vec![UID, OTHER_UID])),
+            time_min in prop::option::of(0i64..120),
+            grace in prop::option::of(1u32..3600),
+        ) -> (Target, FalcoEvent, Config) {
+            let t = Target {
+                namespace: Namespace::parse("ns", "prod").unwrap(),
+                name: PodName::parse("pod", "web-0").unwrap(),
+                container_id: cid.map(|c| ContainerId::parse("c", &c).unwrap().unwrap()),
+                uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
+            };
+            let time = time_min.map(|m| Timestamp::from_second(ts("2026-11-30T09:00:00Z").as_second() + m * 60).unwrap().to_string());
+            let c = match grace { Some(g) => cfg(&[("GRACE_PERIOD_SECONDS", &g.to_string())]), None => cfg(&[]) };
+            (t, event(time.as_deref()), c)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_deletes_the_wrong_pod(p in any_pod(), (t, e, c) in any_case()) {
+            let v = verdict(&p, &t, &e, &c, ts(NOW));
+            if v.uid().is_some() {
+                let m = &p.metadata;
+                prop_assert_eq!(m.namespace.as_deref(), Some(t.namespace.as_str()));
+                prop_assert_eq!(m.name.as_deref(), Some(t.name.as_str()));
+                prop_assert_eq!(v.uid(), m.uid.as_deref());
+                if let Some(uid) = &t.uid {
+                    prop_assert_eq!(Some(uid.as_str()), m.uid.as_deref());
+                }
+                let protected = m.annotations.as_ref().is_some_and(|a| a.contains_key(PROTECT_ANNOTATION));
+                prop_assert!(!protected);
+                // Newer than the event, and nothing else proves identity: never.
+                let proven = t.uid.is_some()
+                    || t.container_id.as_ref().is_some_and(|c| container_matches(&p, c) == Some(true));
+                if !proven {
+                    let at = e.occurred_at();
+                    prop_assert!(at.is_some(), "no evidence at all yet {:?}", v);
+                    let created = m.creation_timestamp.as_ref().unwrap().0;
+                    prop_assert!(created.as_nanosecond() <= at.unwrap().as_nanosecond() + CLOCK_SKEW.as_nanos() as i128);
+                }
+                // A container id the pod reports and that does not match: never.
+                if t.uid.is_none() && let Some(cid) = &t.container_id {
+                    prop_assert_ne!(container_matches(&p, cid), Some(false));
+                }
+            }
+        }
+    }
+}
