@@ -17,6 +17,7 @@ use crate::{
     event::{Priority, Target},
     metrics::{ErrorLabels, EventLabels, Metrics},
     policy::{Decision, decide},
+    telemetry,
 };
 
 /// The answer to an event that was handled (every outcome is a success for the sender).
@@ -172,7 +173,14 @@ impl App {
             Err(e) => {
                 self.count("unknown", "invalid");
                 let excerpt = String::from_utf8_lossy(&body[..body.len().min(512)]);
-                tracing::warn!(outcome = "invalid", error = %e, body = %excerpt, "rejected a request that is not a Falco event");
+                let ce_id = headers.get("ce-id").and_then(|v| v.to_str().ok());
+                tracing::warn!(
+                    outcome = "invalid",
+                    ce_id = ce_id.unwrap_or("-"),
+                    error = %e,
+                    body = %excerpt,
+                    "rejected a request that is not a Falco event"
+                );
                 return Reply::error(
                     if matches!(e, DecodeError::Batch) {
                         StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -258,6 +266,8 @@ impl Inner {
             rule = ev.rule.as_str(),
             priority = ev.priority.as_str(),
             input = d.kind.as_str(),
+            uuid = uuid_of(d),
+            ce_id = ce_id_of(d),
             error = %e,
             "rejected an event naming an invalid identifier"
         );
@@ -301,6 +311,9 @@ impl Inner {
                     priority = ev.priority.as_str(),
                     input,
                     reason = o.reason.as_str(),
+                    // Redeliveries of one event carry the same ids: correlate them.
+                    uuid = uuid_of(d),
+                    ce_id = ce_id_of(d),
                     ms,
                     "event handled"
                 );
@@ -325,15 +338,18 @@ impl Inner {
                         kind: e.metric_label(),
                     })
                     .inc();
-                // The sender is told to retry; the log keeps the whole event for replay.
-                let whole = serde_json::to_string(ev).unwrap_or_default();
+                // The sender is told to retry; the log keeps the event for replay, bounded
+                // (LOG_EVENT_MAX_BYTES: largest fields cut first, never its identifiers).
+                let event = telemetry::bounded_event(ev, telemetry::LOG_EVENT_MAX_BYTES);
                 tracing::error!(
                     outcome = "error",
                     rule = ev.rule.as_str(),
                     priority = ev.priority.as_str(),
                     input,
+                    uuid = uuid_of(d),
+                    ce_id = ce_id_of(d),
                     error = %e,
-                    event = whole.as_str(),
+                    event = event.as_str(),
                     ms,
                     "could not act on event; the sender should retry"
                 );
@@ -353,4 +369,14 @@ impl Inner {
             }
         }
     }
+}
+
+/// Falco's `uuid` of the event, `-` when it has none (before Falco 0.33, or stripped).
+fn uuid_of(d: &Decoded) -> &str {
+    d.event.uuid.as_deref().unwrap_or("-")
+}
+
+/// The CloudEvent `id` the event came with, `-` when it was not a CloudEvent.
+fn ce_id_of(d: &Decoded) -> &str {
+    d.cloudevent.as_ref().map_or("-", |c| c.id.as_str())
 }
