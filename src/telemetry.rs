@@ -169,10 +169,11 @@ pub fn bounded_event<T: serde::Serialize>(event: &T, max: usize) -> String {
         let mut largest: Option<(usize, &mut String)> = None;
         for (k, v) in top.iter_mut() {
             match v {
-                Value::String(s) if !ID_KEYS.contains(&k.as_str()) => {
-                    if largest.as_ref().is_none_or(|(n, _)| s.len() > *n) {
-                        largest = Some((s.len(), s));
-                    }
+                Value::String(s)
+                    if !ID_KEYS.contains(&k.as_str())
+                        && largest.as_ref().is_none_or(|(n, _)| s.len() > *n) =>
+                {
+                    largest = Some((s.len(), s));
                 }
                 Value::Object(fields) if k == "output_fields" => {
                     for (fk, fv) in fields.iter_mut() {
@@ -210,7 +211,7 @@ pub fn bounded_event<T: serde::Serialize>(event: &T, max: usize) -> String {
             .filter(|(k, _)| !is_id_field(k))
             .map(|(k, v)| (k.len() + v.to_string().len() + 4, k.clone()))
             .collect();
-        sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        sizes.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         for (n, key) in sizes {
             if size + 24 <= max {
                 break;
