@@ -45,15 +45,15 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let s = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            _dir: dir,
+        };
         for _ in 0..400 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Server {
-                    child,
-                    addr,
-                    log,
-                    _dir: dir,
-                };
+            if tokio::net::TcpStream::connect(s.addr).await.is_ok() {
+                return s;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -61,13 +61,20 @@ impl Server {
     }
 
     /// Stops it (SIGTERM) and returns everything it logged.
-    fn stop(mut self) -> String {
+    fn stop(&mut self) -> String {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         let _ = self.child.wait();
         std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -101,7 +108,7 @@ fn kubeconfig_to_nowhere(dir: &Path) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn event_lines_carry_uuid_and_cloudevent_id_and_never_the_token() {
-    let s = Server::start(&[("DRY_RUN", "true")]).await;
+    let mut s = Server::start(&[("DRY_RUN", "true")]).await;
     let event = terminal_shell("prod", "web-1", "ee97d9c4186f");
     let uuid = serde_json::from_str::<Value>(&event).unwrap()["uuid"]
         .as_str()
@@ -141,7 +148,7 @@ async fn event_lines_carry_uuid_and_cloudevent_id_and_never_the_token() {
 async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kubeconfig_to_nowhere(dir.path());
-    let s = Server::start(&[
+    let mut s = Server::start(&[
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("API_TIMEOUT_SECONDS", "2"),
         ("LOG_FORMAT", "json"),
