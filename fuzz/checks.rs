@@ -8,7 +8,7 @@
 
 use falco_responder::{
     config::{Config, Rules},
-    decode::decode,
+    decode::{InputKind, decode, peek_plain},
     policy::{Decision, TEST_RULE, decide},
     verdict::{PROTECT_ANNOTATION, Verdict, verdict},
 };
@@ -41,6 +41,15 @@ pub fn split(data: &[u8]) -> (HeaderMap, &[u8]) {
 /// decode: never panics; what it accepts is an event the rest of the function can use.
 pub fn decode_one(data: &[u8]) {
     let (headers, body) = split(data);
+    // The cheap path to a skip reads a plain body exactly as decode does.
+    if let Some(p) = peek_plain(&headers, body) {
+        let d = decode(&headers, body).expect("peek accepted what decode refuses");
+        assert_eq!(d.kind, InputKind::Plain);
+        assert_eq!(d.event.rule, p.rule);
+        assert_eq!(d.event.priority, p.priority);
+        assert_eq!(d.event.source.as_deref(), p.source.as_deref());
+        assert_eq!(d.event.uuid.as_deref(), p.uuid.as_deref());
+    }
     if let Ok(d) = decode(&headers, body) {
         // A CloudEvent reply is promised exactly for CloudEvent inputs.
         assert_eq!(d.kind.is_cloudevent(), d.cloudevent.is_some());

@@ -154,6 +154,18 @@ impl App {
 
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Reply {
         let started = Instant::now();
+        // Skipping is cheap: a plain event is first read for the few fields the decision to
+        // skip needs (rule, priority, source); only an event that passes them is built whole.
+        if let Some(peek) = crate::decode::peek_plain(headers, body)
+            && let Some(reason) = crate::policy::skip_early(
+                &peek.rule,
+                peek.priority,
+                peek.source.as_deref(),
+                &self.config,
+            )
+        {
+            return self.skipped_early(&peek, reason, started);
+        }
         let decoded = match decode(headers, body) {
             Ok(d) => d,
             Err(DecodeError::OwnResult(what)) => {
@@ -280,6 +292,43 @@ impl Inner {
                 rule: Some(ev.rule.clone()),
                 priority: Some(ev.priority),
                 input: Some(d.kind),
+            }),
+            cloudevent: None,
+        }
+    }
+
+    /// The answer `finish` gives a skip, from the peeked fields: the same line, metric and body.
+    fn skipped_early(
+        &self,
+        peek: &crate::decode::Peek<'_>,
+        reason: String,
+        started: Instant,
+    ) -> Reply {
+        self.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        self.count(InputKind::Plain.as_str(), OutcomeKind::Skipped.as_str());
+        tracing::info!(
+            outcome = OutcomeKind::Skipped.as_str(),
+            pod = "-",
+            rule = &*peek.rule,
+            priority = peek.priority.as_str(),
+            input = InputKind::Plain.as_str(),
+            reason = reason.as_str(),
+            uuid = peek.uuid.as_deref().unwrap_or("-"),
+            ce_id = "-",
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "event handled"
+        );
+        Reply {
+            status: StatusCode::OK,
+            body: Body::Handled(Handled {
+                outcome: OutcomeKind::Skipped,
+                reason,
+                pod: None,
+                rule: peek.rule.to_string(),
+                priority: peek.priority,
+                input: InputKind::Plain,
             }),
             cloudevent: None,
         }
