@@ -6,9 +6,11 @@
 #
 # Extra arguments are passed to kn, e.g. `--target /tmp/ksvc.yaml` writes the Service to a
 # file instead of creating it (offline), `--force` replaces an existing Service.
-# Differences from service.yaml: kn has no flags for runAsGroup, readOnlyRootFilesystem or
-# seccompProfile (`--security-context strict` sets runAsNonRoot, allowPrivilegeEscalation
-# false and drops all capabilities); use service.yaml when those matter.
+# Differences from service.yaml: kn has no flags for runAsGroup or readOnlyRootFilesystem
+# (`--security-context strict` sets runAsNonRoot, allowPrivilegeEscalation false, drops all
+# capabilities and sets seccompProfile RuntimeDefault: knative client pkg/flags/podspec_helper.go
+# DefaultStrictSecCon); use service.yaml when those matter. Like `func deploy`, kn leaves the
+# container unnamed, so Knative calls it `user-container` (as service.yaml does too).
 set -euo pipefail
 
 IMAGE=${IMAGE:-ghcr.io/falco-responder/falco-responder:0.1.0}
@@ -25,6 +27,7 @@ exec kn service create falco-responder \
   --env DRY_RUN=false \
   --env GRACE_PERIOD_SECONDS=5 \
   --env DEDUP_SECONDS=30 \
+  --env MAX_BODY_BYTES=1048576 \
   --env API_TIMEOUT_SECONDS=10 \
   --env LOG_FORMAT=json \
   --env RUST_LOG=info \

@@ -85,13 +85,16 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// Does `target` carry a pod uid or container id that proves it names this pod?
+    /// Does `target` carry a pod uid or container id that proves it names this pod? As in the
+    /// verdict, a uid decides first: another uid is no proof, whatever the container.
     pub fn proves(&self, target: &Target) -> bool {
-        target.uid.as_ref().is_some_and(|u| u.as_str() == self.uid)
-            || target
+        match &target.uid {
+            Some(u) => u.as_str() == self.uid,
+            None => target
                 .container_id
                 .as_ref()
-                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c)))
+                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c))),
+        }
     }
 }
 
@@ -409,9 +412,14 @@ impl Kube {
             Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
         };
         let now = jiff::Timestamp::now();
+        // `<pod>.<hex>` must stay a valid name (≤ 253) for pod names near the limit: cut the pod
+        // part, and end it on a letter or digit.
+        let suffix = format!(".{:x}", now.as_nanosecond());
+        let prefix = &t.name.as_str()[..t.name.as_str().len().min(253 - suffix.len())];
+        let prefix = prefix.trim_end_matches(['-', '.']);
         KubeEvent {
             metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", t.name, now.as_nanosecond())),
+                name: Some(format!("{prefix}{suffix}")),
                 namespace: Some(t.namespace.to_string()),
                 ..Default::default()
             },

@@ -248,7 +248,9 @@ impl Inner {
                     }
                     result
                 };
-                self.coalescer.run(target, act).await
+                self.coalescer
+                    .run(target, decoded.event.occurred_at(), act)
+                    .await
             }
             None => Ok(Outcome {
                 kind: OutcomeKind::DryRun,

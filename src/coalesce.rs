@@ -3,7 +3,9 @@
 //! wait for its result), and a successful outcome is remembered for DEDUP_SECONDS, so a storm
 //! costs one GET and one DELETE. A remembered outcome answers a later event only when that event
 //! proves it names the same pod (its uid or container id matches the pod the outcome was decided
-//! on): a pod recreated under the same name is always looked at again. Failures are never
+//! on): a pod recreated under the same name is always looked at again. Only outcomes about the
+//! pod itself are remembered (the event proved it was that pod, and it was not `stale`): an
+//! answer about one event (`stale`, nothing proves it) never answers another. Failures are never
 //! remembered: the next event tries again.
 
 use std::{
@@ -12,10 +14,11 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::jiff::Timestamp;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    action::{ActionError, Outcome},
+    action::{ActionError, Outcome, OutcomeKind},
     event::Target,
     ident::{Namespace, PodName},
 };
@@ -27,8 +30,11 @@ const SWEEP_ABOVE: usize = 1024;
 
 #[derive(Default)]
 struct State {
-    /// Keyed by the whole target: only identical events share a round trip.
-    in_flight: HashMap<Target, watch::Receiver<Shared>>,
+    /// Keyed by the whole target, with the leader's event time: only identical events (same
+    /// target, same time) share a result as it is. The verdict compares the event's time with the
+    /// pod's creation when nothing else proves identity, so an old (replayed or forged) event must
+    /// not hand its `stale` to a current one; those only take what the memory can prove.
+    in_flight: HashMap<Target, (Option<Timestamp>, watch::Receiver<Shared>)>,
     /// Keyed by the pod's name; reused only when the event proves it is the same pod.
     done: HashMap<(Namespace, PodName), (Instant, Outcome)>,
 }
@@ -71,14 +77,23 @@ impl Coalescer {
         }
     }
 
-    /// Runs `act` for `key` unless an identical event is in flight (then waits for its result)
-    /// or an outcome for the same, proven pod succeeded within the window (then answers with it).
-    pub async fn run<F, Fut>(&self, key: &Target, act: F) -> Result<Outcome, ActionError>
+    /// Runs `act` for `key` (an event at `at`) unless an identical event is in flight (then waits
+    /// for its result) or an outcome for the same, proven pod succeeded within the window (then
+    /// answers with it).
+    pub async fn run<F, Fut>(
+        &self,
+        key: &Target,
+        at: Option<Timestamp>,
+        act: F,
+    ) -> Result<Outcome, ActionError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Outcome, ActionError>>,
     {
         let mut act = Some(act);
+        // Whether this event already waited for a leader of another time: it waits once only,
+        // then looks alongside the next one (never queued behind leader after leader).
+        let mut waited = false;
         loop {
             let (tx, mut waiting) = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -95,22 +110,30 @@ impl Coalescer {
                     return Ok(o);
                 }
                 match state.in_flight.get(key) {
-                    Some(rx) => (None, Some(rx.clone())),
+                    Some((leader_at, rx)) if *leader_at == at || !waited => {
+                        (None, Some((*leader_at == at, rx.clone())))
+                    }
+                    Some(_) => (None, None),
                     None => {
                         if state.done.len() > SWEEP_ABOVE {
                             let window = self.window;
                             state.done.retain(|_, (at, _)| at.elapsed() < window);
                         }
                         let (tx, rx) = watch::channel(None);
-                        state.in_flight.insert(key.clone(), rx);
+                        state.in_flight.insert(key.clone(), (at, rx));
                         (Some(tx), None)
                     }
                 }
             };
-            if let Some(rx) = waiting.as_mut() {
-                // A dropped sender means the leader was cancelled: loop and take over.
+            if let Some((identical, rx)) = waiting.as_mut() {
+                waited |= !*identical;
+                // A dropped sender means the leader was cancelled: loop and take over. An event
+                // of another time loops too: the memory (updated before the result is sent)
+                // answers it if its outcome was about the pod and this event proves that pod;
+                // otherwise it looks itself.
                 if let Ok(shared) = rx.wait_for(Option::is_some).await
                     && let Some(result) = shared.clone()
+                    && *identical
                 {
                     return result.map(|mut o| {
                         o.reason = format!(
@@ -122,31 +145,51 @@ impl Coalescer {
                 }
                 continue;
             }
-            let tx = tx.expect("leader has a sender");
-            let mut guard = LeaderGuard {
+            // `tx` is None when this event acts alongside another time's leader.
+            let mut guard = tx.as_ref().map(|_| LeaderGuard {
                 state: &self.state,
                 key,
                 armed: true,
-            };
-            let act = act.take().expect("the leader acts once");
+            });
+            let act = act.take().expect("an event acts once");
             let result = act().await;
             {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                state.in_flight.remove(key);
+                if tx.is_some() {
+                    state.in_flight.remove(key);
+                }
                 match &result {
-                    Ok(outcome) if !self.window.is_zero() && outcome.seen.is_some() => {
+                    // Only an outcome about the pod itself (this event proved it was that pod)
+                    // may answer another event: `stale` and "nothing proves it" are about the
+                    // event, and reusing them would spare the pod a true event.
+                    Ok(outcome)
+                        if !self.window.is_zero()
+                            && outcome.kind != OutcomeKind::Stale
+                            && outcome.seen.as_ref().is_some_and(|s| s.proves(key)) =>
+                    {
                         state
                             .done
                             .insert(name_of(key), (Instant::now(), outcome.clone()));
                     }
-                    // A failure, or an outcome about no pod: the next event looks again.
+                    // A failure, or an outcome about no pod or another one: the next event looks
+                    // again. An outcome about this event only leaves what is known of the pod.
                     _ => {
-                        state.done.remove(&name_of(key));
+                        let name = name_of(key);
+                        let uid = |o: &Outcome| o.seen.as_ref().map(|s| s.uid.clone());
+                        let same_pod = matches!((&result, state.done.get(&name)),
+                            (Ok(o), Some((_, known))) if uid(o).is_some() && uid(o) == uid(known));
+                        if !same_pod {
+                            state.done.remove(&name);
+                        }
                     }
                 }
-                guard.armed = false;
+                if let Some(guard) = guard.as_mut() {
+                    guard.armed = false;
+                }
             }
-            let _ = tx.send(Some(result.clone()));
+            if let Some(tx) = tx {
+                let _ = tx.send(Some(result.clone()));
+            }
             return result;
         }
     }
@@ -156,7 +199,7 @@ impl Coalescer {
 mod tests {
     use super::*;
     use crate::{
-        action::{OutcomeKind, Seen},
+        action::Seen,
         ident::{ContainerId, PodUid},
     };
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -199,7 +242,7 @@ mod tests {
         for _ in 0..50 {
             let (c, calls, t) = (c.clone(), calls.clone(), t.clone());
             tasks.push(tokio::spawn(async move {
-                c.run(&t, || async {
+                c.run(&t, None, || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     Ok(deleted())
@@ -221,17 +264,17 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok(deleted())
         };
-        c.run(&target("p"), act).await.unwrap();
-        let again = c.run(&target("p"), act).await.unwrap();
+        c.run(&target("p"), None, act).await.unwrap();
+        let again = c.run(&target("p"), None, act).await.unwrap();
         assert!(
             again.reason.starts_with("already handled"),
             "{}",
             again.reason
         );
-        c.run(&target("other"), act).await.unwrap();
+        c.run(&target("other"), None, act).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         tokio::time::advance(Duration::from_secs(6)).await;
-        c.run(&target("p"), act).await.unwrap();
+        c.run(&target("p"), None, act).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
@@ -243,24 +286,31 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok(deleted())
         };
-        c.run(&target("p"), act).await.unwrap();
+        c.run(&target("p"), None, act).await.unwrap();
         // No uid, no container id: the name may belong to a new pod by now. Look again.
         let mut bare = target("p");
         bare.container_id = None;
-        let o = c.run(&bare, act).await.unwrap();
+        let o = c.run(&bare, None, act).await.unwrap();
         assert!(!o.reason.starts_with("already handled"), "{}", o.reason);
         // Another container: look again.
         let mut other = target("p");
         other.container_id = Some(cid("0123456789ab"));
-        c.run(&other, act).await.unwrap();
+        c.run(&other, None, act).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         // The uid of the pod the memory holds proves it.
         let mut by_uid = target("p");
         by_uid.container_id = None;
         by_uid.uid = Some(PodUid::parse("u", "0f9a4c1e-1111-2222-3333-444455556666").unwrap());
-        let o = c.run(&by_uid, act).await.unwrap();
+        let o = c.run(&by_uid, None, act).await.unwrap();
         assert!(o.reason.starts_with("already handled"), "{}", o.reason);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Another uid with the remembered container: the verdict calls that `stale` (the uid
+        // decides first), so the memory must not answer it `deleted`.
+        let mut other_uid = target("p");
+        other_uid.uid = Some(PodUid::parse("u", "9a9a4c1e-1111-2222-3333-444455556666").unwrap());
+        let o = c.run(&other_uid, None, act).await.unwrap();
+        assert!(!o.reason.starts_with("already handled"), "{}", o.reason);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
@@ -274,8 +324,8 @@ mod tests {
                 message: "down".into(),
             })
         };
-        assert!(c.run(&target("p"), fail).await.is_err());
-        assert!(c.run(&target("p"), fail).await.is_err());
+        assert!(c.run(&target("p"), None, fail).await.is_err());
+        assert!(c.run(&target("p"), None, fail).await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -283,7 +333,7 @@ mod tests {
     async fn a_cancelled_leader_does_not_block_the_next_event() {
         let c = Coalescer::new(Duration::from_secs(5));
         let t = target("p");
-        let hung = c.run(&t, std::future::pending);
+        let hung = c.run(&t, None, std::future::pending);
         assert!(
             tokio::time::timeout(Duration::from_millis(20), hung)
                 .await
@@ -291,10 +341,65 @@ mod tests {
         );
         let o = tokio::time::timeout(
             Duration::from_secs(1),
-            c.run(&t, || async { Ok(deleted()) }),
+            c.run(&t, None, || async { Ok(deleted()) }),
         )
         .await
         .expect("not blocked by the cancelled leader");
         assert_eq!(o.unwrap().kind, OutcomeKind::Deleted);
+    }
+
+    #[tokio::test]
+    async fn outcomes_about_the_event_are_not_remembered() {
+        let calls = AtomicUsize::new(0);
+        // The pod whose container is CID, found `stale` for an event naming another container,
+        // or left alone because an event proved nothing.
+        for kind in [OutcomeKind::Stale, OutcomeKind::Skipped] {
+            let c = Coalescer::new(Duration::from_secs(5));
+            let mut other = target("p");
+            other.container_id = if kind == OutcomeKind::Stale {
+                Some(cid("0123456789ab"))
+            } else {
+                None
+            };
+            let about_event = || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(Outcome { kind, ..deleted() })
+            };
+            c.run(&other, None, about_event).await.unwrap();
+            // The event that proves the pod (container CID) must look again.
+            let o = c
+                .run(&target("p"), None, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(deleted())
+                })
+                .await
+                .unwrap();
+            assert_eq!(o.kind, OutcomeKind::Deleted, "after {kind:?}: {}", o.reason);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_events_at_different_times_still_acts_once() {
+        // One noisy rule: every event has its own time, all prove the pod by its container.
+        let c = Coalescer::new(Duration::from_secs(5));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (c, calls) = (c.clone(), calls.clone());
+            let at = Timestamp::from_second(1_700_000_000 + i).ok();
+            tasks.push(tokio::spawn(async move {
+                c.run(&target("p"), at, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(deleted())
+                })
+                .await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().kind, OutcomeKind::Deleted);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -266,14 +266,7 @@ impl Config {
                 why,
             })?),
         };
-        let dry_run = match non_empty(raw.dry_run) {
-            None => false,
-            Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Value {
-                var: "DRY_RUN",
-                value: v.clone(),
-                why: "expected true or false".into(),
-            })?,
-        };
+        let dry_run = bool_var("DRY_RUN", raw.dry_run)?;
         let log_format = match non_empty(raw.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -296,14 +289,7 @@ impl Config {
             API_TIMEOUT_RANGE,
         )?;
         let dedup_seconds = in_range("DEDUP_SECONDS", raw.dedup_seconds.unwrap_or(5), DEDUP_RANGE)?;
-        let allow_force_delete = match non_empty(raw.allow_force_delete) {
-            None => false,
-            Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Value {
-                var: "ALLOW_FORCE_DELETE",
-                value: v.clone(),
-                why: "expected true or false".into(),
-            })?,
-        };
+        let allow_force_delete = bool_var("ALLOW_FORCE_DELETE", raw.allow_force_delete)?;
         let grace_period_seconds = match raw.grace_period_seconds {
             None => None,
             Some(g) => {
@@ -430,6 +416,18 @@ fn namespace_list(var: &'static str, s: &str) -> Result<Vec<Namespace>, ConfigEr
             })
         })
         .collect()
+}
+
+/// A boolean variable; unset is false.
+fn bool_var(var: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+    match non_empty(value) {
+        None => Ok(false),
+        Some(v) => parse_bool(&v).ok_or(ConfigError::Value {
+            var,
+            value: v,
+            why: "expected true or false".into(),
+        }),
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {

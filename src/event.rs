@@ -199,9 +199,13 @@ impl FalcoEvent {
             .transpose()
             .map_err(NoTarget::Invalid)?;
         let raw_container = self.field("container.id");
-        let container_id = match raw_container {
-            Some(v) => ContainerId::parse("container.id", v).map_err(NoTarget::Invalid)?,
-            None => None,
+        let container_id = match raw_container.map(|v| ContainerId::parse("container.id", v)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) if namespace.is_some() || name.is_some() => {
+                return Err(NoTarget::Invalid(e));
+            }
+            // Without a pod it decides nothing: LXC containers are named, not hex.
+            Some(Err(_)) | None => None,
         };
         let uid = self
             .first_keyed(&["k8smeta.pod.uid", "k8s.pod.uid"])
@@ -221,7 +225,7 @@ impl FalcoEvent {
             _ if raw_container == Some("host") => Err(NoTarget::Other(
                 "host event (container.id=host): no pod to act on".into(),
             )),
-            _ if container_id.is_some() => Err(NoTarget::Other(
+            _ if raw_container.is_some() => Err(NoTarget::Other(
                 "container event without Kubernetes pod fields (not a pod, or Falco lacks k8s metadata)"
                     .into(),
             )),
@@ -413,5 +417,26 @@ mod tests {
             serde_json::json!({"k8s.ns.name": 42, "k8s.pod.name": "<NA>"}),
         );
         assert!(e.target().is_err());
+    }
+
+    #[test]
+    fn a_container_id_of_another_runtime_without_a_pod_is_no_invalid_event() {
+        // LXC and libvirt-lxc containers are named, not hex: without pod fields such an event is
+        // simply not about a pod (skipped), not a malformed one (400, dead-lettered).
+        let e = ev(
+            Some("syscall"),
+            serde_json::json!({"container.id": "web-lxc", "k8s.pod.name": null}),
+        );
+        let t = e.target();
+        assert!(
+            matches!(&t, Err(NoTarget::Other(why)) if why.contains("without Kubernetes pod")),
+            "{t:?}"
+        );
+        // With a pod named, the same container id is refused.
+        let e = ev(
+            Some("syscall"),
+            serde_json::json!({"container.id": "web-lxc", "k8s.ns.name": "prod", "k8s.pod.name": "web-0"}),
+        );
+        assert!(matches!(e.target(), Err(NoTarget::Invalid(i)) if i.field == "container.id"));
     }
 }

@@ -14,7 +14,7 @@ use prometheus_client::{
 pub struct EventLabels {
     /// plain, cloudevent-binary, ... or `unknown` when the body could not be decoded.
     pub input: &'static str,
-    /// deleted, dry-run, gone, skipped, stale, invalid, error.
+    /// deleted, dry-run, gone, skipped, stale, terminating, invalid, error.
     pub outcome: &'static str,
 }
 

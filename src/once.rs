@@ -8,7 +8,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::app::App;
 
-/// Exit codes: 0 deleted/gone/skipped/stale/dry-run; 1 could not act (retry the step);
+/// Exit codes: 0 deleted/gone/skipped/stale/terminating/dry-run; 1 could not act (retry the step);
 /// 2 the input is not a Falco event.
 pub async fn run(app: &App, body_env: Option<String>) -> std::io::Result<ExitCode> {
     let body = match body_env {

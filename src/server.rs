@@ -479,6 +479,10 @@ async fn serve_http(
         .max_buf_size(64 << 10)
         // Our watchdog bounds headers and body together (hyper's timeout covers headers only).
         .header_read_timeout(None)
+        // A sender that closes right after its request (a fire-and-forget webhook, a
+        // timed-out client) must not cancel the event: hyper would otherwise drop the
+        // request at EOF, before it is read and decided.
+        .half_close(true)
         .serve_connection(
             TokioIo::new(Io {
                 stream,

@@ -496,6 +496,24 @@ mod tests {
         assert!(matches!(v, Verdict::Terminating { .. }), "{v:?}");
     }
 
+    /// A container that (re)started a moment ago is not in the pod's status yet: the kubelet
+    /// reports it a second or two later. A true event from it, for a pod that existed long before
+    /// the event, is answered `stale` (200, never retried), and the shell stays. An attacker who
+    /// kills PID 1 and execs into the new container at once gets exactly this. A retry (503)
+    /// while the event is recent would let the status catch up; not decided here.
+    #[test]
+    #[ignore = "review-8 finding, not fixed: a true event during the kubelet's status lag is stale"]
+    fn a_container_not_reported_yet_in_a_pod_older_than_the_event_is_not_stale() {
+        let p = pod("2026-11-30T09:00:00Z", &[CID]);
+        let v = run(
+            &p,
+            &target(Some(&OLD_CID[..12]), None),
+            &event(Some("2026-11-30T09:59:59Z")),
+            &cfg(&[]),
+        );
+        assert!(!matches!(v, Verdict::Stale { .. }), "{v:?}");
+    }
+
     #[test]
     fn another_object_than_the_one_asked_for_is_a_mismatch() {
         let mut p = pod("2026-11-30T09:00:00Z", &[CID]);

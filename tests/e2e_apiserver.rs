@@ -998,3 +998,49 @@ async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
     );
     assert!(responder.logs().contains("ignored our own result"));
 }
+
+#[tokio::test]
+async fn a_stale_answer_never_spares_the_pod_from_the_true_event() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "stale-memory").await;
+    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    // A process in the pod (no AUTH_TOKEN needed) posts events naming its pod with another
+    // container id, or an old event about the pod's predecessor is replayed: `stale`.
+    let forged = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "web-0", OTHER_CID))
+        .await;
+    assert_eq!(forged.json()["outcome"], "stale", "{}", forged.json());
+    // Falco's true event, within DEDUP_SECONDS: the pod is deleted.
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, "web-0", CID))
+        .await;
+    assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
+    assert!(terminating(&admin, &ns, "web-0").await);
+}
+
+#[tokio::test]
+async fn a_pod_with_a_name_at_the_length_limit_gets_its_event() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let ns = support::namespace(&admin, "long-name").await;
+    let name = format!("{}-{}", "a".repeat(200), "b".repeat(52));
+    assert_eq!(name.len(), 253);
+    support::create_pod(&admin, &ns, &name, CID, &[]).await;
+    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let r = responder
+        .send(Envelope::Plain, &terminal_shell(&ns, &name, CID))
+        .await;
+    assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
+    let events = wait_events(&admin, &ns, &name, 1).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("FalcoPodDeleted"))
+            .count(),
+        1,
+        "{}",
+        responder.logs()
+    );
+}

@@ -342,3 +342,27 @@ async fn shutdown_finishes_in_flight_events_and_stops_accepting() {
         "still accepting after shutdown"
     );
 }
+
+/// A sender (or an attacker, without AUTH_TOKEN) that announces a body and never sends it must
+/// not hold its connection forever: MAX_CONNECTIONS of them would stop the server accepting
+/// events. Paused clock: the server's timeouts pass instantly while both sides wait.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_arrives_does_not_hold_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = dry(&[]).await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"rule\":";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(600), stream.read_to_end(&mut raw)).await;
+    assert!(
+        read.is_ok(),
+        "the connection is still open after 10 minutes without the rest of the body"
+    );
+    assert_eq!(
+        common::parse_response(&raw).status,
+        408,
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+}

@@ -582,3 +582,97 @@ async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
     drop(app);
     no_more_calls(api).await;
 }
+
+/// A forged (or replayed) event that names the pod with another container id is `stale`. That
+/// answer is about the event, not the pod: it must never be reused for the genuine event that
+/// proves the pod (its container id matches). Otherwise a process in the pod that keeps posting
+/// such events (no AUTH_TOKEN) makes every real Falco event `stale` and the pod is never deleted.
+#[tokio::test]
+async fn a_stale_answer_is_never_reused_for_an_event_that_proves_the_pod() {
+    let (app, mut api) = app(&[]);
+    let app = std::sync::Arc::new(app);
+    let forged = common::terminal_shell(NS, POD, &"0123456789ab".repeat(2));
+    let a = app.clone();
+    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), forged.as_bytes()).await });
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    assert_eq!(call.await.unwrap().json()["outcome"], "stale");
+
+    // The genuine event (container CID) within DEDUP_SECONDS: the pod is looked at and deleted.
+    let a = app.clone();
+    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), &event()).await });
+    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let reply = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+    drop(app);
+    no_more_calls(api).await;
+}
+
+/// An event without uid or container id, as k8s_audit events are, at `time`.
+fn timed_event(time: &str) -> String {
+    let mut ev: Value = serde_json::from_slice(&event()).unwrap();
+    ev["output_fields"]["container.id"] = Value::Null;
+    ev["time"] = json!(time);
+    ev.to_string()
+}
+
+/// Two events for one pod name, neither with uid nor container id, differ in time: an old one
+/// (replayed, or forged with an old `time`) is `stale` for a pod created after it, a current one
+/// is not. Sharing the first one's round trip would answer the current one `stale` too, and the
+/// pod would survive a true event.
+#[tokio::test]
+async fn concurrent_events_that_differ_in_time_do_not_share_a_verdict() {
+    let (app, mut api) = app(&[]);
+    let app = std::sync::Arc::new(app);
+    let mut live = pod(CID, json!({}));
+    live["metadata"]["creationTimestamp"] = json!("2026-11-30T09:00:00Z");
+
+    let a = app.clone();
+    let old = tokio::spawn(async move {
+        let body = timed_event("2026-11-30T08:00:00Z");
+        a.handle(&HeaderMap::new(), body.as_bytes()).await
+    });
+    // The old event's GET is in flight when the current one arrives.
+    let (_, send_old) = next(&mut api, Method::GET, POD_PATH).await;
+    let a = app.clone();
+    let current = tokio::spawn(async move {
+        let body = timed_event("2026-11-30T09:30:00Z");
+        a.handle(&HeaderMap::new(), body.as_bytes()).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_old.send_response(ok(live.clone()));
+    assert_eq!(old.await.unwrap().json()["outcome"], "stale");
+
+    answer(&mut api, Method::GET, POD_PATH, ok(live.clone())).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(live)).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let reply = current.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+}
+
+/// The Event's name is `<pod>.<hex>`: for a pod name near the 253-character limit that is no
+/// valid object name, the API refuses it and a deletion goes without its Event.
+#[tokio::test]
+async fn the_event_of_a_pod_with_a_long_name_has_a_valid_name() {
+    let (app, mut api) = app(&[]);
+    let name = format!("{}-{}", "a".repeat(240), "b".repeat(12));
+    assert_eq!(name.len(), 253);
+    let path = format!("/api/v1/namespaces/{NS}/pods/{name}");
+    let body = common::terminal_shell(NS, &name, CID);
+    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), body.as_bytes()).await });
+    let mut live = pod(CID, json!({}));
+    live["metadata"]["name"] = json!(name);
+    answer(&mut api, Method::GET, &path, ok(live.clone())).await;
+    answer(&mut api, Method::DELETE, &path, ok(live)).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    let ev_name = ev["metadata"]["name"].as_str().unwrap().to_string();
+    send.send_response(ok(ev.clone()));
+    assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
+    assert!(
+        falco_responder::ident::PodName::parse("metadata.name", &ev_name).is_ok(),
+        "the Event's name is no valid object name ({} characters): {ev_name}",
+        ev_name.len()
+    );
+    assert_eq!(ev["regarding"]["name"], name);
+}

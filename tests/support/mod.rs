@@ -856,3 +856,85 @@ fn wait_for_tcp(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---- CRDs and tools for the Helm/kubectl tests (tests/helm_e2e.rs) ---------------------------
+
+/// An `apiextensions.k8s.io/v1` CRD around the `openAPIV3Schema` of a datree CRDs-catalog file
+/// (`tests/schemas/.../<kind>_<version>.json`). The catalog closes objects with
+/// `additionalProperties: false`, which a structural CRD schema may not say, and adds `$schema`:
+/// both are dropped (the API server prunes unknown fields instead), and so are `default`s
+/// (kube-apiserver 1.20 rejects the catalog's `default: ""`; defaulting is not under test), with
+/// the list-map markers that need them.
+pub fn crd_from_schema(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    schema: &Path,
+) -> Value {
+    fn clean(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("$schema");
+                if m.contains_key("type") {
+                    m.remove("default");
+                    // A list-map needs its keys defaulted; an atomic list is all we need.
+                    m.remove("x-kubernetes-list-map-keys");
+                    m.remove("x-kubernetes-list-type");
+                }
+                if m.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    m.remove("additionalProperties");
+                }
+                m.values_mut().for_each(clean);
+            }
+            Value::Array(a) => a.iter_mut().for_each(clean),
+            _ => {}
+        }
+    }
+    let text =
+        fs::read_to_string(schema).unwrap_or_else(|e| panic!("reading {}: {e}", schema.display()));
+    let mut schema: Value = serde_json::from_str(&text).unwrap();
+    clean(&mut schema);
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": { "name": format!("{plural}.{group}") },
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": { "kind": kind, "plural": plural, "singular": kind.to_lowercase(),
+                       "listKind": format!("{kind}List") },
+            "versions": [{ "name": version, "served": true, "storage": true,
+                           "schema": { "openAPIV3Schema": schema } }]
+        }
+    })
+}
+
+/// Server-side-applies CRD objects and waits until each is Established (its kind is served).
+pub async fn ensure_crds(client: &Client, crds: &[Value]) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        api.patch(name, &pp, &Patch::Apply(crd))
+            .await
+            .unwrap_or_else(|e| panic!("creating CRD {name}: {e}"));
+    }
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = api.get(name).await.unwrap();
+            let established = c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if established {
+                break;
+            }
+            assert!(Instant::now() < deadline, "CRD {name} not Established");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

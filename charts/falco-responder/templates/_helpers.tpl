@@ -1,0 +1,167 @@
+{{/* Name of the chart's objects: the release name when it already says falco-responder. */}}
+{{- define "falco-responder.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "falco-responder.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "falco-responder.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "falco-responder.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "falco-responder.labels" -}}
+{{ include "falco-responder.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/* OpenFaaS CE without dedicatedToken: the function runs as its namespace's `default`. */}}
+{{- define "falco-responder.createServiceAccount" -}}
+{{- if and .Values.serviceAccount.create (or (ne .Values.platform "openfaas") .Values.openfaas.dedicatedToken) }}true{{ end }}
+{{- end }}
+
+{{- define "falco-responder.serviceAccountName" -}}
+{{- if and (eq .Values.platform "openfaas") (not .Values.openfaas.dedicatedToken) }}
+{{- print "default" }}
+{{- else if .Values.serviceAccount.create }}
+{{- default (include "falco-responder.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "falco-responder.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the caller's bearer token (AUTH_TOKEN_FILE). */}}
+{{- define "falco-responder.authSecretName" -}}
+{{- default (printf "%s-auth" (include "falco-responder.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* Where the auth token file is mounted in the container. */}}
+{{- define "falco-responder.authTokenFile" -}}
+{{- if eq .Values.platform "openfaas" }}
+{{- printf "/var/openfaas/secrets/%s" .Values.auth.secretKey }}
+{{- else }}
+{{- printf "/var/run/secrets/falco-responder/%s" .Values.auth.secretKey }}
+{{- end }}
+{{- end }}
+
+{{/* A value as the env var string: whole numbers without the float64 notation YAML gives them. */}}
+{{- define "falco-responder.str" -}}
+{{- if kindIs "float64" . }}{{ int64 . }}{{ else if kindIs "invalid" . }}{{ else }}{{ toString . }}{{ end }}
+{{- end }}
+
+{{/*
+The function's environment as a YAML map NAME: "value", only the variables that are set. Each
+key of `config` is one variable of the README's configuration table, named in camelCase
+(minPriority -> MIN_PRIORITY): a new variable is one new key in values.yaml and its schema.
+PORT is left to Knative, which injects it.
+*/}}
+{{- define "falco-responder.envMap" -}}
+{{- $env := dict }}
+{{- range $k, $v := .Values.config }}
+{{- $_ := set $env ($k | snakecase | upper) (include "falco-responder.str" $v) }}
+{{- end }}
+{{- if eq .Values.platform "knative" }}{{ $_ := unset $env "PORT" }}{{ end }}
+{{- /* An opt-in: only said when given. */}}
+{{- if not .Values.config.allowForceDelete }}{{ $_ := unset $env "ALLOW_FORCE_DELETE" }}{{ end }}
+{{- if .Values.auth.enabled }}{{ $_ := set $env "AUTH_TOKEN_FILE" (include "falco-responder.authTokenFile" .) }}{{ end }}
+{{- if and (eq .Values.platform "openfaas") .Values.openfaas.dedicatedToken }}
+{{- $_ := set $env "KUBE_TOKEN_FILE" "/var/openfaas/secrets/token" }}
+{{- end }}
+{{- range $k, $v := $env }}
+{{- if ne $v "" }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The env list of a Kubernetes container: envMap, then extraEnv. */}}
+{{- define "falco-responder.containerEnv" -}}
+{{- $list := list }}
+{{- range $k, $v := (include "falco-responder.envMap" . | fromYaml) }}
+{{- $list = append $list (dict "name" $k "value" $v) }}
+{{- end }}
+{{- toYaml (concat $list .Values.extraEnv) }}
+{{- end }}
+
+{{/* The rules the function needs, and nothing else (tests/helm_e2e.rs proves both). */}}
+{{- define "falco-responder.rbacRules" -}}
+# get: read the pod (uid, containers) before acting; delete: the response itself.
+# No list/watch: the pod is named in the Falco event.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "delete"]
+# The audit trail (FalcoPodDeleted / FalcoDryRun Events). The function only ever creates
+# Events, so "create" alone is granted.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* The URL the platform gives the function, inside the cluster. */}}
+{{- define "falco-responder.url" -}}
+{{- $fullname := include "falco-responder.fullname" . }}
+{{- if .Values.argo.url }}
+{{- .Values.argo.url }}
+{{- else if eq .Values.platform "kubernetes" }}
+{{- printf "http://%s.%s.svc.cluster.local:%v" $fullname .Release.Namespace .Values.service.port }}
+{{- else if eq .Values.platform "knative" }}
+{{- printf "http://%s.%s.svc.cluster.local" $fullname .Release.Namespace }}
+{{- else }}
+{{- printf "http://gateway.%s:8080/function/%s.%s" .Values.networkPolicy.openfaas.gatewayNamespace $fullname .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{- define "falco-responder.argo.sensorName" -}}
+{{- default (printf "%s-%s" (include "falco-responder.fullname" .) (ternary "workflow" .Values.platform (eq .Values.argo.trigger "workflow"))) .Values.argo.sensorName }}
+{{- end }}
+
+{{- define "falco-responder.argo.eventSourceAuthName" -}}
+{{- default (printf "%s-eventsource-auth" (include "falco-responder.fullname" .)) .Values.argo.eventSource.authSecret.name }}
+{{- end }}
+
+{{- define "falco-responder.argo.sensorAuthName" -}}
+{{- default (printf "%s-sensor-auth" (include "falco-responder.fullname" .)) .Values.argo.sensorAuthSecret.name }}
+{{- end }}
+
+{{/* A generated token, or the one a Secret already holds (kept across upgrades). */}}
+{{- define "falco-responder.keptToken" -}}
+{{- $token := randAlphaNum 48 }}
+{{- with (lookup "v1" "Secret" .ns .name) }}
+{{- with (index (default dict .data) $.key) }}
+{{- $token = b64dec . }}
+{{- end }}
+{{- end }}
+{{- $token }}
+{{- end }}
+
+{{/* The waits between attempts, spelled "2 s, 4 s and 8 s": first, factor, n retries. */}}
+{{- define "falco-responder.waits" -}}
+{{- $w := float64 .first }}
+{{- $out := list }}
+{{- range $i := until (int .n) }}
+{{- $out = append $out (printf "%s s" (ternary (printf "%d" (int64 $w)) (toString $w) (eq (floor $w) $w))) }}
+{{- $w = mulf $w $.factor }}
+{{- end }}
+{{- if eq (len $out) 1 }}{{ first $out }}{{ else if gt (len $out) 1 }}{{ join ", " (initial $out) }} and {{ last $out }}{{ end }}
+{{- end }}
