@@ -1645,8 +1645,13 @@ fn write_report(r: &Report) -> String {
          wrk runs on core 1 (`taskset -c 1 wrk -t1`), POSTing the same body over keep-alive \
          connections. The bare server (`examples/bench_bare_hyper.rs`) only reads the body and \
          answers 200; falco-responder decodes, decides to skip, counts a metric, logs one line \
-         (to /dev/null here) and answers JSON. The ratio is what all of that costs per request. \
-         The kube-apiserver and etcd are idle on the same machine.\n\
+         at info (to /dev/null here) and answers JSON. The ratio is what all of that costs per \
+         request. The target row is a realistic event: a full Falco 0.41 event (~2 KB, the six \
+         container-plugin fields, rule not in RULES) as Falcosidekick posts it; a plain event is \
+         skipped from its rule, priority and source alone, before the rest is built \
+         (`decode::peek_plain`). The (breakdown) rows post the same event in the other \
+         envelopes, which are decoded in full first. The kube-apiserver and etcd are idle on \
+         the same machine.\n\
          - **(2)** One request at a time, keep-alive, against the real apiserver; for each pod \
          index falco-responder, the bare kube loop and the bare loop with the Event POST take \
          turns, so apiserver drift hits all three alike. The floor is GET + DELETE with the uid \

@@ -11,7 +11,7 @@
 # 4. runs the criterion micro-benchmarks (benches/decode_decide.rs),
 # 5. runs the driver: it starts its own apiserver, measures falco-responder side by side with
 #    its baselines and writes docs/BENCHMARKS.md (also printed).
-# Measurements take about 4 minutes; the first build about 6 more. Loopback only.
+# Measurements take about 9 minutes; the first build about 10 more. Loopback only.
 #
 # Environment: BENCH_CONNECTIONS (64), BENCH_SECONDS (4 per wrk run), BENCH_ROUNDS (5),
 # BENCH_PODS (400 per latency series), BENCH_BURST (200), BENCH_STARTS (20),
@@ -80,7 +80,7 @@ if [[ "${BENCH_NO_CRITERION:-}" != 1 ]]; then
 fi
 
 # ---- 5. measurements -----------------------------------------------------------------------
-log "measuring (about 4 minutes)"
+log "measuring (about 9 minutes)"
 FALCO_RESPONDER_BIN="$target_dir/release/falco-responder" \
 BARE_HYPER_BIN="$target_dir/release/examples/bench_bare_hyper" \
 MUSL_BIN="$target_dir/$musl_target/release/falco-responder" \
