@@ -23,7 +23,7 @@ exec kn service create falco-responder \
   --cluster-local \
   --env "RULES=Terminal shell in container" \
   --env MIN_PRIORITY=Notice \
-  --env PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,falco,falco-responder,knative-serving,knative-eventing \
+  --env PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,falco,falco-responder,knative-serving,knative-eventing,kourier-system \
   --env DRY_RUN=false \
   --env GRACE_PERIOD_SECONDS=5 \
   --env DEDUP_SECONDS=30 \

@@ -139,15 +139,18 @@ pub enum ActionError {
     /// The API answered with another object than the one asked for: never acted on.
     #[error("refusing to act: {0}")]
     Mismatch(String),
+    /// The pod's status has not caught up with a recent event yet: retry.
+    #[error("cannot decide yet: {0}")]
+    NotYet(String),
 }
 
 impl ActionError {
     /// 503 where a retry may help (timeouts, outages, throttling); 500 where it needs a human.
     pub fn status(&self) -> StatusCode {
         match self {
-            ActionError::Timeout { .. } | ActionError::Unreachable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ActionError::Timeout { .. }
+            | ActionError::Unreachable { .. }
+            | ActionError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             ActionError::Api { code, .. } if *code >= 500 || *code == 429 => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -165,6 +168,7 @@ impl ActionError {
             ActionError::Api { .. } => "api",
             ActionError::Unreachable { .. } => "unreachable",
             ActionError::Mismatch(_) => "mismatch",
+            ActionError::NotYet(_) => "not-yet",
         }
     }
 }
@@ -303,6 +307,7 @@ impl Kube {
 
         let (uid, grace, record) = match verdict {
             Verdict::Stale { reason } => return Ok(outcome(OutcomeKind::Stale, reason)),
+            Verdict::NotYet { reason } => return Err(ActionError::NotYet(reason)),
             Verdict::Skipped { reason } => return Ok(outcome(OutcomeKind::Skipped, reason)),
             Verdict::Terminating { reason } => {
                 return Ok(outcome(OutcomeKind::Terminating, reason));

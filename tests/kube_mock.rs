@@ -676,3 +676,31 @@ async fn the_event_of_a_pod_with_a_long_name_has_a_valid_name() {
     );
     assert_eq!(ev["regarding"]["name"], name);
 }
+
+#[tokio::test]
+async fn a_recent_event_from_a_container_not_reported_yet_is_retried_not_stale() {
+    let (app, mut api) = app(&[]);
+    let mut ev: Value = serde_json::from_slice(&event()).unwrap();
+    // Falco saw the shell a moment ago in a container the kubelet has not reported yet.
+    ev["time"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    ev["output_fields"]["container.id"] = json!("0123456789ab");
+    let body = ev.to_string();
+    let call =
+        tokio::spawn(async move { (app.handle(&HeaderMap::new(), body.as_bytes()).await, app) });
+    let mut old = pod(CID, json!({}));
+    old["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    answer(&mut api, Method::GET, POD_PATH, ok(old)).await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["retry"], true);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("reports no container"),
+        "{}",
+        reply.json()
+    );
+    drop(app);
+    no_more_calls(api).await;
+}
