@@ -207,6 +207,8 @@ pub fn verdict_one(data: &[u8]) {
         }
         Verdict::Terminating { .. } => assert!(bit(5)),
         Verdict::Mismatch { .. } => assert!(!names_match || !bit(2)),
-        Verdict::Stale { reason } | Verdict::Skipped { reason } => assert!(!reason.is_empty()),
+        Verdict::Stale { reason } | Verdict::Skipped { reason } | Verdict::NotYet { reason } => {
+            assert!(!reason.is_empty())
+        }
     }
 }
