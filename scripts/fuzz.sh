@@ -35,7 +35,9 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
 log "building the fuzz targets (instrumented; the first build takes several minutes)"
-cargo build --locked --release --quiet --manifest-path fuzz/Cargo.toml --target "$host" --bins
+# Not --locked: fuzz/Cargo.lock is the root lock plus libfuzzer-sys; when the crate gains a
+# dependency, cargo adds it here rather than failing (the root build stays --locked).
+cargo build --release --quiet --manifest-path fuzz/Cargo.toml --target "$host" --bins
 unset RUSTFLAGS
 
 seeds=fuzz/target/seeds
