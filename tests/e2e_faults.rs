@@ -253,7 +253,7 @@ async fn an_apiserver_that_never_answers_gives_503_within_api_timeout() {
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(
-        took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(4500),
         "answered after {took:?}, API_TIMEOUT_SECONDS=2"
     );
     let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
