@@ -428,10 +428,13 @@ async fn connection(
     let limits = shared.app.config.limits.clone();
     // Until its first byte a connection is only a socket: hyper allocates its buffers when it
     // starts reading, which would make thousands of silent connections cost megabytes.
+    // A new connection is opened to send a request: it gets the request deadline for its first
+    // byte (or the idle timeout, if shorter), so silent ones cannot hold the slots for long.
+    let first_byte = limits.request_timeout.min(limits.idle_timeout);
     let mut first = [0u8; 1];
     tokio::select! {
         // peek, not readable(): readiness can be reported before any byte arrived.
-        r = tokio::time::timeout(limits.idle_timeout, stream.peek(&mut first)) => {
+        r = tokio::time::timeout(first_byte, stream.peek(&mut first)) => {
             if !matches!(r, Ok(Ok(1..))) {
                 return;
             }

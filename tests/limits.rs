@@ -484,3 +484,21 @@ async fn the_binary_on_sigterm_is_not_ready_keeps_serving_for_the_delay_then_exi
         sent.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_new_connection_that_stays_silent_is_closed_after_the_request_timeout() {
+    // Idle connections may stay 95 s between requests, but a new one that never starts its
+    // request only holds its slot for REQUEST_TIMEOUT_SECONDS.
+    let s = dry(&[
+        ("REQUEST_TIMEOUT_SECONDS", "1"),
+        ("IDLE_TIMEOUT_SECONDS", "95"),
+    ])
+    .await;
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let (raw, took) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
