@@ -21,6 +21,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "bench_parts/hostile.rs"]
+mod hostile;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -426,12 +428,38 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
     let dir = server.dir().to_path_buf();
     let kubeconfig = server.admin_kubeconfig();
     let test_rule = common::fixture("falcosidekick-test-rule-debug-input.json");
-    let mut other: Value = serde_json::from_str(&terminal_shell("shop", "web-1", CID)).unwrap();
-    other["rule"] = "Read sensitive file untrusted".into();
-    let other = other.to_string();
-    let payloads = [
-        ("Falcosidekick test event (rule \"Test rule\")", test_rule),
-        ("Falco event, rule not in RULES", other),
+    // Issue 9 item 11: a realistic event we skip (rule not in RULES), in each envelope.
+    let realistic =
+        hostile::realistic_event("Read sensitive file untrusted", "shop", "payments-api-0");
+    let payloads: Vec<(String, Envelope, String)> = vec![
+        (
+            format!(
+                "realistic Falco 0.41 event ({} B, container plugin fields), rule not in RULES, plain",
+                realistic.len()
+            ),
+            Envelope::Plain,
+            realistic.clone(),
+        ),
+        (
+            "(breakdown) the same event as a CloudEvent, binary mode".into(),
+            Envelope::CloudEventBinary,
+            realistic.clone(),
+        ),
+        (
+            "(breakdown) the same event as a CloudEvent, structured mode".into(),
+            Envelope::CloudEventStructured,
+            realistic.clone(),
+        ),
+        (
+            "(breakdown) the same event in the whole Argo event (base64)".into(),
+            Envelope::ArgoEvent,
+            realistic,
+        ),
+        (
+            "Falcosidekick test event (rule \"Test rule\")".into(),
+            Envelope::Plain,
+            test_rule,
+        ),
     ];
 
     let r_port = free_port();
@@ -452,8 +480,8 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
         ..Default::default()
     };
 
-    for (i, (name, body)) in payloads.iter().enumerate() {
-        let (headers, body) = wrap(Envelope::Plain, body);
+    for (i, (name, envelope, body)) in payloads.iter().enumerate() {
+        let (headers, body) = wrap(*envelope, body);
         let body = String::from_utf8(body).unwrap();
         // The function must skip it, without an API call.
         let reply = tokio::runtime::Builder::new_current_thread()
@@ -466,6 +494,20 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
                     .post(&headers, body.as_bytes())
                     .await
             });
+        let reply = if envelope.is_cloudevent() {
+            // The answer is a CloudEvent: its data is the result.
+            let ce = cloudevents::binding::http::to_event(&reply.headers, reply.body.clone())
+                .expect("a CloudEvent reply");
+            let data = ce.data().cloned().expect("reply data");
+            let json = serde_json::Value::try_from(data).expect("JSON data");
+            HttpReply {
+                status: reply.status,
+                headers: HeaderMap::new(),
+                body: json.to_string().into_bytes(),
+            }
+        } else {
+            reply
+        };
         assert_eq!(outcome(&reply), "skipped", "{name}");
         let lua = lua_script(&dir, &format!("payload-{i}"), &headers, &body);
         let (mut ours, mut base) = (Vec::new(), Vec::new());
@@ -1456,6 +1498,7 @@ struct Report<'a> {
     lat: Latency,
     st: Start,
     micro: Vec<(String, f64)>,
+    hostile: Option<(hostile::Hostile, hostile::Soak)>,
     elapsed: Duration,
     guards: GuardCost,
 }
@@ -1523,17 +1566,22 @@ fn write_report(r: &Report) -> String {
         "| # | what | measured | baseline (this run) | ratio | target | met? |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|");
-    for (name, ours, base) in &tp.runs {
+    for (i, (name, ours, base)) in tp.runs.iter().enumerate() {
         let o = median(&ours.iter().map(|r| r.rps).collect::<Vec<_>>());
         let b = median(&base.iter().map(|r| r.rps).collect::<Vec<_>>());
         let p99 = median(&ours.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
         let bp99 = median(&base.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
+        // The target is the realistic plain event; the rest break it down by envelope.
+        let (target, met) = if i == 0 {
+            ("≥ 0.8×", yes(o / b >= 0.8))
+        } else {
+            ("—", "—")
+        };
         let _ = writeln!(
             w,
-            "| 1 | no-action throughput, {name}, {} conns (p99 latency) | {o:.0} req/s ({p99:.2} ms) | bare hyper {b:.0} req/s ({bp99:.2} ms) | {:.2}× | ≥ 0.8× | {} |",
+            "| 1 | no-action throughput, {name}, {} conns (p99 latency) | {o:.0} req/s ({p99:.2} ms) | bare hyper {b:.0} req/s ({bp99:.2} ms) | {:.2}× | {target} | {met} |",
             s.connections,
             o / b,
-            yes(o / b >= 0.8)
         );
     }
     if let Some((_, _, base)) = tp.runs.first() {
@@ -1739,6 +1787,10 @@ fn write_report(r: &Report) -> String {
         );
     }
 
+    if let Some((h, k)) = &r.hostile {
+        hostile::rows(w, h, k);
+    }
+
     let _ = writeln!(w, "\n### Details\n");
     for (name, ours, base) in &tp.runs {
         let list = |runs: &[WrkRun]| {
@@ -1801,6 +1853,9 @@ fn write_report(r: &Report) -> String {
         spread(&st.cold_floor),
         spread(&st.cold_floor_nodelay)
     );
+    if let Some((h, k)) = &r.hostile {
+        hostile::details(w, h, k);
+    }
     let _ = writeln!(
         w,
         "\n## Reference (measured earlier, not in this run)\n\n\
@@ -1826,8 +1881,13 @@ fn write_report(r: &Report) -> String {
          wrk runs on core 1 (`taskset -c 1 wrk -t1`), POSTing the same body over keep-alive \
          connections. The bare server (`examples/bench_bare_hyper.rs`) only reads the body and \
          answers 200; falco-responder decodes, decides to skip, counts a metric, logs one line \
-         (to /dev/null here) and answers JSON. The ratio is what all of that costs per request. \
-         The kube-apiserver and etcd are idle on the same machine.\n\
+         at info (to /dev/null here) and answers JSON. The ratio is what all of that costs per \
+         request. The target row is a realistic event: a full Falco 0.41 event (~2 KB, the six \
+         container-plugin fields, rule not in RULES) as Falcosidekick posts it; a plain event is \
+         skipped from its rule, priority and source alone, before the rest is built \
+         (`decode::peek_plain`). The (breakdown) rows post the same event in the other \
+         envelopes, which are decoded in full first. The kube-apiserver and etcd are idle on \
+         the same machine.\n\
          - **(2)** One request at a time, keep-alive, against the real apiserver; for each pod \
          index falco-responder, the bare kube loop and the bare loop with the Event POST take \
          turns, so apiserver drift hits all three alike. The floor is GET + DELETE with the uid \
@@ -1866,6 +1926,9 @@ fn write_report(r: &Report) -> String {
          medians are stable to a few percent between runs, p99 and throughput less so (±10%)."
     );
     write_guards(w, &r.guards);
+    if r.hostile.is_some() {
+        let _ = writeln!(w, "{}", hostile::HOW_TO_READ);
+    }
     md
 }
 
@@ -1924,6 +1987,11 @@ fn main() {
         let guards = guard_costs(&s, &server, &admin).await;
         (lat, st, guards)
     });
+    // (7) and (8): hostile load and soak (issue 9); BENCH_HOSTILE=0 skips them.
+    let hostile = (env_num("BENCH_HOSTILE", 1u8) != 0).then(|| {
+        let h = runtime.block_on(hostile::hostile_memory(&s));
+        (h, hostile::soak(&s, server.dir()))
+    });
     drop(runtime);
 
     let micro = criterion_medians(&s.criterion);
@@ -1936,6 +2004,7 @@ fn main() {
         lat,
         st,
         micro,
+        hostile,
         elapsed: begun.elapsed(),
         guards,
     };

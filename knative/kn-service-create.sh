@@ -33,6 +33,10 @@ exec kn service create falco-responder \
   --env API_TIMEOUT_SECONDS=10 \
   --env LOG_FORMAT=json \
   --env RUST_LOG=info \
+  --env REQUEST_TIMEOUT_SECONDS=10 \
+  --env IDLE_TIMEOUT_SECONDS=95 \
+  --env SHUTDOWN_DELAY_SECONDS=0 \
+  --env BODY_MEMORY_BYTES=16777216 \
   --scale-min 1 --scale-max 3 --scale-target 10 \
   --concurrency-limit 50 \
   --timeout 30 \

@@ -11,12 +11,16 @@
 # 4. runs the criterion micro-benchmarks (benches/decode_decide.rs),
 # 5. runs the driver: it starts its own apiserver, measures falco-responder side by side with
 #    its baselines and writes docs/BENCHMARKS.md (also printed).
-# Measurements take about 4 minutes; the first build about 6 more. Loopback only.
+# Measurements take about 9 minutes; the first build about 10 more. Loopback only.
 #
 # Environment: BENCH_CONNECTIONS (64), BENCH_SECONDS (4 per wrk run), BENCH_ROUNDS (5),
 # BENCH_PODS (400 per latency series), BENCH_BURST (200), BENCH_STARTS (20),
 # BENCH_QUIET_WAIT (180: seconds to wait for a quiet machine before measuring),
-# BENCH_OUT (docs/BENCHMARKS.md), NO_INSTALL=1 (never call apt-get / rustup).
+# BENCH_OUT (docs/BENCHMARKS.md), NO_INSTALL=1 (never call apt-get / rustup);
+# hostile load and soak: BENCH_HOSTILE (1; 0 skips them), BENCH_IDLE_CONNECTIONS (3000),
+# BENCH_SLOW_CLIENTS (500), BENCH_HOSTILE_SECONDS (15), BENCH_SOAK_REQUESTS (1000000),
+# BENCH_SOAK_SEGMENT (5 s per wrk run); BENCH_NO_MUSL=1 and BENCH_NO_CRITERION=1 skip the
+# static binary's rows and the micro-benchmarks (each costs one more LTO build).
 set -euo pipefail
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
@@ -60,19 +64,23 @@ log "building release binaries (the first build takes several minutes)"
 # Separate invocations: the binary is built with its own features only, exactly as shipped
 # (the examples' dev-dependencies do not leak into it).
 cargo build --release --locked --quiet --bin falco-responder
-cargo build --release --locked --quiet --target "$musl_target" --bin falco-responder
+if [[ "${BENCH_NO_MUSL:-}" != 1 ]]; then
+  cargo build --release --locked --quiet --target "$musl_target" --bin falco-responder
+fi
 cargo build --release --locked --quiet --example bench --example bench_bare_hyper
 
 # ---- 4. criterion ------------------------------------------------------------------------
-log "micro-benchmarks (criterion)"
 rm -rf "$target_dir/criterion/decode" "$target_dir/criterion/decide"
-cargo bench --locked --quiet --bench decode_decide -- --noplot >"$target_dir/bench-criterion.log" 2>&1 \
-  || { tail -n 30 "$target_dir/bench-criterion.log" >&2; die "cargo bench failed"; }
-awk '/^(decode|decide)\// {name=$1} /time:/ {sub(/^.*time:/, "time:"); print "  " name, $0}' \
-  "$target_dir/bench-criterion.log" >&2
+if [[ "${BENCH_NO_CRITERION:-}" != 1 ]]; then
+  log "micro-benchmarks (criterion)"
+  cargo bench --locked --quiet --bench decode_decide -- --noplot >"$target_dir/bench-criterion.log" 2>&1 \
+    || { tail -n 30 "$target_dir/bench-criterion.log" >&2; die "cargo bench failed"; }
+  awk '/^(decode|decide)\// {name=$1} /time:/ {sub(/^.*time:/, "time:"); print "  " name, $0}' \
+    "$target_dir/bench-criterion.log" >&2
+fi
 
 # ---- 5. measurements -----------------------------------------------------------------------
-log "measuring (about 4 minutes)"
+log "measuring (about 9 minutes)"
 FALCO_RESPONDER_BIN="$target_dir/release/falco-responder" \
 BARE_HYPER_BIN="$target_dir/release/examples/bench_bare_hyper" \
 MUSL_BIN="$target_dir/$musl_target/release/falco-responder" \

@@ -17,6 +17,7 @@ use crate::{
     event::{Priority, Target},
     metrics::{ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
     policy::{Decision, decide},
+    telemetry,
 };
 
 /// The answer to an event that was handled (every outcome is a success for the sender).
@@ -176,6 +177,18 @@ impl App {
 
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Reply {
         let started = Instant::now();
+        // Skipping is cheap: a plain event is first read for the few fields the decision to
+        // skip needs (rule, priority, source); only an event that passes them is built whole.
+        if let Some(peek) = crate::decode::peek_plain(headers, body)
+            && let Some(reason) = crate::policy::skip_early(
+                &peek.rule,
+                peek.priority,
+                peek.source.as_deref(),
+                &self.config,
+            )
+        {
+            return self.skipped_early(&peek, reason, started);
+        }
         let decoded = match decode(headers, body) {
             Ok(d) => d,
             Err(DecodeError::OwnResult(what)) => {
@@ -195,7 +208,14 @@ impl App {
             Err(e) => {
                 self.count("unknown", "invalid");
                 let excerpt = String::from_utf8_lossy(&body[..body.len().min(512)]);
-                tracing::warn!(outcome = "invalid", error = %e, body = %excerpt, "rejected a request that is not a Falco event");
+                let ce_id = headers.get("ce-id").and_then(|v| v.to_str().ok());
+                tracing::warn!(
+                    outcome = "invalid",
+                    ce_id = ce_id.unwrap_or("-"),
+                    error = %e,
+                    body = %excerpt,
+                    "rejected a request that is not a Falco event"
+                );
                 return Reply::error(
                     if matches!(e, DecodeError::Batch) {
                         StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -302,6 +322,8 @@ impl Inner {
             rule = ev.rule.as_str(),
             priority = ev.priority.as_str(),
             input = d.kind.as_str(),
+            uuid = uuid_of(d),
+            ce_id = ce_id_of(d),
             error = %e,
             "rejected an event naming an invalid identifier"
         );
@@ -314,6 +336,44 @@ impl Inner {
                 rule: Some(ev.rule.clone()),
                 priority: Some(ev.priority),
                 input: Some(d.kind),
+            }),
+            cloudevent: None,
+        }
+    }
+
+    /// The answer `finish` gives a skip, from the peeked fields: the same line, metric and body.
+    fn skipped_early(
+        &self,
+        peek: &crate::decode::Peek<'_>,
+        reason: String,
+        started: Instant,
+    ) -> Reply {
+        self.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        self.count(InputKind::Plain.as_str(), OutcomeKind::Skipped.as_str());
+        tracing::info!(
+            outcome = OutcomeKind::Skipped.as_str(),
+            pod = "-",
+            rule = &*peek.rule,
+            priority = peek.priority.as_str(),
+            input = InputKind::Plain.as_str(),
+            reason = reason.as_str(),
+            uuid = peek.uuid.as_deref().unwrap_or("-"),
+            ce_id = "-",
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "event handled"
+        );
+        Reply {
+            status: StatusCode::OK,
+            body: Body::Handled(Handled {
+                outcome: OutcomeKind::Skipped,
+                reason,
+                pod: None,
+                rule: peek.rule.to_string(),
+                priority: peek.priority,
+                input: InputKind::Plain,
+                retry: None,
             }),
             cloudevent: None,
         }
@@ -345,6 +405,9 @@ impl Inner {
                     priority = ev.priority.as_str(),
                     input,
                     reason = o.reason.as_str(),
+                    // Redeliveries of one event carry the same ids: correlate them.
+                    uuid = uuid_of(d),
+                    ce_id = ce_id_of(d),
                     ms,
                     "event handled"
                 );
@@ -376,15 +439,18 @@ impl Inner {
                         kind: e.metric_label(),
                     })
                     .inc();
-                // The sender is told to retry; the log keeps the whole event for replay.
-                let whole = serde_json::to_string(ev).unwrap_or_default();
+                // The sender is told to retry; the log keeps the event for replay, bounded
+                // (LOG_EVENT_MAX_BYTES: largest fields cut first, never its identifiers).
+                let event = telemetry::bounded_event(ev, telemetry::LOG_EVENT_MAX_BYTES);
                 tracing::error!(
                     outcome = "error",
                     rule = ev.rule.as_str(),
                     priority = ev.priority.as_str(),
                     input,
+                    uuid = uuid_of(d),
+                    ce_id = ce_id_of(d),
                     error = %e,
-                    event = whole.as_str(),
+                    event = event.as_str(),
                     ms,
                     "could not act on event; the sender should retry"
                 );
@@ -404,4 +470,14 @@ impl Inner {
             }
         }
     }
+}
+
+/// Falco's `uuid` of the event, `-` when it has none (before Falco 0.33, or stripped).
+fn uuid_of(d: &Decoded) -> &str {
+    d.event.uuid.as_deref().unwrap_or("-")
+}
+
+/// The CloudEvent `id` the event came with, `-` when it was not a CloudEvent.
+fn ce_id_of(d: &Decoded) -> &str {
+    d.cloudevent.as_ref().map_or("-", |c| c.id.as_str())
 }

@@ -25,6 +25,10 @@ pub const ENV_VARS: &[&str] = &[
     "POD_NAME",
     "KUBE_TOKEN_FILE",
     "DEDUP_SECONDS",
+    "REQUEST_TIMEOUT_SECONDS",
+    "IDLE_TIMEOUT_SECONDS",
+    "SHUTDOWN_DELAY_SECONDS",
+    "BODY_MEMORY_BYTES",
     "ALLOW_FORCE_DELETE",
     "RUST_LOG",
     "BODY",
@@ -77,6 +81,10 @@ struct Raw {
     pod_name: Option<String>,
     kube_token_file: Option<PathBuf>,
     dedup_seconds: Option<u64>,
+    request_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    shutdown_delay_seconds: Option<u64>,
+    body_memory_bytes: Option<usize>,
     allow_force_delete: Option<String>,
     skip_owner_kinds: Option<String>,
     min_available: Option<String>,
@@ -130,6 +138,75 @@ pub struct Config {
     pub dedup: Duration,
     /// SKIP_OWNER_KINDS, MIN_AVAILABLE, USE_EVICTION, MAX_DELETIONS(_PER_WORKLOAD).
     pub guards: crate::guards::GuardConfig,
+    /// Server limits (issue 9): see `Limits`.
+    pub limits: Limits,
+}
+
+/// How long and how much one connection may take; each variable has a documented range and a
+/// value outside it stops the start (README, configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// REQUEST_TIMEOUT_SECONDS (1..=300, default 10): first byte of a request to its whole body.
+    pub request_timeout: Duration,
+    /// IDLE_TIMEOUT_SECONDS (1..=3600, default 95): a connection without a request is closed.
+    pub idle_timeout: Duration,
+    /// SHUTDOWN_DELAY_SECONDS (0..=300, default 5): accept after SIGTERM while not ready.
+    pub shutdown_delay: Duration,
+    /// BODY_MEMORY_BYTES (2 × MAX_BODY_BYTES..=1 GiB, default 16 MiB): request bodies in memory at once.
+    pub body_memory_bytes: usize,
+}
+
+impl Limits {
+    fn from_raw(raw: &Raw, max_body_bytes: usize) -> Result<Limits, ConfigError> {
+        fn ranged<T: PartialOrd + Copy + ToString>(
+            var: &'static str,
+            value: Option<T>,
+            default: T,
+            (min, max): (T, T),
+        ) -> Result<T, ConfigError> {
+            let v = value.unwrap_or(default);
+            if v < min || v > max {
+                return Err(ConfigError::Value {
+                    var,
+                    value: v.to_string(),
+                    why: format!(
+                        "must be between {} and {}",
+                        min.to_string(),
+                        max.to_string()
+                    ),
+                });
+            }
+            Ok(v)
+        }
+        let secs = Duration::from_secs;
+        Ok(Limits {
+            request_timeout: secs(ranged(
+                "REQUEST_TIMEOUT_SECONDS",
+                raw.request_timeout_seconds,
+                10,
+                (1, 300),
+            )?),
+            idle_timeout: secs(ranged(
+                "IDLE_TIMEOUT_SECONDS",
+                raw.idle_timeout_seconds,
+                95,
+                (1, 3600),
+            )?),
+            shutdown_delay: secs(ranged(
+                "SHUTDOWN_DELAY_SECONDS",
+                raw.shutdown_delay_seconds,
+                5,
+                (0, 300),
+            )?),
+            // A largest body must fit in the three quarters open to large bodies.
+            body_memory_bytes: ranged(
+                "BODY_MEMORY_BYTES",
+                raw.body_memory_bytes,
+                (16 << 20).max(2 * max_body_bytes),
+                (2 * max_body_bytes, 1 << 30),
+            )?,
+        })
+    }
 }
 
 /// The documented ranges of the numeric settings (README, configuration). Outside them the
@@ -180,6 +257,7 @@ impl Config {
             }
             ConfigError::Env(msg)
         })?;
+        let limits = Limits::from_raw(&raw, raw.max_body_bytes.unwrap_or(1024 * 1024))?;
 
         let rules = match raw.rules.as_deref().map(str::trim) {
             Some("*") => Rules::Any,
@@ -279,6 +357,7 @@ impl Config {
         .map_err(|(var, value, why)| ConfigError::Value { var, value, why })?;
         Ok(Config {
             guards,
+            limits,
             port: raw.port.unwrap_or(8080),
             rules,
             min_priority,
@@ -455,6 +534,42 @@ mod tests {
             let err = cfg(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn server_limits_have_documented_defaults_and_ranges() {
+        let l = cfg(&[]).unwrap().limits;
+        assert_eq!(l.request_timeout, Duration::from_secs(10));
+        assert_eq!(l.idle_timeout, Duration::from_secs(95));
+        assert_eq!(l.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(l.body_memory_bytes, 16 << 20);
+        assert_eq!(
+            cfg(&[("SHUTDOWN_DELAY_SECONDS", "0")])
+                .unwrap()
+                .limits
+                .shutdown_delay,
+            Duration::ZERO
+        );
+        // A larger MAX_BODY_BYTES raises the default budget with it.
+        let big = cfg(&[("MAX_BODY_BYTES", "16777216")]).unwrap().limits;
+        assert_eq!(big.body_memory_bytes, 32 << 20);
+        for (var, value) in [
+            ("REQUEST_TIMEOUT_SECONDS", "0"),
+            ("REQUEST_TIMEOUT_SECONDS", "301"),
+            ("IDLE_TIMEOUT_SECONDS", "0"),
+            ("IDLE_TIMEOUT_SECONDS", "3601"),
+            ("SHUTDOWN_DELAY_SECONDS", "301"),
+            ("BODY_MEMORY_BYTES", "1048575"),
+            ("BODY_MEMORY_BYTES", "1073741825"),
+            ("IDLE_TIMEOUT_SECONDS", "soon"),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+        let err = cfg(&[("BODY_MEMORY_BYTES", "1000")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("between 2097152 and 1073741824"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   `{"<dest>": "<falco JSON string>"}`, the whole Argo event `{"context", "data": base64}`
 //!   (v0.14+ and older context keys) and the decoded webhook data `{"header", "body"}`.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use base64::Engine;
 use cloudevents::{AttributesReader, Data};
@@ -14,7 +14,7 @@ use http::{HeaderMap, header::CONTENT_TYPE};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::FalcoEvent;
+use crate::event::{FalcoEvent, Priority};
 
 /// The CloudEvent type Falcosidekick gives Falco events.
 pub const FALCO_CE_TYPE: &str = "falco.rule.output.v1";
@@ -104,6 +104,182 @@ pub enum DecodeError {
     /// with an empty 2xx so that nothing is redelivered, and never decided on.
     #[error("our own result ({0}) came back: ignored so that it cannot loop")]
     OwnResult(String),
+}
+
+/// The few fields a decision to skip needs, read from a plain Falco body without building the
+/// event: no map of output fields, no owned strings (unless JSON-escaped). Skipping is then
+/// cheap for a flood of events we do not act on (a noisy rule, an attacker's junk).
+#[derive(Debug)]
+pub struct Peek<'a> {
+    pub rule: Cow<'a, str>,
+    pub priority: Priority,
+    pub source: Option<Cow<'a, str>>,
+    pub uuid: Option<Cow<'a, str>>,
+}
+
+/// `Some` exactly when `decode` would take its plain path and accept the body as a Falco event
+/// (the same types are required of the same keys); `None` otherwise, and `decode` says why.
+pub fn peek_plain<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peek<'a>> {
+    if headers.contains_key("ce-specversion") {
+        return None;
+    }
+    if let Some(ct) = headers.get(CONTENT_TYPE) {
+        let ct = ct.as_bytes().trim_ascii_start();
+        let starts =
+            |p: &str| ct.len() >= p.len() && ct[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+        if starts("application/cloudevents") {
+            return None;
+        }
+    }
+    let raw: PeekRaw<'a> = serde_json::from_slice(body).ok()?;
+    Some(Peek {
+        priority: raw.priority.parse().ok()?,
+        rule: raw.rule,
+        source: raw.source,
+        uuid: raw.uuid,
+    })
+}
+
+/// `FalcoEvent`'s keys and types, read without keeping what the decision does not need.
+#[derive(serde::Deserialize)]
+struct PeekRaw<'a> {
+    #[serde(borrow)]
+    rule: Cow<'a, str>,
+    #[serde(borrow)]
+    priority: Cow<'a, str>,
+    #[serde(default, borrow)]
+    source: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    uuid: Option<Cow<'a, str>>,
+    #[serde(default, rename = "output")]
+    _output: Option<AnyStr>,
+    #[serde(default, rename = "time")]
+    _time: Option<AnyStr>,
+    #[serde(default, rename = "hostname")]
+    _hostname: Option<AnyStr>,
+    #[serde(default, rename = "tags")]
+    _tags: Option<Strings>,
+    #[serde(default, rename = "output_fields")]
+    _output_fields: AnyMap,
+}
+
+/// A JSON string, not kept.
+struct AnyStr;
+/// An array of strings, not kept.
+struct Strings;
+/// An object, not kept.
+#[derive(Default)]
+struct AnyMap;
+
+impl<'de> serde::Deserialize<'de> for AnyStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AnyStr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AnyStr, E> {
+                Ok(AnyStr)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Strings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Strings;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Strings, A::Error> {
+                while seq.next_element::<AnyStr>()?.is_some() {}
+                Ok(Strings)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AnyMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AnyMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnyMap, A::Error> {
+                while map.next_entry::<AnyStr, AnyValue>()?.is_some() {}
+                Ok(AnyMap)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Any JSON value, not kept; read the way `serde_json::Value` is (`deserialize_any`, so with
+/// the same nesting limit), unlike `IgnoredAny`, which has none.
+struct AnyValue;
+
+impl<'de> serde::Deserialize<'de> for AnyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AnyValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_unit<E>(self) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_none<E>(self) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<AnyValue, D::Error> {
+                <AnyValue as serde::Deserialize>::deserialize(d)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AnyValue, A::Error> {
+                while seq.next_element::<AnyValue>()?.is_some() {}
+                Ok(AnyValue)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnyValue, A::Error> {
+                while map.next_entry::<AnyStr, AnyValue>()?.is_some() {}
+                Ok(AnyValue)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Envelopes nest (a CloudEvent from an Argo event ...): bound the unwrapping.
@@ -310,6 +486,50 @@ mod tests {
             d.event.output_fields["evt.time"],
             serde_json::json!(1610667584834631763u64)
         );
+    }
+
+    #[test]
+    fn peek_reads_what_decode_reads_or_nothing() {
+        let ok = [
+            FALCO.to_string(),
+            r#"{"rule":"r","priority":"info","output_fields":{"a":[1,{"b":null}]},"tags":["x"],"output":null}"#.into(),
+            r#"{"rule":"r\u0041","priority":"Notice","source":"internal","uuid":"u"}"#.into(),
+        ];
+        for body in &ok {
+            let p = peek_plain(&HeaderMap::new(), body.as_bytes()).expect(body);
+            let d = plain(body).unwrap();
+            assert_eq!(d.event.rule, p.rule);
+            assert_eq!(d.event.priority, p.priority);
+            assert_eq!(d.event.source.as_deref(), p.source.as_deref());
+            assert_eq!(d.event.uuid.as_deref(), p.uuid.as_deref());
+        }
+        let deep = format!(
+            r#"{{"rule":"r","priority":"Notice","output_fields":{{"x":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for body in [
+            "",
+            "{}",
+            r#"{"rule":"r","priority":"Loud"}"#,
+            r#"{"rule":"r","priority":"Notice","output_fields":null}"#,
+            r#"{"rule":"r","priority":"Notice","tags":[1]}"#,
+            r#"{"rule":"r","priority":"Notice","hostname":5}"#,
+            r#"{"rule":"r","rule":"s","priority":"Notice"}"#,
+            deep.as_str(),
+        ] {
+            // decode decides about these (an error, or its general path): never the peek.
+            assert!(
+                peek_plain(&HeaderMap::new(), body.as_bytes()).is_none(),
+                "{body}"
+            );
+        }
+        let mut ce = HeaderMap::new();
+        ce.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("Application/CloudEvents+json"),
+        );
+        assert!(peek_plain(&ce, FALCO.as_bytes()).is_none());
     }
 
     #[test]

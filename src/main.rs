@@ -75,8 +75,7 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
     match mode {
         Mode::Once(body) => Ok(once::run(&app, body).await?),
         Mode::Serve => {
-            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
-                .await
+            let listener = server::bind(port)
                 .with_context(|| format!("cannot listen on port {port} (PORT)"))?;
             server::run(listener, app, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

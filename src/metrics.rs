@@ -35,10 +35,18 @@ pub struct WorkloadLabels {
     pub workload_kind: &'static str,
 }
 
+/// Why a request was refused before it reached decoding (issue 9's limits).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// timeout, too_large, body_memory, unauthorized.
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub held: Family<HeldLabels, Counter>,
     pub breaker_open: Family<WorkloadLabels, Counter>,
+    pub rejected: Family<RejectLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deletions: Counter,
     pub kube_errors: Family<ErrorLabels, Counter>,
@@ -87,15 +95,26 @@ impl Metrics {
             "Deletions refused by the open deletion breaker, by workload kind",
             breaker_open.clone(),
         );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "http_rejected",
+            "Requests refused before decoding, by reason (timeout, too_large, body_memory, unauthorized)",
+            rejected.clone(),
+        );
         Metrics {
             held,
             breaker_open,
             registry,
+            rejected,
             events,
             deletions,
             kube_errors,
             latency,
         }
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&RejectLabels { reason }).inc();
     }
 
     pub fn encode(&self) -> String {

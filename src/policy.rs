@@ -3,7 +3,7 @@
 
 use crate::{
     config::Config,
-    event::{FalcoEvent, NoTarget, Target},
+    event::{FalcoEvent, NoTarget, Priority, Target},
     ident::InvalidIdent,
 };
 
@@ -30,23 +30,35 @@ fn skip(reason: impl Into<String>, target: Option<Target>) -> Decision {
     }
 }
 
-pub fn decide(event: &FalcoEvent, cfg: &Config) -> Decision {
-    if event.rule == TEST_RULE {
-        return skip("Falcosidekick test event (rule \"Test rule\")", None);
+/// The checks that need only the rule, the priority and the source: why to skip the event, if
+/// so. `decide` starts with them; `App::handle` runs them first on a plain body's few fields
+/// (`decode::peek_plain`), so a flood of events we do not act on never builds the whole event.
+pub fn skip_early(
+    rule: &str,
+    priority: Priority,
+    source: Option<&str>,
+    cfg: &Config,
+) -> Option<String> {
+    if rule == TEST_RULE {
+        return Some("Falcosidekick test event (rule \"Test rule\")".into());
     }
-    if event.source.as_deref() == Some("internal") {
-        return skip("Falco internal event (source \"internal\")", None);
+    if source == Some("internal") {
+        return Some("Falco internal event (source \"internal\")".into());
     }
-    if !cfg.rules.matches(&event.rule) {
-        return skip(format!("rule {:?} is not in RULES", event.rule), None);
+    if !cfg.rules.matches(rule) {
+        return Some(format!("rule {rule:?} is not in RULES"));
     }
     if let Some(min) = cfg.min_priority
-        && event.priority < min
+        && priority < min
     {
-        return skip(
-            format!("priority {} is below MIN_PRIORITY {min}", event.priority),
-            None,
-        );
+        return Some(format!("priority {priority} is below MIN_PRIORITY {min}"));
+    }
+    None
+}
+
+pub fn decide(event: &FalcoEvent, cfg: &Config) -> Decision {
+    if let Some(reason) = skip_early(&event.rule, event.priority, event.source.as_deref(), cfg) {
+        return skip(reason, None);
     }
     let target = match event.target() {
         Ok(t) => t,

@@ -1,25 +1,48 @@
-//! The HTTP side: hyper 1 accept loop, routes, auth, body limit, graceful shutdown.
+//! The HTTP side: hyper 1 connections, routes, auth, limits, shutdown.
 //!
-//! `run` takes a bound listener (main binds it; tests bind 127.0.0.1:0) and a shutdown future.
+//! `run` takes a bound listener (main binds it with [`bind`]; tests bind 127.0.0.1:0) and a
+//! shutdown future. What a hostile or broken client can take is bounded (README, "Limits"):
+//! - time: REQUEST_TIMEOUT_SECONDS from the first byte of a request to its whole body (408),
+//!   IDLE_TIMEOUT_SECONDS between requests; a silent connection holds no hyper buffers;
+//! - memory: at most BODY_MEMORY_BYTES of request bodies at once; beyond it 503 + Retry-After
+//!   before the body is read;
+//! - an answer given before the whole body was read (413, 401, 503, 408, ...) is followed by a
+//!   lingering close (nginx's model): half-close, read and discard for a bounded time and byte
+//!   count, so that the client reads the answer instead of a connection reset.
 
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use cloudevents::{EventBuilder, EventBuilderV10};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use subtle::ConstantTimeEq;
 use tokio::{
-    net::TcpListener,
-    sync::{Semaphore, watch},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    time::Instant,
 };
+use tokio_util::task::TaskTracker;
 
-use crate::app::{App, Body as ReplyBody, Reply};
+use crate::{
+    app::{App, Body as ReplyBody, Reply},
+    config::Limits,
+};
 
 pub use crate::decode::RESULT_CE_TYPE;
 pub const RESULT_CE_SOURCE: &str = "falco-responder";
@@ -28,84 +51,528 @@ pub const RESULT_CE_SOURCE: &str = "falco-responder";
 const LIVENESS: &[&str] = &["/healthz", "/health/liveness", "/_/health"];
 const READINESS: &[&str] = &["/readyz", "/health/readiness", "/_/ready"];
 
-/// Open connections at once; more wait in the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 4096;
-/// Falcosidekick and Knative send one small request; a client that never finishes its headers
-/// must not hold a connection forever.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Nor one that announces a body and never sends it (hyper has no body timeout of its own).
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections at once; more wait in the kernel's accept queue. A silent connection costs
+/// a task and a socket (about 1 KiB), so this bounds file descriptors more than memory.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// The kernel's accept queue (tokio's default is 1024): bursts of new connections wait there.
+const BACKLOG: i32 = 4096;
+/// Lingering close: after an early answer, read and discard at most this long and this much.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub const LINGER_BYTES: usize = 8 << 20;
+/// A body of unknown length (chunked) reserves memory in steps, starting with this much.
+const FIRST_RESERVATION: usize = 64 << 10;
+/// Time the service has past the request deadline to answer 408 itself before the connection
+/// is simply closed.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
 type Body = Full<Bytes>;
+
+/// Listens on `[::]:port` accepting IPv4 too (dual stack), or on `0.0.0.0:port` where the host
+/// has no IPv6.
+pub fn bind(port: u16) -> io::Result<TcpListener> {
+    match listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
+        Ok(l) => Ok(l),
+        // EAFNOSUPPORT (ipv6.disable=1), EADDRNOTAVAIL, EPROTONOSUPPORT: no IPv6 here.
+        Err(e) if matches!(e.raw_os_error(), Some(97 | 99 | 93)) => {
+            tracing::info!(error = %e, "no IPv6 on this host: listening on IPv4 only");
+            listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // Explicit: the default follows net.ipv6.bindv6only, which some hosts set.
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// What every connection shares.
+struct Shared {
+    app: Arc<App>,
+    /// Set on SIGTERM: readiness answers 503 and answers close their connection.
+    draining: AtomicBool,
+    body_memory: BodyBudget,
+}
+
+/// BODY_MEMORY_BYTES, one permit per byte of request body held in memory. Bodies over
+/// SMALL_BODY also take from `large`, a quarter smaller: that quarter stays free for ordinary
+/// events (a Falco event is a few KiB), so a flood of large bodies cannot starve them.
+struct BodyBudget {
+    all: Arc<Semaphore>,
+    large: Arc<Semaphore>,
+}
+
+/// Every real Falco event, in any envelope, is far below this.
+const SMALL_BODY: usize = 64 << 10;
+
+/// What one body holds of the budget.
+#[derive(Default)]
+struct Reservation {
+    bytes: usize,
+    all: Option<OwnedSemaphorePermit>,
+    large: Option<OwnedSemaphorePermit>,
+    large_bytes: usize,
+}
+
+impl BodyBudget {
+    fn new(bytes: usize) -> BodyBudget {
+        BodyBudget {
+            all: Arc::new(Semaphore::new(bytes)),
+            large: Arc::new(Semaphore::new(bytes - bytes / 4)),
+        }
+    }
+
+    /// Grows `r` to `to` bytes if they are free now; false (and `r` unchanged) if not.
+    fn grow(&self, r: &mut Reservation, to: usize) -> bool {
+        let large_to = if to > SMALL_BODY { to } else { 0 };
+        let (Some(all), Some(large)) = (
+            take(&self.all, to.saturating_sub(r.bytes)),
+            take(&self.large, large_to.saturating_sub(r.large_bytes)),
+        ) else {
+            return false;
+        };
+        merge(&mut r.all, all);
+        merge(&mut r.large, large);
+        r.bytes = r.bytes.max(to);
+        r.large_bytes = r.large_bytes.max(large_to);
+        true
+    }
+}
+
+/// `n` permits if free now; `Some(None)` for none.
+fn take(s: &Arc<Semaphore>, n: usize) -> Option<Option<OwnedSemaphorePermit>> {
+    if n == 0 {
+        return Some(None);
+    }
+    let n = u32::try_from(n).ok()?;
+    s.clone().try_acquire_many_owned(n).ok().map(Some)
+}
+
+fn merge(into: &mut Option<OwnedSemaphorePermit>, more: Option<OwnedSemaphorePermit>) {
+    match (into.as_mut(), more) {
+        (Some(p), Some(m)) => p.merge(m),
+        (None, m) => *into = m,
+        (_, None) => {}
+    }
+}
 
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let (draining_tx, draining) = watch::channel(false);
+) -> io::Result<()> {
+    let limits = app.config.limits.clone();
+    let shared = Arc::new(Shared {
+        body_memory: BodyBudget::new(limits.body_memory_bytes),
+        draining: AtomicBool::new(false),
+        app: app.clone(),
+    });
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (closing_tx, closing) = watch::channel(false);
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
+    // Set once SIGTERM came: accept until then, so that events routed to us while the
+    // endpoint removal propagates still succeed.
+    let mut accept_until: Option<Instant> = None;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = &mut shutdown => break,
+        let stop = async {
+            match accept_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
+        let step = tokio::select! {
+            biased;
+            _ = &mut shutdown, if accept_until.is_none() => None,
+            _ = stop => break,
+            accepted = accept(&listener, &slots) => Some(accepted),
+        };
+        let Some((stream, peer, slot)) = step else {
+            // Not ready at once; keep serving while the endpoints update.
+            shared.draining.store(true, Ordering::SeqCst);
+            accept_until = Some(Instant::now() + limits.shutdown_delay);
+            tracing::info!(
+                delay_seconds = limits.shutdown_delay.as_secs(),
+                "shutting down: readiness 503, still accepting for SHUTDOWN_DELAY_SECONDS"
+            );
+            continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let draining = draining.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            let draining = *draining.borrow();
-            async move { Ok::<_, Infallible>(route(&app, req, draining).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            // A sender that closes right after its request (a fire-and-forget webhook, a
-            // timed-out client) must not cancel the event: hyper would otherwise drop the
-            // request at EOF, before it is read and decided.
-            .half_close(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        connections.spawn(connection(
+            stream,
+            peer,
+            shared.clone(),
+            closing.clone(),
+            slot,
+        ));
     }
-    // Stop accepting, report not-ready, let in-flight events finish (Knative scales to zero so).
+    // Stop accepting, close idle connections, let in-flight events finish.
     drop(listener);
-    let _ = draining_tx.send(true);
-    let drain_for = app.config.api_timeout + Duration::from_secs(5);
+    shared.draining.store(true, Ordering::SeqCst);
+    let _ = closing_tx.send(true);
+    connections.close();
+    let drain_for = limits.request_timeout + app.config.api_timeout + LINGER_TIME + ANSWER_GRACE;
     tracing::info!(
-        seconds = drain_for.as_secs(),
-        "shutting down: finishing in-flight events"
+        open = connections.len(),
+        "stopped accepting: finishing in-flight events"
     );
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(drain_for) => tracing::warn!("gave up waiting for connections to close"),
+        _ = connections.wait() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(drain_for) => tracing::warn!(
+            open = connections.len(), "gave up waiting for connections to close"),
     }
     app.drain().await;
     Ok(())
 }
 
-async fn route(app: &App, req: Request<Incoming>, draining: bool) -> Response<Body> {
+/// The next connection, once a slot is free.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphore never closed");
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => return (stream, peer, slot),
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Where a connection is, for its deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No request: closed after IDLE_TIMEOUT_SECONDS.
+    Idle = 0,
+    /// A request's first byte arrived; hyper has not handed it to the service yet.
+    Head = 1,
+    /// The service has it and answers 408 itself at the deadline.
+    Served = 2,
+    /// The body is in: the event is being handled (bounded by API_TIMEOUT_SECONDS) or answered.
+    Answering = 3,
+}
+
+/// The phase and since when, in one atomic: updated on reads, writes and by the service, all
+/// within the connection's task, and read by its watchdog, so no lock and no wake-ups.
+struct ConnState {
+    epoch: Instant,
+    /// Phase in the top two bits, milliseconds since `epoch` below.
+    packed: AtomicU64,
+}
+
+const MS_BITS: u64 = (1 << 62) - 1;
+
+impl ConnState {
+    fn new(phase: Phase) -> ConnState {
+        let s = ConnState {
+            epoch: Instant::now(),
+            packed: AtomicU64::new(0),
+        };
+        s.set(phase, true);
+        s
+    }
+
+    fn set(&self, phase: Phase, restart: bool) {
+        let since = if restart {
+            self.epoch.elapsed().as_millis() as u64 & MS_BITS
+        } else {
+            self.packed.load(Ordering::Relaxed) & MS_BITS
+        };
+        self.packed
+            .store(((phase as u64) << 62) | since, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (Phase, Instant) {
+        let p = self.packed.load(Ordering::Relaxed);
+        let phase = match p >> 62 {
+            0 => Phase::Idle,
+            1 => Phase::Head,
+            2 => Phase::Served,
+            _ => Phase::Answering,
+        };
+        (phase, self.epoch + Duration::from_millis(p & MS_BITS))
+    }
+
+    fn on_read(&self) {
+        if self.get().0 == Phase::Idle {
+            self.set(Phase::Head, true);
+        }
+    }
+
+    fn on_write(&self) {
+        if self.get().0 == Phase::Answering {
+            self.set(Phase::Idle, true);
+        }
+    }
+
+    /// The request's deadline (REQUEST_TIMEOUT_SECONDS from its first byte).
+    fn request_deadline(&self, limits: &Limits) -> Instant {
+        self.get().1 + limits.request_timeout
+    }
+
+    /// When the watchdog must act, and how.
+    fn deadline(&self, limits: &Limits) -> Option<(Instant, Expiry)> {
+        let (phase, since) = self.get();
+        match phase {
+            Phase::Idle => Some((since + limits.idle_timeout, Expiry::Idle)),
+            Phase::Head => Some((since + limits.request_timeout, Expiry::Request)),
+            Phase::Served => Some((
+                since + limits.request_timeout + ANSWER_GRACE,
+                Expiry::Abandon,
+            )),
+            Phase::Answering => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Idle,
+    /// The headers did not arrive in time: answer 408 ourselves.
+    Request,
+    /// The service did not answer in time (cannot happen unless it hangs): close.
+    Abandon,
+}
+
+/// The socket, telling the connection's state about reads and writes.
+struct Io {
+    stream: TcpStream,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.on_read();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// One connection, from accept to close; `slot` is its MAX_CONNECTIONS permit.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut closing: watch::Receiver<bool>,
+    slot: OwnedSemaphorePermit,
+) {
+    let _slot = slot;
+    let limits = shared.app.config.limits.clone();
+    // Until its first byte a connection is only a socket: hyper allocates its buffers when it
+    // starts reading, which would make thousands of silent connections cost megabytes.
+    // A new connection is opened to send a request: it gets the request deadline for its first
+    // byte (or the idle timeout, if shorter), so silent ones cannot hold the slots for long.
+    let first_byte = limits.request_timeout.min(limits.idle_timeout);
+    let mut first = [0u8; 1];
+    tokio::select! {
+        // peek, not readable(): readiness can be reported before any byte arrived.
+        r = tokio::time::timeout(first_byte, stream.peek(&mut first)) => {
+            if !matches!(r, Ok(Ok(1..))) {
+                return;
+            }
+        }
+        _ = closing.wait_for(|c| *c) => return,
+    }
+    // Boxed: a task is as large as its future's largest state, and this one holds hyper's
+    // connection; the silent wait above stays small.
+    Box::pin(serve_http(stream, peer, shared, closing, limits)).await;
+}
+
+/// HTTP on a connection whose first byte has arrived, then its lingering close.
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut closing: watch::Receiver<bool>,
+    limits: Limits,
+) {
+    let state = Arc::new(ConnState::new(Phase::Head));
+    let service = {
+        let state = state.clone();
+        let shared = shared.clone();
+        service_fn(move |req| {
+            let state = state.clone();
+            let shared = shared.clone();
+            Box::pin(async move {
+                let (phase, _) = state.get();
+                // A pipelined request already in hyper's buffer starts its clock now.
+                state.set(Phase::Served, phase == Phase::Idle);
+                let mut resp = route(&shared, req, &state).await;
+                if shared.draining.load(Ordering::Relaxed) {
+                    // Move keep-alive clients (proxies) to another replica.
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                state.set(Phase::Answering, false);
+                Ok::<_, Infallible>(resp)
+            }) as ServiceFuture
+        })
+    };
+    let mut conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        // hyper's read buffer grows up to 400 KiB by default; an event needs far less.
+        .max_buf_size(64 << 10)
+        // Our watchdog bounds headers and body together (hyper's timeout covers headers only).
+        .header_read_timeout(None)
+        // A sender that closes right after its request (a fire-and-forget webhook, a
+        // timed-out client) must not cancel the event: hyper would otherwise drop the
+        // request at EOF, before it is read and decided.
+        .half_close(true)
+        .serve_connection(
+            TokioIo::new(Io {
+                stream,
+                state: state.clone(),
+            }),
+            service,
+        );
+    enum Event {
+        Done(hyper::Result<()>),
+        Timer,
+        Closing,
+    }
+    // Never armed further ahead than the shorter timeout: a phase that starts after arming has
+    // its deadline after the timer, so phase changes need no wake-up (cheap per request); an
+    // idle connection wakes once per REQUEST_TIMEOUT_SECONDS.
+    let horizon = limits.request_timeout.min(limits.idle_timeout);
+    let arm = |state: &ConnState| {
+        let cap = Instant::now() + horizon;
+        state.deadline(&limits).map_or(cap, |(at, _)| at.min(cap))
+    };
+    let timer = tokio::time::sleep_until(arm(&state));
+    tokio::pin!(timer);
+    let mut graceful = false;
+    let end = loop {
+        let event = tokio::select! {
+            r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => Event::Done(r),
+            _ = &mut timer => Event::Timer,
+            _ = closing.wait_for(|c| *c), if !graceful => Event::Closing,
+        };
+        match event {
+            Event::Done(Ok(())) => break None,
+            Event::Done(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                break None;
+            }
+            Event::Closing => {
+                graceful = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+            Event::Timer => {
+                if let Some((at, how)) = state.deadline(&limits)
+                    && at <= Instant::now()
+                {
+                    break Some(how);
+                }
+                timer.as_mut().reset(arm(&state));
+            }
+        }
+    };
+    let mut stream = conn.into_parts().io.into_inner().stream;
+    match end {
+        Some(Expiry::Idle) => return,
+        Some(Expiry::Request) => {
+            shared.app.metrics.reject("timeout");
+            const MSG: &str = "the request was not complete within REQUEST_TIMEOUT_SECONDS\n";
+            let head = format!(
+                "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
+                 content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{MSG}",
+                MSG.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+        }
+        Some(Expiry::Abandon) | None => {}
+    }
+    Box::pin(linger(stream)).await;
+}
+
+/// nginx's lingering close: our answer is out, so half-close and read whatever the client still
+/// sends (bounded), instead of closing with unread data, which resets the connection and can
+/// destroy the answer before the client read it.
+async fn linger(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut left = LINGER_BYTES;
+    let mut buf = vec![0u8; 2048];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+        if n == 0 || n >= left {
+            return;
+        }
+        left -= n;
+    }
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>, state: &ConnState) -> Response<Body> {
+    let app = &shared.app;
     let path = req.uri().path();
     let method = req.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
@@ -120,7 +587,7 @@ async fn route(app: &App, req: Request<Incoming>, draining: bool) -> Response<Bo
                 app.metrics.encode(),
             );
         }
-        if draining && READINESS.contains(&path) {
+        if shared.draining.load(Ordering::Relaxed) && READINESS.contains(&path) {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
         }
         return plain(StatusCode::OK, "ok\n");
@@ -142,16 +609,46 @@ async fn route(app: &App, req: Request<Incoming>, draining: bool) -> Response<Bo
         && !authorized(req.headers().get(header::AUTHORIZATION), expected)
     {
         tracing::warn!("rejected an event without a valid bearer token");
+        app.metrics.reject("unauthorized");
         let mut resp = json_error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong Authorization: Bearer token",
         );
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return resp;
+        return resp.closing();
     }
+    let (parts, body) = req.into_parts();
+    let deadline = state.request_deadline(&app.config.limits);
+    let body = match read_body(shared, &parts.headers, body, deadline).await {
+        Ok(b) => b,
+        Err(resp) => return resp.closing(),
+    };
+    // The request is in: from here on API_TIMEOUT_SECONDS bounds the work, not our deadline.
+    state.set(Phase::Answering, false);
+    let reply = app.handle(&parts.headers, &body.bytes).await;
+    drop(body);
+    render(reply)
+}
+
+/// A request body in memory, with the BODY_MEMORY_BYTES it holds.
+struct HeldBody {
+    bytes: Vec<u8>,
+    _memory: Reservation,
+}
+
+/// Reads the body into one buffer (no second copy), within MAX_BODY_BYTES, BODY_MEMORY_BYTES
+/// and the request deadline; the error is the answer.
+async fn read_body(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    mut body: Incoming,
+    deadline: Instant,
+) -> Result<HeldBody, Response<Body>> {
+    let app = &shared.app;
     let max = app.config.max_body_bytes;
     let too_large = || {
+        app.metrics.reject("too_large");
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -159,37 +656,72 @@ async fn route(app: &App, req: Request<Incoming>, draining: bool) -> Response<Bo
             ),
         )
     };
-    let declared = req
-        .headers()
+    let busy = || {
+        app.metrics.reject("body_memory");
+        tracing::warn!("refused a request: BODY_MEMORY_BYTES of request bodies already in memory");
+        let mut reply = Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in memory at once (BODY_MEMORY_BYTES): retry later",
+        );
+        if let ReplyBody::Failed(f) = &mut reply.body {
+            f.retry = Some(true);
+        }
+        render(reply)
+    };
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large();
+        return Err(too_large());
     }
-    let (parts, body) = req.into_parts();
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await;
-    let Ok(read) = read else {
-        tracing::warn!("rejected a request whose body did not arrive in time");
-        return json_error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the body did not arrive within {}s",
-                BODY_READ_TIMEOUT.as_secs()
-            ),
-        );
-    };
-    let bytes = match read {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return too_large(),
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the body: {e}"),
-            );
+    let declared = declared.map(|n| n as usize);
+    // Reserve before reading a byte: over the budget, the client hears it at once.
+    let mut memory = Reservation::default();
+    let first = declared.unwrap_or(FIRST_RESERVATION.min(max));
+    if !shared.body_memory.grow(&mut memory, first) {
+        return Err(busy());
+    }
+    // Untouched capacity costs no resident memory: a slow client holds only what it sent.
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                app.metrics.reject("timeout");
+                return Err(json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body was not complete within REQUEST_TIMEOUT_SECONDS",
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the body: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let len = bytes.len() + data.len();
+        if len > max {
+            return Err(too_large());
         }
-    };
-    render(app.handle(&parts.headers, &bytes).await)
+        // Unknown length: grow the reservation by doubling, within the budget.
+        if len > memory.bytes {
+            let want = len.max(memory.bytes * 2).min(max);
+            if !shared.body_memory.grow(&mut memory, want) {
+                return Err(busy());
+            }
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(HeldBody {
+        bytes,
+        _memory: memory,
+    })
 }
 
 /// Constant-time comparison of `Authorization: Bearer <token>`; the token is never logged.
@@ -285,12 +817,20 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Body> 
 
 trait WithAllow {
     fn with_allow(self, allow: &'static str) -> Self;
+    /// Answered before the body was read: the connection cannot be reused.
+    fn closing(self) -> Self;
 }
 
 impl WithAllow for Response<Body> {
     fn with_allow(mut self, allow: &'static str) -> Self {
         self.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
+        self
+    }
+
+    fn closing(mut self) -> Self {
+        self.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         self
     }
 }

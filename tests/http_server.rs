@@ -317,7 +317,12 @@ async fn shutdown_finishes_in_flight_events_and_stops_accepting() {
         format!("http://{api_addr}").parse().unwrap(),
     ))
     .unwrap();
-    let mut s = start(App::new(config(&[]), Some(client))).await;
+    // No endpoint-propagation delay here: tests/limits.rs covers it.
+    let mut s = start(App::new(
+        config(&[("SHUTDOWN_DELAY_SECONDS", "0")]),
+        Some(client),
+    ))
+    .await;
     let addr = s.addr;
     let in_flight = tokio::spawn(async move {
         http(addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await

@@ -1,0 +1,74 @@
+//! Writes the fuzzers' seed inputs (`scripts/fuzz.sh` runs it): every JSON fixture of
+//! `tests/fixtures` in every envelope a sender uses, in the format of `fuzz/checks.rs`
+//! (header lines, an empty line, the body). Usage: `cargo run --example fuzz_seeds -- DIR`;
+//! writes DIR/decode/*, DIR/decide/* (the same with a configuration byte in front) and
+//! DIR/verdict/* (with the configuration and live-pod shape bytes in front).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+
+use common::{ENVELOPES, wrap};
+
+fn main() {
+    let out = PathBuf::from(std::env::args().nth(1).expect("usage: fuzz_seeds DIR"));
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (decode, decide, verdict) = (out.join("decode"), out.join("decide"), out.join("verdict"));
+    for dir in [&decode, &decide, &verdict] {
+        std::fs::create_dir_all(dir).expect("seed directory");
+    }
+    let mut names: Vec<_> = std::fs::read_dir(&fixtures)
+        .expect("tests/fixtures")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    names.sort();
+    let mut n = 0;
+    for path in names {
+        let json = std::fs::read_to_string(&path).expect("fixture");
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let mut seeds = vec![(format!("{stem}.raw"), json.clone().into_bytes())];
+        if serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|v| v.is_object()) {
+            for &env in ENVELOPES {
+                let (headers, body) = wrap(env, &json);
+                let mut seed = Vec::new();
+                for (k, v) in &headers {
+                    seed.extend_from_slice(k.as_str().as_bytes());
+                    seed.extend_from_slice(b": ");
+                    seed.extend_from_slice(v.as_bytes());
+                    seed.push(b'\n');
+                }
+                seed.push(b'\n');
+                seed.extend_from_slice(&body);
+                seeds.push((format!("{stem}.{env:?}"), seed));
+            }
+        }
+        for (name, seed) in seeds {
+            std::fs::write(decode.join(&name), &seed).expect("write seed");
+            // Default configuration, and RULES=* with the rest set (0b0001_1111).
+            for selector in [0u8, 0x1f] {
+                let mut with = vec![selector];
+                with.extend_from_slice(&seed);
+                std::fs::write(decide.join(format!("{name}.{selector:02x}")), with)
+                    .expect("write seed");
+            }
+            // The same pod (names, uid, containers, created before), a replaced one, a
+            // protected and terminating one; GRACE_PERIOD_SECONDS set in the last.
+            for (i, shape) in [
+                [0u8, 0b1100_1111, 100, 200, 30, 130, 0],
+                [0, 0b1000_0111, 200, 200, 0, 130, 0],
+                [0x80, 0b1111_1111, 100, 250, 120, 130, 0],
+            ]
+            .iter()
+            .enumerate()
+            {
+                let mut with = shape.to_vec();
+                with.extend_from_slice(&seed);
+                std::fs::write(verdict.join(format!("{name}.{i}")), with).expect("write seed");
+            }
+            n += 1;
+        }
+    }
+    eprintln!("fuzz_seeds: {n} seeds in {}", out.display());
+}

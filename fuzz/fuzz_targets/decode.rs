@@ -1,0 +1,8 @@
+//! decode with arbitrary headers and body: every envelope (plain, CloudEvents binary and
+//! structured, Argo shapes). Checks in `fuzz/checks.rs`.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::decode_one(data));

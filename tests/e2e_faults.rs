@@ -1,0 +1,325 @@
+//! Faults of the API server, against the real `falco-responder` binary (issue 9, item 8):
+//! a real kube-apiserver stopped in the middle of a storm of events for many pods and started
+//! again; an API server that accepts connections and never answers; one that answers 500 or
+//! 429. Never a 2xx for a deletion that did not happen; 503 + Retry-After for what may succeed
+//! later; no restart of the function needed.
+
+mod common;
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{HttpReply, http, terminal_shell};
+use http::HeaderMap;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client};
+use support::ApiServer;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+    process::{Child, Command},
+};
+
+const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
+
+/// The real binary on a free loopback port; killed on drop.
+struct Responder {
+    _child: Child,
+    addr: std::net::SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Responder {
+    async fn start(kubeconfig: &Path, env: &[(&str, &str)]) -> Responder {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("responder.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_falco-responder"))
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("KUBECONFIG", kubeconfig)
+            .env("PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn falco-responder");
+        let r = Responder {
+            _child: child,
+            addr: ([127, 0, 0, 1], port).into(),
+            log,
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(r.addr).await.is_ok()
+                && http(r.addr, "GET", "/readyz", &HeaderMap::new(), b"")
+                    .await
+                    .status
+                    == 200
+            {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("falco-responder did not become ready:\n{}", r.logs());
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn event(&self, ns: &str, pod: &str) -> HttpReply {
+        let body = terminal_shell(ns, pod, CID);
+        http(self.addr, "POST", "/", &HeaderMap::new(), body.as_bytes()).await
+    }
+}
+
+fn outcome(r: &HttpReply) -> String {
+    serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["outcome"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Deleted for good: gone, or terminating (the test pods have a node, so DELETE is graceful).
+async fn deleted(client: &Client, ns: &str, name: &str) -> bool {
+    match Api::<Pod>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+    {
+        Ok(None) => true,
+        Ok(Some(p)) => p.metadata.deletion_timestamp.is_some(),
+        Err(e) => panic!("GET {ns}/{name}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_stopped_mid_storm_never_gets_a_2xx_without_deletion_and_recovers() {
+    // A private API server: this test stops it.
+    let api = Arc::new(tokio::task::spawn_blocking(ApiServer::start).await.unwrap());
+    let admin = api.admin_client().await;
+    let ns = support::namespace(&admin, "faults").await;
+    const PODS: usize = 60;
+    for i in 0..PODS {
+        support::create_pod(&admin, &ns, &format!("web-{i}"), CID, &[]).await;
+    }
+    let responder = Arc::new(
+        Responder::start(
+            &api.admin_kubeconfig(),
+            &[("API_TIMEOUT_SECONDS", "3"), ("DEDUP_SECONDS", "0")],
+        )
+        .await,
+    );
+
+    // The storm: 6 senders, one event per pod each in turn, while the API server is stopped
+    // after the first answers.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut senders = Vec::new();
+    for w in 0..6 {
+        let responder = responder.clone();
+        let ns = ns.clone();
+        let tx = tx.clone();
+        senders.push(tokio::spawn(async move {
+            for i in (w..PODS).step_by(6) {
+                let pod = format!("web-{i}");
+                let r = responder.event(&ns, &pod).await;
+                let _ = tx.send((pod, r.status, outcome(&r)));
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }));
+    }
+    drop(tx);
+    let mut answers: BTreeMap<String, (u16, String)> = BTreeMap::new();
+    let mut stopped = false;
+    while let Some((pod, status, outcome)) = rx.recv().await {
+        answers.insert(pod, (status, outcome));
+        if !stopped && answers.len() >= 12 {
+            stopped = true;
+            let api = api.clone();
+            tokio::task::spawn_blocking(move || api.stop_apiserver())
+                .await
+                .unwrap();
+        }
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert_eq!(answers.len(), PODS);
+    let failed: Vec<&String> = answers
+        .iter()
+        .filter(|(_, (status, _))| *status >= 500)
+        .map(|(p, _)| p)
+        .collect();
+    for (pod, (status, outcome)) in &answers {
+        assert!(
+            (*status == 200 && (outcome == "deleted" || outcome == "gone")) || *status == 503,
+            "{pod}: {status} {outcome}\n{}",
+            responder.logs()
+        );
+    }
+    assert!(
+        failed.len() >= PODS / 3,
+        "the API server was stopped early: most events should have failed ({answers:?})"
+    );
+    assert!(
+        answers.values().any(|(s, _)| *s == 200),
+        "no event succeeded before the stop"
+    );
+
+    let api2 = api.clone();
+    tokio::task::spawn_blocking(move || api2.restart_apiserver())
+        .await
+        .unwrap();
+    let admin = api.admin_client().await;
+    // Every 2xx was a real deletion.
+    for (pod, (status, _)) in &answers {
+        if *status == 200 {
+            assert!(
+                deleted(&admin, &ns, pod).await,
+                "{pod}: 200 but not deleted"
+            );
+        }
+    }
+    // The same process recovers: the failed events, sent again, succeed.
+    let started = Instant::now();
+    for pod in failed {
+        let mut r = responder.event(&ns, pod).await;
+        // The kube client may hold a connection that died with the old process: one retry,
+        // as the sender's own retry would do.
+        if r.status == 503 && started.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            r = responder.event(&ns, pod).await;
+        }
+        assert_eq!(
+            r.status,
+            200,
+            "{pod} after the restart: {}\n{}",
+            String::from_utf8_lossy(&r.body),
+            responder.logs()
+        );
+        assert!(deleted(&admin, &ns, pod).await, "{pod}");
+    }
+}
+
+/// A kubeconfig for a plain-HTTP API server at `addr`.
+fn kubeconfig(dir: &Path, addr: std::net::SocketAddr) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\n\
+             current-context: c\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_apiserver_that_never_answers_gives_503_within_api_timeout() {
+    // Accepts, reads, never answers.
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = api.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = api.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            held.push(sock);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let responder = Responder::start(
+        &kubeconfig(dir.path(), addr),
+        &[("API_TIMEOUT_SECONDS", "2")],
+    )
+    .await;
+    let started = Instant::now();
+    let r = responder.event("prod", "web-1").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(4500),
+        "answered after {took:?}, API_TIMEOUT_SECONDS=2"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["retry"], true);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("API_TIMEOUT_SECONDS"),
+        "{body}"
+    );
+}
+
+/// An API server answering every request with `status` (a Kubernetes Status body).
+async fn answering(status: u16, reason: &'static str) -> std::net::SocketAddr {
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = api.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = api.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let body = format!(
+                        r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"{reason}","code":{status},"message":"injected"}}"#
+                    );
+                    let resp = format!(
+                        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_apiserver_answering_500_or_429_gives_503_with_retry_after() {
+    for (status, reason) in [(500, "InternalError"), (429, "TooManyRequests")] {
+        let addr = answering(status, reason).await;
+        let dir = tempfile::tempdir().unwrap();
+        let responder = Responder::start(
+            &kubeconfig(dir.path(), addr),
+            &[("API_TIMEOUT_SECONDS", "5")],
+        )
+        .await;
+        let started = Instant::now();
+        let r = responder.event("prod", "web-1").await;
+        assert_eq!(
+            r.status,
+            503,
+            "API {status}: {}\n{}",
+            String::from_utf8_lossy(&r.body),
+            responder.logs()
+        );
+        assert_eq!(r.header("retry-after"), Some("1"), "API {status}");
+        assert!(started.elapsed() < Duration::from_secs(6), "API {status}");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["retry"], true, "API {status}: {body}");
+    }
+}

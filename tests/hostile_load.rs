@@ -1,0 +1,158 @@
+//! Memory under hostile load, measured on the real binary from /proc (issue 9, item 2): 500
+//! clients each slowly sending a 1 MiB body plus 3,000 idle connections, while another client's
+//! events are still answered. The bound asserted here is generous (the 64Mi container limit the
+//! manifests set); `scripts/bench.sh` measures the precise figure against the 48 MiB goal.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{http, terminal_shell};
+use http::HeaderMap;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// The shipped memory limit (knative/service.yaml, openfaas/stack.yml).
+const LIMIT_KIB: u64 = 64 * 1024;
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+async fn start() -> (Killed, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_falco-responder"))
+            .env_clear()
+            .env("HOME", std::env::temp_dir())
+            .env("DRY_RUN", "true")
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            // Longer than the test: the memory bound must hold by itself, not by timeouts.
+            .env("REQUEST_TIMEOUT_SECONDS", "120")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..400 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return (child, addr);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("falco-responder did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_large_bodies_and_idle_connections_stay_within_the_memory_limit() {
+    let (child, addr) = start().await;
+    let pid = child.0.id();
+    let idle_kib = status_kib(pid, "VmRSS:");
+
+    let mut idle = Vec::new();
+    for _ in 0..3000 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+
+    // 500 clients announcing 1 MiB and sending it in 16 KiB pieces every 100 ms (6.4 s).
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let refused = refused.clone();
+        slow.push(tokio::spawn(async move {
+            let Ok(s) = TcpStream::connect(addr).await else {
+                return;
+            };
+            // Read while writing: an early answer arrives while the body is still being sent.
+            let (mut rd, mut wr) = s.into_split();
+            let reader = tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut raw)).await;
+                raw
+            });
+            let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n";
+            if wr.write_all(head.as_bytes()).await.is_ok() {
+                let piece = vec![b' '; 16 << 10];
+                for _ in 0..64 {
+                    if wr.write_all(&piece).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            let raw = reader.await.unwrap();
+            if raw.starts_with(b"HTTP/1.1 503") {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    // Meanwhile, real events from another client, each answered promptly.
+    let event = terminal_shell("prod", "web-1", "ee97d9c4186f");
+    let mut slowest = Duration::ZERO;
+    let mut peak_rss = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let t = Instant::now();
+        let r = http(addr, "POST", "/", &HeaderMap::new(), event.as_bytes()).await;
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["outcome"], "dry-run");
+        peak_rss = peak_rss.max(status_kib(pid, "VmRSS:"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for t in slow {
+        t.await.unwrap();
+    }
+    let hwm = status_kib(pid, "VmHWM:");
+    eprintln!(
+        "RSS idle {idle_kib} KiB, peak seen {peak_rss} KiB, VmHWM {hwm} KiB; \
+         slowest event {slowest:?}; {} of 500 large bodies refused with 503",
+        refused.load(Ordering::Relaxed)
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "an event took {slowest:?}"
+    );
+    assert!(
+        refused.load(Ordering::Relaxed) > 400,
+        "the body budget should refuse most of 500 MiB of concurrent bodies"
+    );
+    assert!(
+        hwm < LIMIT_KIB,
+        "peak RSS {hwm} KiB over the {LIMIT_KIB} KiB container limit"
+    );
+    drop(idle);
+}

@@ -1,0 +1,504 @@
+//! The server's limits against clients that are slow, silent, too large or unauthorized, its
+//! shutdown order and its dual-stack listener (issue 9, items 1–5). Real sockets, in process.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{http, parse_response, terminal_shell};
+use falco_responder::{app::App, config::Config, server};
+use http::HeaderMap;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+    task::JoinHandle,
+};
+
+fn config(vars: &[(&str, &str)]) -> Config {
+    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+async fn serve(listener: TcpListener, vars: &[(&str, &str)]) -> Running {
+    let addr = listener.local_addr().unwrap();
+    let mut all = vec![("DRY_RUN", "true")];
+    all.extend_from_slice(vars);
+    let app = App::new(config(&all), None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, Arc::new(app), async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn dry(vars: &[(&str, &str)]) -> Running {
+    serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), vars).await
+}
+
+fn shell() -> String {
+    terminal_shell("prod", "web-1", "ee97d9c4186f")
+}
+
+/// Reads until the server closes; the bytes and how long it took.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut raw)).await;
+    (raw, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408_and_its_connection_is_freed_within_the_deadline() {
+    let s = dry(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    // Announces 1000 bytes, sends 10, then nothing: without a body deadline this holds forever.
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{\"rule\":\"")
+        .await
+        .unwrap();
+    let (raw, took) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
+    let r = parse_response(&raw);
+    assert_eq!(r.status, 408, "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("REQUEST_TIMEOUT_SECONDS")
+    );
+    // The server is still there for the next client.
+    let ok = http(s.addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
+async fn trickled_headers_get_408_within_the_deadline() {
+    let s = dry(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    let started = Instant::now();
+    // One header line every 200 ms: each read is "activity", the request never completes.
+    let mut closed = false;
+    for i in 0..50 {
+        if stream
+            .write_all(format!("POST / HTTP/1.1\r\nx-{i}: y\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let (raw, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // Either we read the 408 or the write failed because it had already been sent and closed.
+    if !raw.is_empty() || !closed {
+        assert!(
+            String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let s = dry(&[
+        ("IDLE_TIMEOUT_SECONDS", "1"),
+        ("REQUEST_TIMEOUT_SECONDS", "5"),
+    ])
+    .await;
+    // Silent from the start.
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let (raw, took) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // Idle after one keep-alive request.
+    let mut kept = TcpStream::connect(s.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (raw, took) = read_until_closed(&mut kept, Duration::from_secs(10)).await;
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+/// A plain blocking client, as Python's http.client or curl: sends the whole body, then reads.
+fn plain_client(addr: SocketAddr, head: &str, body_len: usize) -> std::io::Result<Vec<u8>> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(
+        format!(
+            "{head}host: x\r\ncontent-type: application/json\r\ncontent-length: {body_len}\r\n\r\n"
+        )
+        .as_bytes(),
+    )?;
+    let chunk = vec![b' '; 64 << 10];
+    let mut left = body_len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+#[tokio::test]
+async fn early_answers_reach_a_client_that_sends_its_whole_body() {
+    let s = dry(&[("AUTH_TOKEN", "s3cret"), ("MAX_BODY_BYTES", "4194304")]).await;
+    let addr = s.addr;
+    let run = |head: &'static str, len: usize| {
+        tokio::task::spawn_blocking(move || plain_client(addr, head, len))
+    };
+    // 413: 6 MiB over a 4 MiB limit, answered from the Content-Length before reading it.
+    let raw = run(
+        "POST / HTTP/1.1\r\nauthorization: Bearer s3cret\r\n",
+        6 << 20,
+    )
+    .await
+    .unwrap()
+    .expect("the client reads the 413, not a connection reset");
+    let r = parse_response(&raw);
+    assert_eq!(r.status, 413);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("MAX_BODY_BYTES")
+    );
+    // 401 before the body: a 2 MiB body without the token.
+    let raw = run("POST / HTTP/1.1\r\n", 2 << 20)
+        .await
+        .unwrap()
+        .expect("the client reads the 401, not a connection reset");
+    assert_eq!(parse_response(&raw).status, 401);
+    // 404 with a 2 MiB body.
+    let raw = run("POST /nope HTTP/1.1\r\n", 2 << 20)
+        .await
+        .unwrap()
+        .expect("the client reads the 404, not a connection reset");
+    assert_eq!(parse_response(&raw).status, 404);
+}
+
+#[tokio::test]
+async fn a_2_mib_body_over_the_default_limit_gets_a_readable_413() {
+    let s = dry(&[]).await;
+    let addr = s.addr;
+    let raw =
+        tokio::task::spawn_blocking(move || plain_client(addr, "POST / HTTP/1.1\r\n", 2 << 20))
+            .await
+            .unwrap()
+            .expect("the client reads the 413, not a connection reset");
+    assert_eq!(parse_response(&raw).status, 413);
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_memory_budget_get_503_with_retry_after_before_being_read() {
+    // 4 MiB: three quarters (3 MiB) open to large bodies, one kept for ordinary events.
+    let s = dry(&[
+        ("BODY_MEMORY_BYTES", "4194304"),
+        ("REQUEST_TIMEOUT_SECONDS", "20"),
+    ])
+    .await;
+    let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n";
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(b"{").await.unwrap();
+        holders.push(c);
+    }
+    // Let the server reserve for all three.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut fourth = TcpStream::connect(s.addr).await.unwrap();
+    fourth.write_all(head.as_bytes()).await.unwrap();
+    let (raw, took) = read_until_closed(&mut fourth, Duration::from_secs(10)).await;
+    let r = parse_response(&raw);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["retry"], true);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("BODY_MEMORY_BYTES")
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    // Ordinary events are still answered while the large bodies hold their share.
+    let started = Instant::now();
+    let ok = http(s.addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Once a holder is gone, its memory is free again.
+    drop(holders.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = TcpStream::connect(s.addr).await.unwrap();
+    again.write_all(head.as_bytes()).await.unwrap();
+    again.write_all(&vec![b' '; 1 << 20]).await.unwrap();
+    let (raw, _) = read_until_closed(&mut again, Duration::from_secs(10)).await;
+    // Spaces are not an event: 400, but only after the whole body was accepted and read.
+    assert_eq!(
+        parse_response(&raw).status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let metrics = http(s.addr, "GET", "/metrics", &HeaderMap::new(), b"").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains(r#"falco_responder_http_rejected_total{reason="body_memory"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_held_to_the_budget_as_they_grow() {
+    // 2 MiB: 1.5 MiB for large bodies; a declared 1 MiB body holds 1 MiB of it.
+    let s = dry(&[("BODY_MEMORY_BYTES", "2097152")]).await;
+    let mut hog = TcpStream::connect(s.addr).await.unwrap();
+    hog.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    // 600 KB in chunks: the reservation doubles past 512 KiB, which no longer fits.
+    let chunk = "x".repeat(60_000);
+    for _ in 0..10 {
+        if c.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (raw, _) = read_until_closed(&mut c, Duration::from_secs(10)).await;
+    assert_eq!(
+        parse_response(&raw).status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    drop(hog);
+}
+
+#[tokio::test]
+async fn sigterm_turns_readiness_503_at_once_while_events_are_still_accepted() {
+    let mut s = dry(&[("SHUTDOWN_DELAY_SECONDS", "2")]).await;
+    assert_eq!(
+        http(s.addr, "GET", "/readyz", &HeaderMap::new(), b"")
+            .await
+            .status,
+        200
+    );
+    let stopped_at = Instant::now();
+    s.stop.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for path in ["/readyz", "/health/readiness", "/_/ready"] {
+        assert_eq!(
+            http(s.addr, "GET", path, &HeaderMap::new(), b"")
+                .await
+                .status,
+            503,
+            "{path}"
+        );
+    }
+    // Liveness stays 200: the kubelet must not restart a draining pod.
+    assert_eq!(
+        http(s.addr, "GET", "/healthz", &HeaderMap::new(), b"")
+            .await
+            .status,
+        200
+    );
+    // New connections, new events: still answered during the delay.
+    for _ in 0..5 {
+        let r = http(s.addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["outcome"], "dry-run");
+        assert_eq!(r.header("connection"), Some("close"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(stopped_at.elapsed() < Duration::from_secs(2));
+    tokio::time::timeout(Duration::from_secs(10), &mut s.task)
+        .await
+        .expect("server stops after the delay")
+        .unwrap()
+        .unwrap();
+    assert!(stopped_at.elapsed() >= Duration::from_secs(2));
+    assert!(TcpStream::connect(s.addr).await.is_err(), "still accepting");
+}
+
+#[tokio::test]
+async fn shutdown_delay_zero_stops_accepting_at_once() {
+    let mut s = dry(&[("SHUTDOWN_DELAY_SECONDS", "0")]).await;
+    s.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), &mut s.task)
+        .await
+        .expect("stops at once")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(s.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn listens_dual_stack_on_ipv6_and_ipv4_loopback() {
+    let listener = server::bind(0).expect("bind");
+    let local = listener.local_addr().unwrap();
+    let port = local.port();
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if ipv6 {
+        assert!(
+            local.is_ipv6(),
+            "{local}: not on [::] although IPv6 works here"
+        );
+    }
+    let s = serve(listener, &[]).await;
+    let _ = s.addr;
+    let mut addrs = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+    if ipv6 {
+        addrs.push(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
+    } else {
+        eprintln!("this host has no IPv6 loopback: checked the IPv4 fallback only");
+    }
+    for addr in addrs {
+        let r = http(addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
+        assert_eq!(r.status, 200, "{addr}");
+        assert_eq!(r.json()["outcome"], "dry-run", "{addr}");
+    }
+}
+
+fn binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_falco-responder"));
+    let home = std::env::temp_dir().join(format!("falco-responder-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("DRY_RUN", "true")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+#[test]
+fn limits_out_of_range_stop_the_start_naming_the_variable() {
+    for (var, value) in [
+        ("REQUEST_TIMEOUT_SECONDS", "0"),
+        ("IDLE_TIMEOUT_SECONDS", "100000"),
+        ("SHUTDOWN_DELAY_SECONDS", "-1"),
+        ("BODY_MEMORY_BYTES", "1024"),
+    ] {
+        let out = binary().env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{var}={value}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_on_sigterm_is_not_ready_keeps_serving_for_the_delay_then_exits_0() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = binary()
+        .env("PORT", port.to_string())
+        .env("SHUTDOWN_DELAY_SECONDS", "2")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Dual stack: the binary listens on [::], reachable on both loopbacks.
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut up = false;
+    for _ in 0..400 {
+        if TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "did not start");
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+        let r = http(v6, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
+        assert_eq!(r.status, 200, "IPv6 loopback");
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let sent = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        http(addr, "GET", "/readyz", &HeaderMap::new(), b"")
+            .await
+            .status,
+        503
+    );
+    let r = http(addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
+    assert_eq!(r.status, 200);
+    assert!(sent.elapsed() < Duration::from_secs(2));
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(sent.elapsed() < Duration::from_secs(10), "did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(code, Some(0));
+    assert!(
+        sent.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_new_connection_that_stays_silent_is_closed_after_the_request_timeout() {
+    // Idle connections may stay 95 s between requests, but a new one that never starts its
+    // request only holds its slot for REQUEST_TIMEOUT_SECONDS.
+    let s = dry(&[
+        ("REQUEST_TIMEOUT_SECONDS", "1"),
+        ("IDLE_TIMEOUT_SECONDS", "95"),
+    ])
+    .await;
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let (raw, took) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}

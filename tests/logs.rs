@@ -1,0 +1,197 @@
+//! The log lines of the real binary, fit for an incident (issue 9, item 6): every per-event line
+//! carries Falco's uuid and the CloudEvent id; the failure line keeps the event for replay but
+//! bounded, identifiers intact; no line ever carries the auth token.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::{Envelope, http, terminal_shell, wrap};
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-token-0123456789";
+
+struct Server {
+    child: std::process::Child,
+    addr: SocketAddr,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(env: &[(&str, &str)]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_falco-responder"))
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("PORT", port.to_string())
+            .env("AUTH_TOKEN", TOKEN)
+            .env("SHUTDOWN_DELAY_SECONDS", "0")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            _dir: dir,
+        };
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(s.addr).await.is_ok() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("did not start");
+    }
+
+    /// Stops it (SIGTERM) and returns everything it logged.
+    fn stop(&mut self) -> String {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn authorized(mut h: HeaderMap) -> HeaderMap {
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+    );
+    h
+}
+
+fn kubeconfig_to_nowhere(dir: &Path) -> std::path::PathBuf {
+    // A closed port: every API call fails, so the failure line is written.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+             current-context: c\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn event_lines_carry_uuid_and_cloudevent_id_and_never_the_token() {
+    let mut s = Server::start(&[("DRY_RUN", "true")]).await;
+    let event = terminal_shell("prod", "web-1", "ee97d9c4186f");
+    let uuid = serde_json::from_str::<Value>(&event).unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (h, body) = wrap(Envelope::CloudEventBinary, &event);
+    let ce_id = h["ce-id"].to_str().unwrap().to_string();
+    let r = http(s.addr, "POST", "/", &authorized(h), &body).await;
+    assert_eq!(r.status, 200);
+    // A wrong token and a missing one: refused, and neither token is logged.
+    let mut wrong = HeaderMap::new();
+    wrong.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer guessed-token-987"),
+    );
+    assert_eq!(
+        http(s.addr, "POST", "/", &wrong, event.as_bytes())
+            .await
+            .status,
+        401
+    );
+    let log = s.stop();
+    let line = log
+        .lines()
+        .find(|l| l.contains("event handled"))
+        .unwrap_or_else(|| panic!("no event line in:\n{log}"));
+    assert!(line.contains(&format!("uuid={uuid}")), "{line}");
+    assert!(line.contains(&format!("ce_id={ce_id}")), "{line}");
+    assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
+    assert!(
+        !log.contains("guessed-token-987"),
+        "a wrong token is in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_to_nowhere(dir.path());
+    let mut s = Server::start(&[
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("API_TIMEOUT_SECONDS", "2"),
+        ("LOG_FORMAT", "json"),
+    ])
+    .await;
+    let mut event: Value =
+        serde_json::from_str(&terminal_shell("prod", "web-1", "ee97d9c4186f")).unwrap();
+    // An attacker-sized command line and output: 200 KB.
+    event["output"] = Value::from("o".repeat(100_000));
+    event["output_fields"]["proc.cmdline"] = Value::from("c".repeat(100_000));
+    let body = event.to_string();
+    let r = http(
+        s.addr,
+        "POST",
+        "/",
+        &authorized(HeaderMap::new()),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let log = s.stop();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the sender should retry"))
+        .unwrap_or_else(|| panic!("no failure line in:\n{log}"));
+    assert!(
+        line.len() < 12 * 1024,
+        "failure line of {} bytes",
+        line.len()
+    );
+    let fields: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(fields["uuid"], event["uuid"]);
+    let logged: Value = serde_json::from_str(fields["event"].as_str().unwrap()).unwrap();
+    assert!(fields["event"].as_str().unwrap().len() <= 8 * 1024);
+    for key in ["rule", "priority", "uuid", "time"] {
+        assert_eq!(logged[key], event[key], "{key}");
+    }
+    for key in ["k8s.ns.name", "k8s.pod.name", "container.id", "proc.name"] {
+        assert_eq!(
+            logged["output_fields"][key], event["output_fields"][key],
+            "{key}"
+        );
+    }
+    assert!(logged["output"].as_str().unwrap().contains("[cut "));
+    assert!(!log.contains(TOKEN));
+}
