@@ -539,95 +539,46 @@ impl Kube {
             ));
         }
 
-        let release = || {
-            if let Some(g) = &self.guards {
-                g.release(ticket.clone());
-            }
+        // The removal, through the Eviction API or a DELETE; both carry the uid precondition.
+        let (verb, noun) = if use_eviction {
+            ("evict", "eviction")
+        } else {
+            ("delete", "delete")
         };
-        if use_eviction {
-            let removed = self
-                .within(
-                    deadline,
-                    "evict",
-                    evict::evict(
-                        self.evict_client.as_ref().unwrap_or(&self.client),
-                        target.namespace.as_str(),
-                        target.name.as_str(),
-                        &uid,
-                        grace,
-                        false,
-                    ),
-                )
-                .await;
-            let done = match removed {
-                Ok(Ok(())) => outcome(
-                    OutcomeKind::Deleted,
-                    format!(
-                        "Falco rule {:?} (evicted through the Eviction API)",
-                        event.rule
-                    ),
+        let removed: Result<Result<(), Refused>, ActionError> = if use_eviction {
+            self.within(
+                deadline,
+                verb,
+                evict::evict(
+                    self.evict_client.as_ref().unwrap_or(&self.client),
+                    target.namespace.as_str(),
+                    target.name.as_str(),
+                    &uid,
+                    grace,
+                    false,
                 ),
-                Ok(Err(Refused::Budget(msg))) => {
-                    release();
-                    let reason = crate::availability::pdb_reason(&msg);
-                    let extra = Guarded {
-                        related: guarded.related.take(),
-                        why: Some(reason.clone()),
-                        ..Default::default()
-                    };
-                    self.record_later(self.event_object(
-                        target,
-                        &uid,
-                        event,
-                        Recorded::Held,
-                        extra,
-                    ));
-                    return Ok(outcome(OutcomeKind::Held(HeldBy::Pdb), reason));
-                }
-                Ok(Err(Refused::Other(kube::Error::Api(s)))) if s.is_not_found() => {
-                    release();
-                    return Ok(outcome(
-                        OutcomeKind::Gone,
-                        "the pod disappeared before the eviction".into(),
-                    ));
-                }
-                Ok(Err(Refused::Other(kube::Error::Api(s)))) if s.is_conflict() => {
-                    release();
-                    return Ok(outcome(
-                        OutcomeKind::Stale,
-                        "the pod was replaced between check and eviction (uid precondition failed)"
-                            .into(),
-                    ));
-                }
-                Ok(Err(Refused::Other(e))) => {
-                    release();
-                    return Err(map_err(e, "evict", target));
-                }
-                Err(e) => {
-                    release();
-                    return Err(e);
-                }
-            };
-            self.record_later(self.event_object(target, &uid, event, record, guarded));
-            return Ok(done);
+            )
+            .await
+        } else {
+            let mut dp = DeleteParams::default().preconditions(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            });
+            if let Some(g) = grace {
+                dp = dp.grace_period(g);
+            }
+            self.within(deadline, verb, pods.delete(target.name.as_str(), &dp))
+                .await
+                .map(|r| r.map(drop).map_err(Refused::Other))
+        };
+        if !matches!(removed, Ok(Ok(()))) {
+            // Not removed (held, gone, stale, refused, timed out): the reservation must not count.
+            if let Some(g) = &self.guards {
+                g.release(ticket);
+            }
         }
-
-        let mut dp = DeleteParams::default().preconditions(Preconditions {
-            uid: Some(uid.clone()),
-            resource_version: None,
-        });
-        if let Some(g) = grace {
-            dp = dp.grace_period(g);
-        }
-        let deleted = self
-            .within(deadline, "delete", pods.delete(target.name.as_str(), &dp))
-            .await;
-        if !matches!(deleted, Ok(Ok(_))) {
-            // Not deleted (gone, stale, refused, timed out): the reservation must not count.
-            release();
-        }
-        let done = match deleted? {
-            Ok(_) => match record {
+        let done = match removed? {
+            Ok(()) => match record {
                 Recorded::GraceShortened => outcome(
                     OutcomeKind::Terminating,
                     format!(
@@ -636,22 +587,40 @@ impl Kube {
                         event.rule
                     ),
                 ),
+                _ if use_eviction => outcome(
+                    OutcomeKind::Deleted,
+                    format!(
+                        "Falco rule {:?} (evicted through the Eviction API)",
+                        event.rule
+                    ),
+                ),
                 _ => outcome(OutcomeKind::Deleted, format!("Falco rule {:?}", event.rule)),
             },
-            Err(kube::Error::Api(s)) if s.is_not_found() => {
+            Err(Refused::Budget(msg)) => {
+                let reason = crate::availability::pdb_reason(&msg);
+                let extra = Guarded {
+                    related: guarded.related.take(),
+                    why: Some(reason.clone()),
+                    ..Default::default()
+                };
+                self.record_later(self.event_object(target, &uid, event, Recorded::Held, extra));
+                return Ok(outcome(OutcomeKind::Held(HeldBy::Pdb), reason));
+            }
+            Err(Refused::Other(kube::Error::Api(s))) if s.is_not_found() => {
                 return Ok(outcome(
                     OutcomeKind::Gone,
-                    "the pod disappeared before the delete".into(),
+                    format!("the pod disappeared before the {noun}"),
                 ));
             }
-            Err(kube::Error::Api(s)) if s.is_conflict() => {
+            Err(Refused::Other(kube::Error::Api(s))) if s.is_conflict() => {
                 return Ok(outcome(
                     OutcomeKind::Stale,
-                    "the pod was replaced between check and delete (uid precondition failed)"
-                        .into(),
+                    format!(
+                        "the pod was replaced between check and {noun} (uid precondition failed)"
+                    ),
                 ));
             }
-            Err(e) => return Err(map_err(e, "delete", target)),
+            Err(Refused::Other(e)) => return Err(map_err(e, verb, target)),
         };
 
         self.record_later(self.event_object(target, &uid, event, record, guarded));
