@@ -393,19 +393,22 @@ impl Kube {
             container_ids: pod_container_ids(&pod),
         };
         pod_ref.uid = Some(seen.uid.clone());
-        let outcome = |kind, reason: String| Outcome {
+        // Takes the pod by reference: the guards add its workload to `pod_ref` on the way.
+        let outcome = |pod: &PodRef, kind, reason: String| Outcome {
             kind,
             reason,
-            pod: Some(pod_ref.clone()),
+            pod: Some(pod.clone()),
             seen: Some(seen.clone()),
         };
 
         let (uid, grace, record) = match verdict {
-            Verdict::Stale { reason } => return Ok(outcome(OutcomeKind::Stale, reason)),
+            Verdict::Stale { reason } => return Ok(outcome(&pod_ref, OutcomeKind::Stale, reason)),
             Verdict::NotYet { reason } => return Err(ActionError::NotYet(reason)),
-            Verdict::Skipped { reason } => return Ok(outcome(OutcomeKind::Skipped, reason)),
+            Verdict::Skipped { reason } => {
+                return Ok(outcome(&pod_ref, OutcomeKind::Skipped, reason));
+            }
             Verdict::Terminating { reason } => {
-                return Ok(outcome(OutcomeKind::Terminating, reason));
+                return Ok(outcome(&pod_ref, OutcomeKind::Terminating, reason));
             }
             Verdict::Mismatch { .. } => unreachable!("handled above"),
             Verdict::Delete { uid, grace } => (uid, grace, Recorded::Deleted),
@@ -435,20 +438,20 @@ impl Kube {
             let w = plan.workload().clone();
             pod_ref.workload = Some(w.to_string());
             let related = crate::breaker::related(target.namespace.as_str(), &w);
-            let outcome = |kind, reason: String| Outcome {
-                kind,
-                reason,
-                pod: Some(pod_ref.clone()),
-                seen: Some(seen.clone()),
-            };
             let dry = |verdict: &str, reason: &str| {
-                outcome(OutcomeKind::DryRun, format!("DRY_RUN: {verdict}: {reason}"))
+                outcome(
+                    &pod_ref,
+                    OutcomeKind::DryRun,
+                    format!("DRY_RUN: {verdict}: {reason}"),
+                )
             };
             match plan {
                 Plan::Skip { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would skip", &reason));
                 }
-                Plan::Skip { reason, .. } => return Ok(outcome(OutcomeKind::Skipped, reason)),
+                Plan::Skip { reason, .. } => {
+                    return Ok(outcome(&pod_ref, OutcomeKind::Skipped, reason));
+                }
                 Plan::Hold { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would hold", &reason));
                 }
@@ -465,7 +468,7 @@ impl Kube {
                         Recorded::Held,
                         extra,
                     ));
-                    return Ok(outcome(OutcomeKind::Held(HeldBy::Floor), reason));
+                    return Ok(outcome(&pod_ref, OutcomeKind::Held(HeldBy::Floor), reason));
                 }
                 Plan::BreakerOpen { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would be refused", &reason));
@@ -490,6 +493,7 @@ impl Kube {
                         extra,
                     ));
                     return Ok(outcome(
+                        &pod_ref,
                         OutcomeKind::BreakerOpen(w.kind.metric_label()),
                         reason,
                     ));
@@ -511,12 +515,6 @@ impl Kube {
                 }
             }
         }
-        let outcome = |kind, reason: String| Outcome {
-            kind,
-            reason,
-            pod: Some(pod_ref.clone()),
-            seen: Some(seen.clone()),
-        };
 
         if cfg.dry_run {
             // The audit trail of a trial run: what would have been done, and why.
@@ -531,6 +529,7 @@ impl Kube {
                 _ => "delete",
             };
             return Ok(outcome(
+                &pod_ref,
                 OutcomeKind::DryRun,
                 format!(
                     "DRY_RUN: would {what} pod {}/{}{checks}",
@@ -580,6 +579,7 @@ impl Kube {
         let done = match removed? {
             Ok(()) => match record {
                 Recorded::GraceShortened => outcome(
+                    &pod_ref,
                     OutcomeKind::Terminating,
                     format!(
                         "the pod was already terminating: grace shortened to {}s (Falco rule {:?})",
@@ -588,13 +588,18 @@ impl Kube {
                     ),
                 ),
                 _ if use_eviction => outcome(
+                    &pod_ref,
                     OutcomeKind::Deleted,
                     format!(
                         "Falco rule {:?} (evicted through the Eviction API)",
                         event.rule
                     ),
                 ),
-                _ => outcome(OutcomeKind::Deleted, format!("Falco rule {:?}", event.rule)),
+                _ => outcome(
+                    &pod_ref,
+                    OutcomeKind::Deleted,
+                    format!("Falco rule {:?}", event.rule),
+                ),
             },
             Err(Refused::Budget(msg)) => {
                 let reason = crate::availability::pdb_reason(&msg);
@@ -604,16 +609,18 @@ impl Kube {
                     ..Default::default()
                 };
                 self.record_later(self.event_object(target, &uid, event, Recorded::Held, extra));
-                return Ok(outcome(OutcomeKind::Held(HeldBy::Pdb), reason));
+                return Ok(outcome(&pod_ref, OutcomeKind::Held(HeldBy::Pdb), reason));
             }
             Err(Refused::Other(kube::Error::Api(s))) if s.is_not_found() => {
                 return Ok(outcome(
+                    &pod_ref,
                     OutcomeKind::Gone,
                     format!("the pod disappeared before the {noun}"),
                 ));
             }
             Err(Refused::Other(kube::Error::Api(s))) if s.is_conflict() => {
                 return Ok(outcome(
+                    &pod_ref,
                     OutcomeKind::Stale,
                     format!(
                         "the pod was replaced between check and {noun} (uid precondition failed)"
