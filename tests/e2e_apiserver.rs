@@ -2,13 +2,10 @@
 //! `falco-responder` binary: real authentication, RBAC, preconditions and graceful deletion.
 
 mod common;
+mod responder;
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
 use common::{ENVELOPES, Envelope, HttpReply, http, terminal_shell, wrap};
 use k8s_openapi::api::{core::v1::Pod, events::v1::Event as KubeEvent};
@@ -18,67 +15,23 @@ use kube::{
 };
 use serde_json::json;
 use support::ApiServer;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
 const OTHER_CID: &str = "5892b41bcf460123456789abcdef0123456789abcdef0123456789abcdef0123";
 
-/// The real binary, serving on a free loopback port; killed on drop.
-struct Responder {
-    _child: Child,
-    addr: std::net::SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+use responder::Responder;
 
 impl Responder {
-    async fn start(kubeconfig: &Path, env: &[(&str, &str)]) -> Responder {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("responder.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_falco-responder"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .env("KUBECONFIG", kubeconfig)
-            .env("PORT", port.to_string())
-            .env("API_TIMEOUT_SECONDS", "5")
+    /// The binary with this suite's settings, then `env`.
+    async fn start(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Responder {
+        let defaults = [
+            ("API_TIMEOUT_SECONDS", "5"),
             // The overall deletion budget counts every test's deletions on this shared server;
             // it is tested on a private one (e2e_guards). The per-workload one stays on.
-            .env("MAX_DELETIONS", "off")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true);
-        let child = cmd.spawn().expect("spawn falco-responder");
-        let r = Responder {
-            _child: child,
-            addr: ([127, 0, 0, 1], port).into(),
-            log,
-            _dir: dir,
-        };
-        for _ in 0..200 {
-            if let Ok(s) = tokio::net::TcpStream::connect(r.addr).await {
-                drop(s);
-                if http(r.addr, "GET", "/readyz", &Default::default(), b"")
-                    .await
-                    .status
-                    == 200
-                {
-                    return r;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("falco-responder did not become ready:\n{}", r.logs());
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+            ("MAX_DELETIONS", "off"),
+        ];
+        Responder::spawn(kubeconfig, &[&defaults[..], env].concat()).await
     }
 
     async fn send(&self, envelope: Envelope, falco: &str) -> HttpReply {

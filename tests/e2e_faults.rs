@@ -5,12 +5,12 @@
 //! later; no restart of the function needed.
 
 mod common;
+mod responder;
 mod support;
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -23,61 +23,17 @@ use support::ApiServer;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
-    process::{Child, Command},
 };
 
 const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
 
-/// The real binary on a free loopback port; killed on drop.
-struct Responder {
-    _child: Child,
-    addr: std::net::SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+use responder::Responder;
 
 impl Responder {
-    async fn start(kubeconfig: &Path, env: &[(&str, &str)]) -> Responder {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("responder.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_falco-responder"))
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("KUBECONFIG", kubeconfig)
-            .env("PORT", port.to_string())
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn falco-responder");
-        let r = Responder {
-            _child: child,
-            addr: ([127, 0, 0, 1], port).into(),
-            log,
-            _dir: dir,
-        };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(r.addr).await.is_ok()
-                && http(r.addr, "GET", "/readyz", &HeaderMap::new(), b"")
-                    .await
-                    .status
-                    == 200
-            {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("falco-responder did not become ready:\n{}", r.logs());
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    /// The binary with this suite's settings, then `env`.
+    async fn start(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Responder {
+        let defaults = [];
+        Responder::spawn(kubeconfig, &[&defaults[..], env].concat()).await
     }
 
     async fn event(&self, ns: &str, pod: &str) -> HttpReply {

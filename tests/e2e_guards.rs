@@ -5,9 +5,10 @@
 //! Running/Ready through `pods/status`, as a kubelet would.
 
 mod common;
+mod responder;
 mod support;
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use common::{Envelope, HttpReply, http, terminal_shell, wrap};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod, events::v1::Event as KubeEvent};
@@ -18,64 +19,20 @@ use kube::{
 };
 use serde_json::{Value, json};
 use support::ApiServer;
-use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The real binary on a free loopback port; killed on drop.
-struct Responder {
-    _child: Child,
-    addr: std::net::SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+use responder::Responder;
 
 impl Responder {
+    /// The binary with this suite's settings, then `env`.
     async fn start(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Responder {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("responder.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_falco-responder"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .env("KUBECONFIG", kubeconfig)
-            .env("PORT", port.to_string())
-            .env("API_TIMEOUT_SECONDS", "5")
+        let defaults = [
+            ("API_TIMEOUT_SECONDS", "5"),
             // Tests in this file share one API server: the overall budget is tested on its own.
-            .env("MAX_DELETIONS", "off")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn falco-responder");
-        let r = Responder {
-            _child: child,
-            addr: ([127, 0, 0, 1], port).into(),
-            log,
-            _dir: dir,
-        };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(r.addr).await.is_ok()
-                && http(r.addr, "GET", "/readyz", &Default::default(), b"")
-                    .await
-                    .status
-                    == 200
-            {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("falco-responder did not become ready:\n{}", r.logs());
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+            ("MAX_DELETIONS", "off"),
+        ];
+        Responder::spawn(kubeconfig, &[&defaults[..], env].concat()).await
     }
 
     /// Sends the Terminal-shell event for `pod` (with its container id); the reply and its JSON.
