@@ -456,18 +456,7 @@ impl Kube {
                     return Ok(dry("would hold", &reason));
                 }
                 Plan::Hold { reason, .. } => {
-                    let extra = Guarded {
-                        related,
-                        why: Some(reason.clone()),
-                        ..Default::default()
-                    };
-                    self.record_later(self.event_object(
-                        target,
-                        &uid,
-                        event,
-                        Recorded::Held,
-                        extra,
-                    ));
+                    self.record_refusal(target, &uid, event, Recorded::Held, related, &reason);
                     return Ok(outcome(&pod_ref, OutcomeKind::Held(HeldBy::Floor), reason));
                 }
                 Plan::BreakerOpen { reason, .. } if cfg.dry_run => {
@@ -480,18 +469,14 @@ impl Kube {
                         reason = reason.as_str(),
                         "deletion breaker open: not deleting; a person must look"
                     );
-                    let extra = Guarded {
-                        related,
-                        why: Some(reason.clone()),
-                        ..Default::default()
-                    };
-                    self.record_later(self.event_object(
+                    self.record_refusal(
                         target,
                         &uid,
                         event,
                         Recorded::BreakerOpen,
-                        extra,
-                    ));
+                        related,
+                        &reason,
+                    );
                     return Ok(outcome(
                         &pod_ref,
                         OutcomeKind::BreakerOpen(w.kind.metric_label()),
@@ -603,12 +588,14 @@ impl Kube {
             },
             Err(Refused::Budget(msg)) => {
                 let reason = crate::availability::pdb_reason(&msg);
-                let extra = Guarded {
-                    related: guarded.related.take(),
-                    why: Some(reason.clone()),
-                    ..Default::default()
-                };
-                self.record_later(self.event_object(target, &uid, event, Recorded::Held, extra));
+                self.record_refusal(
+                    target,
+                    &uid,
+                    event,
+                    Recorded::Held,
+                    guarded.related.take(),
+                    &reason,
+                );
                 return Ok(outcome(&pod_ref, OutcomeKind::Held(HeldBy::Pdb), reason));
             }
             Err(Refused::Other(kube::Error::Api(s))) if s.is_not_found() => {
@@ -646,6 +633,24 @@ impl Kube {
                 step,
                 timeout: self.timeout,
             })
+    }
+
+    /// Records the Warning Event of a deletion a guard refused (held, breaker open), saying why.
+    fn record_refusal(
+        &self,
+        t: &Target,
+        uid: &str,
+        event: &FalcoEvent,
+        what: Recorded,
+        related: Option<ObjectReference>,
+        why: &str,
+    ) {
+        let extra = Guarded {
+            related,
+            why: Some(why.to_string()),
+            ..Default::default()
+        };
+        self.record_later(self.event_object(t, uid, event, what, extra));
     }
 
     /// Records `event` after the answer: the sender should not wait a third API round trip for
