@@ -451,6 +451,7 @@ impl Kube {
                     format!("DRY_RUN: {verdict}: {reason}"),
                 )
             };
+            let for_good = matches!(plan, Plan::Refuse { .. });
             match plan {
                 Plan::Skip { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would skip", &reason));
@@ -461,20 +462,6 @@ impl Kube {
                 Plan::Hold { reason, .. } | Plan::Refuse { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would hold", &reason));
                 }
-                Plan::Refuse { reason, .. } => {
-                    tracing::error!(
-                        pod = %format!("{}/{}", target.namespace, target.name),
-                        workload = %w,
-                        reason = reason.as_str(),
-                        "held for good: the availability floor can never be met; a person must look"
-                    );
-                    self.record_refusal(target, &uid, event, Recorded::Held, related, &reason);
-                    return Ok(outcome(
-                        &pod_ref,
-                        OutcomeKind::Held(HeldBy::FloorNever),
-                        reason,
-                    ));
-                }
                 Plan::Hold { reason, .. } => {
                     self.record_refusal(target, &uid, event, Recorded::Held, related, &reason);
                     return Ok(outcome(&pod_ref, OutcomeKind::Held(HeldBy::Floor), reason));
@@ -482,26 +469,29 @@ impl Kube {
                 Plan::BreakerOpen { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would be refused", &reason));
                 }
-                Plan::BreakerOpen { reason, .. } => {
+                // Not deleted, and no retry can change that: loud (an error line), 200.
+                Plan::Refuse { reason, .. } | Plan::BreakerOpen { reason, .. } => {
+                    let (recorded, kind, what) = if for_good {
+                        (
+                            Recorded::Held,
+                            OutcomeKind::Held(HeldBy::FloorNever),
+                            "held for good: the availability floor can never be met; a person must look",
+                        )
+                    } else {
+                        (
+                            Recorded::BreakerOpen,
+                            OutcomeKind::BreakerOpen(w.kind.metric_label()),
+                            "deletion breaker open: not deleting; a person must look",
+                        )
+                    };
                     tracing::error!(
                         pod = %format!("{}/{}", target.namespace, target.name),
                         workload = %w,
                         reason = reason.as_str(),
-                        "deletion breaker open: not deleting; a person must look"
+                        "{what}"
                     );
-                    self.record_refusal(
-                        target,
-                        &uid,
-                        event,
-                        Recorded::BreakerOpen,
-                        related,
-                        &reason,
-                    );
-                    return Ok(outcome(
-                        &pod_ref,
-                        OutcomeKind::BreakerOpen(w.kind.metric_label()),
-                        reason,
-                    ));
+                    self.record_refusal(target, &uid, event, recorded, related, &reason);
+                    return Ok(outcome(&pod_ref, kind, reason));
                 }
                 Plan::Remove {
                     ticket: t,
