@@ -151,15 +151,18 @@ impl App {
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
-        let namespaces = config
-            .namespaces
-            .as_ref()
-            .map(|l| l.iter().map(|n| n.as_str().to_string()).collect());
-        let guards = Arc::new(crate::availability::Availability::new(
-            &config.guards,
-            namespaces,
-        ));
         let kube = clients.map(|c| {
+            // The breaker's records live in our own namespace; out of a cluster, `default`.
+            let own = config
+                .own_namespace
+                .as_ref()
+                .map_or("default", |n| n.as_str())
+                .to_string();
+            let deletions = crate::deletions::Deletions::new(c.main.clone(), own, instance.clone());
+            let guards = Arc::new(crate::availability::Availability::new(
+                &config.guards,
+                deletions,
+            ));
             let kube = Kube::new(
                 c.main,
                 config.api_timeout,
@@ -174,6 +177,14 @@ impl App {
         });
         let _ = self.kube.set(kube);
         self.connected.send_replace(true);
+    }
+
+    /// Starts what only a serving process keeps running: the watch that feeds the deletion
+    /// breaker's count (the one-shot mode lists once instead). After `connect`.
+    pub fn watch(&self) {
+        if let Some(Some(kube)) = self.kube.get() {
+            kube.watch(self.config.api_timeout);
+        }
     }
 
     /// Waits for work that outlives answers: actions whose caller went away and the Kubernetes
@@ -440,8 +451,9 @@ impl Inner {
                     ms,
                     "event handled"
                 );
-                // Held to keep a workload available: not done, the sender retries later.
-                let held = matches!(o.kind, OutcomeKind::Held(_));
+                // Held to keep a workload available: not done, the sender retries later (unless
+                // no recovery can let it through: then a person must look, and 200 ends it).
+                let held = matches!(o.kind, OutcomeKind::Held(by) if by.retry_helps());
                 Reply {
                     status: if held {
                         StatusCode::SERVICE_UNAVAILABLE

@@ -92,6 +92,7 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
             };
             let connecting = async {
                 app.connect(building.await??);
+                app.watch();
                 std::future::pending::<anyhow::Result<()>>().await
             };
             tokio::select! {
