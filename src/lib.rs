@@ -28,6 +28,7 @@ pub mod ident;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod once;
+mod peek;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
