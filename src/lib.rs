@@ -32,5 +32,6 @@ mod peek;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
+mod text;
 pub mod verdict;
 pub mod workload;

@@ -755,7 +755,10 @@ pub fn render(reply: Reply) -> Response<Body> {
             }
         };
     }
-    let body = serde_json::to_vec(&reply.body).unwrap_or_default();
+    let body = match &reply.body {
+        ReplyBody::Handled(h) => h.to_json(),
+        body => serde_json::to_vec(body).unwrap_or_default(),
+    };
     let mut resp = text(reply.status, "application/json", body);
     if reply.status == StatusCode::SERVICE_UNAVAILABLE {
         // Held by a guard: replicas take tens of seconds to recover; anything else: soon.

@@ -1,0 +1,117 @@
+//! Writing strings on the per-event path without the `fmt` machinery: a skipped event's reason,
+//! reply and log line are a large share of its cost otherwise (callgrind). Each writer gives
+//! exactly what its general counterpart gives (unit tests compare them).
+
+use std::fmt::Write;
+
+/// Appends `s` as `format!("{s:?}")` does.
+pub fn push_debug_str(out: &mut String, s: &str) {
+    // Printable ASCII needs only `"` and `\` escaped; anything else takes the general way.
+    if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        let _ = write!(out, "{s:?}");
+        return;
+    }
+    out.push('"');
+    let mut rest = s;
+    while let Some(i) = rest.find(['"', '\\']) {
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push_str(&rest[i..i + 1]);
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// Appends `s` as a JSON string, as serde_json writes it.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&d| char::from(d)));
+}
+
+/// Appends `n` with exactly `width` digits (zero-padded; `n` must fit).
+pub fn push_padded(out: &mut String, n: u64, width: u32) {
+    let mut div = 10u64.pow(width.saturating_sub(1));
+    while div > 0 {
+        out.push(char::from(b'0' + ((n / div) % 10) as u8));
+        div /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn debug_str_is_debug(s in any::<String>(), ascii in "[ -~]{0,40}") {
+            for s in [s, ascii] {
+                let mut out = String::new();
+                push_debug_str(&mut out, &s);
+                prop_assert_eq!(out, format!("{s:?}"));
+            }
+        }
+
+        #[test]
+        fn json_str_is_serde_json(s in any::<String>(), ascii in "[\u{0}-\u{7f}]{0,40}") {
+            for s in [s, ascii] {
+                let mut out = Vec::new();
+                push_json_str(&mut out, &s);
+                prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+            }
+        }
+
+        #[test]
+        fn numbers(n in any::<u64>(), small in 0u64..1000) {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            prop_assert_eq!(&out, &n.to_string());
+            out.clear();
+            push_padded(&mut out, small, 3);
+            prop_assert_eq!(out, format!("{small:03}"));
+        }
+    }
+}
