@@ -14,9 +14,9 @@
 
 /// Deeper than this is left to serde_json (its own limit is 128).
 const MAX_DEPTH: u32 = 64;
-/// A number whose decimal exponent could leave the f64 range (serde_json refuses infinite
-/// numbers in `output_fields`) is left to serde_json.
-const MAX_EXPONENT: i64 = 300;
+/// A number that could reach the f64 range (serde_json refuses infinite numbers in
+/// `output_fields`) is left to serde_json: below 10^308 is always finite.
+const MAX_EXPONENT: i64 = 308;
 
 /// Where the four fields are: raw string contents between the quotes, and whether they hold
 /// escapes (then serde_json unescapes them).
@@ -125,13 +125,15 @@ struct Scanner<'a> {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the 8 bytes is `"`, `\`, a control character or not ASCII.
-fn special(w: u64) -> bool {
+/// The high bit of the first of the 8 bytes (little-endian) that is `"`, `\`, a control
+/// character or not ASCII is the lowest bit set; 0 if none is. (The borrow of these tricks can
+/// mark bytes after a real match, never before.)
+fn special(w: u64) -> u64 {
     let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let quote = zero(w ^ (ONES * b'"' as u64));
     let backslash = zero(w ^ (ONES * b'\\' as u64));
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (quote | backslash | control | (w & HIGH)) != 0
+    quote | backslash | control | (w & HIGH)
 }
 
 impl<'a> Scanner<'a> {
@@ -174,7 +176,10 @@ impl<'a> Scanner<'a> {
             // Eight plain bytes at a time: most of an event is string contents.
             while let Some(chunk) = self.b.get(self.i..self.i + 8) {
                 let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-                if special(w) {
+                let at = special(w);
+                if at != 0 {
+                    // Straight to that byte: the match below handles it.
+                    self.i += (at.trailing_zeros() / 8) as usize;
                     break;
                 }
                 self.i += 8;

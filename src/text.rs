@@ -6,20 +6,26 @@ use std::fmt::Write;
 
 /// Appends `s` as `format!("{s:?}")` does.
 pub fn push_debug_str(out: &mut String, s: &str) {
-    // Printable ASCII needs only `"` and `\` escaped; anything else takes the general way.
-    if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        let _ = write!(out, "{s:?}");
-        return;
-    }
+    let mark = out.len();
     out.push('"');
-    let mut rest = s;
-    while let Some(i) = rest.find(['"', '\\']) {
-        out.push_str(&rest[..i]);
-        out.push('\\');
-        out.push_str(&rest[i..i + 1]);
-        rest = &rest[i + 1..];
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        match b {
+            b'"' | b'\\' => {
+                out.push_str(&s[start..i]);
+                out.push('\\');
+                start = i;
+            }
+            0x20..0x7f => {}
+            // Printable ASCII needs only `"` and `\` escaped; anything else takes the general way.
+            _ => {
+                out.truncate(mark);
+                let _ = write!(out, "{s:?}");
+                return;
+            }
+        }
     }
-    out.push_str(rest);
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -30,6 +36,7 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
+            0x20.. if b != b'"' && b != b'\\' => continue,
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
@@ -37,7 +44,7 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => {
+            _ => {
                 out.extend_from_slice(&bytes[start..i]);
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
@@ -46,7 +53,6 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
                 start = i + 1;
                 continue;
             }
-            _ => continue,
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(escape);
@@ -87,11 +93,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn debug_str_is_debug(s in any::<String>(), ascii in "[ -~]{0,40}") {
-            for s in [s, ascii] {
-                let mut out = String::new();
+        fn debug_str_is_debug(s in any::<String>(), ascii in "[ -~]{0,40}", mixed in "[ -~\n\t\u{0}\u{7f}é\u{301}]{0,40}") {
+            for s in [s, ascii, mixed] {
+                let mut out = String::from("x");
                 push_debug_str(&mut out, &s);
-                prop_assert_eq!(out, format!("{s:?}"));
+                prop_assert_eq!(out, format!("x{s:?}"));
             }
         }
 

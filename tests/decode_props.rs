@@ -219,9 +219,11 @@ proptest! {
         };
         let peeked = peek_agrees(body.as_bytes())?;
         // Never too careful for what Falco sends: a body decode reads as a plain event is
-        // peeked unless it holds a \u escape of a surrogate (left to serde_json).
+        // peeked unless it holds a \u escape of a surrogate or a number of 10^308 or more
+        // (left to serde_json).
         let plain = serde_json::from_slice::<FalcoEvent>(body.as_bytes()).is_ok();
-        if plain && !body.contains("\\ud") && !body.contains("\\uD") {
+        let left_to_serde = ["\\ud", "\\uD", "e308", "e+308"];
+        if plain && !left_to_serde.iter().any(|s| body.contains(s)) {
             prop_assert!(peeked, "not peeked: {body}");
         }
     }
