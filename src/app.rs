@@ -43,16 +43,18 @@ impl Handled {
             return serde_json::to_vec(self).unwrap_or_default();
         }
         let mut out = Vec::with_capacity(96 + self.reason.len() + self.rule.len());
-        out.extend_from_slice(b"{\"outcome\":");
-        push_json_str(&mut out, self.outcome.as_str());
-        out.extend_from_slice(b",\"reason\":");
+        out.extend_from_slice(b"{\"outcome\":\"");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"reason\":");
         push_json_str(&mut out, &self.reason);
         out.extend_from_slice(b",\"pod\":null,\"rule\":");
         push_json_str(&mut out, &self.rule);
-        out.extend_from_slice(b",\"priority\":");
-        push_json_str(&mut out, self.priority.as_str());
-        out.extend_from_slice(b",\"input\":");
-        push_json_str(&mut out, self.input.as_str());
+        // Fixed words: nothing to escape.
+        out.extend_from_slice(b",\"priority\":\"");
+        out.extend_from_slice(self.priority.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"input\":\"");
+        out.extend_from_slice(self.input.as_str().as_bytes());
+        out.push(b'"');
         match self.retry {
             Some(true) => out.extend_from_slice(b",\"retry\":true"),
             Some(false) => out.extend_from_slice(b",\"retry\":false"),

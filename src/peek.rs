@@ -128,6 +128,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// The high bit of the first of the 8 bytes (little-endian) that is `"`, `\`, a control
 /// character or not ASCII is the lowest bit set; 0 if none is. (The borrow of these tricks can
 /// mark bytes after a real match, never before.)
+#[inline(always)]
 fn special(w: u64) -> u64 {
     let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let quote = zero(w ^ (ONES * b'"' as u64));
@@ -137,23 +138,31 @@ fn special(w: u64) -> u64 {
 }
 
 impl<'a> Scanner<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let c = self.peek()?;
         self.i += 1;
         Some(c)
     }
 
+    #[inline(always)]
     fn expect(&mut self, c: u8) -> Option<()> {
         (self.next()? == c).then_some(())
     }
 
     /// serde_json's whitespace.
+    #[inline(always)]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+        // Compact JSON (what Falco writes) has none: one comparison then.
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
+                return;
+            }
             self.i += 1;
         }
     }
@@ -168,6 +177,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A JSON string (at its opening quote): valid escapes, no control characters, UTF-8.
+    #[inline(always)]
     fn string(&mut self) -> Option<Str<'a>> {
         let start = self.i;
         self.expect(b'"')?;

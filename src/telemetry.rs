@@ -61,13 +61,12 @@ where
             Level::DEBUG => " DEBUG ",
             Level::TRACE => " TRACE ",
         });
-        // Two passes: the message first, then the fields in the order they were written.
+        // The message first, then the fields in the order they were written. tracing's macros
+        // record the message first; a message recorded later is moved in front.
         let mut v = Fields {
+            fields_at: line.len(),
             line,
-            message: true,
         };
-        event.record(&mut v);
-        v.message = false;
         event.record(&mut v);
         v.line.push('\n');
         w.write_str(&v.line)
@@ -127,14 +126,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 struct Fields {
     line: String,
-    /// First pass: write only the message; second pass: everything else.
-    message: bool,
+    /// Where the message goes: right after the level.
+    fields_at: usize,
 }
 
 impl Fields {
-    /// Whether this pass writes `field`.
-    fn wants(&self, field: &Field) -> bool {
-        (field.name() == "message") == self.message
+    fn is_message(field: &Field) -> bool {
+        field.name() == "message"
     }
 
     fn key(&mut self, field: &Field) {
@@ -142,29 +140,37 @@ impl Fields {
         self.line.push_str(field.name());
         self.line.push('=');
     }
+
+    /// Writes the message with `write`, in front of any field already written.
+    fn message(&mut self, write: impl FnOnce(&mut String)) {
+        if self.line.len() == self.fields_at {
+            write(&mut self.line);
+        } else {
+            let mut m = String::new();
+            write(&mut m);
+            self.line.insert_str(self.fields_at, &m);
+        }
+    }
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.wants(field) {
-            return;
+        if Self::is_message(field) {
+            // A message given as a field (`message = "..."`) is written like one.
+            return self.message(|line| {
+                line.push_str(" message=");
+                push_value(line, value);
+            });
         }
         self.key(field);
-        // Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does.
-        if !value.is_empty()
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=')
-        {
-            self.line.push_str(value)
-        } else {
-            text::push_debug_str(&mut self.line, value)
-        }
+        push_value(&mut self.line, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if !self.wants(field) {
-            return;
+        if Self::is_message(field) {
+            return self.message(|line| {
+                let _ = write!(line, " message={value:.3}");
+            });
         }
         self.key(field);
         // `{:.3}` for the usual values (milliseconds), without float formatting.
@@ -179,14 +185,18 @@ impl Visit for Fields {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.wants(field) {
+        if Self::is_message(field) {
+            self.record_debug(field, &value);
+        } else {
             self.key(field);
             text::push_u64(&mut self.line, value);
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.wants(field) {
+        if Self::is_message(field) {
+            self.record_debug(field, &value);
+        } else {
             self.key(field);
             if value < 0 {
                 self.line.push('-');
@@ -196,23 +206,36 @@ impl Visit for Fields {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.wants(field) {
+        if Self::is_message(field) {
+            self.record_debug(field, &value);
+        } else {
             self.key(field);
             self.line.push_str(if value { "true" } else { "false" });
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !self.wants(field) {
-            return;
-        }
-        if self.message {
-            let _ = write!(self.line, "{value:?}");
-            return;
+        if Self::is_message(field) {
+            return self.message(|line| {
+                let _ = write!(line, "{value:?}");
+            });
         }
         // Display values (`%x`) arrive here too; quote them as record_str does.
         let text = format!("{value:?}");
         self.record_str(field, &text);
+    }
+}
+
+/// Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does.
+fn push_value(line: &mut String, value: &str) {
+    if !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=')
+    {
+        line.push_str(value)
+    } else {
+        text::push_debug_str(line, value)
     }
 }
 
@@ -417,6 +440,32 @@ mod tests {
         assert_eq!(ours[..16], theirs[..16]);
         assert_eq!(civil_from_days(20_787), (2026, 11, 30));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn lean_messages_come_first_whatever_their_place() {
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .event_format(Lean)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(a = 1, message = "as a field", b = "x y");
+            tracing::warn!(a = 1, "plain {}", 2);
+            tracing::warn!(a = 1);
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let rests: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(
+            rests,
+            [
+                " WARN  message=\"as a field\" a=1 b=\"x y\"",
+                " WARN plain 2 a=1",
+                " WARN  a=1",
+            ]
+        );
     }
 
     #[test]
