@@ -52,7 +52,12 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = String::with_capacity(384);
+        thread_local! {
+            /// The line is built here: no allocation per event.
+            static LINE: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+        }
+        let mut line = LINE.take();
+        line.clear();
         push_time(&mut line, std::time::SystemTime::now());
         line.push_str(match *event.metadata().level() {
             Level::ERROR => " ERROR ",
@@ -69,7 +74,9 @@ where
         };
         event.record(&mut v);
         v.line.push('\n');
-        w.write_str(&v.line)
+        let written = w.write_str(&v.line);
+        LINE.set(v.line);
+        written
     }
 }
 

@@ -8,24 +8,24 @@ use std::fmt::Write;
 pub fn push_debug_str(out: &mut String, s: &str) {
     let mark = out.len();
     out.push('"');
-    let mut start = 0;
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        match b {
-            b'"' | b'\\' => {
-                out.push_str(&s[start..i]);
-                out.push('\\');
-                start = i;
-            }
-            0x20..0x7f => {}
-            // Printable ASCII needs only `"` and `\` escaped; anything else takes the general way.
-            _ => {
-                out.truncate(mark);
-                let _ = write!(out, "{s:?}");
-                return;
-            }
+    let mut rest = s;
+    // Printable ASCII needs only `"` and `\` escaped; anything else takes the general way.
+    while let Some(i) = rest
+        .bytes()
+        .position(|b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')
+    {
+        let b = rest.as_bytes()[i];
+        if b != b'"' && b != b'\\' {
+            out.truncate(mark);
+            let _ = write!(out, "{s:?}");
+            return;
         }
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push(char::from(b));
+        rest = &rest[i + 1..];
     }
-    out.push_str(&s[start..]);
+    out.push_str(rest);
     out.push('"');
 }
 
