@@ -680,7 +680,8 @@ async fn floor_pair_event(client: &Client, ns: &str, name: &str, event: &Value) 
 
 // ---------------------------------------------------------------------------------------------
 // 2b. The guards' cost (issue 10): the same deletion with the guards off, with the default
-// guards (workload resolution, both breakers: one LIST of our Events, concurrent with the GET),
+// guards (workload resolution, both breakers: the count from the watched records, a record
+// written after the answer),
 // for a standalone pod and for a pod of a Deployment (ReplicaSet → Deployment resolved once, then
 // remembered), and with MIN_AVAILABLE (one more GET, of the Deployment).
 
@@ -691,7 +692,7 @@ struct GuardCost {
     standalone: Vec<f64>,
     deployment: Vec<f64>,
     min_available: Vec<f64>,
-    /// Our FalcoPodDeleted Events on the server at the end (what each breaker LIST returns).
+    /// The breaker's records in its namespace at the end (what the watch follows).
     events_listed: usize,
 }
 
@@ -747,15 +748,20 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
         )
     };
     let ns = support::namespace(admin, "bench-guards").await;
-    // The breaker on, with budgets this run never reaches: its LIST selects the minutes of the
-    // longest window (10m, as the per-workload default), in this namespace (NAMESPACES) so the
-    // other sections' deletions are not counted. What it returns is reported below.
-    let on: [(&str, &str); 3] = [
+    // The function's own namespace, where the breaker keeps its records: this section's only.
+    let home = support::namespace(admin, "bench-home").await;
+    // The breaker on, with budgets this run never reaches (the default windows): it follows its
+    // records with a watch and writes one per deletion. What it follows is reported below.
+    let on: [(&str, &str); 4] = [
         ("MAX_DELETIONS", "1000000/1m"),
         ("MAX_DELETIONS_PER_WORKLOAD", "1000000/10m"),
         ("NAMESPACES", ns.as_str()),
+        ("POD_NAMESPACE", home.as_str()),
     ];
-    let (_off, off_addr) = start(&[("NAMESPACES", ns.as_str())]);
+    let (_off, off_addr) = start(&[
+        ("NAMESPACES", ns.as_str()),
+        ("POD_NAMESPACE", home.as_str()),
+    ]);
     let (_on, on_addr) = start(&on);
     let mut with_min = on.to_vec();
     with_min.push(("MIN_AVAILABLE", "0"));
@@ -837,13 +843,13 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
             out.push(ms(dt));
         }
     }
-    g.events_listed = Api::<KubeEvent>::namespaced(admin.clone(), &ns)
-        .list(&kube::api::ListParams::default().fields("reason=FalcoPodDeleted"))
+    g.events_listed = Api::<KubeEvent>::namespaced(admin.clone(), &home)
+        .list(&kube::api::ListParams::default().labels("falco-responder/breaker=deletion"))
         .await
         .map(|l| l.items.len())
         .unwrap_or(0);
     say(&format!(
-        "guards: floor {:.2} ms, off {:.2} ms, default (standalone) {:.2} ms, default (Deployment) {:.2} ms, MIN_AVAILABLE {:.2} ms; {} Events listed per deletion",
+        "guards: floor {:.2} ms, off {:.2} ms, default (standalone) {:.2} ms, default (Deployment) {:.2} ms, MIN_AVAILABLE {:.2} ms; {} breaker records followed",
         median(&g.floor),
         median(&g.off),
         median(&g.standalone),
@@ -864,11 +870,11 @@ fn write_guards(w: &mut String, g: &GuardCost) {
         "\n## Guards (issue 10)\n\nThe same event → `deleted`, pods interleaved one by one, \
          {} each; the floor is a bare kube client's GET + DELETE. The default guards resolve the \
          workload (a ReplicaSet's Deployment once per owner, then remembered) and run both \
-         breakers: one metadata-only LIST of our FalcoPodDeleted Events of the window's minutes, \
-         concurrent with the pod's GET ({} such Events by the end of the section; default \
-         budgets allow at most about 200 in a 10-minute window). Budgets are raised so the \
-         breaker never opens; the other sections run with the breaker off. Target: default \
-         guards within 1.3× the floor.\n",
+         breakers: the count comes from the records each process follows with a watch (no API \
+         call per deletion; {} records in the function's namespace by the end of the section), \
+         and each deletion writes one record after the answer, beside its audit Event. Budgets \
+         are raised so the breaker never opens; the other sections run with the breaker off. \
+         Target: default guards within 1.3× the floor.\n",
         g.floor.len(),
         g.events_listed
     );

@@ -40,7 +40,8 @@ pub enum OutcomeKind {
     Skipped,
     Stale,
     Terminating,
-    /// Not now: deleting would break availability (503, retry).
+    /// Deleting would break availability: 503 (retry) while replicas may recover; 200 when no
+    /// recovery can meet the floor (`HeldBy::FloorNever`: a person must look).
     Held(HeldBy),
     /// The deletion breaker is open (200: a person must look); the workload kind's label.
     BreakerOpen(&'static str),
@@ -50,15 +51,23 @@ pub enum OutcomeKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeldBy {
     Floor,
+    /// MIN_AVAILABLE can never be met by deleting one of the workload's replicas.
+    FloorNever,
     Pdb,
 }
 
 impl HeldBy {
     pub fn as_str(self) -> &'static str {
         match self {
-            HeldBy::Floor => "floor",
+            HeldBy::Floor | HeldBy::FloorNever => "floor",
             HeldBy::Pdb => "pdb",
         }
+    }
+
+    /// Whether the sender's retry can let the deletion through (503 + Retry-After), or it
+    /// would only loop (200).
+    pub fn retry_helps(self) -> bool {
+        !matches!(self, HeldBy::FloorNever)
     }
 }
 
@@ -218,14 +227,13 @@ enum Recorded {
     BreakerOpen,
 }
 
-/// What the guards add to an Event: its name chosen in advance (the breaker reserved it), the
-/// workload in `related`, and the guard's reason at the head of the note.
+/// What the guards add to an Event: the workload in `related`, and the guard's reason at the
+/// head of the note; the workload key the breaker's record counts under.
 #[derive(Debug, Default)]
 struct Guarded {
-    name: Option<String>,
     related: Option<ObjectReference>,
     why: Option<String>,
-    /// The breaker's workload key (`breaker::WORKLOAD_ANNOTATION`).
+    /// The breaker's workload key (`deletions::WORKLOAD_ANNOTATION`).
     workload_key: Option<String>,
 }
 
@@ -334,6 +342,13 @@ impl Kube {
         self
     }
 
+    /// Starts the guards' watch (the deletion breaker's records).
+    pub fn watch(&self, timeout: Duration) {
+        if let Some(g) = &self.guards {
+            g.watch(timeout);
+        }
+    }
+
     /// Turns on the workload-aware guards (every process does; see `App::new`).
     pub fn with_guards(mut self, guards: Arc<Availability>) -> Kube {
         self.guards = Some(guards);
@@ -353,18 +368,10 @@ impl Kube {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), target.namespace.as_str());
         let mut pod_ref = PodRef::of(target);
 
-        // The breaker's LIST does not depend on the pod: it runs alongside the GET.
+        // The breaker's count does not depend on the pod: read alongside the GET.
         let prefetch = async {
             match &self.guards {
-                Some(g) => {
-                    g.prefetch(
-                        &self.client,
-                        target.namespace.as_str(),
-                        deadline,
-                        self.timeout,
-                    )
-                    .await
-                }
+                Some(g) => g.prefetch(deadline, self.timeout).await,
                 None => None,
             }
         };
@@ -420,15 +427,14 @@ impl Kube {
         let mut use_eviction = false;
         let mut checks = String::new();
         if let (Some(g), Recorded::Deleted) = (&self.guards, record) {
-            let name = event_name(target.name.as_str(), jiff::Timestamp::now());
-            let key = format!("{}/{name}", target.namespace);
+            let record = crate::deletions::Deletions::record_name();
             let plan = g
                 .plan(
                     &self.client,
                     self.evict_client.as_ref().unwrap_or(&self.client),
                     &pod,
                     prefetched,
-                    &key,
+                    &record,
                     grace,
                     deadline,
                     self.timeout,
@@ -445,6 +451,7 @@ impl Kube {
                     format!("DRY_RUN: {verdict}: {reason}"),
                 )
             };
+            let for_good = matches!(plan, Plan::Refuse { .. });
             match plan {
                 Plan::Skip { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would skip", &reason));
@@ -452,7 +459,7 @@ impl Kube {
                 Plan::Skip { reason, .. } => {
                     return Ok(outcome(&pod_ref, OutcomeKind::Skipped, reason));
                 }
-                Plan::Hold { reason, .. } if cfg.dry_run => {
+                Plan::Hold { reason, .. } | Plan::Refuse { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would hold", &reason));
                 }
                 Plan::Hold { reason, .. } => {
@@ -462,26 +469,29 @@ impl Kube {
                 Plan::BreakerOpen { reason, .. } if cfg.dry_run => {
                     return Ok(dry("would be refused", &reason));
                 }
-                Plan::BreakerOpen { reason, .. } => {
+                // Not deleted, and no retry can change that: loud (an error line), 200.
+                Plan::Refuse { reason, .. } | Plan::BreakerOpen { reason, .. } => {
+                    let (recorded, kind, what) = if for_good {
+                        (
+                            Recorded::Held,
+                            OutcomeKind::Held(HeldBy::FloorNever),
+                            "held for good: the availability floor can never be met; a person must look",
+                        )
+                    } else {
+                        (
+                            Recorded::BreakerOpen,
+                            OutcomeKind::BreakerOpen(w.kind.metric_label()),
+                            "deletion breaker open: not deleting; a person must look",
+                        )
+                    };
                     tracing::error!(
                         pod = %format!("{}/{}", target.namespace, target.name),
                         workload = %w,
                         reason = reason.as_str(),
-                        "deletion breaker open: not deleting; a person must look"
+                        "{what}"
                     );
-                    self.record_refusal(
-                        target,
-                        &uid,
-                        event,
-                        Recorded::BreakerOpen,
-                        related,
-                        &reason,
-                    );
-                    return Ok(outcome(
-                        &pod_ref,
-                        OutcomeKind::BreakerOpen(w.kind.metric_label()),
-                        reason,
-                    ));
+                    self.record_refusal(target, &uid, event, recorded, related, &reason);
+                    return Ok(outcome(&pod_ref, kind, reason));
                 }
                 Plan::Remove {
                     ticket: t,
@@ -492,7 +502,6 @@ impl Kube {
                     use_eviction = g.use_eviction;
                     checks = format!(" ({})", c.join("; "));
                     guarded = Guarded {
-                        name: Some(name),
                         related,
                         why: None,
                         workload_key: crate::breaker::workload_key(target.namespace.as_str(), &w),
@@ -558,7 +567,7 @@ impl Kube {
         if !matches!(removed, Ok(Ok(()))) {
             // Not removed (held, gone, stale, refused, timed out): the reservation must not count.
             if let Some(g) = &self.guards {
-                g.release(ticket);
+                g.release(ticket.take());
             }
         }
         let done = match removed? {
@@ -617,6 +626,16 @@ impl Kube {
             Err(Refused::Other(e)) => return Err(map_err(e, verb, target)),
         };
 
+        // The breaker's record of this deletion, under the name its reservation holds.
+        if let (Some(g), Some(t)) = (&self.guards, ticket) {
+            self.record_later(g.deletions.record(
+                t.key,
+                (target.namespace.as_str(), target.name.as_str()),
+                guarded.workload_key.take(),
+                guarded.related.clone(),
+                jiff::Timestamp::now(),
+            ));
+        }
         self.record_later(self.event_object(target, &uid, event, record, guarded));
         Ok(done)
     }
@@ -695,31 +714,9 @@ impl Kube {
             Some(why) => bounded(format!("{why}. {}", event_note(event))),
             None => event_note(event),
         };
-        // What the deletion breaker's LIST selects and reads (`breaker.rs`).
-        let (labels, annotations) = match what {
-            Recorded::Deleted => (
-                Some(
-                    [(
-                        crate::breaker::MINUTE_LABEL.to_string(),
-                        crate::breaker::minute_of(now),
-                    )]
-                    .into(),
-                ),
-                extra
-                    .workload_key
-                    .map(|k| [(crate::breaker::WORKLOAD_ANNOTATION.to_string(), k)].into()),
-            ),
-            _ => (None, None),
-        };
         KubeEvent {
             metadata: ObjectMeta {
-                labels,
-                annotations,
-                name: Some(
-                    extra
-                        .name
-                        .unwrap_or_else(|| event_name(t.name.as_str(), now)),
-                ),
+                name: Some(event_name(t.name.as_str(), now)),
                 namespace: Some(t.namespace.to_string()),
                 ..Default::default()
             },

@@ -159,15 +159,18 @@ impl App {
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
         let background = TaskTracker::new();
-        let namespaces = config
-            .namespaces
-            .as_ref()
-            .map(|l| l.iter().map(|n| n.as_str().to_string()).collect());
-        let guards = std::sync::Arc::new(crate::availability::Availability::new(
-            &config.guards,
-            namespaces,
-        ));
         let kube = client.map(|c| {
+            // The breaker's records live in our own namespace; out of a cluster, `default`.
+            let own = config
+                .own_namespace
+                .as_ref()
+                .map_or("default", |n| n.as_str())
+                .to_string();
+            let deletions = crate::deletions::Deletions::new(c.clone(), own, instance.clone());
+            let guards = Arc::new(crate::availability::Availability::new(
+                &config.guards,
+                deletions,
+            ));
             Kube::new(c, config.api_timeout, instance, background.clone()).with_guards(guards)
         });
         App(Arc::new(Inner {
@@ -177,6 +180,14 @@ impl App {
             kube,
             metrics: Metrics::new(),
         }))
+    }
+
+    /// Starts what only a serving process keeps running: the watch that feeds the deletion
+    /// breaker's count (the one-shot mode lists once instead).
+    pub fn watch(&self) {
+        if let Some(kube) = &self.kube {
+            kube.watch(self.config.api_timeout);
+        }
     }
 
     /// USE_EVICTION's client without kube's 429 retries (`kubeconfig::eviction_client`).
@@ -442,8 +453,9 @@ impl Inner {
                     ms,
                     "event handled"
                 );
-                // Held to keep a workload available: not done, the sender retries later.
-                let held = matches!(o.kind, OutcomeKind::Held(_));
+                // Held to keep a workload available: not done, the sender retries later (unless
+                // no recovery can let it through: then a person must look, and 200 ends it).
+                let held = matches!(o.kind, OutcomeKind::Held(by) if by.retry_helps());
                 Reply {
                     status: if held {
                         StatusCode::SERVICE_UNAVAILABLE

@@ -4,7 +4,11 @@
 //! stop runaway deletion (the breaker). The decisions are `guards` and `breaker`; this module
 //! makes their API calls within the event's deadline.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::Client;
@@ -12,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::{
     breaker::{self, Breaker, Open, Seen, Ticket},
+    deletions::Deletions,
     evict::{self, Refused},
     guards::{self, GuardConfig, MinAvailable, SkipOwnerKinds, Verdict},
     workload::{self, Kind, Workload},
@@ -31,10 +36,8 @@ pub struct Availability {
     pub min_available: Option<MinAvailable>,
     pub use_eviction: bool,
     pub breaker: Breaker,
-    /// NAMESPACES: where the breaker counts (all namespaces when unset).
-    namespaces: Option<Vec<String>>,
-    /// Set once the cluster-wide LIST was refused and the breaker counts per namespace.
-    narrowed: std::sync::atomic::AtomicBool,
+    /// The breaker's shared count: records in the function's own namespace.
+    pub deletions: Arc<Deletions>,
     owners: Mutex<HashMap<String, Workload>>,
 }
 
@@ -52,6 +55,8 @@ pub enum Plan {
     Skip { workload: Workload, reason: String },
     /// Not now: availability (`held`, 503 + Retry-After).
     Hold { workload: Workload, reason: String },
+    /// Not by retrying: the floor can never be met (`held`, 200: a person must look).
+    Refuse { workload: Workload, reason: String },
     /// The breaker is open (`breaker-open`, 200: a person must look).
     BreakerOpen {
         workload: Workload,
@@ -66,12 +71,13 @@ impl Plan {
             Plan::Remove { workload, .. }
             | Plan::Skip { workload, .. }
             | Plan::Hold { workload, .. }
+            | Plan::Refuse { workload, .. }
             | Plan::BreakerOpen { workload, .. } => workload,
         }
     }
 }
 
-/// The breaker's LIST, started together with the pod's GET (see [`Availability::prefetch`]);
+/// The breaker's count, read together with the pod's GET (see [`Availability::prefetch`]);
 /// `None` when the breaker is off.
 pub type Prefetched = Option<Result<Vec<Seen>, GuardError>>;
 
@@ -148,10 +154,9 @@ fn api_error(e: kube::Error, what: String, rbac: &'static str) -> GuardError {
 }
 
 impl Availability {
-    pub fn new(c: &GuardConfig, namespaces: Option<Vec<String>>) -> Availability {
+    pub fn new(c: &GuardConfig, deletions: Deletions) -> Availability {
         Availability {
-            namespaces,
-            narrowed: Default::default(),
+            deletions: Arc::new(deletions),
             skip_owner_kinds: c.skip_owner_kinds.clone(),
             min_available: c.min_available,
             use_eviction: c.use_eviction,
@@ -161,56 +166,32 @@ impl Availability {
     }
 
     /// The breaker's count, to run concurrently with the pod's GET: it does not depend on the
-    /// pod, and a sequential LIST would add a whole round trip to every deletion.
-    pub async fn prefetch(
-        &self,
-        client: &Client,
-        ns: &str,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Prefetched {
+    /// pod. From the watched records when in sync (no API call), else a LIST, which a
+    /// sequential call would add as a whole round trip to every deletion.
+    pub async fn prefetch(&self, deadline: Instant, timeout: Duration) -> Prefetched {
         if !self.breaker.enabled() {
             return None;
         }
-        let mut listed = Self::within(
-            deadline,
-            timeout,
-            "list Events",
-            self.breaker.list(client, self.namespaces.as_deref()),
-        )
-        .await;
-        // RBAC bound per namespace (RoleBindings) without NAMESPACES: count where we act.
-        if let Ok(Err(kube::Error::Api(s))) = &listed
-            && s.is_forbidden()
-            && self.namespaces.is_none()
-        {
-            if !self
-                .narrowed
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                tracing::warn!(
-                    "the deletion breaker may not list Events in all namespaces: it counts only \
-                     the namespace of each pod; set NAMESPACES, or grant list on events cluster-wide"
-                );
-            }
-            let only = [ns.to_string()];
-            listed = Self::within(
-                deadline,
-                timeout,
-                "list Events",
-                self.breaker.list(client, Some(&only)),
-            )
-            .await;
-        }
-        Some(listed.and_then(|r| {
+        let counted = Self::within(deadline, timeout, "list Events", self.deletions.count()).await;
+        Some(counted.and_then(|r| {
             r.map_err(|e| {
                 api_error(
                     e,
-                    "list Events for the deletion breaker".into(),
-                    "list on events (events.k8s.io) where it acts (all namespaces, or NAMESPACES)",
+                    format!(
+                        "list the deletion breaker's Events in {}",
+                        self.deletions.namespace()
+                    ),
+                    "list and watch on events (events.k8s.io) in the function's own namespace",
                 )
             })
         }))
+    }
+
+    /// Starts following the breaker's records (serving processes; `once` lists instead).
+    pub fn watch(&self, timeout: Duration) {
+        if self.breaker.enabled() {
+            self.deletions.watch(timeout);
+        }
     }
 
     async fn within<T>(
@@ -309,6 +290,12 @@ impl Availability {
             match guards::floor(&w, min, replicas, guards::pod_is_ready(pod)) {
                 Verdict::Hold(reason) => {
                     return Ok(Plan::Hold {
+                        workload: w,
+                        reason,
+                    });
+                }
+                Verdict::Refuse(reason) => {
+                    return Ok(Plan::Refuse {
                         workload: w,
                         reason,
                     });

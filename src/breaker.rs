@@ -1,27 +1,15 @@
 //! The deletion breaker: at most MAX_DELETIONS_PER_WORKLOAD pods of one workload and
 //! MAX_DELETIONS pods overall per window, across every replica of the function.
 //!
-//! The shared count lives in the Kubernetes API, in the audit trail we write anyway: our own
-//! `FalcoPodDeleted` Events (`events.k8s.io/v1`, `reportingController: falco-responder`, the
-//! workload in `related`). One LIST per deletion, all namespaces, field selector on reason and
-//! reporting controller, `resourceVersion=0` so the API server answers from its watch cache
-//! instead of etcd. Why not a Lease/ConfigMap with resourceVersion preconditions: that is a GET
-//! and a conditional UPDATE per budget per deletion (four round trips for two budgets, more on
-//! conflicts), one hot object every replica writes, and a second record that can disagree with
-//! the Events. The price of Events: the count is not a lock. Deletions in flight at the same
-//! instant on different replicas may each see the budget not yet spent (overshoot bounded by the
-//! replicas deleting at once); within one process a ledger of our own deletions, merged with the
-//! LIST by Event name, makes the count exact (reserved before the DELETE, before the Event exists).
+//! The count is shared through the Kubernetes API (`deletions.rs`: one record per deletion in
+//! the function's own namespace, watched); this module decides from it, pure. Within one process
+//! a ledger of our own deletions, merged with the records by name, makes the count exact
+//! (reserved before the DELETE, before the record exists).
 //! Windows are at most one hour: the API server keeps Events for `--event-ttl` (1 h by default).
 
 use std::{str::FromStr, sync::Mutex, time::Duration};
 
-use k8s_openapi::{
-    api::{core::v1::ObjectReference, events::v1::Event as KubeEvent},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    jiff::Timestamp,
-};
-use kube::{Api, Client, api::ListParams};
+use k8s_openapi::{api::core::v1::ObjectReference, jiff::Timestamp};
 
 use crate::workload::{Kind, Workload};
 
@@ -87,10 +75,10 @@ pub fn parse_budget(s: &str) -> Result<Option<Budget>, String> {
     }
 }
 
-/// One deletion: listed from the API or made by this process.
+/// One deletion: a record read from the API or reserved by this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
-    /// `namespace/eventName`: the same deletion seen both ways counts once.
+    /// The record's name: the same deletion seen both ways counts once.
     pub key: String,
     /// `namespace/Kind/name` of the workload; `None` for standalone pods.
     pub workload: Option<String>,
@@ -114,41 +102,6 @@ pub fn related(ns: &str, w: &Workload) -> Option<ObjectReference> {
         name: Some(w.name.clone()),
         namespace: Some(ns.to_string()),
         ..Default::default()
-    })
-}
-
-/// Label of our deletion Events: the minute (Unix time / 60) they were recorded in. The LIST
-/// selects the minutes of the longest window, so it returns at most the deletions of that
-/// window (which the breaker itself bounds), not every Event of the last hour.
-pub const MINUTE_LABEL: &str = "falco-responder/minute";
-/// Annotation of our deletion Events: the workload key (`namespace/Kind/name`), read from a
-/// metadata-only LIST (the Event's `related` says the same for people).
-pub const WORKLOAD_ANNOTATION: &str = "falco-responder/workload";
-
-/// The minute label's value for `t`.
-pub fn minute_of(t: Timestamp) -> String {
-    t.as_second().div_euclid(60).to_string()
-}
-
-/// `falco-responder/minute in (...)`: every minute `window` back from `now`, one more on each
-/// side for clock differences between replicas.
-fn minutes_selector(now: Timestamp, window: Duration) -> String {
-    let last = now.as_second().div_euclid(60) + 1;
-    let first = (now.as_second() - window.as_secs() as i64).div_euclid(60) - 1;
-    let minutes: Vec<String> = (first..=last).map(|m| m.to_string()).collect();
-    format!("{MINUTE_LABEL} in ({})", minutes.join(","))
-}
-
-fn seen_of(m: ObjectMeta) -> Option<Seen> {
-    let ns = m.namespace.unwrap_or_default();
-    let workload = m
-        .annotations
-        .and_then(|mut a| a.remove(WORKLOAD_ANNOTATION))
-        .filter(|w| !w.is_empty());
-    Some(Seen {
-        key: format!("{ns}/{}", m.name?),
-        workload,
-        at: m.creation_timestamp?.0,
     })
 }
 
@@ -225,45 +178,9 @@ impl Breaker {
             .unwrap_or_default()
     }
 
-    /// Our recorded deletions (RBAC: `list` on `events.k8s.io` events), from the API server's
-    /// watch cache: in all namespaces, or only in `namespaces` (NAMESPACES: the only ones we act
-    /// in, and RBAC may be bound there only), listed concurrently.
-    pub async fn list(
-        &self,
-        client: &Client,
-        namespaces: Option<&[String]>,
-    ) -> Result<Vec<Seen>, kube::Error> {
-        let lp = ListParams::default()
-            .fields(&format!(
-                "reason={DELETED_REASON},reportingController={}",
-                crate::action::REPORTER
-            ))
-            .labels(&minutes_selector(Timestamp::now(), self.longest()))
-            .match_any();
-        let apis: Vec<Api<KubeEvent>> = match namespaces {
-            None => vec![Api::all(client.clone())],
-            Some(list) => list
-                .iter()
-                .map(|ns| Api::namespaced(client.clone(), ns))
-                .collect(),
-        };
-        let mut seen = Vec::new();
-        let mut lists = tokio::task::JoinSet::new();
-        for api in apis {
-            let lp = lp.clone();
-            // Metadata only: name, time, workload annotation; not the notes.
-            lists.spawn(async move { api.list_metadata(&lp).await });
-        }
-        while let Some(done) = lists.join_next().await {
-            let list = done.map_err(|e| kube::Error::Service(Box::new(e)))??;
-            seen.extend(list.items.into_iter().filter_map(|m| seen_of(m.metadata)));
-        }
-        Ok(seen)
-    }
-
     /// Counts `listed` and the ledger within each window and decides. With `reserve`, a
-    /// closed breaker records `event_key` (`namespace/eventName`) in the ledger before the
-    /// DELETE, so this process's concurrent deletions see it at once.
+    /// closed breaker records `event_key` (the name of the record to be written) in the ledger
+    /// before the DELETE, so this process's concurrent deletions see it at once.
     pub fn decide(
         &self,
         listed: &[Seen],
@@ -427,34 +344,19 @@ mod tests {
     }
 
     #[test]
-    fn the_list_selects_the_minutes_of_the_longest_window() {
-        let now = Timestamp::from_second(600).unwrap(); // minute 10
-        assert_eq!(
-            minutes_selector(now, Duration::from_secs(120)),
-            "falco-responder/minute in (7,8,9,10,11)"
-        );
-        assert_eq!(minute_of(now), "10");
-        let hour = minutes_selector(now, MAX_WINDOW);
-        assert_eq!(hour.matches(',').count(), 62, "{hour}");
-    }
-
-    #[test]
-    fn events_are_read_with_their_workload() {
-        let e: ObjectMeta = serde_json::from_value(serde_json::json!({
-            "name": "p.1", "namespace": "ns",
-            "creationTimestamp": "2026-11-30T08:00:00Z",
-            "annotations": {WORKLOAD_ANNOTATION: "ns/Deployment/web"}
-        }))
-        .unwrap();
-        let s = seen_of(e).unwrap();
-        assert_eq!(s.key, "ns/p.1");
-        assert_eq!(s.workload.as_deref(), Some("ns/Deployment/web"));
+    fn workloads_are_keyed_by_namespace_kind_and_name() {
         let w = Workload {
             kind: Kind::Deployment,
             name: "web".into(),
             api_version: "apps/v1".into(),
         };
-        assert_eq!(workload_key("ns", &w), s.workload);
+        assert_eq!(workload_key("ns", &w).as_deref(), Some("ns/Deployment/web"));
+        let standalone = Workload {
+            kind: Kind::Standalone,
+            name: "p".into(),
+            api_version: String::new(),
+        };
+        assert_eq!(workload_key("ns", &standalone), None);
         assert_eq!(
             related("ns", &w).unwrap().kind.as_deref(),
             Some("Deployment")

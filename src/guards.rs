@@ -96,6 +96,9 @@ pub enum Verdict {
     Skip(String),
     /// Not now: deleting would break availability; retrying later may succeed.
     Hold(String),
+    /// Not by retrying: the workload at its full size would still fall below the floor, so a
+    /// retry loop would hold it for ever; a person must look (lower the floor or scale up).
+    Refuse(String),
 }
 
 /// The guards that need no more than the workload: mirror pods and SKIP_OWNER_KINDS.
@@ -130,15 +133,25 @@ pub fn floor(
     };
     let floor = min.floor(r.desired);
     let after = r.ready.saturating_sub(u32::from(pod_ready));
-    if after < floor {
-        Verdict::Hold(format!(
-            "workload {w}: deleting would leave {after} ready of {} desired replicas, below \
-             MIN_AVAILABLE={min} ({floor} replicas); retry once replicas recover",
-            r.desired
-        ))
-    } else {
-        Verdict::Pass
+    if after >= floor {
+        return Verdict::Pass;
     }
+    // With every desired replica ready, deleting one leaves desired - 1: below the floor, no
+    // amount of waiting lets this deletion through (a rollout's surge aside).
+    let at_best = r.desired.saturating_sub(1);
+    if at_best < floor {
+        return Verdict::Refuse(format!(
+            "workload {w}: MIN_AVAILABLE={min} ({floor} replicas) can never be met while \
+             deleting one of its {} desired replicas (at best {at_best} would stay ready); not \
+             deleting, a person must look: lower MIN_AVAILABLE or scale the workload up",
+            r.desired
+        ));
+    }
+    Verdict::Hold(format!(
+        "workload {w}: deleting would leave {after} ready of {} desired replicas, below \
+         MIN_AVAILABLE={min} ({floor} replicas); retry once replicas recover",
+        r.desired
+    ))
 }
 
 /// MAX_DELETIONS_PER_WORKLOAD default: three pods of one workload in ten minutes. A real
@@ -254,6 +267,43 @@ mod tests {
         );
         // No replica count (Job, standalone, gone): the floor does not apply.
         assert_eq!(floor(&w(Kind::Job), min, None, true), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_floor_no_recovery_can_meet_is_refused_not_held() {
+        let r = |desired, ready| Some(Replicas { desired, ready });
+        // 2 desired, floor 2: deleting any pod leaves at most 1. Holding would make the
+        // sender retry for ever.
+        let v = floor(&w(Kind::Deployment), MinAvailable::Count(2), r(2, 2), true);
+        assert!(
+            matches!(&v, Verdict::Refuse(m) if m.contains("can never be met") && m.contains("at best 1")),
+            "{v:?}"
+        );
+        // 100% of anything is never met by a deletion.
+        assert!(matches!(
+            floor(
+                &w(Kind::StatefulSet),
+                MinAvailable::Percent(100),
+                r(5, 5),
+                true
+            ),
+            Verdict::Refuse(_)
+        ));
+        // Scaled to zero with a count floor: refused, not held.
+        assert!(matches!(
+            floor(&w(Kind::Deployment), MinAvailable::Count(1), r(0, 0), false),
+            Verdict::Refuse(_)
+        ));
+        // A rollout's surge (3 ready of 2 desired) lets it through even so.
+        assert_eq!(
+            floor(&w(Kind::Deployment), MinAvailable::Count(2), r(2, 3), true),
+            Verdict::Pass
+        );
+        // Reachable once replicas recover (3 desired, 2 ready, floor 2): held, retry.
+        assert!(matches!(
+            floor(&w(Kind::Deployment), MinAvailable::Count(2), r(3, 2), true),
+            Verdict::Hold(_)
+        ));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod breaker;
 pub mod coalesce;
 pub mod config;
 pub mod decode;
+pub mod deletions;
 pub mod event;
 pub mod evict;
 pub mod guards;

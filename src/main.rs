@@ -77,6 +77,7 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
         Mode::Serve => {
             let listener = server::bind(port)
                 .with_context(|| format!("cannot listen on port {port} (PORT)"))?;
+            app.watch();
             server::run(listener, app, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -8,8 +8,8 @@ use tokio::io::AsyncReadExt;
 
 use crate::app::App;
 
-/// Exit codes: 0 deleted/gone/skipped/stale/terminating/dry-run/breaker-open; 1 could not act
-/// or `held` (retry the step);
+/// Exit codes: 0 deleted/gone/skipped/stale/terminating/dry-run/breaker-open, and `held` for
+/// good (a floor no recovery can meet); 1 could not act or `held` (retry the step);
 /// 2 the input is not a Falco event.
 pub async fn run(app: &App, body_env: Option<String>) -> std::io::Result<ExitCode> {
     let body = match body_env {

@@ -540,9 +540,11 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
     support::apply_manifests(&admin, &rbac, Some(&home)).await;
     let strong = support::service_account_token(&admin, &home, "falco-responder").await;
     std::fs::write(&token_file, &strong).unwrap();
+    // In the pod, its namespace (where the deletion breaker keeps its records, and the RBAC
+    // binds them) comes from the ServiceAccount mount; out of a cluster, from POD_NAMESPACE.
     let responder = Responder::start(
         &server.admin_kubeconfig(),
-        &[("KUBE_TOKEN_FILE", token_path)],
+        &[("KUBE_TOKEN_FILE", token_path), ("POD_NAMESPACE", &home)],
     )
     .await;
     let r = responder

@@ -240,10 +240,11 @@ async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
     let server = server();
     let admin = server.admin_client().await;
     let ns = support::namespace(&admin, "floor").await;
-    deployment(&admin, &ns, "web", 2).await;
-    let pods = ready_pods(&admin, &ns, "web", 2, 2).await;
+    deployment(&admin, &ns, "web", 3).await;
+    let pods = ready_pods(&admin, &ns, "web", 3, 2).await;
 
-    // 2 ready, floor 2: deleting one would leave 1.
+    // 2 ready of 3, floor 2: deleting a ready one would leave 1; a third ready replica would
+    // let it through, so the sender is told to retry.
     let strict = Responder::start(&server.admin_kubeconfig(), &[("MIN_AVAILABLE", "2")]).await;
     let (r, v) = strict.shell_in(&ns, &pods[0]).await;
     assert_eq!(r.status, 503, "{v}\n{}", strict.logs());
@@ -272,6 +273,32 @@ async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
             .metrics()
             .await
             .contains("falco_responder_held_total{guard=\"floor\"} 1")
+    );
+
+    // Floor 3 of 3: no recovery can let a deletion through (at best 2 stay ready). A 503
+    // would make the sender retry for ever: held for good, 200, retry false, an error line.
+    let never = Responder::start(&server.admin_kubeconfig(), &[("MIN_AVAILABLE", "3")]).await;
+    let (r, v) = never.shell_in(&ns, &pods[0]).await;
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("held")),
+        "{v}\n{}",
+        never.logs()
+    );
+    assert!(!r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    assert_ne!(v["retry"], true, "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("can never be met"),
+        "{v}"
+    );
+    assert!(
+        exists(&admin, &ns, &pods[0]).await,
+        "held for good: still running"
+    );
+    assert!(
+        never.logs().contains("a person must look"),
+        "{}",
+        never.logs()
     );
 
     // Floor 1: one may go. The answer and the Event name the Deployment, not the ReplicaSet.
@@ -730,65 +757,99 @@ async fn evictions_fall_back_to_v1beta1_and_keep_the_uid_precondition() {
 }
 
 #[tokio::test]
-async fn the_breaker_lists_only_our_deletion_events_with_their_workload() {
-    use falco_responder::breaker::Breaker;
-    let server = ApiServer::shared();
+async fn forged_events_cannot_hold_the_breaker_open_and_the_records_are_watched() {
+    let server = server();
     let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "count").await;
-    let event = |name: &str, reason: &str, controller: &str| -> KubeEvent {
-        serde_json::from_value(json!({
+    let ns = support::namespace(&admin, "forged").await;
+    let home = support::namespace(&admin, "fr-home").await;
+    deployment(&admin, &ns, "web", 3).await;
+    let pods = ready_pods(&admin, &ns, "web", 3, 3).await;
+
+    // An attacker who may create Events in their own namespace forges 25 "deletions" of their
+    // Deployment, as our audit Events look (and as the breaker counted them before): more than
+    // both default budgets (3/10m per workload, 20/1m overall).
+    let api = Api::<KubeEvent>::namespaced(admin.clone(), &ns);
+    for i in 0..25 {
+        let forged: KubeEvent = serde_json::from_value(json!({
             "metadata": {
-                "name": name, "namespace": ns,
-                "labels": { "falco-responder/minute": falco_responder::breaker::minute_of(k8s_openapi::jiff::Timestamp::now()) },
+                "name": format!("forged-{i}"), "namespace": ns,
+                "labels": { "falco-responder/minute": (k8s_openapi::jiff::Timestamp::now().as_second() / 60).to_string(),
+                            "falco-responder/breaker": "deletion" },
                 "annotations": { "falco-responder/workload": format!("{ns}/Deployment/web") }
             },
             "eventTime": k8s_openapi::jiff::Timestamp::now().to_string(),
-            "action": "Delete", "reason": reason, "type": "Warning",
-            "reportingController": controller, "reportingInstance": "test",
-            "regarding": { "kind": "Pod", "name": "p", "namespace": ns },
+            "action": "Delete", "reason": "FalcoPodDeleted", "type": "Warning",
+            "reportingController": "falco-responder", "reportingInstance": "attacker",
+            "regarding": { "kind": "Pod", "name": format!("web-{i}"), "namespace": ns },
             "related": { "kind": "Deployment", "name": "web", "namespace": ns, "apiVersion": "apps/v1" }
         }))
-        .unwrap()
-    };
-    let api = Api::<KubeEvent>::namespaced(admin.clone(), &ns);
-    for e in [
-        event("ours", "FalcoPodDeleted", "falco-responder"),
-        event("dry", "FalcoDryRun", "falco-responder"),
-        event("theirs", "FalcoPodDeleted", "someone-else"),
-    ] {
-        api.create(&PostParams::default(), &e).await.unwrap();
+        .unwrap();
+        api.create(&PostParams::default(), &forged).await.unwrap();
     }
-    let (admin_ref, ns_ref) = (&admin, &ns);
-    let seen = support::wait_for(
-        "our Event in the watch cache",
+    // The defaults, counting in the function's own namespace: the pod still goes.
+    let a = Responder::start(&server.admin_kubeconfig(), &[("POD_NAMESPACE", &home)]).await;
+    let (r, v) = a.shell_in(&ns, &pods[0]).await;
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("deleted")),
+        "{v}\n{}",
+        a.logs()
+    );
+
+    // Its record is in the function's namespace, with the workload it counts under.
+    let records = Api::<KubeEvent>::namespaced(admin.clone(), &home);
+    let lp = ListParams::default().labels("falco-responder/breaker=deletion");
+    let (records_ref, lp_ref) = (&records, &lp);
+    let record = support::wait_for(
+        "the breaker's record",
         Duration::from_secs(10),
         move || async move {
-            let breaker = Breaker::new(Some("3/10m".parse().unwrap()), None);
-            let all = breaker.list(admin_ref, None).await.unwrap();
-            // NAMESPACES set: only there, with the same result.
-            let only = breaker
-                .list(admin_ref, Some(std::slice::from_ref(ns_ref)))
-                .await
-                .unwrap();
-            assert_eq!(
-                only.len(),
-                all.iter()
-                    .filter(|s| s.key.starts_with(&format!("{ns_ref}/")))
-                    .count()
-            );
-            let mine: Vec<_> = all
-                .into_iter()
-                .filter(|s| s.key.starts_with(&format!("{ns_ref}/")))
-                .collect();
-            (!mine.is_empty()).then_some(mine)
+            let items = records_ref.list(lp_ref).await.unwrap().items;
+            (items.len() == 1).then(|| items[0].clone())
         },
     )
     .await;
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].key, format!("{ns}/ours"));
+    let notes = record.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
-        seen[0].workload.as_deref(),
-        Some(format!("{ns}/Deployment/web").as_str())
+        notes.get("falco-responder/workload").map(String::as_str),
+        Some(format!("{ns}/Deployment/web").as_str()),
+        "{record:?}"
+    );
+    assert_eq!(
+        notes.get("falco-responder/pod").map(String::as_str),
+        Some(format!("{ns}/{}", pods[0].metadata.name.as_deref().unwrap()).as_str())
+    );
+    assert_eq!(record.reason.as_deref(), Some("FalcoPodDeleted"));
+
+    // A second instance with a budget of one per workload sees that record (from its watch,
+    // which started when it did) and holds the next pod: the count is shared, and real.
+    let b = Responder::start(
+        &server.admin_kubeconfig(),
+        &[
+            ("POD_NAMESPACE", &home),
+            ("MAX_DELETIONS_PER_WORKLOAD", "1/10m"),
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // its watch lists at start
+    let lists_before = server.count_audit_in("list", "events", Some(&home), "*");
+    let (_, v) = b.shell_in(&ns, &pods[1]).await;
+    assert_eq!(v["outcome"], "breaker-open", "{v}\n{}", b.logs());
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 pods of workload Deployment/web"),
+        "{v}"
+    );
+    assert!(exists(&admin, &ns, &pods[1]).await);
+    // ... without a LIST per deletion: the watch fed the count.
+    let (_, v) = a.shell_in(&ns, &pods[2]).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    assert_eq!(
+        server.count_audit_in("list", "events", Some(&home), "*"),
+        lists_before,
+        "a LIST of the records per deletion: the watch did not feed the count"
     );
 }
 

@@ -2190,7 +2190,7 @@ fn manifests_reference_each_other_consistently() {
 fn the_function_gets_least_privilege_rbac() {
     let function_rules = json!([
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "list"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
     ]);
@@ -2200,6 +2200,7 @@ fn the_function_gets_least_privilege_rbac() {
         {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
     ]);
     let mut function_roles = 0;
+    let mut breaker_roles = 0;
     for kind in ["ClusterRole", "Role"] {
         for r in objs(RBAC, kind) {
             for rule in r.v["rules"].as_array().unwrap() {
@@ -2226,6 +2227,18 @@ fn the_function_gets_least_privilege_rbac() {
                 "falco-responder-guards" => {
                     assert_eq!(r.v["rules"], guard_rules, "{}", r.id())
                 }
+                // The deletion breaker's records: Events in the function's own namespace only
+                // (a Role, never a ClusterRole: Events elsewhere can be forged).
+                name if name.ends_with("-breaker") => {
+                    breaker_roles += 1;
+                    assert_eq!(kind, "Role", "{}", r.id());
+                    assert_eq!(
+                        r.v["rules"],
+                        json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "list", "watch"]}]),
+                        "{}",
+                        r.id()
+                    );
+                }
                 "falco-responder-sensor-dead-letters" => assert_eq!(
                     r.v["rules"],
                     json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]),
@@ -2248,7 +2261,7 @@ fn the_function_gets_least_privilege_rbac() {
                     assert_eq!(
                         r.v["rules"],
                         function_rules,
-                        "{}: pods get/delete, events create/list, replicasets/jobs get only",
+                        "{}: pods get/delete, events create, replicasets/jobs get only",
                         r.id()
                     );
                 }
@@ -2256,6 +2269,10 @@ fn the_function_gets_least_privilege_rbac() {
         }
     }
     assert!(function_roles >= 3, "Knative, OpenFaaS and Workflow roles");
+    assert_eq!(
+        breaker_roles, function_roles,
+        "each function identity has its breaker Role beside its ClusterRole"
+    );
 
     // Each identity the function runs as is bound to such a role.
     let bound = |ns: &str, sa: &str| {
@@ -2287,6 +2304,18 @@ fn the_function_gets_least_privilege_rbac() {
             bound(ns, sa),
             "{ns}/{sa} is not bound to the function's ClusterRole"
         );
+        // ... and, in its own namespace, to the breaker's Role (where its records live).
+        let breaker_bound = objs(RBAC, "RoleBinding").iter().any(|b| {
+            b.namespace() == Some(ns)
+                && str_at(&b.v, "/roleRef/kind") == "Role"
+                && str_at(&b.v, "/roleRef/name").ends_with("-breaker")
+                && b.v["subjects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["name"] == sa && s["namespace"] == ns)
+        });
+        assert!(breaker_bound, "{ns}/{sa} has no breaker Role in {ns}");
     }
     // The OpenFaaS CE default-SA variant says in the file what it grants.
     let text = read("openfaas/rbac-default-sa.yaml");

@@ -112,11 +112,11 @@ PORT is left to Knative, which injects it.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "delete"]
-# The audit trail (FalcoPodDeleted / FalcoDryRun Events), created; listed (our own, metadata
-# only) by the deletion breaker, which counts them.
+# The audit trail (FalcoPodDeleted / FalcoDryRun Events on the pods it acts on). The deletion
+# breaker's records live in the function's own namespace only (falco-responder.breakerRbac).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "list"]
+  verbs: ["create"]
 # Name the workload above a ReplicaSet or a Job (metadata GET).
 - apiGroups: ["apps"]
   resources: ["replicasets"]
@@ -135,6 +135,49 @@ PORT is left to Knative, which injects it.
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
+{{- end }}
+{{- end }}
+
+{{/* Whether the deletion breaker is on: either budget not off. */}}
+{{- define "falco-responder.breakerOn" -}}
+{{- $off := list "off" "none" "0" "false" }}
+{{- if or (not (has (lower (toString .Values.config.maxDeletions)) $off)) (not (has (lower (toString .Values.config.maxDeletionsPerWorkload)) $off)) }}true{{ end }}
+{{- end }}
+
+{{/* The deletion breaker's rights, in the function's own namespace only: it writes one
+     record (an Event) per deletion there and follows them (list + watch). Nobody else's
+     namespace: Events there are writable by others, who could forge records and hold the
+     breaker open (SECURITY.md). Argument: dict "root" . "name" roleName "namespace" ns
+     "subject" subjectDict. */}}
+{{- define "falco-responder.breakerRbac" -}}
+{{- if include "falco-responder.breakerOn" .root }}
+---
+# The deletion breaker (MAX_DELETIONS, MAX_DELETIONS_PER_WORKLOAD): its records, here only.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .name }}-breaker
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "falco-responder.labels" .root | nindent 4 }}
+rules:
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .name }}-breaker
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "falco-responder.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ .name }}-breaker
+subjects:
+  {{- toYaml (list .subject) | nindent 2 }}
 {{- end }}
 {{- end }}
 
