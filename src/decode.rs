@@ -131,155 +131,35 @@ pub fn peek_plain<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peek<'a>> {
             return None;
         }
     }
-    let raw: PeekRaw<'a> = serde_json::from_slice(body).ok()?;
+    let spans = crate::peek::scan(body)?;
     Some(Peek {
-        priority: raw.priority.parse().ok()?,
-        rule: raw.rule,
-        source: raw.source,
-        uuid: raw.uuid,
+        priority: parse_priority(spans.priority)?,
+        rule: text(spans.rule)?,
+        source: match spans.source {
+            Some(s) => Some(text(s)?),
+            None => None,
+        },
+        uuid: match spans.uuid {
+            Some(s) => Some(text(s)?),
+            None => None,
+        },
     })
 }
 
-/// `FalcoEvent`'s keys and types, read without keeping what the decision does not need.
-#[derive(serde::Deserialize)]
-struct PeekRaw<'a> {
-    #[serde(borrow)]
-    rule: Cow<'a, str>,
-    #[serde(borrow)]
-    priority: Cow<'a, str>,
-    #[serde(default, borrow)]
-    source: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    uuid: Option<Cow<'a, str>>,
-    #[serde(default, rename = "output")]
-    _output: Option<AnyStr>,
-    #[serde(default, rename = "time")]
-    _time: Option<AnyStr>,
-    #[serde(default, rename = "hostname")]
-    _hostname: Option<AnyStr>,
-    #[serde(default, rename = "tags")]
-    _tags: Option<Strings>,
-    #[serde(default, rename = "output_fields")]
-    _output_fields: AnyMap,
+/// A peeked string: borrowed, or unescaped by serde_json exactly as `decode` would.
+fn text(s: crate::peek::Str<'_>) -> Option<Cow<'_, str>> {
+    if s.escaped {
+        return serde_json::from_slice::<String>(s.quoted)
+            .ok()
+            .map(Cow::Owned);
+    }
+    std::str::from_utf8(&s.quoted[1..s.quoted.len() - 1])
+        .ok()
+        .map(Cow::Borrowed)
 }
 
-/// A JSON string, not kept.
-struct AnyStr;
-/// An array of strings, not kept.
-struct Strings;
-/// An object, not kept.
-#[derive(Default)]
-struct AnyMap;
-
-impl<'de> serde::Deserialize<'de> for AnyStr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = AnyStr;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AnyStr, E> {
-                Ok(AnyStr)
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Strings {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Strings;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of strings")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Strings, A::Error> {
-                while seq.next_element::<AnyStr>()?.is_some() {}
-                Ok(Strings)
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for AnyMap {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = AnyMap;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<AnyMap, A::Error> {
-                while map.next_entry::<AnyStr, AnyValue>()?.is_some() {}
-                Ok(AnyMap)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Any JSON value, not kept; read the way `serde_json::Value` is (`deserialize_any`, so with
-/// the same nesting limit), unlike `IgnoredAny`, which has none.
-struct AnyValue;
-
-impl<'de> serde::Deserialize<'de> for AnyValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = AnyValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_unit<E>(self) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_none<E>(self) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<AnyValue, D::Error> {
-                <AnyValue as serde::Deserialize>::deserialize(d)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<AnyValue, A::Error> {
-                while seq.next_element::<AnyValue>()?.is_some() {}
-                Ok(AnyValue)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<AnyValue, A::Error> {
-                while map.next_entry::<AnyStr, AnyValue>()?.is_some() {}
-                Ok(AnyValue)
-            }
-        }
-        d.deserialize_any(V)
-    }
+fn parse_priority(s: crate::peek::Str<'_>) -> Option<Priority> {
+    text(s)?.parse().ok()
 }
 
 /// Envelopes nest (a CloudEvent from an Argo event ...): bound the unwrapping.

@@ -27,22 +27,26 @@ impl FromStr for Priority {
 
     /// Any case; `Info` is Falco's legacy spelling of Informational.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "emergency" => Priority::Emergency,
-            "alert" => Priority::Alert,
-            "critical" => Priority::Critical,
-            "error" => Priority::Error,
-            "warning" => Priority::Warning,
-            "notice" => Priority::Notice,
-            "informational" | "info" => Priority::Informational,
-            "debug" => Priority::Debug,
-            _ => {
-                return Err(format!(
-                    "unknown Falco priority {s:?} (expected Emergency, Alert, Critical, Error, Warning, \
-                     Notice, Informational, Info or Debug)"
-                ));
-            }
-        })
+        // Compared in place, not lower-cased into a new String: this runs for every event.
+        const NAMES: [(&str, Priority); 9] = [
+            ("emergency", Priority::Emergency),
+            ("alert", Priority::Alert),
+            ("critical", Priority::Critical),
+            ("error", Priority::Error),
+            ("warning", Priority::Warning),
+            ("notice", Priority::Notice),
+            ("informational", Priority::Informational),
+            ("info", Priority::Informational),
+            ("debug", Priority::Debug),
+        ];
+        let t = s.trim();
+        match NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(t)) {
+            Some((_, p)) => Ok(*p),
+            None => Err(format!(
+                "unknown Falco priority {s:?} (expected Emergency, Alert, Critical, Error, Warning, \
+                 Notice, Informational, Info or Debug)"
+            )),
+        }
     }
 }
 

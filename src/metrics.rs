@@ -1,5 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, text format).
 
+use std::sync::OnceLock;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -44,6 +46,9 @@ pub struct RejectLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// `events{input="plain",outcome="skipped"}`, looked up once (a label lookup hashes the
+    /// labels under a lock): the counter of a flood of skipped events.
+    plain_skipped: OnceLock<Counter>,
     pub held: Family<HeldLabels, Counter>,
     pub breaker_open: Family<WorkloadLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
@@ -102,6 +107,7 @@ impl Metrics {
             rejected.clone(),
         );
         Metrics {
+            plain_skipped: OnceLock::new(),
             held,
             breaker_open,
             registry,
@@ -111,6 +117,17 @@ impl Metrics {
             kube_errors,
             latency,
         }
+    }
+
+    pub fn plain_skipped(&self) -> &Counter {
+        self.plain_skipped.get_or_init(|| {
+            self.events
+                .get_or_create(&EventLabels {
+                    input: "plain",
+                    outcome: "skipped",
+                })
+                .clone()
+        })
     }
 
     pub fn reject(&self, reason: &'static str) {

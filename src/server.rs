@@ -18,7 +18,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -103,65 +103,77 @@ struct Shared {
     body_memory: BodyBudget,
 }
 
-/// BODY_MEMORY_BYTES, one permit per byte of request body held in memory. Bodies over
+/// BODY_MEMORY_BYTES, counted in bytes of request body held in memory. Bodies over
 /// SMALL_BODY also take from `large`, a quarter smaller: that quarter stays free for ordinary
 /// events (a Falco event is a few KiB), so a flood of large bodies cannot starve them.
+/// Nothing ever waits for bytes (a request over the budget is answered 503), so two atomic
+/// counters do what semaphores would, without a lock on every release.
 struct BodyBudget {
-    all: Arc<Semaphore>,
-    large: Arc<Semaphore>,
+    /// Bytes free.
+    all: AtomicUsize,
+    large: AtomicUsize,
 }
 
 /// Every real Falco event, in any envelope, is far below this.
 const SMALL_BODY: usize = 64 << 10;
 
-/// What one body holds of the budget.
-#[derive(Default)]
-struct Reservation {
+/// What one body holds of the budget; given back on drop.
+struct Reservation<'a> {
+    budget: &'a BodyBudget,
     bytes: usize,
-    all: Option<OwnedSemaphorePermit>,
-    large: Option<OwnedSemaphorePermit>,
     large_bytes: usize,
 }
 
 impl BodyBudget {
     fn new(bytes: usize) -> BodyBudget {
         BodyBudget {
-            all: Arc::new(Semaphore::new(bytes)),
-            large: Arc::new(Semaphore::new(bytes - bytes / 4)),
+            all: AtomicUsize::new(bytes),
+            large: AtomicUsize::new(bytes - bytes / 4),
         }
     }
 
-    /// Grows `r` to `to` bytes if they are free now; false (and `r` unchanged) if not.
-    fn grow(&self, r: &mut Reservation, to: usize) -> bool {
+    fn reserve(&self) -> Reservation<'_> {
+        Reservation {
+            budget: self,
+            bytes: 0,
+            large_bytes: 0,
+        }
+    }
+}
+
+/// Takes `n` bytes from `free` if they are there now.
+fn take(free: &AtomicUsize, n: usize) -> bool {
+    n == 0
+        || free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| f.checked_sub(n))
+            .is_ok()
+}
+
+impl Reservation<'_> {
+    /// Grows to `to` bytes if they are free now; false (and unchanged) if not.
+    fn grow(&mut self, to: usize) -> bool {
         let large_to = if to > SMALL_BODY { to } else { 0 };
-        let (Some(all), Some(large)) = (
-            take(&self.all, to.saturating_sub(r.bytes)),
-            take(&self.large, large_to.saturating_sub(r.large_bytes)),
-        ) else {
+        let more = to.saturating_sub(self.bytes);
+        let more_large = large_to.saturating_sub(self.large_bytes);
+        if !take(&self.budget.all, more) {
             return false;
-        };
-        merge(&mut r.all, all);
-        merge(&mut r.large, large);
-        r.bytes = r.bytes.max(to);
-        r.large_bytes = r.large_bytes.max(large_to);
+        }
+        if !take(&self.budget.large, more_large) {
+            self.budget.all.fetch_add(more, Ordering::AcqRel);
+            return false;
+        }
+        self.bytes += more;
+        self.large_bytes += more_large;
         true
     }
 }
 
-/// `n` permits if free now; `Some(None)` for none.
-fn take(s: &Arc<Semaphore>, n: usize) -> Option<Option<OwnedSemaphorePermit>> {
-    if n == 0 {
-        return Some(None);
-    }
-    let n = u32::try_from(n).ok()?;
-    s.clone().try_acquire_many_owned(n).ok().map(Some)
-}
-
-fn merge(into: &mut Option<OwnedSemaphorePermit>, more: Option<OwnedSemaphorePermit>) {
-    match (into.as_mut(), more) {
-        (Some(p), Some(m)) => p.merge(m),
-        (None, m) => *into = m,
-        (_, None) => {}
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.all.fetch_add(self.bytes, Ordering::AcqRel);
+        self.budget
+            .large
+            .fetch_add(self.large_bytes, Ordering::AcqRel);
     }
 }
 
@@ -632,19 +644,19 @@ async fn route(shared: &Shared, req: Request<Incoming>, state: &ConnState) -> Re
 }
 
 /// A request body in memory, with the BODY_MEMORY_BYTES it holds.
-struct HeldBody {
+struct HeldBody<'a> {
     bytes: Vec<u8>,
-    _memory: Reservation,
+    _memory: Reservation<'a>,
 }
 
 /// Reads the body into one buffer (no second copy), within MAX_BODY_BYTES, BODY_MEMORY_BYTES
 /// and the request deadline; the error is the answer.
-async fn read_body(
-    shared: &Shared,
+async fn read_body<'a>(
+    shared: &'a Shared,
     headers: &http::HeaderMap,
     mut body: Incoming,
     deadline: Instant,
-) -> Result<HeldBody, Response<Body>> {
+) -> Result<HeldBody<'a>, Response<Body>> {
     let app = &shared.app;
     let max = app.config.max_body_bytes;
     let too_large = || {
@@ -677,9 +689,9 @@ async fn read_body(
     }
     let declared = declared.map(|n| n as usize);
     // Reserve before reading a byte: over the budget, the client hears it at once.
-    let mut memory = Reservation::default();
+    let mut memory = shared.body_memory.reserve();
     let first = declared.unwrap_or(FIRST_RESERVATION.min(max));
-    if !shared.body_memory.grow(&mut memory, first) {
+    if !memory.grow(first) {
         return Err(busy());
     }
     // Untouched capacity costs no resident memory: a slow client holds only what it sent.
@@ -712,7 +724,7 @@ async fn read_body(
         // Unknown length: grow the reservation by doubling, within the budget.
         if len > memory.bytes {
             let want = len.max(memory.bytes * 2).min(max);
-            if !shared.body_memory.grow(&mut memory, want) {
+            if !memory.grow(want) {
                 return Err(busy());
             }
         }
@@ -755,7 +767,10 @@ pub fn render(reply: Reply) -> Response<Body> {
             }
         };
     }
-    let body = serde_json::to_vec(&reply.body).unwrap_or_default();
+    let body = match &reply.body {
+        ReplyBody::Handled(h) => h.to_json(),
+        body => serde_json::to_vec(body).unwrap_or_default(),
+    };
     let mut resp = text(reply.status, "application/json", body);
     if reply.status == StatusCode::SERVICE_UNAVAILABLE {
         // Held by a guard: replicas take tens of seconds to recover; anything else: soon.

@@ -5,10 +5,10 @@
 //! default formatter spent about a quarter of a skipped event's CPU on styling and field
 //! formatting (callgrind, docs/BENCHMARKS.md), and a log line per event is not optional.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde_json::Value;
-use tracing::{Event, Subscriber, field::Field};
+use tracing::{Event, Level, Subscriber, field::Field};
 use tracing_subscriber::{
     EnvFilter,
     field::Visit,
@@ -20,7 +20,7 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::config::LogFormat;
+use crate::{config::LogFormat, text};
 
 pub fn init(format: &LogFormat) {
     // Without RUST_LOG, EnvFilter would default to ERROR only: default to info.
@@ -36,6 +36,9 @@ pub fn init(format: &LogFormat) {
 }
 
 /// `2026-11-30T01:23:49.123456Z  INFO event handled outcome=skipped rule="Test rule" ...`
+///
+/// Written with `text`'s helpers, not `write!`: the `fmt` machinery (timestamp, padding,
+/// `{:?}` quoting, `{:.3}`) was most of the log line's cost, which every event pays.
 pub struct Lean;
 
 impl<S, N> FormatEvent<S, N> for Lean
@@ -49,80 +52,197 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        SystemTime.format_time(&mut w)?;
-        let level = *event.metadata().level();
-        write!(w, " {level:>5} ")?;
-        // Two passes: the message first, then the fields in the order they were written.
+        thread_local! {
+            /// The line is built here: no allocation per event.
+            static LINE: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+        }
+        let mut line = LINE.take();
+        line.clear();
+        push_time(&mut line, std::time::SystemTime::now());
+        line.push_str(match *event.metadata().level() {
+            Level::ERROR => " ERROR ",
+            Level::WARN => "  WARN ",
+            Level::INFO => "  INFO ",
+            Level::DEBUG => " DEBUG ",
+            Level::TRACE => " TRACE ",
+        });
+        // The message first, then the fields in the order they were written. tracing's macros
+        // record the message first; a message recorded later is moved in front.
         let mut v = Fields {
-            w,
-            message: true,
-            result: Ok(()),
+            fields_at: line.len(),
+            line,
         };
         event.record(&mut v);
-        v.message = false;
-        event.record(&mut v);
-        v.result?;
-        v.w.write_char('\n')
+        v.line.push('\n');
+        let written = w.write_str(&v.line);
+        LINE.set(v.line);
+        written
     }
 }
 
-struct Fields<'a> {
-    w: Writer<'a>,
-    /// First pass: write only the message; second pass: everything else.
-    message: bool,
-    result: fmt::Result,
+/// RFC 3339 in UTC with microseconds, as tracing-subscriber's `SystemTime` writes it.
+fn push_time(out: &mut String, now: std::time::SystemTime) {
+    thread_local! {
+        /// `YYYY-MM-DDTHH:MM:SS` of the last second written: the date is computed once a second.
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
+        let _ = SystemTime.format_time(&mut Writer::new(out));
+        return;
+    };
+    let secs = since.as_secs();
+    let (cached, mut date) = SECOND.get();
+    if cached != secs {
+        let mut s = String::with_capacity(19);
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let t = secs % 86_400;
+        text::push_padded(&mut s, y.max(0) as u64, 4);
+        s.push('-');
+        text::push_padded(&mut s, m.into(), 2);
+        s.push('-');
+        text::push_padded(&mut s, d.into(), 2);
+        s.push('T');
+        text::push_padded(&mut s, t / 3600, 2);
+        s.push(':');
+        text::push_padded(&mut s, t / 60 % 60, 2);
+        s.push(':');
+        text::push_padded(&mut s, t % 60, 2);
+        date.copy_from_slice(s.as_bytes());
+        SECOND.set((secs, date));
+    }
+    out.extend(date.iter().map(|&b| char::from(b)));
+    out.push('.');
+    text::push_padded(out, since.subsec_micros().into(), 6);
+    out.push('Z');
 }
 
-impl Fields<'_> {
-    /// Whether this pass writes `field`.
-    fn wants(&self, field: &Field) -> bool {
-        self.result.is_ok() && (field.name() == "message") == self.message
-    }
-
-    fn key(&mut self, field: &Field) -> fmt::Result {
-        self.w.write_char(' ')?;
-        self.w.write_str(field.name())?;
-        self.w.write_char('=')
-    }
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.wants(field) {
-            return;
+struct Fields {
+    line: String,
+    /// Where the message goes: right after the level.
+    fields_at: usize,
+}
+
+impl Fields {
+    fn is_message(field: &Field) -> bool {
+        field.name() == "message"
+    }
+
+    fn key(&mut self, field: &Field) {
+        self.line.push(' ');
+        self.line.push_str(field.name());
+        self.line.push('=');
+    }
+
+    /// Writes the message with `write`, in front of any field already written.
+    fn message(&mut self, write: impl FnOnce(&mut String)) {
+        if self.line.len() == self.fields_at {
+            write(&mut self.line);
+        } else {
+            let mut m = String::new();
+            write(&mut m);
+            self.line.insert_str(self.fields_at, &m);
         }
-        self.result = self.key(field).and_then(|_| {
-            // Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does.
-            if !value.is_empty()
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=')
-            {
-                self.w.write_str(value)
-            } else {
-                write!(self.w, "{value:?}")
-            }
-        });
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if Self::is_message(field) {
+            // A message given as a field (`message = "..."`) is written like one.
+            return self.message(|line| {
+                line.push_str(" message=");
+                push_value(line, value);
+            });
+        }
+        self.key(field);
+        push_value(&mut self.line, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if !self.wants(field) {
-            return;
+        if Self::is_message(field) {
+            return self.message(|line| {
+                let _ = write!(line, " message={value:.3}");
+            });
         }
-        self.result = self.key(field).and_then(|_| write!(self.w, "{value:.3}"));
+        self.key(field);
+        // `{:.3}` for the usual values (milliseconds), without float formatting.
+        if value.is_finite() && (0.0..1e12).contains(&value) {
+            let thousandths = (value * 1000.0).round() as u64;
+            text::push_u64(&mut self.line, thousandths / 1000);
+            self.line.push('.');
+            text::push_padded(&mut self.line, thousandths % 1000, 3);
+        } else {
+            let _ = write!(self.line, "{value:.3}");
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if Self::is_message(field) {
+            self.record_debug(field, &value);
+        } else {
+            self.key(field);
+            text::push_u64(&mut self.line, value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if Self::is_message(field) {
+            self.record_debug(field, &value);
+        } else {
+            self.key(field);
+            if value < 0 {
+                self.line.push('-');
+            }
+            text::push_u64(&mut self.line, value.unsigned_abs());
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if Self::is_message(field) {
+            self.record_debug(field, &value);
+        } else {
+            self.key(field);
+            self.line.push_str(if value { "true" } else { "false" });
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !self.wants(field) {
-            return;
-        }
-        if self.message {
-            self.result = write!(self.w, "{value:?}");
-            return;
+        if Self::is_message(field) {
+            return self.message(|line| {
+                let _ = write!(line, "{value:?}");
+            });
         }
         // Display values (`%x`) arrive here too; quote them as record_str does.
         let text = format!("{value:?}");
         self.record_str(field, &text);
+    }
+}
+
+/// Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does.
+fn push_value(line: &mut String, value: &str) {
+    if !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=')
+    {
+        line.push_str(value)
+    } else {
+        text::push_debug_str(line, value)
     }
 }
 
@@ -302,6 +422,60 @@ mod tests {
     }
 
     #[test]
+    fn lean_time_is_tracing_subscribers_time() {
+        for days in [0i64, 59, 60, 365, 10_957, 11_016, 20_787, 20_818, 47_541] {
+            let t = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(days as u64 * 86_400 + 86_399)
+                + std::time::Duration::from_micros(123_456);
+            let mut ours = String::new();
+            push_time(&mut ours, t);
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(
+                ours,
+                format!("{y:04}-{m:02}-{d:02}T23:59:59.123456Z"),
+                "{days}"
+            );
+        }
+        // The same clock reading as tracing-subscriber's formatter, to the second.
+        let mut theirs = String::new();
+        SystemTime
+            .format_time(&mut Writer::new(&mut theirs))
+            .unwrap();
+        let mut ours = String::new();
+        push_time(&mut ours, std::time::SystemTime::now());
+        assert_eq!(ours.len(), theirs.len());
+        assert_eq!(ours[..16], theirs[..16]);
+        assert_eq!(civil_from_days(20_787), (2026, 11, 30));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn lean_messages_come_first_whatever_their_place() {
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .event_format(Lean)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(a = 1, message = "as a field", b = "x y");
+            tracing::warn!(a = 1, "plain {}", 2);
+            tracing::warn!(a = 1);
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let rests: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(
+            rests,
+            [
+                " WARN  message=\"as a field\" a=1 b=\"x y\"",
+                " WARN plain 2 a=1",
+                " WARN  a=1",
+            ]
+        );
+    }
+
+    #[test]
     fn lean_lines_are_message_first_then_logfmt_fields() {
         let out = Capture::default();
         let writer = out.clone();
@@ -313,14 +487,16 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let reason = "rule \"x\" is not in RULES";
             tracing::info!(outcome = "skipped", pod = "ns/p", rule = %"Terminal shell in container",
-                reason = %reason, ms = 0.0123, count = 3, "event handled");
+                reason = %reason, ms = 0.0123, count = 3, neg = -4, ok = true,
+                empty = "", big = 1e13, "event handled");
         });
         let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let (_, rest) = line.split_once(' ').unwrap();
         assert_eq!(
             rest,
             " INFO event handled outcome=skipped pod=ns/p rule=\"Terminal shell in container\" \
-             reason=\"rule \\\"x\\\" is not in RULES\" ms=0.012 count=3\n"
+             reason=\"rule \\\"x\\\" is not in RULES\" ms=0.012 count=3 neg=-4 ok=true \
+             empty=\"\" big=10000000000000.000\n"
         );
     }
 }

@@ -1,6 +1,9 @@
 //! Whatever arrives, decode answers Ok or a clear error; it never panics.
 
-use falco_responder::decode::decode;
+use falco_responder::{
+    decode::{InputKind, decode, peek_plain},
+    event::FalcoEvent,
+};
 use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use proptest::prelude::*;
 
@@ -63,4 +66,277 @@ proptest! {
             prop_assert!(!e.to_string().is_empty());
         }
     }
+}
+
+// The cheap peek (`decode::peek_plain`, a hand-written scanner) against serde_json: whatever
+// it accepts, `decode` accepts as the same plain event; a malformed body is never peeked, so it
+// is never answered 200 from a skip.
+
+/// `Some` must mean: decode reads a plain Falco event with the same fields.
+fn peek_agrees(body: &[u8]) -> Result<bool, TestCaseError> {
+    let h = HeaderMap::new();
+    let Some(p) = peek_plain(&h, body) else {
+        return Ok(false);
+    };
+    let d = decode(&h, body);
+    prop_assert!(
+        d.is_ok(),
+        "peeked a body decode refuses: {:?} ({:?})",
+        String::from_utf8_lossy(body),
+        d.err()
+    );
+    let d = d.unwrap();
+    prop_assert_eq!(d.kind, InputKind::Plain);
+    prop_assert_eq!(&d.event.rule, &*p.rule);
+    prop_assert_eq!(d.event.priority, p.priority);
+    prop_assert_eq!(d.event.source.as_deref(), p.source.as_deref());
+    prop_assert_eq!(d.event.uuid.as_deref(), p.uuid.as_deref());
+    Ok(true)
+}
+
+/// Strings as Falco writes them and as an attacker might: escapes, quotes, non-ASCII, controls.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9 ._/:-]{0,40}",
+        any::<String>(),
+        "[\"\\\\\u{0}\u{1f}\u{7f}é€😀a ]{0,12}",
+    ]
+}
+
+fn field_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(serde_json::Value::from),
+        text().prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(text(), inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A Falco event, sometimes with a key missing, mistyped, or extra keys.
+fn falco_like() -> impl Strategy<Value = serde_json::Value> {
+    let priority = prop_oneof![
+        Just("Warning".to_string()),
+        Just("notice".to_string()),
+        Just(" Info ".to_string()),
+        Just("Loud".to_string()),
+        text(),
+    ];
+    (
+        text(),
+        priority,
+        prop::option::of(prop_oneof![
+            text().prop_map(serde_json::Value::from),
+            field_value()
+        ]),
+        prop::option::of(prop_oneof![
+            text().prop_map(serde_json::Value::from),
+            field_value()
+        ]),
+        prop::option::of(field_value()),
+        prop::collection::btree_map("[a-z.\\[\\]0-9]{1,16}", field_value(), 0..12),
+        prop::collection::btree_map(
+            prop_oneof![
+                Just("output".to_string()),
+                Just("time".to_string()),
+                Just("hostname".to_string()),
+                "[a-z_]{1,8}"
+            ],
+            field_value(),
+            0..4,
+        ),
+        any::<u8>(),
+    )
+        .prop_map(
+            |(rule, priority, source, uuid, tags, fields, extra, drop)| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in extra {
+                    m.insert(k, v);
+                }
+                m.insert("rule".into(), rule.into());
+                m.insert("priority".into(), priority.into());
+                if let Some(s) = source {
+                    m.insert("source".into(), s);
+                }
+                if let Some(u) = uuid {
+                    m.insert("uuid".into(), u);
+                }
+                if let Some(t) = tags {
+                    m.insert("tags".into(), t);
+                }
+                m.insert(
+                    "output_fields".into(),
+                    serde_json::Value::Object(fields.into_iter().collect()),
+                );
+                match drop % 8 {
+                    0 => {
+                        m.remove("rule");
+                    }
+                    1 => {
+                        m.insert("output_fields".into(), serde_json::Value::Null);
+                    }
+                    _ => {}
+                }
+                serde_json::Value::Object(m)
+            },
+        )
+}
+
+/// Bytes that change what JSON means.
+fn edit_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        prop::sample::select(b"\"\\{}[],:-+.eE0123456789untrlsfa /\t\n".to_vec()),
+        Just(0u8),
+        Just(0x1f),
+        Just(0x7f),
+        Just(0x80),
+        Just(0xc3),
+        Just(0xed),
+        Just(0xff),
+        any::<u8>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn peek_accepts_falco_events_exactly_as_decode(v in falco_like(), pretty in any::<bool>()) {
+        let body = if pretty {
+            serde_json::to_string_pretty(&v).unwrap()
+        } else {
+            v.to_string()
+        };
+        let peeked = peek_agrees(body.as_bytes())?;
+        // Never too careful for what Falco sends: a body decode reads as a plain event is
+        // peeked unless it holds a \u escape of a surrogate or a number of 10^308 or more
+        // (left to serde_json).
+        let plain = serde_json::from_slice::<FalcoEvent>(body.as_bytes()).is_ok();
+        let left_to_serde = ["\\ud", "\\uD", "e308", "e+308"];
+        if plain && !left_to_serde.iter().any(|s| body.contains(s)) {
+            prop_assert!(peeked, "not peeked: {body}");
+        }
+    }
+
+    #[test]
+    fn peek_never_accepts_what_decode_refuses(
+        v in falco_like(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), edit_byte(), 0u8..4), 1..4),
+    ) {
+        let mut body = v.to_string().into_bytes();
+        for (at, byte, how) in edits {
+            let i = at.index(body.len() + 1);
+            match how {
+                0 => body.insert(i, byte),
+                1 if i < body.len() => body[i] = byte,
+                2 if i < body.len() => {
+                    body.remove(i);
+                }
+                _ => body.truncate(i),
+            }
+        }
+        peek_agrees(&body)?;
+    }
+
+    #[test]
+    fn peek_of_arbitrary_json_agrees(v in json_value()) {
+        peek_agrees(v.to_string().as_bytes())?;
+    }
+
+    #[test]
+    fn peek_of_arbitrary_bytes_agrees(body in prop::collection::vec(edit_byte(), 0..64)) {
+        peek_agrees(&body)?;
+    }
+}
+
+#[test]
+fn peek_edge_cases_agree_with_serde() {
+    let ok = r#"{"rule":"r","priority":"Notice","output_fields":{}}"#;
+    for (body, peeked) in [
+        (ok.to_string(), true),
+        (format!(" \n{ok}\t\r "), true),
+        (r#"{"rule":"r","priority":"Notice"}"#.into(), true),
+        (
+            r#"{"priority":"Notice","rule":"r\"\\\/\b\f\n\r\t\u00e9"}"#.into(),
+            true,
+        ),
+        (
+            r#"{"rule":"r","priority":"Notice","x":[1,-0,0.5,1e5,-2E-3,true,false,null,{}]}"#
+                .into(),
+            true,
+        ),
+        (
+            r#"{"rule":"r","priority":"Notice","output_fields":{"a":1e-400,"b":-0.1e-99999999}}"#
+                .into(),
+            true,
+        ),
+        (
+            format!(
+                r#"{{"rule":"r","priority":"Notice","output_fields":{{"a":{}}}}}"#,
+                "9".repeat(300)
+            ),
+            true,
+        ),
+        // decode refuses all of these
+        (r#"{"rule":"r","priority":"Notice","x":01}"#.into(), false),
+        (r#"{"rule":"r","priority":"Notice","x":1.}"#.into(), false),
+        (r#"{"rule":"r","priority":"Notice","x":-}"#.into(), false),
+        (r#"{"rule":"r","priority":"Notice","x":[1,]}"#.into(), false),
+        (r#"{"rule":"r","priority":"Notice",}"#.into(), false),
+        (r#"{"rule":"r","priority":"Notice"} x"#.into(), false),
+        (
+            r#"{"rule":"r","priority":"Notice","output_fields":{"a":1e400}}"#.into(),
+            false,
+        ),
+        (
+            r#"{"rule":"r","priority":"Notice","tags":["a",1]}"#.into(),
+            false,
+        ),
+        (r#"{"rule":"r","priority":"Notice","uuid":1}"#.into(), false),
+        (
+            r#"{"rule":"r","priority":"Notice","output":"\x"}"#.into(),
+            false,
+        ),
+        (
+            r#"{"rule":"r","priority":"Notice","output":"\u12"}"#.into(),
+            false,
+        ),
+        (
+            r#"{"rule":"r","priority":"Notice","output":"a	b"}"#.into(),
+            false,
+        ),
+        (
+            r#"{"rule":"r","priority":"Notice","source":"s","source":"t"}"#.into(),
+            false,
+        ),
+        // left to serde_json (it accepts them): the peek is careful, decode decides
+        (
+            r#"{"rule":"\ud83d\ude00","priority":"Notice"}"#.into(),
+            false,
+        ),
+        (r#"{"rul\u0065":"r","priority":"Notice"}"#.into(), false),
+        (r#"["r","Notice"]"#.into(), false),
+    ] {
+        let h = HeaderMap::new();
+        assert_eq!(peek_plain(&h, body.as_bytes()).is_some(), peeked, "{body}");
+        if peeked {
+            assert!(decode(&h, body.as_bytes()).is_ok(), "{body}");
+        }
+    }
+    // Invalid UTF-8 inside a string.
+    let mut bad = br#"{"rule":"r","priority":"Notice","output":"xx"}"#.to_vec();
+    let at = bad.len() - 3;
+    bad[at] = 0xff;
+    assert!(peek_plain(&HeaderMap::new(), &bad).is_none());
+    assert!(decode(&HeaderMap::new(), &bad).is_err());
 }

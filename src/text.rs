@@ -1,0 +1,122 @@
+//! Writing strings on the per-event path without the `fmt` machinery: a skipped event's reason,
+//! reply and log line are a large share of its cost otherwise (callgrind). Each writer gives
+//! exactly what its general counterpart gives (unit tests compare them).
+
+use std::fmt::Write;
+
+/// Appends `s` as `format!("{s:?}")` does.
+pub fn push_debug_str(out: &mut String, s: &str) {
+    let mark = out.len();
+    out.push('"');
+    let mut rest = s;
+    // Printable ASCII needs only `"` and `\` escaped; anything else takes the general way.
+    while let Some(i) = rest
+        .bytes()
+        .position(|b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')
+    {
+        let b = rest.as_bytes()[i];
+        if b != b'"' && b != b'\\' {
+            out.truncate(mark);
+            let _ = write!(out, "{s:?}");
+            return;
+        }
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push(char::from(b));
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// Appends `s` as a JSON string, as serde_json writes it.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let mut rest = s.as_bytes();
+    // Runs of plain bytes are copied whole.
+    while let Some(i) = rest
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        out.extend_from_slice(&rest[..i]);
+        let b = rest[i];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&d| char::from(d)));
+}
+
+/// Appends `n` with exactly `width` digits (zero-padded; `n` must fit).
+pub fn push_padded(out: &mut String, n: u64, width: u32) {
+    let mut div = 10u64.pow(width.saturating_sub(1));
+    while div > 0 {
+        out.push(char::from(b'0' + ((n / div) % 10) as u8));
+        div /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn debug_str_is_debug(s in any::<String>(), ascii in "[ -~]{0,40}", mixed in "[ -~\n\t\u{0}\u{7f}é\u{301}]{0,40}") {
+            for s in [s, ascii, mixed] {
+                let mut out = String::from("x");
+                push_debug_str(&mut out, &s);
+                prop_assert_eq!(out, format!("x{s:?}"));
+            }
+        }
+
+        #[test]
+        fn json_str_is_serde_json(s in any::<String>(), ascii in "[\u{0}-\u{7f}]{0,40}") {
+            for s in [s, ascii] {
+                let mut out = Vec::new();
+                push_json_str(&mut out, &s);
+                prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+            }
+        }
+
+        #[test]
+        fn numbers(n in any::<u64>(), small in 0u64..1000) {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            prop_assert_eq!(&out, &n.to_string());
+            out.clear();
+            push_padded(&mut out, small, 3);
+            prop_assert_eq!(out, format!("{small:03}"));
+        }
+    }
+}
