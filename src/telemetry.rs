@@ -350,9 +350,10 @@ impl Visit for Fields {
 /// Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does.
 fn push_value(line: &mut String, value: &str) {
     if !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=')
+        && text::find(value.as_bytes(), |b| {
+            !b.is_ascii_graphic() | (b == b'"') | (b == b'=')
+        })
+        .is_none()
     {
         line.push_str(value)
     } else {
