@@ -17,11 +17,18 @@ pub fn find(bytes: &[u8], hit: impl Fn(u8) -> bool + Copy) -> Option<usize> {
         }
         at += 16;
     }
-    blocks
-        .remainder()
-        .iter()
-        .position(|&b| hit(b))
-        .map(|i| at + i)
+    let rest = blocks.remainder();
+    if rest.is_empty() || at == 0 {
+        return rest.iter().position(|&b| hit(b)).map(|i| at + i);
+    }
+    // The tail as the last sixteen bytes, some already checked (no hit among them).
+    let last = bytes.len() - 16;
+    let block = &bytes[last..];
+    if block.iter().fold(false, |any, &b| any | hit(b)) {
+        block.iter().position(|&b| hit(b)).map(|i| last + i)
+    } else {
+        None
+    }
 }
 
 /// Appends `s` as `format!("{s:?}")` does.
