@@ -247,7 +247,7 @@ pub struct Kube {
     background: TaskTracker,
     /// The workload-aware guards (issue 10); `None` only in tests that drive the bare path.
     guards: Option<Arc<Availability>>,
-    /// For the Eviction API: no 429 retries (`kubeconfig::eviction_client`); else `client`.
+    /// For the Eviction API: no 429 retries (`kubeconfig::Clients::evict`, same pool); else `client`.
     evict_client: Option<Client>,
 }
 

@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     decode::{CloudEventInfo, DecodeError, Decoded, InputKind, decode},
     event::{Priority, Target},
+    kubeconfig::Clients,
     metrics::{ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
     policy::{Decision, decide},
     telemetry,
@@ -135,7 +136,10 @@ pub struct App(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
-    kube: Option<Kube>,
+    /// Set once the kube client is built (`App::connect`): a server answers its probes while it
+    /// is built, and an event that comes first waits for it (`Inner::kube`).
+    kube: std::sync::OnceLock<Option<Kube>>,
+    connected: tokio::sync::watch::Sender<bool>,
     pub metrics: Metrics,
     coalescer: Coalescer,
     /// Actions and Event recordings: they run to their end even when the request that started
@@ -153,51 +157,65 @@ impl Deref for App {
 impl App {
     /// `client` is `None` only in DRY_RUN without a cluster: then nothing is looked up.
     pub fn new(config: Config, client: Option<Client>) -> App {
+        let app = App::connecting(config);
+        app.connect(client.map(|main| Clients { main, evict: None }));
+        app
+    }
+
+    /// An App whose kube client is still being built: `connect` must follow.
+    pub fn connecting(config: Config) -> App {
+        App(Arc::new(Inner {
+            background: TaskTracker::new(),
+            coalescer: Coalescer::new(config.dedup),
+            config,
+            kube: std::sync::OnceLock::new(),
+            connected: tokio::sync::watch::Sender::new(false),
+            metrics: Metrics::new(),
+        }))
+    }
+
+    /// Hands over the clients (`None`: DRY_RUN without a cluster); the first call counts.
+    pub fn connect(&self, clients: Option<Clients>) {
+        let config = &self.config;
         let instance = config
             .own_pod
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
-        let background = TaskTracker::new();
-        let kube = client.map(|c| {
+        let kube = clients.map(|c| {
             // The breaker's records live in our own namespace; out of a cluster, `default`.
             let own = config
                 .own_namespace
                 .as_ref()
                 .map_or("default", |n| n.as_str())
                 .to_string();
-            let deletions = crate::deletions::Deletions::new(c.clone(), own, instance.clone());
+            let deletions = crate::deletions::Deletions::new(c.main.clone(), own, instance.clone());
             let guards = Arc::new(crate::availability::Availability::new(
                 &config.guards,
                 deletions,
             ));
-            Kube::new(c, config.api_timeout, instance, background.clone()).with_guards(guards)
+            let kube = Kube::new(
+                c.main,
+                config.api_timeout,
+                instance,
+                self.background.clone(),
+            )
+            .with_guards(guards);
+            match c.evict {
+                Some(e) => kube.with_eviction_client(e),
+                None => kube,
+            }
         });
-        App(Arc::new(Inner {
-            background,
-            coalescer: Coalescer::new(config.dedup),
-            config,
-            kube,
-            metrics: Metrics::new(),
-        }))
+        let _ = self.kube.set(kube);
+        self.connected.send_replace(true);
     }
 
     /// Starts what only a serving process keeps running: the watch that feeds the deletion
-    /// breaker's count (the one-shot mode lists once instead).
+    /// breaker's count (the one-shot mode lists once instead). After `connect`.
     pub fn watch(&self) {
-        if let Some(kube) = &self.kube {
+        if let Some(Some(kube)) = self.kube.get() {
             kube.watch(self.config.api_timeout);
         }
-    }
-
-    /// USE_EVICTION's client without kube's 429 retries (`kubeconfig::eviction_client`).
-    pub fn with_eviction_client(mut self, client: Option<Client>) -> App {
-        if let (Some(c), Some(inner)) = (client, Arc::get_mut(&mut self.0))
-            && let Some(kube) = inner.kube.take()
-        {
-            inner.kube = Some(kube.with_eviction_client(c));
-        }
-        self
     }
 
     /// Waits for work that outlives answers: actions whose caller went away and the Kubernetes
@@ -302,8 +320,19 @@ impl App {
 }
 
 impl Inner {
+    /// The kube side, once `App::connect` has set it.
+    async fn kube(&self) -> &Option<Kube> {
+        if let Some(k) = self.kube.get() {
+            return k;
+        }
+        let mut connected = self.connected.subscribe();
+        // The sender lives as long as `self`: this returns once `connect` ran.
+        let _ = connected.wait_for(|c| *c).await;
+        self.kube.get().unwrap_or(&None)
+    }
+
     async fn act(&self, target: &Target, decoded: &Decoded) -> Result<Outcome, ActionError> {
-        match &self.kube {
+        match self.kube().await {
             Some(kube) => {
                 // Counted by the one event that acted, not by those that shared its result.
                 let act = || async {

@@ -8,6 +8,16 @@ use tower::{BoxError, ServiceBuilder, retry::RetryLayer};
 
 use crate::config::Config;
 
+/// hyper's client: the connection pool, shared by its clones.
+type Pool<C> = hyper_util::client::legacy::Client<C, kube::client::Body>;
+
+/// What a pool's connector must be.
+trait Connect: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static {}
+impl<T: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static> Connect
+    for T
+{
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
@@ -20,23 +30,20 @@ pub enum ClientError {
     Build(String),
 }
 
+/// The clients of one process. They share one connection pool: the eviction path reuses the
+/// connection (and TLS session) the GET just used instead of opening its own.
+#[derive(Clone)]
+pub struct Clients {
+    /// Every call, with kube's retry layer (server errors, 429 from API priority and fairness).
+    pub main: Client,
+    /// USE_EVICTION only: the same without the retry layer, which would retry a
+    /// PodDisruptionBudget's 429 until the deadline instead of letting us answer `held`.
+    pub evict: Option<Client>,
+}
+
 /// `Ok(None)` only under DRY_RUN without any configuration: the function then reports what it
 /// would delete without looking anything up.
-pub async fn client(cfg: &Config) -> Result<Option<Client>, ClientError> {
-    build(cfg, true).await
-}
-
-/// USE_EVICTION's client: the same, without kube's retry layer, which would retry a
-/// PodDisruptionBudget's 429 until the deadline instead of letting us answer `held`.
-/// `Ok(None)` when USE_EVICTION is off.
-pub async fn eviction_client(cfg: &Config) -> Result<Option<Client>, ClientError> {
-    if !cfg.guards.use_eviction {
-        return Ok(None);
-    }
-    build(cfg, false).await
-}
-
-async fn build(cfg: &Config, retry: bool) -> Result<Option<Client>, ClientError> {
+pub async fn clients(cfg: &Config) -> Result<Option<Clients>, ClientError> {
     let mut kc = match KubeConfig::infer().await {
         Ok(kc) => kc,
         Err(e) if cfg.dry_run => {
@@ -61,16 +68,26 @@ async fn build(cfg: &Config, retry: bool) -> Result<Option<Client>, ClientError>
     // Every event's calls are bounded by API_TIMEOUT_SECONDS anyway; this bounds a stuck socket.
     kc.read_timeout = Some(cfg.api_timeout);
     kc.connect_timeout = Some(cfg.api_timeout);
-    kc.default_retry &= retry;
-    let client = if kc.proxy_url.is_some() {
-        // kube's own stack knows proxies; ours below does not need to.
-        Client::try_from(kc)
-    } else {
-        nodelay_client(kc)
-    };
-    client
+    build(&kc, cfg.guards.use_eviction)
         .map(Some)
         .map_err(|e| ClientError::Build(e.to_string()))
+}
+
+fn build(kc: &KubeConfig, evict: bool) -> Result<Clients, kube::Error> {
+    if kc.proxy_url.is_some() {
+        // kube's own stack knows proxies; ours below does not need to (two pools here).
+        let mut no_retry = kc.clone();
+        no_retry.default_retry = false;
+        return Ok(Clients {
+            main: Client::try_from(kc.clone())?,
+            evict: evict.then(|| Client::try_from(no_retry)).transpose()?,
+        });
+    }
+    let pool = http_client(kc)?;
+    Ok(Clients {
+        main: on_pool(pool.clone(), kc, kc.default_retry)?,
+        evict: evict.then(|| on_pool(pool, kc, false)).transpose()?,
+    })
 }
 
 /// The same layers as `Client::try_from(config)` (base URI, retry, auth, extra headers,
@@ -78,6 +95,13 @@ async fn build(cfg: &Config, retry: bool) -> Result<Option<Client>, ClientError>
 /// Without it the first request on a new TLS connection waits for the server's delayed ACK
 /// (Nagle): about 40 ms on Linux, measured on the one-shot mode's cold start (docs/BENCHMARKS.md).
 pub fn nodelay_client(config: KubeConfig) -> Result<Client, kube::Error> {
+    let retry = config.default_retry;
+    on_pool(http_client(&config)?, &config, retry)
+}
+
+/// The connection pool: a TCP connector with TCP_NODELAY, TLS, timeouts. Cheap to clone (the
+/// clones share the pool).
+fn http_client(config: &KubeConfig) -> Result<Pool<impl Connect>, kube::Error> {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -88,19 +112,24 @@ pub fn nodelay_client(config: KubeConfig) -> Result<Client, kube::Error> {
     timeouts.set_read_timeout(config.read_timeout);
     timeouts.set_write_timeout(config.write_timeout);
     timeouts.set_reset_reader_on_write(config.reset_reader_on_write);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(timeouts),
+    )
+}
+
+/// kube's layers (base URI, retry when `retry`, auth, extra headers) over `pool`.
+fn on_pool<C: Connect>(
+    pool: Pool<C>,
+    config: &KubeConfig,
+    retry: bool,
+) -> Result<Client, kube::Error> {
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
-        .option_layer(
-            config
-                .default_retry
-                .then(|| RetryLayer::new(RetryPolicy::server_retry())),
-        )
+        .option_layer(retry.then(|| RetryLayer::new(RetryPolicy::server_retry())))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
-        .service(
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(timeouts),
-        );
-    Ok(Client::new(service, config.default_namespace))
+        .service(pool);
+    Ok(Client::new(service, config.default_namespace.clone()))
 }

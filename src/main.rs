@@ -72,17 +72,37 @@ fn main() -> ExitCode {
 }
 
 async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
-    let client = kubeconfig::client(&config).await?;
     let port = config.port;
-    let evictions = kubeconfig::eviction_client(&config).await?;
-    let app = Arc::new(App::new(config, client).with_eviction_client(evictions));
     match mode {
-        Mode::Once(body) => Ok(once::run(&app, body).await?),
+        Mode::Once(body) => {
+            let clients = kubeconfig::clients(&config).await?;
+            let app = App::connecting(config);
+            app.connect(clients);
+            Ok(once::run(&app, body).await?)
+        }
         Mode::Serve => {
-            let listener = server::bind(port)
-                .with_context(|| format!("cannot listen on port {port} (PORT)"))?;
-            app.watch();
-            server::run(listener, app, shutdown_signal()).await?;
+            // The kube client (reading the kubeconfig or the ServiceAccount files, TLS set-up)
+            // is built on another worker while the server already answers its probes; an event
+            // that comes first waits for it. Not being able to build it still stops the process.
+            let app = Arc::new(App::connecting(config.clone()));
+            let building = tokio::spawn(async move { kubeconfig::clients(&config).await });
+            let listener = match server::bind(port) {
+                Ok(l) => l,
+                Err(e) => {
+                    // No configuration at all is the more fundamental error: say that one.
+                    building.await??;
+                    return Err(e).with_context(|| format!("cannot listen on port {port} (PORT)"));
+                }
+            };
+            let connecting = async {
+                app.connect(building.await??);
+                app.watch();
+                std::future::pending::<anyhow::Result<()>>().await
+            };
+            tokio::select! {
+                served = server::run(listener, app.clone(), shutdown_signal()) => served?,
+                failed = connecting => failed?,
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

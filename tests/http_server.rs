@@ -168,6 +168,32 @@ async fn methods_paths_and_probes() {
     );
 }
 
+/// A server answers its probes while its kube client is still being built (`main`); an event
+/// that comes first waits for the client instead of failing or skipping the lookup.
+#[tokio::test]
+async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Arc::new(App::connecting(config(&[("DRY_RUN", "true")])));
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::run(listener, app.clone(), async {
+        let _ = stopped.await;
+    }));
+    let none = HeaderMap::new();
+    assert_eq!(http(addr, "GET", "/readyz", &none, b"").await.status, 200);
+    let (headers, body) = wrap(Envelope::Plain, &shell());
+    let event = tokio::spawn(async move { http(addr, "POST", "/", &headers, &body).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!event.is_finished(), "answered before the client existed");
+    app.connect(None);
+    let r = tokio::time::timeout(Duration::from_secs(10), event)
+        .await
+        .expect("answered once connected")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["outcome"], "dry-run");
+}
+
 #[tokio::test]
 async fn metrics_count_events_by_input_and_outcome() {
     let s = dry(&[]).await;
