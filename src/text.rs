@@ -38,7 +38,8 @@ pub fn push_debug_str(out: &mut String, s: &str) {
     let mut rest = s;
     // Printable ASCII needs only `"` and `\` escaped; anything else takes the general way.
     while let Some(i) = find(rest.as_bytes(), |b| {
-        (b < 0x20) | (b >= 0x7f) | (b == b'"') | (b == b'\\')
+        // Outside 0x20..0x7f, in one comparison.
+        (b.wrapping_sub(0x20) >= 0x5f) | (b == b'"') | (b == b'\\')
     }) {
         let b = rest.as_bytes()[i];
         if b != b'"' && b != b'\\' {
