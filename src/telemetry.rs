@@ -577,11 +577,17 @@ mod tests {
             .unwrap();
         let batching = || BATCH.with(|b| b.borrow().0.is_some());
         let held = || BATCH.with(|b| b.borrow().0.as_ref().map_or(0, Vec::len));
-        // Twice: the first task may run before the worker first parked.
-        for _ in 0..2 {
-            rt.block_on(rt.spawn(async {})).unwrap();
+        // A worker batches once it has parked and woken up: give it the time to park (its
+        // first task may run before that, and a loaded machine may be slow to schedule it).
+        let mut woke_batching = false;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            woke_batching = rt.block_on(rt.spawn(async move { batching() })).unwrap();
+            if woke_batching {
+                break;
+            }
         }
-        assert!(rt.block_on(rt.spawn(async move { batching() })).unwrap());
+        assert!(woke_batching);
         assert!(!batching(), "other threads write directly");
         assert!(
             !rt.block_on(rt.spawn_blocking(batching)).unwrap(),
@@ -596,8 +602,15 @@ mod tests {
             }))
             .unwrap();
         assert!(held_then > 0);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(rt.block_on(rt.spawn(async move { held() })).unwrap(), 0);
+        let mut held_now = held_then;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            held_now = rt.block_on(rt.spawn(async move { held() })).unwrap();
+            if held_now == 0 {
+                break;
+            }
+        }
+        assert_eq!(held_now, 0);
     }
 
     #[test]
