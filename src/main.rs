@@ -54,6 +54,10 @@ fn main() -> ExitCode {
             .build(),
         Mode::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            // Workers batch their log lines, written whenever they run out of work.
+            .on_thread_unpark(telemetry::batch_this_thread)
+            .on_thread_park(telemetry::flush_this_thread)
+            .on_thread_stop(telemetry::flush_this_thread)
             .build(),
     }
     .expect("tokio runtime");

@@ -213,11 +213,8 @@ async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
     assert!(err.contains("forbidden") && err.contains(&ns), "{err}");
     assert!(untouched(&admin, &ns, "alpine").await);
     // The log keeps the whole event for a replay.
-    assert!(
-        responder.logs().contains("output_fields"),
-        "{}",
-        responder.logs()
-    );
+    let logs = responder.logs_with("output_fields").await;
+    assert!(logs.contains("output_fields"), "{logs}");
 }
 
 #[tokio::test]
@@ -647,7 +644,8 @@ async fn hostile_identifiers_are_400_and_the_protected_pod_stays_running() {
     assert!(untouched(&admin, "kube-system", &victim).await);
     assert!(
         responder
-            .logs()
+            .logs_with("rejected an event naming an invalid identifier")
+            .await
             .contains("rejected an event naming an invalid identifier")
     );
 }
@@ -913,11 +911,8 @@ async fn a_caller_that_disconnects_does_not_stop_the_deletion_or_its_event() {
         "{}",
         responder.logs()
     );
-    assert!(
-        responder.logs().contains("outcome=deleted"),
-        "{}",
-        responder.logs()
-    );
+    let logs = responder.logs_with("outcome=deleted").await;
+    assert!(logs.contains("outcome=deleted"), "{logs}");
 }
 
 #[tokio::test]
@@ -954,7 +949,12 @@ async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
         server.count_audit_in("get", "pods", Some(&ns), "alpine"),
         gets
     );
-    assert!(responder.logs().contains("ignored our own result"));
+    assert!(
+        responder
+            .logs_with("ignored our own result")
+            .await
+            .contains("ignored our own result")
+    );
 }
 
 #[tokio::test]

@@ -58,4 +58,18 @@ impl Responder {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The log once it contains `needle`, or as it is after 2 s: a worker thread writes its INFO
+    /// lines when it runs out of work, which can be a moment after its reply reached us.
+    #[allow(dead_code)] // Not every suite looks for an INFO line.
+    pub async fn logs_with(&self, needle: &str) -> String {
+        for _ in 0..80 {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        self.logs()
+    }
 }
