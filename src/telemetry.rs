@@ -641,8 +641,8 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
-    #[test]
-    fn lean_messages_come_first_whatever_their_place() {
+    /// What `Lean` writes for the events `f` emits.
+    fn lean_lines(f: impl FnOnce()) -> String {
         let out = Capture::default();
         let writer = out.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -650,12 +650,17 @@ mod tests {
             .with_writer(move || writer.clone())
             .event_format(Lean)
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn lean_messages_come_first_whatever_their_place() {
+        let text = lean_lines(|| {
             tracing::warn!(a = 1, message = "as a field", b = "x y");
             tracing::warn!(a = 1, "plain {}", 2);
             tracing::warn!(a = 1);
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let rests: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
         assert_eq!(
             rests,
@@ -669,20 +674,12 @@ mod tests {
 
     #[test]
     fn lean_lines_are_message_first_then_logfmt_fields() {
-        let out = Capture::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .event_format(Lean)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let line = lean_lines(|| {
             let reason = "rule \"x\" is not in RULES";
             tracing::info!(outcome = "skipped", pod = "ns/p", rule = %"Terminal shell in container",
                 reason = %reason, ms = 0.0123, count = 3, neg = -4, ok = true,
                 empty = "", big = 1e13, "event handled");
         });
-        let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let (_, rest) = line.split_once(' ').unwrap();
         assert_eq!(
             rest,
