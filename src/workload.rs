@@ -200,6 +200,15 @@ fn n(v: Option<i32>) -> u32 {
     v.unwrap_or(0).max(0) as u32
 }
 
+/// The counts of a scaled workload (Deployment, ReplicaSet, StatefulSet): `spec.replicas`,
+/// which defaults to 1 when unset, and `status.readyReplicas`.
+fn scaled(replicas: Option<i32>, ready: Option<i32>) -> Replicas {
+    Replicas {
+        desired: replicas.map_or(1, |r| n(Some(r))),
+        ready: n(ready),
+    }
+}
+
 /// Replica counts of kinds that keep a number of pods available (Deployment, ReplicaSet,
 /// StatefulSet: `spec.replicas`, `status.readyReplicas`; DaemonSet: desired and ready
 /// scheduled). `Ok(None)` for other kinds or a workload that no longer exists.
@@ -213,24 +222,29 @@ pub async fn replicas(
         Kind::Deployment => Api::<Deployment>::namespaced(c, ns)
             .get_opt(&w.name)
             .await?
-            .map(|d| Replicas {
-                // spec.replicas defaults to 1 when unset.
-                desired: d.spec.and_then(|s| s.replicas).map_or(1, |r| n(Some(r))),
-                ready: n(d.status.and_then(|s| s.ready_replicas)),
+            .map(|d| {
+                scaled(
+                    d.spec.and_then(|s| s.replicas),
+                    d.status.and_then(|s| s.ready_replicas),
+                )
             }),
         Kind::ReplicaSet => Api::<ReplicaSet>::namespaced(c, ns)
             .get_opt(&w.name)
             .await?
-            .map(|d| Replicas {
-                desired: d.spec.and_then(|s| s.replicas).map_or(1, |r| n(Some(r))),
-                ready: n(d.status.and_then(|s| s.ready_replicas)),
+            .map(|d| {
+                scaled(
+                    d.spec.and_then(|s| s.replicas),
+                    d.status.and_then(|s| s.ready_replicas),
+                )
             }),
         Kind::StatefulSet => Api::<StatefulSet>::namespaced(c, ns)
             .get_opt(&w.name)
             .await?
-            .map(|d| Replicas {
-                desired: d.spec.and_then(|s| s.replicas).map_or(1, |r| n(Some(r))),
-                ready: n(d.status.and_then(|s| s.ready_replicas)),
+            .map(|d| {
+                scaled(
+                    d.spec.and_then(|s| s.replicas),
+                    d.status.and_then(|s| s.ready_replicas),
+                )
             }),
         Kind::DaemonSet => Api::<DaemonSet>::namespaced(c, ns)
             .get_opt(&w.name)
