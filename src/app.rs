@@ -423,18 +423,36 @@ impl Inner {
             .latency
             .observe(started.elapsed().as_secs_f64());
         self.metrics.plain_skipped().inc();
-        tracing::info!(
-            outcome = OutcomeKind::Skipped.as_str(),
-            pod = "-",
-            rule = &*peek.rule,
-            priority = peek.priority.as_str(),
-            input = InputKind::Plain.as_str(),
-            reason = reason.as_str(),
-            uuid = peek.uuid.as_deref().unwrap_or("-"),
-            ce_id = "-",
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            "event handled"
-        );
+        let uuid = peek.uuid.as_deref().unwrap_or("-");
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        // The same line as `answer`'s; written directly where the text format allows (the
+        // flood of events we skip is the hot path).
+        let fields = [
+            ("outcome", OutcomeKind::Skipped.as_str()),
+            ("pod", "-"),
+            ("rule", &*peek.rule),
+            ("priority", peek.priority.as_str()),
+            ("input", InputKind::Plain.as_str()),
+            ("reason", reason.as_str()),
+            ("uuid", uuid),
+            ("ce_id", "-"),
+        ];
+        if tracing::enabled!(tracing::Level::INFO)
+            && !crate::telemetry::info_line("event handled", &fields, ms)
+        {
+            tracing::info!(
+                outcome = fields[0].1,
+                pod = fields[1].1,
+                rule = fields[2].1,
+                priority = fields[3].1,
+                input = fields[4].1,
+                reason = fields[5].1,
+                uuid = fields[6].1,
+                ce_id = fields[7].1,
+                ms,
+                "event handled"
+            );
+        }
         Reply {
             status: StatusCode::OK,
             body: Body::Handled(Handled {

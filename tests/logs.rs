@@ -195,3 +195,59 @@ async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
     assert!(logged["output"].as_str().unwrap().contains("[cut "));
     assert!(!log.contains(TOKEN));
 }
+
+/// The line of an event skipped early (plain body, rule not in RULES) is written without
+/// tracing's dispatch in the text format: it must be the same line, in every format, and obey
+/// RUST_LOG like any other.
+#[tokio::test]
+async fn the_early_skip_line_is_the_usual_event_line_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_to_nowhere(dir.path());
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let event = terminal_shell("prod", "web-1", "ee97d9c4186f");
+    let uuid = serde_json::from_str::<Value>(&event).unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (h, body) = wrap(Envelope::Plain, &event);
+    for (format, level) in [("text", "info"), ("json", "info"), ("text", "warn")] {
+        let mut s = Server::start(&[
+            ("KUBECONFIG", kubeconfig),
+            ("RULES", "Some other rule"),
+            ("LOG_FORMAT", format),
+            ("RUST_LOG", level),
+        ])
+        .await;
+        let r = http(s.addr, "POST", "/", &authorized(h.clone()), &body).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["outcome"], "skipped");
+        let log = s.stop();
+        let line = log.lines().find(|l| l.contains("event handled"));
+        match (format, level) {
+            ("text", "info") => {
+                let line = line.unwrap_or_else(|| panic!("no event line in:\n{log}"));
+                let (_, rest) = line.split_once(' ').unwrap();
+                let (fields, ms) = rest.rsplit_once(" ms=").unwrap();
+                assert_eq!(
+                    fields,
+                    format!(
+                        " INFO event handled outcome=skipped pod=- \
+                         rule=\"Terminal shell in container\" priority=Critical input=plain \
+                         reason=\"rule \\\"Terminal shell in container\\\" is not in RULES\" \
+                         uuid={uuid} ce_id=-"
+                    )
+                );
+                assert!(ms.parse::<f64>().is_ok(), "{line}");
+            }
+            ("json", _) => {
+                let line = line.unwrap_or_else(|| panic!("no event line in:\n{log}"));
+                let fields: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(fields["outcome"], "skipped", "{line}");
+                assert_eq!(fields["uuid"], uuid.as_str(), "{line}");
+                assert_eq!(fields["rule"], "Terminal shell in container", "{line}");
+                assert_eq!(fields["ce_id"], "-", "{line}");
+            }
+            _ => assert!(line.is_none(), "RUST_LOG=warn, yet:\n{log}"),
+        }
+    }
+}
