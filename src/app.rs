@@ -419,12 +419,11 @@ impl Inner {
         reason: String,
         started: Instant,
     ) -> Reply {
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics.latency.observe(elapsed);
         self.metrics.plain_skipped().inc();
         let uuid = peek.uuid.as_deref().unwrap_or("-");
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let ms = elapsed * 1000.0;
         // The same line as `answer`'s; written directly where the text format allows (the
         // flood of events we skip is the hot path).
         let fields = [

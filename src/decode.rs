@@ -120,7 +120,9 @@ pub struct Peek<'a> {
 /// `Some` exactly when `decode` would take its plain path and accept the body as a Falco event
 /// (the same types are required of the same keys); `None` otherwise, and `decode` says why.
 pub fn peek_plain<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peek<'a>> {
-    if headers.contains_key("ce-specversion") {
+    // A static name: a `&str` key is parsed as a header name on every lookup.
+    static CE_SPECVERSION: http::HeaderName = http::HeaderName::from_static("ce-specversion");
+    if headers.contains_key(&CE_SPECVERSION) {
         return None;
     }
     if let Some(ct) = headers.get(CONTENT_TYPE) {

@@ -720,7 +720,13 @@ async fn read_body<'a>(
     // Untouched capacity costs no resident memory: a slow client holds only what it sent.
     let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
     loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+        // Usually the body is in hyper's buffer already: no timer for that.
+        let ready = futures_util::FutureExt::now_or_never(body.frame());
+        let frame = match ready {
+            Some(frame) => Ok(frame),
+            None => tokio::time::timeout_at(deadline, body.frame()).await,
+        };
+        let frame = match frame {
             Err(_) => {
                 app.metrics.reject("timeout");
                 return Err(json_error(

@@ -240,33 +240,33 @@ where
 fn push_time(out: &mut String, now: std::time::SystemTime) {
     thread_local! {
         /// `YYYY-MM-DDTHH:MM:SS` of the last second written: the date is computed once a second.
-        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
     let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
         let _ = SystemTime.format_time(&mut Writer::new(out));
         return;
     };
     let secs = since.as_secs();
-    let (cached, mut date) = SECOND.get();
-    if cached != secs {
-        let mut s = String::with_capacity(19);
-        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-        let t = secs % 86_400;
-        text::push_padded(&mut s, y.max(0) as u64, 4);
-        s.push('-');
-        text::push_padded(&mut s, m.into(), 2);
-        s.push('-');
-        text::push_padded(&mut s, d.into(), 2);
-        s.push('T');
-        text::push_padded(&mut s, t / 3600, 2);
-        s.push(':');
-        text::push_padded(&mut s, t / 60 % 60, 2);
-        s.push(':');
-        text::push_padded(&mut s, t % 60, 2);
-        date.copy_from_slice(s.as_bytes());
-        SECOND.set((secs, date));
-    }
-    out.extend(date.iter().map(|&b| char::from(b)));
+    SECOND.with_borrow_mut(|(cached, s)| {
+        if *cached != secs {
+            s.clear();
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            let t = secs % 86_400;
+            text::push_padded(s, y.max(0) as u64, 4);
+            s.push('-');
+            text::push_padded(s, m.into(), 2);
+            s.push('-');
+            text::push_padded(s, d.into(), 2);
+            s.push('T');
+            text::push_padded(s, t / 3600, 2);
+            s.push(':');
+            text::push_padded(s, t / 60 % 60, 2);
+            s.push(':');
+            text::push_padded(s, t % 60, 2);
+            *cached = secs;
+        }
+        out.push_str(s);
+    });
     out.push('.');
     text::push_padded(out, since.subsec_micros().into(), 6);
     out.push('Z');
