@@ -270,7 +270,16 @@ impl<'a> Scanner<'a> {
                     self.ws();
                     self.expect(b':')?;
                     self.ws();
-                    self.value(depth + 1)?;
+                    // The values of `output_fields` are strings, numbers and nulls: read
+                    // here, without a recursive call each (a third of the scan's cost).
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                        }
+                        b'-' | b'0'..=b'9' => self.number()?,
+                        b'n' => self.literal(b"null")?,
+                        _ => self.value(depth + 1)?,
+                    }
                     self.ws();
                     match self.next()? {
                         b',' => continue,
