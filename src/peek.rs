@@ -50,9 +50,7 @@ pub(crate) fn scan(body: &[u8]) -> Option<Spans<'_>> {
             if key.escaped {
                 return None; // `"rul\u0065"` is `rule` to serde: leave it to serde.
             }
-            s.ws();
-            s.expect(b':')?;
-            s.ws();
+            s.colon()?;
             let k = &key.quoted[1..key.quoted.len() - 1];
             let bit = match k {
                 b"rule" => 1,
@@ -130,11 +128,12 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// mark bytes after a real match, never before.)
 #[inline(always)]
 fn special(w: u64) -> u64 {
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
     let quote = zero(w ^ (ONES * b'"' as u64));
     let backslash = zero(w ^ (ONES * b'\\' as u64));
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    quote | backslash | control | (w & HIGH)
+    // Below 0x20 (the subtraction wraps to 0xE0 and up) or 0x80 and up (its own high bit).
+    let control_or_high = w.wrapping_sub(ONES * 0x20) | w;
+    (quote | backslash | control_or_high) & HIGH
 }
 
 impl<'a> Scanner<'a> {
@@ -153,6 +152,22 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn expect(&mut self, c: u8) -> Option<()> {
         (self.next()? == c).then_some(())
+    }
+
+    /// `:` between a key and its value, and the whitespace around it.
+    #[inline(always)]
+    fn colon(&mut self) -> Option<()> {
+        // Compact JSON (what Falco writes): `":` then the value's first byte.
+        if let Some(&[b':', next]) = self.b.get(self.i..self.i + 2)
+            && next > b' '
+        {
+            self.i += 1;
+            return Some(());
+        }
+        self.ws();
+        self.expect(b':')?;
+        self.ws();
+        Some(())
     }
 
     /// serde_json's whitespace.
@@ -183,16 +198,32 @@ impl<'a> Scanner<'a> {
         self.expect(b'"')?;
         let (mut escaped, mut ascii) = (false, true);
         loop {
-            // Eight plain bytes at a time: most of an event is string contents.
-            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-                let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-                let at = special(w);
-                if at != 0 {
-                    // Straight to that byte: the match below handles it.
-                    self.i += (at.trailing_zeros() / 8) as usize;
-                    break;
+            // Sixteen, then eight plain bytes at a time: most of an event is string contents.
+            // Either loop stops at the first byte to look at (the match below handles it).
+            'plain: {
+                while let Some(chunk) = self.b.get(self.i..self.i + 16) {
+                    let (lo, hi) = chunk.split_at(8);
+                    let lo = special(u64::from_le_bytes(lo.try_into().expect("8 bytes")));
+                    let hi = special(u64::from_le_bytes(hi.try_into().expect("8 bytes")));
+                    if lo | hi != 0 {
+                        let at = if lo != 0 {
+                            lo.trailing_zeros()
+                        } else {
+                            64 + hi.trailing_zeros()
+                        };
+                        self.i += (at / 8) as usize;
+                        break 'plain;
+                    }
+                    self.i += 16;
                 }
-                self.i += 8;
+                while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+                    let at = special(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+                    if at != 0 {
+                        self.i += (at.trailing_zeros() / 8) as usize;
+                        break 'plain;
+                    }
+                    self.i += 8;
+                }
             }
             match self.next()? {
                 b'"' => break,
@@ -267,9 +298,7 @@ impl<'a> Scanner<'a> {
                 loop {
                     self.ws();
                     self.string()?;
-                    self.ws();
-                    self.expect(b':')?;
-                    self.ws();
+                    self.colon()?;
                     // The values of `output_fields` are strings, numbers and nulls: read
                     // here, without a recursive call each (a third of the scan's cost).
                     match self.peek()? {
@@ -328,6 +357,17 @@ impl<'a> Scanner<'a> {
 
     fn digits(&mut self) -> usize {
         let start = self.i;
+        // Eight at a time: the high bit of the first byte that is not a digit is the lowest
+        // set (above 0x39 the addition, below 0x30 the subtraction sets it).
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let other = (w.wrapping_add(ONES * 0x46) | w.wrapping_sub(ONES * 0x30)) & HIGH;
+            if other != 0 {
+                self.i += (other.trailing_zeros() / 8) as usize;
+                return self.i - start;
+            }
+            self.i += 8;
+        }
         while let Some(b'0'..=b'9') = self.peek() {
             self.i += 1;
         }
@@ -381,5 +421,45 @@ impl<'a> Scanner<'a> {
         }
         // Tiny numbers round to 0 in serde_json, huge ones are an error.
         (int as i64 + exp <= MAX_EXPONENT).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The lowest bit `special` sets is the high bit of the first byte a JSON string
+        /// cannot hold as it is, whatever follows it.
+        #[test]
+        fn special_finds_the_first_byte_to_look_at(
+            bytes in proptest::array::uniform8(prop_oneof![
+                0x20u8..0x7f, Just(b'"'), Just(b'\\'), 0u8..0x20, 0x80u8..=0xff,
+            ])
+        ) {
+            let first = bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x80);
+            let at = special(u64::from_le_bytes(bytes));
+            prop_assert_eq!(
+                (at != 0).then(|| (at.trailing_zeros() / 8) as usize),
+                first
+            );
+            if first.is_some() {
+                prop_assert_eq!(at.trailing_zeros() % 8, 7);
+            }
+        }
+
+        #[test]
+        fn digits_counts_the_leading_digits(
+            bytes in proptest::collection::vec(prop_oneof![b'0'..=b'9', any::<u8>()], 0..24)
+        ) {
+            let mut s = Scanner { b: &bytes, i: 0 };
+            let n = s.digits();
+            prop_assert_eq!(n, bytes.iter().take_while(|b| b.is_ascii_digit()).count());
+            prop_assert_eq!(s.i, n);
+        }
     }
 }
