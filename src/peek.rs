@@ -441,7 +441,7 @@ mod tests {
         ) {
             let first = bytes
                 .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x80);
+                .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b));
             let at = special(u64::from_le_bytes(bytes));
             prop_assert_eq!(
                 (at != 0).then(|| (at.trailing_zeros() / 8) as usize),
