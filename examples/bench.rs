@@ -111,7 +111,7 @@ impl Settings {
                 .unwrap_or_else(|| root.join("docs/BENCHMARKS.md")),
             connections: env_num("BENCH_CONNECTIONS", 64),
             seconds: env_num("BENCH_SECONDS", 4),
-            rounds: env_num("BENCH_ROUNDS", 5).max(1),
+            rounds: env_num("BENCH_ROUNDS", 7).max(1),
             pods: env_num("BENCH_PODS", 400).max(1),
             burst: env_num("BENCH_BURST", 200).max(1),
             starts: env_num("BENCH_STARTS", 20).max(1),
@@ -1893,7 +1893,9 @@ fn write_report(r: &Report) -> String {
          skipped from its rule, priority and source alone, before the rest is built \
          (`decode::peek_plain`). The (breakdown) rows post the same event in the other \
          envelopes, which are decoded in full first. The kube-apiserver and etcd are idle on \
-         the same machine.\n\
+         the same machine. On a shared virtual machine one wrk run can be 15% off the next \
+         for the same binary: each side's figure is the median of its runs, taken in \
+         alternating order.\n\
          - **(2)** One request at a time, keep-alive, against the real apiserver; for each pod \
          index falco-responder, the bare kube loop and the bare loop with the Event POST take \
          turns, so apiserver drift hits all three alike. The floor is GET + DELETE with the uid \

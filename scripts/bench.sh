@@ -13,7 +13,7 @@
 #    its baselines and writes docs/BENCHMARKS.md (also printed).
 # Measurements take about 9 minutes; the first build about 10 more. Loopback only.
 #
-# Environment: BENCH_CONNECTIONS (64), BENCH_SECONDS (4 per wrk run), BENCH_ROUNDS (5),
+# Environment: BENCH_CONNECTIONS (64), BENCH_SECONDS (4 per wrk run), BENCH_ROUNDS (7),
 # BENCH_PODS (400 per latency series), BENCH_BURST (200), BENCH_STARTS (20),
 # BENCH_QUIET_WAIT (180: seconds to wait for a quiet machine before measuring),
 # BENCH_OUT (docs/BENCHMARKS.md), NO_INSTALL=1 (never call apt-get / rustup);
