@@ -100,8 +100,6 @@ struct Shared {
     app: Arc<App>,
     /// Set on SIGTERM: readiness answers 503 and answers close their connection.
     draining: AtomicBool,
-    /// Set when the listener is closed, just before `closing` is sent.
-    stopped: AtomicBool,
     body_memory: BodyBudget,
 }
 
@@ -188,7 +186,6 @@ pub async fn run(
     let shared = Arc::new(Shared {
         body_memory: BodyBudget::new(limits.body_memory_bytes),
         draining: AtomicBool::new(false),
-        stopped: AtomicBool::new(false),
         app: app.clone(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -234,7 +231,6 @@ pub async fn run(
     // Stop accepting, close idle connections, let in-flight events finish.
     drop(listener);
     shared.draining.store(true, Ordering::SeqCst);
-    shared.stopped.store(true, Ordering::Release);
     let _ = closing_tx.send(true);
     connections.close();
     let drain_for = limits.request_timeout + app.config.api_timeout + LINGER_TIME + ANSWER_GRACE;
@@ -530,7 +526,8 @@ async fn serve_http(
     let closed = closing.wait_for(|c| *c);
     tokio::pin!(closed);
     // The closing signal is polled once, which registers this task (its waker never changes),
-    // and again only once it was sent: polling it takes a lock, on every wake-up otherwise.
+    // and again only once draining began (it is sent after): polling it takes a lock, on every
+    // wake-up otherwise.
     let mut closed_registered = false;
     let mut graceful = false;
     let end = loop {
@@ -541,7 +538,7 @@ async fn serve_http(
             if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Timer);
             }
-            if !graceful && (!closed_registered || shared.stopped.load(Ordering::Acquire)) {
+            if !graceful && (!closed_registered || shared.draining.load(Ordering::Acquire)) {
                 closed_registered = true;
                 if closed.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Closing);
