@@ -15,8 +15,8 @@ use common::{ENVELOPES, Envelope, fixture, terminal_shell, wrap};
 use criterion::{Criterion, criterion_group, criterion_main};
 use falco_responder::{
     config::Config,
-    decode::decode,
-    policy::{Decision, decide},
+    domain::policy::{Decision, decide},
+    ingest::decode::decode,
 };
 
 const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";

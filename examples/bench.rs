@@ -428,7 +428,7 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
     let dir = server.dir().to_path_buf();
     let kubeconfig = server.admin_kubeconfig();
     let test_rule = common::fixture("falcosidekick-test-rule-debug-input.json");
-    // Issue 9 item 11: a realistic event we skip (rule not in RULES), in each envelope.
+    // Skipping is cheap: a realistic event we skip (rule not in RULES), in each envelope.
     let realistic =
         hostile::realistic_event("Read sensitive file untrusted", "shop", "payments-api-0");
     let payloads: Vec<(String, Envelope, String)> = vec![
@@ -638,7 +638,7 @@ async fn floor_pair(pods: &Api<Pod>, name: &str) -> Duration {
     t.elapsed()
 }
 
-/// The floor plus the Event falco-responder records (same object shape as `action::record`).
+/// The floor plus the Event falco-responder records (same object shape as `pods::record`).
 async fn floor_pair_event(client: &Client, ns: &str, name: &str, event: &Value) -> Duration {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let t = Instant::now();
@@ -647,7 +647,8 @@ async fn floor_pair_event(client: &Client, ns: &str, name: &str, event: &Value) 
         .await
         .expect("floor DELETE");
     let now = jiff::Timestamp::now();
-    let falco: falco_responder::event::FalcoEvent = serde_json::from_value(event.clone()).unwrap();
+    let falco: falco_responder::domain::falco::FalcoEvent =
+        serde_json::from_value(event.clone()).unwrap();
     let ev = KubeEvent {
         metadata: ObjectMeta {
             name: Some(format!("{name}.{:x}", now.as_nanosecond())),
@@ -657,7 +658,7 @@ async fn floor_pair_event(client: &Client, ns: &str, name: &str, event: &Value) 
         event_time: Some(MicroTime(now)),
         action: Some("Delete".into()),
         reason: Some("FalcoPodDeleted".into()),
-        note: Some(falco_responder::action::event_note(&falco)),
+        note: Some(falco_responder::cluster::events::event_note(&falco)),
         type_: Some("Warning".into()),
         reporting_controller: Some("falco-responder".into()),
         reporting_instance: Some("bench".into()),
@@ -679,7 +680,7 @@ async fn floor_pair_event(client: &Client, ns: &str, name: &str, event: &Value) 
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2b. The guards' cost (issue 10): the same deletion with the guards off, with the default
+// 2b. The guards' cost: the same deletion with the guards off, with the default
 // guards (workload resolution, both breakers: the count from the watched records, a record
 // written after the answer),
 // for a standalone pod and for a pod of a Deployment (ReplicaSet → Deployment resolved once, then
@@ -867,7 +868,7 @@ fn write_guards(w: &mut String, g: &GuardCost) {
     let (fm, fp) = (median(&g.floor), pct(&g.floor, 99.0));
     let _ = writeln!(
         w,
-        "\n## Guards (issue 10)\n\nThe same event → `deleted`, pods interleaved one by one, \
+        "\n## Guards\n\nThe same event → `deleted`, pods interleaved one by one, \
          {} each; the floor is a bare kube client's GET + DELETE. The default guards resolve the \
          workload (a ReplicaSet's Deployment once per owner, then remembered) and run both \
          breakers: the count comes from the records each process follows with a watch (no API \
@@ -1107,7 +1108,7 @@ async fn deletes(s: &Settings, server: &ApiServer, admin: &Client) -> Latency {
     lat.burst_floor_ms = burst_floor(server.admin_client().await, &ns_bf, names, false).await;
     let nodelay = || async {
         let config = server.admin_config().await;
-        falco_responder::kubeconfig::nodelay_client(config).expect("nodelay client")
+        falco_responder::cluster::client::nodelay_client(config).expect("nodelay client")
     };
     let ns_bn = support::namespace(admin, "bench-burst-nodelay").await;
     let names = create_pods(admin, &ns_bn, "bn", s.burst).await;
@@ -1201,7 +1202,7 @@ async fn cold_pair(kubeconfig: &Path, ns: &str, name: &str, nodelay: bool) -> Du
         .await
         .expect("config");
     let client = if nodelay {
-        falco_responder::kubeconfig::nodelay_client(config).expect("nodelay client")
+        falco_responder::cluster::client::nodelay_client(config).expect("nodelay client")
     } else {
         Client::try_from(config).expect("client")
     };
@@ -1924,7 +1925,7 @@ fn write_report(r: &Report) -> String {
          variable, or a kube client variant, measured in the same run to show where time goes. \
          `LOG_FORMAT=json` writes the per-event log line as JSON; `RUST_LOG=warn` drops it. \
          The cold floor compares kube's `Client::try_from(config)` with the function's \
-         `kubeconfig::nodelay_client` (the same layers on a connector with TCP_NODELAY; kube 5 \
+         `client::nodelay_client` (the same layers on a connector with TCP_NODELAY; kube 5 \
          leaves Nagle on, kube-rs#2056): without it, the first request of every new apiserver \
          connection waits ~40 ms for a delayed ACK.\n\
          - **(6)** criterion medians of the pure per-request work \
@@ -1995,7 +1996,7 @@ fn main() {
         let guards = guard_costs(&s, &server, &admin).await;
         (lat, st, guards)
     });
-    // (7) and (8): hostile load and soak (issue 9); BENCH_HOSTILE=0 skips them.
+    // (7) and (8): hostile load and soak; BENCH_HOSTILE=0 skips them.
     let hostile = (env_num("BENCH_HOSTILE", 1u8) != 0).then(|| {
         let h = runtime.block_on(hostile::hostile_memory(&s));
         (h, hostile::soak(&s, server.dir()))

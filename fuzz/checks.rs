@@ -8,9 +8,9 @@
 
 use falco_responder::{
     config::{Config, Rules},
-    decode::{InputKind, decode, peek_plain},
-    policy::{Decision, TEST_RULE, decide},
-    verdict::{PROTECT_ANNOTATION, Verdict, verdict},
+    domain::identity::{PROTECT_ANNOTATION, Verdict, verdict},
+    domain::policy::{Decision, TEST_RULE, decide},
+    ingest::decode::{InputKind, decode, peek_plain},
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use k8s_openapi::{

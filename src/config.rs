@@ -5,7 +5,7 @@ use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{event::Priority, ident::Namespace};
+use crate::{domain::falco::Priority, domain::ident::Namespace};
 
 /// Every environment variable the binary reads. `BODY` is the one-shot input (Argo Workflows).
 pub const ENV_VARS: &[&str] = &[
@@ -32,7 +32,7 @@ pub const ENV_VARS: &[&str] = &[
     "ALLOW_FORCE_DELETE",
     "RUST_LOG",
     "BODY",
-    // Workload-aware guards (guards.rs, breaker.rs, evict.rs).
+    // Workload-aware guards (domain::guards, domain::budget, cluster::evict).
     "SKIP_OWNER_KINDS",
     "MIN_AVAILABLE",
     "USE_EVICTION",
@@ -137,8 +137,8 @@ pub struct Config {
     pub kube_token_file: Option<PathBuf>,
     pub dedup: Duration,
     /// SKIP_OWNER_KINDS, MIN_AVAILABLE, USE_EVICTION, MAX_DELETIONS(_PER_WORKLOAD).
-    pub guards: crate::guards::GuardConfig,
-    /// Server limits (issue 9): see `Limits`.
+    pub guards: crate::domain::guards::GuardConfig,
+    /// Server limits: see `Limits`.
     pub limits: Limits,
 }
 
@@ -347,7 +347,7 @@ impl Config {
                 })
             })
             .transpose()?;
-        let guards = crate::guards::GuardConfig::parse(
+        let guards = crate::domain::guards::GuardConfig::parse(
             non_empty(raw.skip_owner_kinds).as_deref(),
             non_empty(raw.min_available).as_deref(),
             Some(bool_var("USE_EVICTION", raw.use_eviction)?),

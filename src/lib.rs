@@ -1,38 +1,27 @@
 //! falco-responder: receives Falco events and deletes the offending Kubernetes pod.
 //!
-//! The data flows one way: **decode → decide → act → answer**.
-//! - [`config`]: environment variables (the public contract), validated at start-up;
-//! - [`decode`]: HTTP request → [`event::FalcoEvent`], for every envelope (pure);
-//! - [`ident`]: every identifier an event names, validated before anything uses it (pure);
-//! - [`policy`]: event + config → delete this pod, or skip it and why (pure);
-//! - [`verdict`]: live pod + target + event + config + now → what to do to that pod (pure);
-//! - [`action`]: the Kubernetes calls (GET, DELETE with a uid precondition, Event) carrying
-//!   out the verdict;
-//! - [`coalesce`]: one API round trip per pod during an event storm;
-//! - [`workload`], [`guards`], [`breaker`], [`evict`]: the pod's workload, the availability
-//!   guards, the shared deletion breaker and the Eviction API (issue 10);
-//! - [`app`]: one event end to end, shared by [`server`] (HTTP) and [`once`] (Argo Workflows).
+//! The data flows one way, **decode → decide → act → answer**, and each folder is one layer of
+//! it; a room imports only from the rooms listed above it here (ARCHITECTURE.md walks one event
+//! through them):
+//! - [`fastfmt`]: string writers for the per-event path (bottom: used by every layer);
+//! - [`domain`]: the pure core: the Falco event ([`domain::falco`]), identifiers
+//!   ([`domain::ident`]), policy, the identity verdict ([`domain::identity`]), the availability
+//!   guards, the breaker's budget arithmetic ([`domain::budget`]), workloads and outcomes;
+//! - [`ingest`]: HTTP request → Falco event, for every envelope (pure);
+//! - [`config`]: environment variables (the public contract), validated at start-up, handing
+//!   each layer its part;
+//! - [`obs`]: log lines and metrics;
+//! - [`cluster`]: every Kubernetes API call: the client, the pod's GET and removal, the
+//!   workload's facts, the breaker's records, the one Event vocabulary, one error type;
+//! - [`app`]: one event end to end, the reply, event storms, the one-shot mode;
+//! - [`web`]: the HTTP listener, connections, limits, routes.
 #![forbid(unsafe_code)]
 
-pub mod action;
 pub mod app;
-pub mod availability;
-pub mod breaker;
-pub mod coalesce;
+pub mod cluster;
 pub mod config;
-pub mod decode;
-pub mod deletions;
-pub mod event;
-pub mod evict;
-pub mod guards;
-pub mod ident;
-pub mod kubeconfig;
-pub mod metrics;
-pub mod once;
-mod peek;
-pub mod policy;
-pub mod server;
-pub mod telemetry;
-mod text;
-pub mod verdict;
-pub mod workload;
+pub mod domain;
+pub(crate) mod fastfmt;
+pub mod ingest;
+pub mod obs;
+pub mod web;

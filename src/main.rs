@@ -4,7 +4,7 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
-use falco_responder::{app::App, config::Config, kubeconfig, once, server, telemetry};
+use falco_responder::{app::App, app::once, cluster::client, config::Config, obs::logs, web};
 
 #[cfg(target_env = "musl")]
 #[global_allocator]
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log_format);
+    logs::init(&config.log_format);
     let runtime = match mode {
         // One event: a single thread starts faster.
         Mode::Once(_) => tokio::runtime::Builder::new_current_thread()
@@ -55,9 +55,9 @@ fn main() -> ExitCode {
         Mode::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             // Workers batch their log lines, written whenever they run out of work.
-            .on_thread_unpark(telemetry::batch_this_thread)
-            .on_thread_park(telemetry::flush_this_thread)
-            .on_thread_stop(telemetry::flush_this_thread)
+            .on_thread_unpark(logs::batch_this_thread)
+            .on_thread_park(logs::flush_this_thread)
+            .on_thread_stop(logs::flush_this_thread)
             .build(),
     }
     .expect("tokio runtime");
@@ -75,7 +75,7 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
     let port = config.port;
     match mode {
         Mode::Once(body) => {
-            let clients = kubeconfig::clients(&config).await?;
+            let clients = client::clients(&config).await?;
             let app = App::connecting(config);
             app.connect(clients);
             Ok(once::run(&app, body).await?)
@@ -85,8 +85,8 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
             // is built on another worker while the server already answers its probes; an event
             // that comes first waits for it. Not being able to build it still stops the process.
             let app = Arc::new(App::connecting(config.clone()));
-            let building = tokio::spawn(async move { kubeconfig::clients(&config).await });
-            let listener = match server::bind(port) {
+            let building = tokio::spawn(async move { client::clients(&config).await });
+            let listener = match web::bind(port) {
                 Ok(l) => l,
                 Err(e) => {
                     // No configuration at all is the more fundamental error: say that one.
@@ -100,7 +100,7 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
                 std::future::pending::<anyhow::Result<()>>().await
             };
             tokio::select! {
-                served = server::run(listener, app.clone(), shutdown_signal()) => served?,
+                served = web::run(listener, app.clone(), shutdown_signal()) => served?,
                 failed = connecting => failed?,
             }
             Ok(ExitCode::SUCCESS)

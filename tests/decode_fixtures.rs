@@ -5,9 +5,9 @@ mod common;
 use common::{ENVELOPES, Envelope, TERMINAL_SHELL, fixture, wrap};
 use falco_responder::{
     config::Config,
-    decode::decode,
-    event::Priority,
-    policy::{Decision, decide},
+    domain::falco::Priority,
+    domain::policy::{Decision, decide},
+    ingest::decode::decode,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -15,7 +15,7 @@ fn config(vars: &[(&str, &str)]) -> Config {
     Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
 }
 
-fn decode_plain(name: &str) -> falco_responder::event::FalcoEvent {
+fn decode_plain(name: &str) -> falco_responder::domain::falco::FalcoEvent {
     decode(&HeaderMap::new(), fixture(name).as_bytes())
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .event

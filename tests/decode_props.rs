@@ -1,8 +1,8 @@
 //! Whatever arrives, decode answers Ok or a clear error; it never panics.
 
 use falco_responder::{
-    decode::{InputKind, decode, peek_plain},
-    event::FalcoEvent,
+    domain::falco::FalcoEvent,
+    ingest::decode::{InputKind, decode, peek_plain},
 };
 use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use proptest::prelude::*;

@@ -706,7 +706,8 @@ async fn a_late_event_never_deletes_the_replacement_pod() {
     // Falco saw the shell now; the event arrives late (a redelivery, a replay).
     let seen_at = k8s_openapi::jiff::Timestamp::now().to_string();
     // The StatefulSet replaces web-0 after the event (beyond the clock-skew tolerance).
-    tokio::time::sleep(falco_responder::verdict::CLOCK_SKEW + Duration::from_millis(1200)).await;
+    tokio::time::sleep(falco_responder::domain::identity::CLOCK_SKEW + Duration::from_millis(1200))
+        .await;
     force_delete(&admin, &ns, "web-0").await;
     let replacement = create_bare_pod(&admin, &ns, "web-0").await;
     let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
@@ -752,7 +753,8 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
     assert_eq!(first.json()["outcome"], "deleted");
 
     // Within DEDUP_SECONDS the pod is replaced under the same name.
-    tokio::time::sleep(falco_responder::verdict::CLOCK_SKEW + Duration::from_millis(1200)).await;
+    tokio::time::sleep(falco_responder::domain::identity::CLOCK_SKEW + Duration::from_millis(1200))
+        .await;
     force_delete(&admin, &ns, "web-0").await;
     create_bare_pod(&admin, &ns, "web-0").await;
 
@@ -931,7 +933,7 @@ async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
         .await;
     assert_eq!(
         r.header("ce-type"),
-        Some(falco_responder::server::RESULT_CE_TYPE)
+        Some(falco_responder::web::RESULT_CE_TYPE)
     );
     // ...which a Trigger without a filter delivers back to us, as the Broker would.
     let mut headers = http::HeaderMap::new();

@@ -738,18 +738,19 @@ async fn evictions_fall_back_to_v1beta1_and_keep_the_uid_precondition() {
     let uid = pod.metadata.uid.clone().unwrap();
     // A wrong uid: 409, never an eviction of another pod.
     let wrong =
-        falco_responder::evict::evict(&admin, &ns, "victim", "not-the-uid", None, false).await;
+        falco_responder::cluster::evict::evict(&admin, &ns, "victim", "not-the-uid", None, false)
+            .await;
     assert!(
-        matches!(&wrong, Err(falco_responder::evict::Refused::Other(kube::Error::Api(s))) if s.code == 409),
+        matches!(&wrong, Err(falco_responder::cluster::evict::Refused::Other(kube::Error::Api(s))) if s.code == 409),
         "{wrong:?}"
     );
     // Dry run: accepted, nothing deleted.
-    falco_responder::evict::evict(&admin, &ns, "victim", &uid, Some(0), true)
+    falco_responder::cluster::evict::evict(&admin, &ns, "victim", &uid, Some(0), true)
         .await
         .unwrap();
     assert!(exists(&admin, &ns, &pod).await);
     // The real thing (this 1.20 server only knows policy/v1beta1): the pod goes.
-    falco_responder::evict::evict(&admin, &ns, "victim", &uid, Some(0), false)
+    falco_responder::cluster::evict::evict(&admin, &ns, "victim", &uid, Some(0), false)
         .await
         .unwrap();
     assert!(!exists(&admin, &ns, &pod).await);
@@ -855,7 +856,10 @@ async fn forged_events_cannot_hold_the_breaker_open_and_the_records_are_watched(
 
 #[tokio::test]
 async fn controllers_make_real_owner_chains_and_replica_counts() {
-    use falco_responder::workload::{self, Kind};
+    use falco_responder::{
+        cluster::workloads,
+        domain::workload::{self, Kind},
+    };
     let server = server();
     let admin = server.admin_client().await;
     let ns = support::namespace(&admin, "chain").await;
@@ -866,19 +870,19 @@ async fn controllers_make_real_owner_chains_and_replica_counts() {
     let direct = workload::direct_workload(&pods[0]);
     assert_eq!(direct.kind, Kind::ReplicaSet, "{direct}");
     assert!(direct.name.starts_with("web-"), "{direct}");
-    let w = workload::resolve(&admin, &pods[0]).await.unwrap();
+    let w = workloads::resolve(&admin, &pods[0]).await.unwrap();
     assert_eq!(w.to_string(), "Deployment/web");
-    let r = workload::replicas(&admin, &ns, &w).await.unwrap().unwrap();
+    let r = workloads::replicas(&admin, &ns, &w).await.unwrap().unwrap();
     assert_eq!((r.desired, r.ready), (2, 1));
     // The ReplicaSet on its own counts the same.
-    let r = workload::replicas(&admin, &ns, &direct)
+    let r = workloads::replicas(&admin, &ns, &direct)
         .await
         .unwrap()
         .unwrap();
     assert_eq!((r.desired, r.ready), (2, 1));
     // A standalone pod is its own workload, without a replica count.
     let loner = support::create_pod(&admin, &ns, "loner", &new_cid(), &[]).await;
-    let w = workload::resolve(&admin, &loner).await.unwrap();
+    let w = workloads::resolve(&admin, &loner).await.unwrap();
     assert_eq!(w.to_string(), "Standalone/loner");
-    assert_eq!(workload::replicas(&admin, &ns, &w).await.unwrap(), None);
+    assert_eq!(workloads::replicas(&admin, &ns, &w).await.unwrap(), None);
 }

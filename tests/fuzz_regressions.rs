@@ -66,10 +66,11 @@ fn the_decide_check_sees_a_deletion() {
     let mut data = vec![0u8, b'\n', b'\n'];
     data.extend_from_slice(ev.as_bytes());
     let cfg = checks::config(0);
-    let d = falco_responder::decode::decode(&http::HeaderMap::new(), ev.as_bytes()).unwrap();
+    let d =
+        falco_responder::ingest::decode::decode(&http::HeaderMap::new(), ev.as_bytes()).unwrap();
     assert!(matches!(
-        falco_responder::policy::decide(&d.event, &cfg),
-        falco_responder::policy::Decision::Delete(_)
+        falco_responder::domain::policy::decide(&d.event, &cfg),
+        falco_responder::domain::policy::Decision::Delete(_)
     ));
     checks::decide_one(&data);
 }

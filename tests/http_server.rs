@@ -6,7 +6,7 @@ mod common;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{ENVELOPES, Envelope, fixture, http, terminal_shell, wrap};
-use falco_responder::{app::App, config::Config, server};
+use falco_responder::{app::App, config::Config, web};
 use http::{HeaderMap, HeaderValue, header};
 use kube::Client;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -25,7 +25,7 @@ async fn start(app: App) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, Arc::new(app), async {
+    let task = tokio::spawn(web::run(listener, Arc::new(app), async {
         let _ = stopped.await;
     }));
     Running {
@@ -63,7 +63,7 @@ async fn every_envelope_gets_the_result_in_the_right_form() {
             let ce = cloudevents::binding::http::to_event(&r.headers, r.body.clone())
                 .unwrap_or_else(|e| panic!("{env:?}: reply is not a CloudEvent: {e}"));
             use cloudevents::AttributesReader;
-            assert_eq!(ce.ty(), server::RESULT_CE_TYPE);
+            assert_eq!(ce.ty(), web::RESULT_CE_TYPE);
             assert_ne!(ce.ty(), "falco.rule.output.v1");
             assert_eq!(ce.subject(), Some("prod/web-1"));
             serde_json::Value::try_from(ce.data().unwrap().clone()).unwrap()
@@ -176,7 +176,7 @@ async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
     let addr = listener.local_addr().unwrap();
     let app = Arc::new(App::connecting(config(&[("DRY_RUN", "true")])));
     let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::run(listener, app.clone(), async {
+    tokio::spawn(web::run(listener, app.clone(), async {
         let _ = stopped.await;
     }));
     let none = HeaderMap::new();

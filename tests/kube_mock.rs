@@ -573,8 +573,8 @@ async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
     for (k, v) in [
         ("ce-specversion", "1.0"),
         ("ce-id", "1"),
-        ("ce-source", falco_responder::server::RESULT_CE_SOURCE),
-        ("ce-type", falco_responder::server::RESULT_CE_TYPE),
+        ("ce-source", falco_responder::web::RESULT_CE_SOURCE),
+        ("ce-type", falco_responder::web::RESULT_CE_TYPE),
         ("content-type", "application/json"),
     ] {
         headers.insert(k, v.parse().unwrap());
@@ -582,7 +582,7 @@ async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
     let reply = app.handle(&headers, result.to_string().as_bytes()).await;
     assert!(reply.status.is_success());
     assert_eq!(reply.json(), Value::Null);
-    let rendered = falco_responder::server::render(reply);
+    let rendered = falco_responder::web::render(reply);
     assert!(rendered.status().is_success());
     assert!(rendered.headers().get("ce-type").is_none());
     drop(app);
@@ -676,7 +676,7 @@ async fn the_event_of_a_pod_with_a_long_name_has_a_valid_name() {
     send.send_response(ok(ev.clone()));
     assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
     assert!(
-        falco_responder::ident::PodName::parse("metadata.name", &ev_name).is_ok(),
+        falco_responder::domain::ident::PodName::parse("metadata.name", &ev_name).is_ok(),
         "the Event's name is no valid object name ({} characters): {ev_name}",
         ev_name.len()
     );

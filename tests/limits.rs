@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::{http, parse_response, terminal_shell};
-use falco_responder::{app::App, config::Config, server};
+use falco_responder::{app::App, config::Config, web};
 use http::HeaderMap;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -36,7 +36,7 @@ async fn serve(listener: TcpListener, vars: &[(&str, &str)]) -> Running {
     all.extend_from_slice(vars);
     let app = App::new(config(&all), None);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, Arc::new(app), async {
+    let task = tokio::spawn(web::run(listener, Arc::new(app), async {
         let _ = stopped.await;
     }));
     Running {
@@ -374,7 +374,7 @@ async fn shutdown_delay_zero_stops_accepting_at_once() {
 
 #[tokio::test]
 async fn listens_dual_stack_on_ipv6_and_ipv4_loopback() {
-    let listener = server::bind(0).expect("bind");
+    let listener = web::bind(0).expect("bind");
     let local = listener.local_addr().unwrap();
     let port = local.port();
     let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();

@@ -1,4 +1,4 @@
-//! Part of the benchmark driver (`examples/bench.rs`): hostile load and soak (issue 9).
+//! Part of the benchmark driver (`examples/bench.rs`): hostile load and soak.
 //! - (7) memory under hostile load: 500 clients each slowly sending a 1 MiB body (and coming
 //!   back after each 503), 3,000 idle connections, while another client's real events are
 //!   answered; VmRSS sampled and VmHWM, against the 48 MiB goal;

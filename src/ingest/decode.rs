@@ -14,7 +14,7 @@ use http::{HeaderMap, header::CONTENT_TYPE};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{FalcoEvent, Priority};
+use crate::domain::falco::{FalcoEvent, Priority};
 
 /// The CloudEvent type Falcosidekick gives Falco events.
 pub const FALCO_CE_TYPE: &str = "falco.rule.output.v1";
@@ -133,7 +133,7 @@ pub fn peek_plain<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peek<'a>> {
             return None;
         }
     }
-    let spans = crate::peek::scan(body)?;
+    let spans = crate::ingest::peek::scan(body)?;
     Some(Peek {
         priority: parse_priority(spans.priority)?,
         rule: text(spans.rule)?,
@@ -149,7 +149,7 @@ pub fn peek_plain<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peek<'a>> {
 }
 
 /// A peeked string: borrowed, or unescaped by serde_json exactly as `decode` would.
-fn text(s: crate::peek::Str<'_>) -> Option<Cow<'_, str>> {
+fn text(s: crate::ingest::peek::Str<'_>) -> Option<Cow<'_, str>> {
     if s.escaped {
         return serde_json::from_slice::<String>(s.quoted)
             .ok()
@@ -160,7 +160,7 @@ fn text(s: crate::peek::Str<'_>) -> Option<Cow<'_, str>> {
         .map(Cow::Borrowed)
 }
 
-fn parse_priority(s: crate::peek::Str<'_>) -> Option<Priority> {
+fn parse_priority(s: crate::ingest::peek::Str<'_>) -> Option<Priority> {
     text(s)?.parse().ok()
 }
 

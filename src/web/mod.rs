@@ -40,11 +40,14 @@ use tokio::{
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    app::{App, Body as ReplyBody, Reply},
+    app::{
+        App,
+        reply::{Body as ReplyBody, Reply},
+    },
     config::Limits,
 };
 
-pub use crate::decode::RESULT_CE_TYPE;
+pub use crate::ingest::decode::RESULT_CE_TYPE;
 pub const RESULT_CE_SOURCE: &str = "falco-responder";
 
 /// Health paths: ours, Knative func's and OpenFaaS's (the image runs without a watchdog).
@@ -808,7 +811,7 @@ pub fn render(reply: Reply) -> Response<Body> {
     if reply.status == StatusCode::SERVICE_UNAVAILABLE {
         // Held by a guard: replicas take tens of seconds to recover; anything else: soon.
         let after = if reply.outcome() == Some("held") {
-            HeaderValue::from(crate::availability::HELD_RETRY_AFTER_SECONDS)
+            HeaderValue::from(crate::cluster::facts::HELD_RETRY_AFTER_SECONDS)
         } else {
             HeaderValue::from_static("1")
         };

@@ -18,9 +18,10 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    action::{ActionError, Outcome, OutcomeKind},
-    event::Target,
-    ident::{Namespace, PodName},
+    cluster::error::ActionError,
+    domain::falco::Target,
+    domain::ident::{Namespace, PodName},
+    domain::outcome::{Outcome, OutcomeKind},
 };
 
 type Shared = Option<Result<Outcome, ActionError>>;
@@ -201,8 +202,8 @@ impl Coalescer {
 mod tests {
     use super::*;
     use crate::{
-        action::Seen,
-        ident::{ContainerId, PodUid},
+        domain::ident::{ContainerId, PodUid},
+        domain::outcome::Seen,
     };
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,11 +1,11 @@
 //! Workload-aware guards, pure: what the workload and its replica counts say about deleting one
-//! of its pods. The API calls that feed them live in `workload.rs` and `breaker.rs`.
+//! of its pods. The API calls that feed them live in `cluster::workloads` and `cluster::records`.
 
 use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::workload::{Kind, Replicas, Workload};
+use crate::domain::workload::{Kind, Replicas, Workload};
 
 /// SKIP_OWNER_KINDS: pods of these workload kinds are skipped (names in any case).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,8 +168,8 @@ pub struct GuardConfig {
     pub skip_owner_kinds: SkipOwnerKinds,
     pub min_available: Option<MinAvailable>,
     pub use_eviction: bool,
-    pub max_deletions_per_workload: Option<crate::breaker::Budget>,
-    pub max_deletions: Option<crate::breaker::Budget>,
+    pub max_deletions_per_workload: Option<crate::domain::budget::Budget>,
+    pub max_deletions: Option<crate::domain::budget::Budget>,
 }
 
 impl GuardConfig {
@@ -182,7 +182,8 @@ impl GuardConfig {
         overall: Option<&str>,
     ) -> Result<GuardConfig, (&'static str, String, String)> {
         let err = |var, v: &str, why| (var, v.to_string(), why);
-        let budget = |var, v: &str| crate::breaker::parse_budget(v).map_err(|why| err(var, v, why));
+        let budget =
+            |var, v: &str| crate::domain::budget::parse_budget(v).map_err(|why| err(var, v, why));
         Ok(GuardConfig {
             skip_owner_kinds: skip_owner_kinds
                 .map(|s| s.parse().unwrap_or_default())

@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::ident::{ContainerId, InvalidIdent, Namespace, PodName, PodUid};
+use crate::domain::ident::{ContainerId, InvalidIdent, Namespace, PodName, PodUid};
 
 /// Falco's priorities, least severe first so that `Ord` reads as "at least as severe".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

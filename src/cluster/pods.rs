@@ -3,239 +3,34 @@
 
 use std::{sync::Arc, time::Duration};
 
-use http::StatusCode;
 use k8s_openapi::{
     api::{
         core::v1::{ObjectReference, Pod},
         events::v1::Event as KubeEvent,
     },
-    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     jiff,
 };
 use kube::{
     Api, Client,
     api::{DeleteParams, PostParams, Preconditions},
 };
-use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    availability::{Availability, GuardError, Plan},
+    cluster::{
+        error::{ActionError, error_chain, map_err},
+        events::{Guarded, Recorded, audit_event},
+        evict::{self, Refused},
+        facts::{Availability, Plan},
+    },
     config::Config,
-    event::{FalcoEvent, Target},
-    evict::{self, Refused},
-    ident::ContainerId,
-    verdict::{Verdict, pod_container_ids, verdict},
+    domain::{
+        falco::{FalcoEvent, Target},
+        identity::{Verdict, pod_container_ids, verdict},
+        outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
+    },
 };
-
-/// `reportingController` of the Events we record.
-pub const REPORTER: &str = "falco-responder";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutcomeKind {
-    Deleted,
-    DryRun,
-    Gone,
-    Skipped,
-    Stale,
-    Terminating,
-    /// Deleting would break availability: 503 (retry) while replicas may recover; 200 when no
-    /// recovery can meet the floor (`HeldBy::FloorNever`: a person must look).
-    Held(HeldBy),
-    /// The deletion breaker is open (200: a person must look); the workload kind's label.
-    BreakerOpen(&'static str),
-}
-
-/// Which guard held a deletion (the `falco_responder_held_total{guard}` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HeldBy {
-    Floor,
-    /// MIN_AVAILABLE can never be met by deleting one of the workload's replicas.
-    FloorNever,
-    Pdb,
-}
-
-impl HeldBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HeldBy::Floor | HeldBy::FloorNever => "floor",
-            HeldBy::Pdb => "pdb",
-        }
-    }
-
-    /// Whether the sender's retry can let the deletion through (503 + Retry-After), or it
-    /// would only loop (200).
-    pub fn retry_helps(self) -> bool {
-        !matches!(self, HeldBy::FloorNever)
-    }
-}
-
-impl OutcomeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Deleted => "deleted",
-            OutcomeKind::DryRun => "dry-run",
-            OutcomeKind::Gone => "gone",
-            OutcomeKind::Skipped => "skipped",
-            OutcomeKind::Stale => "stale",
-            OutcomeKind::Terminating => "terminating",
-            OutcomeKind::Held(_) => "held",
-            OutcomeKind::BreakerOpen(_) => "breaker-open",
-        }
-    }
-}
-
-impl Serialize for OutcomeKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PodRef {
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-    /// The pod's workload, `Kind/name` (`Deployment/web`, `Standalone/p`), once resolved.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workload: Option<String>,
-}
-
-impl PodRef {
-    pub fn of(t: &Target) -> PodRef {
-        PodRef {
-            namespace: t.namespace.to_string(),
-            name: t.name.to_string(),
-            uid: t.uid.as_ref().map(ToString::to_string),
-            workload: None,
-        }
-    }
-}
-
-/// The identity of the live pod an outcome was decided on: what a later event must match for
-/// the storm memory to answer it without looking again (`coalesce`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Seen {
-    pub uid: String,
-    pub container_ids: Vec<ContainerId>,
-}
-
-impl Seen {
-    /// Does `target` carry a pod uid or container id that proves it names this pod? As in the
-    /// verdict, a uid decides first: another uid is no proof, whatever the container.
-    pub fn proves(&self, target: &Target) -> bool {
-        match &target.uid {
-            Some(u) => u.as_str() == self.uid,
-            None => target
-                .container_id
-                .as_ref()
-                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c))),
-        }
-    }
-}
-
-/// What happened to one event. Every kind is a success for the sender.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub kind: OutcomeKind,
-    pub reason: String,
-    pub pod: Option<PodRef>,
-    /// The live pod looked at, when there was one.
-    pub seen: Option<Seen>,
-}
-
-/// The function could not act: the sender must retry (5xx), the event is kept in the log.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ActionError {
-    #[error("the Kubernetes API did not complete {step} within API_TIMEOUT_SECONDS ({}s)", .timeout.as_secs())]
-    Timeout {
-        step: &'static str,
-        timeout: Duration,
-    },
-    #[error(
-        "forbidden: the Kubernetes API refused to {verb} pod {namespace}/{name}: {message} \
-         (grant {verb} on pods to this ServiceAccount: see the RBAC manifests)"
-    )]
-    Forbidden {
-        verb: &'static str,
-        namespace: String,
-        name: String,
-        message: String,
-    },
-    #[error("the Kubernetes API answered {code} to {verb} pod {namespace}/{name}: {message}")]
-    Api {
-        verb: &'static str,
-        namespace: String,
-        name: String,
-        code: u16,
-        message: String,
-    },
-    #[error("the Kubernetes API is unreachable ({verb} pod): {message}")]
-    Unreachable { verb: &'static str, message: String },
-    /// The API answered with another object than the one asked for: never acted on.
-    #[error("refusing to act: {0}")]
-    Mismatch(String),
-    /// A guard could not be evaluated: no deletion around it.
-    #[error(transparent)]
-    Guard(#[from] GuardError),
-    /// The pod's status has not caught up with a recent event yet: retry.
-    #[error("cannot decide yet: {0}")]
-    NotYet(String),
-}
-
-impl ActionError {
-    /// 503 where a retry may help (timeouts, outages, throttling); 500 where it needs a human.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ActionError::Guard(g) => g.status(),
-            ActionError::Timeout { .. }
-            | ActionError::Unreachable { .. }
-            | ActionError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ActionError::Api { code, .. } if *code >= 500 || *code == 429 => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ActionError::Forbidden { .. } | ActionError::Api { .. } | ActionError::Mismatch(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
-    /// Low-cardinality label for the API error metric.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            ActionError::Timeout { .. } => "timeout",
-            ActionError::Forbidden { .. } => "forbidden",
-            ActionError::Api { .. } => "api",
-            ActionError::Unreachable { .. } => "unreachable",
-            ActionError::Mismatch(_) => "mismatch",
-            ActionError::Guard(g) => g.metric_label(),
-            ActionError::NotYet(_) => "not-yet",
-        }
-    }
-}
-
-/// Which Kubernetes Event an action records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recorded {
-    Deleted,
-    GraceShortened,
-    DryRun,
-    /// A guard held the deletion (FalcoDeleteHeld).
-    Held,
-    /// The deletion breaker refused it (FalcoBreakerOpen).
-    BreakerOpen,
-}
-
-/// What the guards add to an Event: the workload in `related`, and the guard's reason at the
-/// head of the note; the workload key the breaker's record counts under.
-#[derive(Debug, Default)]
-struct Guarded {
-    related: Option<ObjectReference>,
-    why: Option<String>,
-    /// The breaker's workload key (`deletions::WORKLOAD_ANNOTATION`).
-    workload_key: Option<String>,
-}
 
 /// Talks to the API server on behalf of one process; cheap to clone.
 #[derive(Clone)]
@@ -245,79 +40,10 @@ pub struct Kube {
     instance: String,
     /// Event recordings in flight: they run after the answer, and shutdown waits for them.
     background: TaskTracker,
-    /// The workload-aware guards (issue 10); `None` only in tests that drive the bare path.
+    /// The workload-aware guards; `None` only in tests that drive the bare path.
     guards: Option<Arc<Availability>>,
     /// For the Eviction API: no 429 retries (`kubeconfig::Clients::evict`, same pool); else `client`.
     evict_client: Option<Client>,
-}
-
-fn map_err(e: kube::Error, verb: &'static str, t: &Target) -> ActionError {
-    match e {
-        kube::Error::Api(s) if s.is_forbidden() => ActionError::Forbidden {
-            verb,
-            namespace: t.namespace.to_string(),
-            name: t.name.to_string(),
-            message: s.message.clone(),
-        },
-        kube::Error::Api(s) => ActionError::Api {
-            verb,
-            namespace: t.namespace.to_string(),
-            name: t.name.to_string(),
-            code: s.code,
-            message: s.message.clone(),
-        },
-        other => ActionError::Unreachable {
-            verb,
-            message: error_chain(&other),
-        },
-    }
-}
-
-/// The error with its sources: kube's top-level messages alone ("ServiceError: ...") hide the cause.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_msg = s.to_string();
-        if !msg.contains(&s_msg) {
-            msg.push_str(": ");
-            msg.push_str(&s_msg);
-        }
-        src = s.source();
-    }
-    msg
-}
-
-/// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
-pub fn event_note(ev: &FalcoEvent) -> String {
-    let mut note = format!("Falco rule {:?} ({})", ev.rule, ev.priority);
-    if let Some(out) = &ev.output {
-        note.push_str(": ");
-        note.push_str(out);
-    }
-    bounded(note)
-}
-
-/// `<pod>.<hex time>`, a valid name (≤ 253) for pod names near the limit: the pod part is cut
-/// and ends on a letter or digit.
-fn event_name(pod: &str, now: jiff::Timestamp) -> String {
-    let suffix = format!(".{:x}", now.as_nanosecond());
-    let prefix = &pod[..pod.len().min(253 - suffix.len())];
-    let prefix = prefix.trim_end_matches(['-', '.']);
-    format!("{prefix}{suffix}")
-}
-
-/// At most 1 kB (the API's limit for a note), cut on a char boundary.
-fn bounded(mut note: String) -> String {
-    if note.len() > 1024 {
-        let mut cut = 1021;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push_str("...");
-    }
-    note
 }
 
 impl Kube {
@@ -427,7 +153,7 @@ impl Kube {
         let mut use_eviction = false;
         let mut checks = String::new();
         if let (Some(g), Recorded::Deleted) = (&self.guards, record) {
-            let record = crate::deletions::Deletions::record_name();
+            let record = crate::cluster::records::Deletions::record_name();
             let plan = g
                 .plan(
                     &self.client,
@@ -443,7 +169,7 @@ impl Kube {
                 .await?;
             let w = plan.workload().clone();
             pod_ref.workload = Some(w.to_string());
-            let related = crate::breaker::related(target.namespace.as_str(), &w);
+            let related = crate::domain::budget::related(target.namespace.as_str(), &w);
             let dry = |verdict: &str, reason: &str| {
                 outcome(
                     &pod_ref,
@@ -504,7 +230,10 @@ impl Kube {
                     guarded = Guarded {
                         related,
                         why: None,
-                        workload_key: crate::breaker::workload_key(target.namespace.as_str(), &w),
+                        workload_key: crate::domain::budget::workload_key(
+                            target.namespace.as_str(),
+                            &w,
+                        ),
                     };
                 }
             }
@@ -516,7 +245,14 @@ impl Kube {
                 related: guarded.related.take(),
                 ..Default::default()
             };
-            self.record_later(self.event_object(target, &uid, event, Recorded::DryRun, extra));
+            self.record_later(audit_event(
+                &self.instance,
+                target,
+                &uid,
+                event,
+                Recorded::DryRun,
+                extra,
+            ));
             let what = match record {
                 Recorded::GraceShortened => "shorten the grace period of",
                 _ if use_eviction => "evict",
@@ -596,7 +332,7 @@ impl Kube {
                 ),
             },
             Err(Refused::Budget(msg)) => {
-                let reason = crate::availability::pdb_reason(&msg);
+                let reason = crate::cluster::facts::pdb_reason(&msg);
                 self.record_refusal(
                     target,
                     &uid,
@@ -636,7 +372,14 @@ impl Kube {
                 jiff::Timestamp::now(),
             ));
         }
-        self.record_later(self.event_object(target, &uid, event, record, guarded));
+        self.record_later(audit_event(
+            &self.instance,
+            target,
+            &uid,
+            event,
+            record,
+            guarded,
+        ));
         Ok(done)
     }
 
@@ -669,7 +412,7 @@ impl Kube {
             why: Some(why.to_string()),
             ..Default::default()
         };
-        self.record_later(self.event_object(t, uid, event, what, extra));
+        self.record_later(audit_event(&self.instance, t, uid, event, what, extra));
     }
 
     /// Records `event` after the answer: the sender should not wait a third API round trip for
@@ -690,67 +433,5 @@ impl Kube {
             let pod = record.regarding.and_then(|r| r.name).unwrap_or_default();
             tracing::warn!(pod = %format!("{ns}/{pod}"), %error, "the Kubernetes Event could not be recorded");
         });
-    }
-
-    /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
-    /// and which Falco event made it.
-    fn event_object(
-        &self,
-        t: &Target,
-        uid: &str,
-        event: &FalcoEvent,
-        what: Recorded,
-        extra: Guarded,
-    ) -> KubeEvent {
-        let (action, reason, type_) = match what {
-            Recorded::DryRun => ("DryRunDelete", "FalcoDryRun", "Normal"),
-            Recorded::Deleted => ("Delete", crate::breaker::DELETED_REASON, "Warning"),
-            Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
-            Recorded::Held => ("Delete", "FalcoDeleteHeld", "Warning"),
-            Recorded::BreakerOpen => ("Delete", "FalcoBreakerOpen", "Warning"),
-        };
-        let now = jiff::Timestamp::now();
-        let note = match extra.why {
-            Some(why) => bounded(format!("{why}. {}", event_note(event))),
-            None => event_note(event),
-        };
-        KubeEvent {
-            metadata: ObjectMeta {
-                name: Some(event_name(t.name.as_str(), now)),
-                namespace: Some(t.namespace.to_string()),
-                ..Default::default()
-            },
-            event_time: Some(MicroTime(now)),
-            action: Some(action.into()),
-            reason: Some(reason.into()),
-            note: Some(note),
-            related: extra.related,
-            type_: Some(type_.into()),
-            reporting_controller: Some(REPORTER.into()),
-            reporting_instance: Some(self.instance.clone()),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(t.name.to_string()),
-                namespace: Some(t.namespace.to_string()),
-                uid: Some(uid.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn note_is_bounded_to_one_kilobyte_on_a_char_boundary() {
-        let ev: FalcoEvent = serde_json::from_value(serde_json::json!({
-            "rule": "r", "priority": "Notice", "output": "é".repeat(2000)}))
-        .unwrap();
-        let note = event_note(&ev);
-        assert!(note.len() <= 1024 && note.ends_with("..."));
     }
 }

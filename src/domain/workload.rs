@@ -2,18 +2,13 @@
 //! followed one step up where Kubernetes controllers stack (ReplicaSet → Deployment,
 //! Job → CronJob), and the workload's replica counts for the availability floor.
 //!
-//! `owner_of` is pure; `resolve` and `replicas` make the GETs (RBAC: `get` on replicasets and
+//! Pure; `cluster::workloads` makes the GETs (RBAC: `get` on replicasets and
 //! jobs for resolution; on deployments, replicasets, statefulsets, daemonsets for the floor).
 
 use std::fmt;
 
-use k8s_openapi::api::{
-    apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
-    batch::v1::Job,
-    core::v1::Pod,
-};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::{Api, Client};
 
 /// The kubelet sets this on the API copy of a static pod; deleting that copy changes nothing.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -150,43 +145,11 @@ pub fn direct_workload(pod: &Pod) -> Workload {
 
 /// The step up from an owner object's own controller reference (`Deployment` above a
 /// ReplicaSet, `CronJob` above a Job), when it is of the `expected` kind.
-fn step_up(refs: Option<&Vec<OwnerReference>>, expected: Kind) -> Option<Workload> {
+pub fn step_up(refs: Option<&Vec<OwnerReference>>, expected: Kind) -> Option<Workload> {
     refs.into_iter()
         .flatten()
         .find(|o| o.controller == Some(true) && Kind::parse(&o.kind) == expected)
         .map(|o| Workload::new(expected.clone(), &o.name, &o.api_version))
-}
-
-/// The pod's workload, following ReplicaSet → Deployment and Job → CronJob with one metadata
-/// GET. An owner that no longer exists (being deleted) is named as it is; `Err` is the API's
-/// (403 when the ServiceAccount may not get replicasets/jobs).
-pub async fn resolve(client: &Client, pod: &Pod) -> Result<Workload, kube::Error> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let direct = direct_workload(pod);
-    let Owner::Controller(owner) = owner_of(pod) else {
-        return Ok(direct);
-    };
-    // Only the apps/batch kinds we know how to follow; a CRD named ReplicaSet is just Other.
-    let meta = match (&direct.kind, owner.api_version.as_str()) {
-        (Kind::ReplicaSet, "apps/v1") => Api::<ReplicaSet>::namespaced(client.clone(), ns)
-            .get_metadata_opt(&owner.name)
-            .await?
-            .map(|m| m.metadata),
-        (Kind::Job, "batch/v1") => Api::<Job>::namespaced(client.clone(), ns)
-            .get_metadata_opt(&owner.name)
-            .await?
-            .map(|m| m.metadata),
-        _ => return Ok(direct),
-    };
-    // A same-named owner with another uid is not ours (recreated): do not follow it.
-    let Some(meta) = meta.filter(|m| m.uid.as_deref() == Some(owner.uid.as_str())) else {
-        return Ok(direct);
-    };
-    let up = match direct.kind {
-        Kind::ReplicaSet => Kind::Deployment,
-        _ => Kind::CronJob,
-    };
-    Ok(step_up(meta.owner_references.as_ref(), up).unwrap_or(direct))
 }
 
 /// Desired and ready replicas of a workload, from its spec and status.
@@ -194,70 +157,6 @@ pub async fn resolve(client: &Client, pod: &Pod) -> Result<Workload, kube::Error
 pub struct Replicas {
     pub desired: u32,
     pub ready: u32,
-}
-
-fn n(v: Option<i32>) -> u32 {
-    v.unwrap_or(0).max(0) as u32
-}
-
-/// The counts of a scaled workload (Deployment, ReplicaSet, StatefulSet): `spec.replicas`,
-/// which defaults to 1 when unset, and `status.readyReplicas`.
-fn scaled(replicas: Option<i32>, ready: Option<i32>) -> Replicas {
-    Replicas {
-        desired: replicas.map_or(1, |r| n(Some(r))),
-        ready: n(ready),
-    }
-}
-
-/// Replica counts of kinds that keep a number of pods available (Deployment, ReplicaSet,
-/// StatefulSet: `spec.replicas`, `status.readyReplicas`; DaemonSet: desired and ready
-/// scheduled). `Ok(None)` for other kinds or a workload that no longer exists.
-pub async fn replicas(
-    client: &Client,
-    ns: &str,
-    w: &Workload,
-) -> Result<Option<Replicas>, kube::Error> {
-    let c = client.clone();
-    Ok(match w.kind {
-        Kind::Deployment => Api::<Deployment>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
-                scaled(
-                    d.spec.and_then(|s| s.replicas),
-                    d.status.and_then(|s| s.ready_replicas),
-                )
-            }),
-        Kind::ReplicaSet => Api::<ReplicaSet>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
-                scaled(
-                    d.spec.and_then(|s| s.replicas),
-                    d.status.and_then(|s| s.ready_replicas),
-                )
-            }),
-        Kind::StatefulSet => Api::<StatefulSet>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
-                scaled(
-                    d.spec.and_then(|s| s.replicas),
-                    d.status.and_then(|s| s.ready_replicas),
-                )
-            }),
-        Kind::DaemonSet => Api::<DaemonSet>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
-                let s = d.status.unwrap_or_default();
-                Replicas {
-                    desired: n(Some(s.desired_number_scheduled)),
-                    ready: n(Some(s.number_ready)),
-                }
-            }),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::{config::LogFormat, text};
+use crate::{config::LogFormat, fastfmt};
 
 pub fn init(format: &LogFormat) {
     // Without RUST_LOG, EnvFilter would default to ERROR only: default to info.
@@ -252,23 +252,23 @@ fn push_time(out: &mut String, now: std::time::SystemTime) {
             s.clear();
             let (y, m, d) = civil_from_days((secs / 86_400) as i64);
             let t = secs % 86_400;
-            text::push_padded(s, y.max(0) as u64, 4);
+            fastfmt::push_padded(s, y.max(0) as u64, 4);
             s.push('-');
-            text::push_padded(s, m.into(), 2);
+            fastfmt::push_padded(s, m.into(), 2);
             s.push('-');
-            text::push_padded(s, d.into(), 2);
+            fastfmt::push_padded(s, d.into(), 2);
             s.push('T');
-            text::push_padded(s, t / 3600, 2);
+            fastfmt::push_padded(s, t / 3600, 2);
             s.push(':');
-            text::push_padded(s, t / 60 % 60, 2);
+            fastfmt::push_padded(s, t / 60 % 60, 2);
             s.push(':');
-            text::push_padded(s, t % 60, 2);
+            fastfmt::push_padded(s, t % 60, 2);
             *cached = secs;
         }
         out.push_str(s);
     });
     out.push('.');
-    text::push_padded(out, since.subsec_micros().into(), 6);
+    fastfmt::push_padded(out, since.subsec_micros().into(), 6);
     out.push('Z');
 }
 
@@ -344,7 +344,7 @@ impl Visit for Fields {
             self.record_debug(field, &value);
         } else {
             self.key(field);
-            text::push_u64(&mut self.line, value);
+            fastfmt::push_u64(&mut self.line, value);
         }
     }
 
@@ -356,7 +356,7 @@ impl Visit for Fields {
             if value < 0 {
                 self.line.push('-');
             }
-            text::push_u64(&mut self.line, value.unsigned_abs());
+            fastfmt::push_u64(&mut self.line, value.unsigned_abs());
         }
     }
 
@@ -385,9 +385,9 @@ impl Visit for Fields {
 fn push_f64(line: &mut String, value: f64) {
     if value.is_finite() && (0.0..1e12).contains(&value) {
         let thousandths = (value * 1000.0).round() as u64;
-        text::push_u64(line, thousandths / 1000);
+        fastfmt::push_u64(line, thousandths / 1000);
         line.push('.');
-        text::push_padded(line, thousandths % 1000, 3);
+        fastfmt::push_padded(line, thousandths % 1000, 3);
     } else {
         let _ = write!(line, "{value:.3}");
     }
@@ -396,14 +396,14 @@ fn push_f64(line: &mut String, value: f64) {
 /// Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does.
 fn push_value(line: &mut String, value: &str) {
     if !value.is_empty()
-        && text::find(value.as_bytes(), |b| {
+        && fastfmt::find(value.as_bytes(), |b| {
             !b.is_ascii_graphic() | (b == b'"') | (b == b'=')
         })
         .is_none()
     {
         line.push_str(value)
     } else {
-        text::push_debug_str(line, value)
+        fastfmt::push_debug_str(line, value)
     }
 }
 

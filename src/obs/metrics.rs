@@ -37,7 +37,7 @@ pub struct WorkloadLabels {
     pub workload_kind: &'static str,
 }
 
-/// Why a request was refused before it reached decoding (issue 9's limits).
+/// Why a request was refused before it reached decoding: the server's limits.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
     /// timeout, too_large, body_memory, unauthorized.

@@ -1,4 +1,4 @@
-//! The deletion breaker's shared count (`breaker.rs` decides; this module keeps the count).
+//! The deletion breaker's shared count (`domain::budget` decides; this module keeps the count).
 //!
 //! Each deletion writes a record: an Event (`events.k8s.io/v1`, reason `FalcoPodDeleted`, label
 //! `falco-responder/breaker=deletion`) in the function's own namespace, beside the audit Event in
@@ -27,7 +27,7 @@ use std::{
 use futures_util::StreamExt;
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event as KubeEvent},
-    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
     jiff::Timestamp,
 };
 use kube::{
@@ -35,15 +35,10 @@ use kube::{
     api::{ListParams, WatchEvent, WatchParams},
 };
 
-use crate::breaker::{DELETED_REASON, MAX_WINDOW, Seen};
-
-/// The label every record carries (value [`RECORD_VALUE`]): what the watch and the LIST select.
-pub const RECORD_LABEL: &str = "falco-responder/breaker";
-pub const RECORD_VALUE: &str = "deletion";
-/// Annotation of a record: the workload key (`namespace/Kind/name`) it counts under.
-pub const WORKLOAD_ANNOTATION: &str = "falco-responder/workload";
-/// Annotation of a record: the pod deleted (`namespace/name`), for people.
-pub const POD_ANNOTATION: &str = "falco-responder/pod";
+use crate::{
+    cluster::events::{self, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
+    domain::budget::{MAX_WINDOW, Seen},
+};
 
 /// The longest pause between two attempts to (re)start the watch.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -99,8 +94,7 @@ impl Deletions {
         format!("falco-responder-deleted.{}", uuid::Uuid::new_v4().simple())
     }
 
-    /// The record of one deletion, created after the pod is removed. RBAC: `create` on events
-    /// in the function's own namespace.
+    /// The record of one deletion (see [`events::breaker_record`]).
     pub fn record(
         &self,
         name: String,
@@ -109,44 +103,15 @@ impl Deletions {
         related: Option<ObjectReference>,
         now: Timestamp,
     ) -> KubeEvent {
-        let (pod_ns, pod_name) = pod;
-        let mut annotations = std::collections::BTreeMap::from([(
-            POD_ANNOTATION.into(),
-            format!("{pod_ns}/{pod_name}"),
-        )]);
-        if let Some(w) = workload {
-            annotations.insert(WORKLOAD_ANNOTATION.into(), w);
-        }
-        KubeEvent {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: Some(self.namespace.clone()),
-                labels: Some([(RECORD_LABEL.into(), RECORD_VALUE.into())].into()),
-                annotations: Some(annotations),
-                ..Default::default()
-            },
-            event_time: Some(MicroTime(now)),
-            action: Some("Delete".into()),
-            reason: Some(DELETED_REASON.into()),
-            note: Some(format!(
-                "deleted pod {pod_ns}/{pod_name}: counted by the deletion breaker \
-                 (MAX_DELETIONS, MAX_DELETIONS_PER_WORKLOAD)"
-            )),
+        events::breaker_record(
+            &self.namespace,
+            &self.instance,
+            name,
+            pod,
+            workload,
             related,
-            type_: Some("Normal".into()),
-            reporting_controller: Some(crate::action::REPORTER.into()),
-            reporting_instance: Some(self.instance.clone()),
-            // An Event must be about an object of its own namespace: this process's pod (in a
-            // cluster the instance is the pod's name).
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(self.instance.clone()),
-                namespace: Some(self.namespace.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+            now,
+        )
     }
 
     /// The recorded deletions of the last hour: from the watched view when it is in sync (no
@@ -285,6 +250,7 @@ fn seen_of(m: ObjectMeta) -> Option<Seen> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::events::POD_ANNOTATION;
 
     #[test]
     fn records_are_read_with_their_workload() {
@@ -306,6 +272,9 @@ mod tests {
     fn record_names_are_valid_and_distinct() {
         let (a, b) = (Deletions::record_name(), Deletions::record_name());
         assert_ne!(a, b);
-        assert!(crate::ident::PodName::parse("name", &a).is_ok(), "{a}");
+        assert!(
+            crate::domain::ident::PodName::parse("name", &a).is_ok(),
+            "{a}"
+        );
     }
 }

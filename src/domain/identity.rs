@@ -19,8 +19,8 @@ use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 
 use crate::{
     config::Config,
-    event::{FalcoEvent, Target},
-    ident::ContainerId,
+    domain::falco::{FalcoEvent, Target},
+    domain::ident::ContainerId,
 };
 
 /// Pods that carry this annotation set to "true" are never deleted.
@@ -289,7 +289,7 @@ fn identity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ident::{Namespace, PodName, PodUid};
+    use crate::domain::ident::{Namespace, PodName, PodUid};
     use k8s_openapi::{
         api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus},
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},

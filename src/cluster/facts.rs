@@ -15,11 +15,17 @@ use kube::Client;
 use tokio::time::Instant;
 
 use crate::{
-    breaker::{self, Breaker, Open, Seen, Ticket},
-    deletions::Deletions,
-    evict::{self, Refused},
-    guards::{self, GuardConfig, MinAvailable, SkipOwnerKinds, Verdict},
-    workload::{self, Kind, Workload},
+    cluster::{
+        error::{GuardError, api_error},
+        evict::{self, Refused},
+        records::Deletions,
+        workloads,
+    },
+    domain::{
+        budget::{self, Breaker, Open, Seen, Ticket},
+        guards::{self, GuardConfig, MinAvailable, SkipOwnerKinds, Verdict},
+        workload::{self, Kind, Workload},
+    },
 };
 
 /// Retry-After of a `held` answer: replicas take seconds to tens of seconds to become ready.
@@ -80,78 +86,6 @@ impl Plan {
 /// The breaker's count, read together with the pod's GET (see [`Availability::prefetch`]);
 /// `None` when the breaker is off.
 pub type Prefetched = Option<Result<Vec<Seen>, GuardError>>;
-
-/// A guard could not decide: the deletion does not happen, the sender is told why.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum GuardError {
-    #[error("the Kubernetes API did not complete {step} within API_TIMEOUT_SECONDS ({}s)", .timeout.as_secs())]
-    Timeout {
-        step: &'static str,
-        timeout: Duration,
-    },
-    #[error(
-        "forbidden: the Kubernetes API refused to {what}: {message} (grant {rbac} to this \
-         ServiceAccount: see the guards' RBAC in the README)"
-    )]
-    Forbidden {
-        what: String,
-        rbac: &'static str,
-        message: String,
-    },
-    #[error("the Kubernetes API answered {code} to {what}: {message}")]
-    Api {
-        what: String,
-        code: u16,
-        message: String,
-    },
-    #[error("the Kubernetes API is unreachable ({what}): {message}")]
-    Unreachable { what: String, message: String },
-}
-
-impl GuardError {
-    /// 503 where a retry may help, 500 where it needs a human (RBAC, a refusal).
-    pub fn status(&self) -> http::StatusCode {
-        match self {
-            GuardError::Timeout { .. } | GuardError::Unreachable { .. } => {
-                http::StatusCode::SERVICE_UNAVAILABLE
-            }
-            GuardError::Api { code, .. } if *code >= 500 || *code == 429 => {
-                http::StatusCode::SERVICE_UNAVAILABLE
-            }
-            GuardError::Forbidden { .. } | GuardError::Api { .. } => {
-                http::StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            GuardError::Timeout { .. } => "timeout",
-            GuardError::Forbidden { .. } => "forbidden",
-            GuardError::Api { .. } => "api",
-            GuardError::Unreachable { .. } => "unreachable",
-        }
-    }
-}
-
-fn api_error(e: kube::Error, what: String, rbac: &'static str) -> GuardError {
-    match e {
-        kube::Error::Api(s) if s.is_forbidden() => GuardError::Forbidden {
-            what,
-            rbac,
-            message: s.message.clone(),
-        },
-        kube::Error::Api(s) => GuardError::Api {
-            what,
-            code: s.code,
-            message: s.message.clone(),
-        },
-        other => GuardError::Unreachable {
-            what,
-            message: other.to_string(),
-        },
-    }
-}
 
 impl Availability {
     pub fn new(c: &GuardConfig, deletions: Deletions) -> Availability {
@@ -220,7 +154,7 @@ impl Availability {
         {
             return Ok(w.clone());
         }
-        let w = workload::resolve(client, pod).await?;
+        let w = workloads::resolve(client, pod).await?;
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         if owners.len() >= OWNER_CACHE_MAX {
             owners.clear();
@@ -277,7 +211,7 @@ impl Availability {
                 deadline,
                 timeout,
                 "get the workload",
-                workload::replicas(client, &ns, &w),
+                workloads::replicas(client, &ns, &w),
             )
             .await?
             .map_err(|e| {
@@ -313,7 +247,7 @@ impl Availability {
         let mut ticket = None;
         if let Some(listed) = prefetched {
             let listed = listed?;
-            let key = breaker::workload_key(&ns, &w);
+            let key = budget::workload_key(&ns, &w);
             match self.breaker.decide(
                 &listed,
                 key.as_deref(),

@@ -1,7 +1,7 @@
 //! The deletion breaker: at most MAX_DELETIONS_PER_WORKLOAD pods of one workload and
 //! MAX_DELETIONS pods overall per window, across every replica of the function.
 //!
-//! The count is shared through the Kubernetes API (`deletions.rs`: one record per deletion in
+//! The count is shared through the Kubernetes API (`cluster::records`: one record per deletion in
 //! the function's own namespace, watched); this module decides from it, pure. Within one process
 //! a ledger of our own deletions, merged with the records by name, makes the count exact
 //! (reserved before the DELETE, before the record exists).
@@ -11,7 +11,7 @@ use std::{str::FromStr, sync::Mutex, time::Duration};
 
 use k8s_openapi::{api::core::v1::ObjectReference, jiff::Timestamp};
 
-use crate::workload::{Kind, Workload};
+use crate::domain::workload::{Kind, Workload};
 
 /// The Event reason that counts as one deletion (eviction included).
 pub const DELETED_REASON: &str = "FalcoPodDeleted";

@@ -1,135 +1,31 @@
 //! One event end to end: decode → decide → act → answer. Shared by the HTTP server and the
 //! one-shot mode, so both behave identically.
 
+pub mod coalesce;
+pub mod once;
+pub mod reply;
+
 use std::{ops::Deref, sync::Arc, time::Instant};
 
 use http::{HeaderMap, StatusCode};
 use kube::Client;
-use serde::Serialize;
-use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    action::{ActionError, Kube, Outcome, OutcomeKind, PodRef},
-    coalesce::Coalescer,
+    app::{
+        coalesce::Coalescer,
+        reply::{Body, Failed, Handled, Reply},
+    },
+    cluster::client::Clients,
+    cluster::{error::ActionError, pods::Kube},
     config::Config,
-    decode::{CloudEventInfo, DecodeError, Decoded, InputKind, decode},
-    event::{Priority, Target},
-    kubeconfig::Clients,
-    metrics::{ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
-    policy::{Decision, decide},
-    telemetry,
-    text::push_json_str,
+    domain::falco::Target,
+    domain::outcome::{Outcome, OutcomeKind, PodRef},
+    domain::policy::{Decision, decide},
+    ingest::decode::{DecodeError, Decoded, InputKind, decode},
+    obs::logs,
+    obs::metrics::{ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
 };
-
-/// The answer to an event that was handled (every outcome is a success for the sender).
-#[derive(Debug, Clone, Serialize)]
-pub struct Handled {
-    pub outcome: OutcomeKind,
-    pub reason: String,
-    pub pod: Option<PodRef>,
-    pub rule: String,
-    pub priority: Priority,
-    pub input: InputKind,
-    /// `true` on `held` (503): retrying later can succeed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry: Option<bool>,
-}
-
-impl Handled {
-    /// The JSON serde writes for it; by hand when no pod is named (every skip): serde's
-    /// serializer was a tenth of a skipped event's CPU.
-    pub fn to_json(&self) -> Vec<u8> {
-        if self.pod.is_some() {
-            return serde_json::to_vec(self).unwrap_or_default();
-        }
-        let mut out = Vec::with_capacity(96 + self.reason.len() + self.rule.len());
-        out.extend_from_slice(b"{\"outcome\":\"");
-        out.extend_from_slice(self.outcome.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"reason\":");
-        push_json_str(&mut out, &self.reason);
-        out.extend_from_slice(b",\"pod\":null,\"rule\":");
-        push_json_str(&mut out, &self.rule);
-        // Fixed words: nothing to escape.
-        out.extend_from_slice(b",\"priority\":\"");
-        out.extend_from_slice(self.priority.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"input\":\"");
-        out.extend_from_slice(self.input.as_str().as_bytes());
-        out.push(b'"');
-        match self.retry {
-            Some(true) => out.extend_from_slice(b",\"retry\":true"),
-            Some(false) => out.extend_from_slice(b",\"retry\":false"),
-            None => {}
-        }
-        out.push(b'}');
-        out
-    }
-}
-
-/// The answer to a request that could not be handled.
-#[derive(Debug, Clone, Serialize)]
-pub struct Failed {
-    pub error: String,
-    /// The event field that was wrong (400 for an invalid identifier).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Set when the event was understood: whether a retry can help (503) or not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<Priority>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<InputKind>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum Body {
-    Handled(Handled),
-    Failed(Failed),
-    /// Nothing to say (our own result came back): an empty 2xx.
-    Empty,
-}
-
-/// The answer to one event, before it is written as HTTP (or printed by `once`).
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Body,
-    /// Set when the event came as a CloudEvent: the answer must be one too (or empty).
-    pub cloudevent: Option<CloudEventInfo>,
-}
-
-impl Reply {
-    pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            body: Body::Failed(Failed {
-                error: message.into(),
-                field: None,
-                retry: None,
-                rule: None,
-                priority: None,
-                input: None,
-            }),
-            cloudevent: None,
-        }
-    }
-
-    pub fn outcome(&self) -> Option<&str> {
-        match &self.body {
-            Body::Handled(h) => Some(h.outcome.as_str()),
-            _ => None,
-        }
-    }
-
-    /// The JSON body (`null` for an empty reply).
-    pub fn json(&self) -> Value {
-        serde_json::to_value(&self.body).unwrap_or(Value::Null)
-    }
-}
 
 /// One process's state, shared by every request (and by the actions that outlive them).
 pub struct App(Arc<Inner>);
@@ -189,8 +85,9 @@ impl App {
                 .as_ref()
                 .map_or("default", |n| n.as_str())
                 .to_string();
-            let deletions = crate::deletions::Deletions::new(c.main.clone(), own, instance.clone());
-            let guards = Arc::new(crate::availability::Availability::new(
+            let deletions =
+                crate::cluster::records::Deletions::new(c.main.clone(), own, instance.clone());
+            let guards = Arc::new(crate::cluster::facts::Availability::new(
                 &config.guards,
                 deletions,
             ));
@@ -239,8 +136,8 @@ impl App {
         let started = Instant::now();
         // Skipping is cheap: a plain event is first read for the few fields the decision to
         // skip needs (rule, priority, source); only an event that passes them is built whole.
-        if let Some(peek) = crate::decode::peek_plain(headers, body)
-            && let Some(reason) = crate::policy::skip_early(
+        if let Some(peek) = crate::ingest::decode::peek_plain(headers, body)
+            && let Some(reason) = crate::domain::policy::skip_early(
                 &peek.rule,
                 peek.priority,
                 peek.source.as_deref(),
@@ -385,7 +282,7 @@ impl Inner {
     }
 
     /// An identifier that cannot be a Kubernetes one: 400, never looked up, never retried.
-    fn invalid(&self, d: &Decoded, e: crate::ident::InvalidIdent) -> Reply {
+    fn invalid(&self, d: &Decoded, e: crate::domain::ident::InvalidIdent) -> Reply {
         let ev = &d.event;
         self.count(d.kind.as_str(), "invalid");
         tracing::warn!(
@@ -415,7 +312,7 @@ impl Inner {
     /// The answer `finish` gives a skip, from the peeked fields: the same line, metric and body.
     fn skipped_early(
         &self,
-        peek: &crate::decode::Peek<'_>,
+        peek: &crate::ingest::decode::Peek<'_>,
         reason: String,
         started: Instant,
     ) -> Reply {
@@ -437,7 +334,7 @@ impl Inner {
             ("ce_id", "-"),
         ];
         if tracing::enabled!(tracing::Level::INFO)
-            && !crate::telemetry::info_line("event handled", &fields, ms)
+            && !crate::obs::logs::info_line("event handled", &fields, ms)
         {
             tracing::info!(
                 outcome = fields[0].1,
@@ -530,7 +427,7 @@ impl Inner {
                     .inc();
                 // The sender is told to retry; the log keeps the event for replay, bounded
                 // (LOG_EVENT_MAX_BYTES: largest fields cut first, never its identifiers).
-                let event = telemetry::bounded_event(ev, telemetry::LOG_EVENT_MAX_BYTES);
+                let event = logs::bounded_event(ev, logs::LOG_EVENT_MAX_BYTES);
                 tracing::error!(
                     outcome = "error",
                     rule = ev.rule.as_str(),
@@ -569,34 +466,4 @@ fn uuid_of(d: &Decoded) -> &str {
 /// The CloudEvent `id` the event came with, `-` when it was not a CloudEvent.
 fn ce_id_of(d: &Decoded) -> &str {
     d.cloudevent.as_ref().map_or("-", |c| c.id.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn handled_json_is_serde_json(
-            reason in any::<String>(),
-            rule in any::<String>(),
-            retry in prop::option::of(any::<bool>()),
-            held in any::<bool>(),
-        ) {
-            let h = Handled {
-                outcome: if held { OutcomeKind::Held(crate::action::HeldBy::Floor) } else { OutcomeKind::Skipped },
-                reason,
-                pod: None,
-                rule,
-                priority: Priority::Warning,
-                input: InputKind::CloudEventStructured,
-                retry,
-            };
-            prop_assert_eq!(
-                String::from_utf8(h.to_json()).unwrap(),
-                serde_json::to_string(&h).unwrap()
-            );
-        }
-    }
 }

@@ -3,8 +3,8 @@
 
 use crate::{
     config::Config,
-    event::{FalcoEvent, NoTarget, Priority, Target},
-    ident::InvalidIdent,
+    domain::falco::{FalcoEvent, NoTarget, Priority, Target},
+    domain::ident::InvalidIdent,
 };
 
 /// Falcosidekick's synthetic event (`/test` endpoint); it bypasses every minimum priority.
@@ -49,7 +49,7 @@ pub fn skip_early(
         // Built by hand: this is the reason of nearly every skipped event.
         let mut reason = String::with_capacity(rule.len() + 24);
         reason.push_str("rule ");
-        crate::text::push_debug_str(&mut reason, rule);
+        crate::fastfmt::push_debug_str(&mut reason, rule);
         reason.push_str(" is not in RULES");
         return Some(reason);
     }
@@ -105,7 +105,7 @@ pub fn decide(event: &FalcoEvent, cfg: &Config) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Priority;
+    use crate::domain::falco::Priority;
 
     fn cfg(vars: &[(&str, &str)]) -> Config {
         Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
