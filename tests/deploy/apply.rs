@@ -3,13 +3,16 @@
 //! refused), and the plain objects (NetworkPolicies, RBAC, namespaces, ServiceAccounts, Secrets)
 //! created and stored as written. The custom resources' own schemas: `schemas`.
 
+use std::{collections::BTreeSet, path::Path};
+
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 
 use crate::{
-    files::{MANIFEST_DIRS, parse_yaml, root, yaml_docs},
+    files::{ARGO, MANIFEST_DIRS, RBAC, objs, parse_yaml, root, str_at, yaml_docs},
     install::crds,
+    rbac::may,
     support::{self, ApiServer},
     tools::{ok, run},
 };
@@ -52,6 +55,82 @@ pub(crate) fn as_list(docs: &[&Value]) -> String {
     json!({ "apiVersion": "v1", "kind": "List", "items": docs }).to_string()
 }
 
+/// The ServiceAccounts (namespace, name) the bindings among `docs` name.
+fn bound_service_accounts(docs: &[Value]) -> BTreeSet<(String, String)> {
+    docs.iter()
+        .filter(|d| {
+            d["apiVersion"] == RBAC && d["kind"].as_str().is_some_and(|k| k.ends_with("Binding"))
+        })
+        .flat_map(|b| b["subjects"].as_array().into_iter().flatten())
+        .filter(|s| s["kind"] == "ServiceAccount")
+        .map(|s| {
+            (
+                str_at(s, "/namespace").to_string(),
+                str_at(s, "/name").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The RBAC model the static checks answer with (`rbac::may`, which `retries` asks whether each
+/// Sensor may create its dead letters) agrees with the API server's authorizer, asked by
+/// `kubectl auth can-i` once the manifests are applied: for each Sensor's ServiceAccount, that
+/// permission and some it must not have.
+fn may_agrees_with_the_authorizer(kubeconfig: &Path, bound: &BTreeSet<(String, String)>) {
+    let asked = [
+        ("", "configmaps", "create"),
+        ("", "configmaps", "delete"),
+        ("", "secrets", "get"),
+        ("", "pods", "delete"),
+    ];
+    let sensors: BTreeSet<(String, String)> = objs(ARGO, "Sensor")
+        .iter()
+        .map(|s| {
+            let sa = str_at(&s.v, "/spec/template/serviceAccountName");
+            (s.namespace().unwrap().to_string(), sa.to_string())
+        })
+        .collect();
+    assert!(
+        sensors.is_subset(bound),
+        "the Sensors' ServiceAccounts {sensors:?} are not all bound by what kustomize applies: {bound:?}"
+    );
+    let bound = &sensors;
+    let mut granted = 0;
+    for (ns, sa) in bound {
+        let who = format!("system:serviceaccount:{ns}:{sa}");
+        for &(group, resource, verb) in &asked {
+            let what = if group.is_empty() {
+                resource.to_string()
+            } else {
+                format!("{resource}.{group}")
+            };
+            // can-i exits 0 for yes, 1 for no.
+            let kubectl = run(
+                "kubectl",
+                Some(kubeconfig),
+                &[
+                    "auth",
+                    "can-i",
+                    verb,
+                    &what,
+                    "--namespace",
+                    ns,
+                    "--as",
+                    &who,
+                ],
+            );
+            let hand = may(ns, sa, group, resource, verb);
+            assert_eq!(
+                hand,
+                kubectl.is_ok(),
+                "{who} {verb} {what} in {ns}: the manifests' RBAC says {hand}, the API server {kubectl:?}"
+            );
+            granted += usize::from(hand);
+        }
+    }
+    assert!(granted > 0, "nothing granted to {bound:?}");
+}
+
 #[tokio::test]
 async fn kubectl_applies_every_rendered_directory_and_document() {
     let server = ApiServer::shared();
@@ -62,6 +141,7 @@ async fn kubectl_applies_every_rendered_directory_and_document() {
     for ns in ["argo-events", "openfaas-fn"] {
         let _ = run("kubectl", Some(&kc), &["create", "namespace", ns]);
     }
+    let mut bound = BTreeSet::new();
     for dir in RENDERED_DIRS {
         let path = root().join(dir);
         if !path.join("kustomization.yaml").exists() {
@@ -71,6 +151,9 @@ async fn kubectl_applies_every_rendered_directory_and_document() {
         // `kubectl apply -k` as a user runs it (through a filtered copy where 1.20 lacks an API).
         let built = parse_yaml(&ok(run("kubectl", None, &["kustomize", path])));
         assert!(!built.is_empty(), "{dir}: kustomize built nothing");
+        if MANIFEST_DIRS.contains(dir) {
+            bound.extend(bound_service_accounts(&built));
+        }
         if built.iter().all(served_by_1_20) {
             ok(run("kubectl", Some(&kc), &["apply", "-k", path]));
         } else {
@@ -112,6 +195,7 @@ async fn kubectl_applies_every_rendered_directory_and_document() {
             );
         }
     }
+    may_agrees_with_the_authorizer(&kc, &bound);
     // (The namespaces exist now, so nothing fails for want of one.) The check can fail: broken
     // copies of the rendered objects are refused. (This stands in for JSON Schema checks by hand
     // of these kinds: see `schemas`.)

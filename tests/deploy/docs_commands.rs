@@ -4,11 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use base64::{Engine, prelude::BASE64_STANDARD};
+use serde_json::Value;
+
 use crate::{
     env_contract::{container_env, env_map},
     files::*,
-    shell::{doc_commands, doc_shell_lines, flag_values, kn_create_words, words},
+    shell::{doc_commands, doc_shell_lines, flag_values, kn_create_words, split_commands, words},
     stacks::{openfaas_function, openfaas_function_url, stacks},
+    tools::{ok, run},
 };
 
 /// Flags in the docs' commands that take no value (so the next word is positional).
@@ -283,28 +287,38 @@ pub(crate) fn logs_container_errors(markdown: &str) -> Vec<String> {
     errors
 }
 
-/// `--from-literal=KEY=VALUE` pairs of a `kubectl create secret generic NAME` in a guide.
+/// The data of Secret `ns/name` as a guide's `kubectl create secret generic` makes it: kubectl
+/// itself builds the object (`--dry-run=client -o json`, offline), so its flags and the keys
+/// are read as kubectl reads them. Variables stay unexpanded (`$TOKEN`).
 pub(crate) fn created_secret(
     lines: &[String],
     name: &str,
     ns: &str,
 ) -> Option<BTreeMap<String, String>> {
-    lines.iter().find_map(|l| {
-        let w = words(l);
-        let created = w.windows(4).any(|x| {
-            x[0] == "kubectl" && x[1] == "create" && x[2] == "secret" && x[3] == "generic"
-        }) && w.iter().any(|x| x == name)
-            && flag_values(&w, "--namespace").contains(&ns.to_string());
-        created.then(|| {
-            flag_values(&w, "--from-literal")
-                .into_iter()
-                .filter_map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                })
-                .collect()
+    let commands = lines.iter().flat_map(|l| split_commands(words(l)));
+    commands
+        .filter(|c| {
+            c.starts_with(&["kubectl".into()])
+                && c.windows(3).any(|x| x == ["create", "secret", "generic"])
         })
-    })
+        .find_map(|c| {
+            let mut args: Vec<&str> = c[1..].iter().map(String::as_str).collect();
+            args.extend(["--dry-run=client", "-o", "json"]);
+            let secret: Value = serde_json::from_str(&ok(run("kubectl", None, &args))).unwrap();
+            (secret["metadata"]["name"] == name && secret["metadata"]["namespace"] == ns).then(
+                || {
+                    secret["data"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| {
+                            let bytes = BASE64_STANDARD.decode(v.as_str().unwrap()).unwrap();
+                            (k.clone(), String::from_utf8(bytes).unwrap())
+                        })
+                        .collect()
+                },
+            )
+        })
 }
 
 /// The value given to a `--set-string ...customHeaders=` in the guide's helm command.
