@@ -3,7 +3,7 @@
 # `helm template` renders from charts/falco-responder with the values in
 # charts/falco-responder/ci/<dir>-values.yaml. This script writes those files and each
 # directory's kustomization.yaml; with --check it writes nothing and fails when a file is out
-# of date (tests/helm_e2e.rs runs it so).
+# of date (tests/deploy runs it so).
 #
 #   scripts/render-manifests.sh            # regenerate
 #   scripts/render-manifests.sh --check    # verify
