@@ -105,7 +105,7 @@ PORT is left to Knative, which injects it.
 {{- toYaml (concat $list .Values.extraEnv) }}
 {{- end }}
 
-{{/* The rules the function needs, and nothing else (tests/helm_e2e.rs proves both). */}}
+{{/* The rules the function needs, and nothing else (tests/deploy/chart.rs and install.rs prove both). */}}
 {{- define "falco-responder.rbacRules" -}}
 # get: read the pod (uid, containers) before acting; delete: the response itself.
 # No list/watch: the pod is named in the Falco event.
