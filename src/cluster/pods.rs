@@ -112,10 +112,12 @@ impl PodRemover {
         let finish = loop {
             step = match step {
                 Step::GetPod { with_count } => {
+                    // The breaker's count does not depend on the pod: read alongside the GET.
                     let count = async {
-                        match with_count {
-                            true => self.guards.count(deadline).await,
-                            false => None,
+                        if with_count {
+                            self.guards.count(deadline).await
+                        } else {
+                            None
                         }
                     };
                     let get = deadline.within("get", pods.get_opt(target.name.as_str()));
