@@ -8,7 +8,7 @@
 
 use falco_responder::{
     config::{Config, Rules},
-    domain::identity::{PROTECT_ANNOTATION, Verdict, verdict},
+    domain::identity::{IdentityConfig, PROTECT_ANNOTATION, Verdict, verdict},
     domain::policy::{Decision, TEST_RULE, decide},
     ingest::decode::{InputKind, decode, peek_plain},
 };
@@ -189,7 +189,13 @@ pub fn verdict_one(data: &[u8]) {
         ..Default::default()
     };
     let names_match = bit(0) && bit(1);
-    match verdict(&pod, &target, &d.event, &cfg, at + secs(now_s)) {
+    match verdict(
+        &pod,
+        &target,
+        &d.event,
+        &IdentityConfig::from(&cfg),
+        at + secs(now_s),
+    ) {
         Verdict::Delete { uid, grace } => {
             assert!(names_match && bit(2));
             assert_eq!(uid, live_uid.to_ascii_lowercase());

@@ -18,13 +18,13 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cluster::error::ActionError,
+    cluster::error::ApiError,
     domain::falco::Target,
     domain::ident::{Namespace, PodName},
     domain::outcome::{Outcome, OutcomeKind},
 };
 
-type Shared = Option<Result<Outcome, ActionError>>;
+type Shared = Option<Result<Outcome, ApiError>>;
 
 /// Beyond this many remembered pods, expired ones are swept on insert.
 const SWEEP_ABOVE: usize = 1024;
@@ -86,10 +86,10 @@ impl Coalescer {
         key: &Target,
         at: Option<Timestamp>,
         act: F,
-    ) -> Result<Outcome, ActionError>
+    ) -> Result<Outcome, ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Outcome, ActionError>>,
+        Fut: Future<Output = Result<Outcome, ApiError>>,
     {
         let mut act = Some(act);
         // Whether this event already waited for a leader of another time: it waits once only,
@@ -322,8 +322,8 @@ mod tests {
         let calls = AtomicUsize::new(0);
         let fail = || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(ActionError::Unreachable {
-                verb: "get",
+            Err(ApiError::Unreachable {
+                what: "get pod".into(),
                 message: "down".into(),
             })
         };

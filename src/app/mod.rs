@@ -17,7 +17,7 @@ use crate::{
         reply::{Body, Failed, Handled, Reply},
     },
     cluster::client::Clients,
-    cluster::{error::ActionError, pods::Kube},
+    cluster::{error::ApiError, pods::PodRemover},
     config::Config,
     domain::falco::Target,
     domain::outcome::{Outcome, OutcomeKind, PodRef},
@@ -33,8 +33,8 @@ pub struct App(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     /// Set once the kube client is built (`App::connect`): a server answers its probes while it
-    /// is built, and an event that comes first waits for it (`Inner::kube`).
-    kube: std::sync::OnceLock<Option<Kube>>,
+    /// is built, and an event that comes first waits for it (`Inner::remover`).
+    remover: std::sync::OnceLock<Option<PodRemover>>,
     connected: tokio::sync::watch::Sender<bool>,
     pub metrics: Metrics,
     coalescer: Coalescer,
@@ -64,7 +64,7 @@ impl App {
             background: TaskTracker::new(),
             coalescer: Coalescer::new(config.dedup),
             config,
-            kube: std::sync::OnceLock::new(),
+            remover: std::sync::OnceLock::new(),
             connected: tokio::sync::watch::Sender::new(false),
             metrics: Metrics::new(),
         }))
@@ -78,40 +78,17 @@ impl App {
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
-        let kube = clients.map(|c| {
-            // The breaker's records live in our own namespace; out of a cluster, `default`.
-            let own = config
-                .own_namespace
-                .as_ref()
-                .map_or("default", |n| n.as_str())
-                .to_string();
-            let deletions =
-                crate::cluster::records::Deletions::new(c.main.clone(), own, instance.clone());
-            let guards = Arc::new(crate::cluster::facts::Availability::new(
-                &config.guards,
-                deletions,
-            ));
-            let kube = Kube::new(
-                c.main,
-                config.api_timeout,
-                instance,
-                self.background.clone(),
-            )
-            .with_guards(guards);
-            match c.evict {
-                Some(e) => kube.with_eviction_client(e),
-                None => kube,
-            }
-        });
-        let _ = self.kube.set(kube);
+        let remover =
+            clients.map(|c| PodRemover::new(c, config, instance, self.background.clone()));
+        let _ = self.remover.set(remover);
         self.connected.send_replace(true);
     }
 
     /// Starts what only a serving process keeps running: the watch that feeds the deletion
     /// breaker's count (the one-shot mode lists once instead). After `connect`.
     pub fn watch(&self) {
-        if let Some(Some(kube)) = self.kube.get() {
-            kube.watch(self.config.api_timeout);
+        if let Some(Some(remover)) = self.remover.get() {
+            remover.watch(self.config.api_timeout);
         }
     }
 
@@ -200,7 +177,7 @@ impl App {
         // the caller disconnects or shutdown begins: a deletion never goes unrecorded.
         let inner = self.0.clone();
         let task = self.background.spawn(async move {
-            let result = inner.act(&target, &decoded).await;
+            let result = inner.respond(&target, &decoded).await;
             inner.finish(&decoded, result, started)
         });
         match task.await {
@@ -217,23 +194,24 @@ impl App {
 }
 
 impl Inner {
-    /// The kube side, once `App::connect` has set it.
-    async fn kube(&self) -> &Option<Kube> {
-        if let Some(k) = self.kube.get() {
-            return k;
+    /// The pod remover, once `App::connect` has set it (`None`: DRY_RUN without a cluster).
+    async fn remover(&self) -> &Option<PodRemover> {
+        if let Some(r) = self.remover.get() {
+            return r;
         }
         let mut connected = self.connected.subscribe();
         // The sender lives as long as `self`: this returns once `connect` ran.
         let _ = connected.wait_for(|c| *c).await;
-        self.kube.get().unwrap_or(&None)
+        self.remover.get().unwrap_or(&None)
     }
 
-    async fn act(&self, target: &Target, decoded: &Decoded) -> Result<Outcome, ActionError> {
-        match self.kube().await {
-            Some(kube) => {
+    /// The outcome for a pod the policy says to remove: shared by identical events in a storm.
+    async fn respond(&self, target: &Target, decoded: &Decoded) -> Result<Outcome, ApiError> {
+        match self.remover().await {
+            Some(remover) => {
                 // Counted by the one event that acted, not by those that shared its result.
-                let act = || async {
-                    let result = kube.act(target, &decoded.event, &self.config).await;
+                let remove_and_count = || async {
+                    let result = remover.remove(target, &decoded.event).await;
                     match &result {
                         Ok(o) if o.kind == OutcomeKind::Deleted => self.metrics.deletions.inc(),
                         Ok(Outcome {
@@ -259,7 +237,7 @@ impl Inner {
                     result
                 };
                 self.coalescer
-                    .run(target, decoded.event.occurred_at(), act)
+                    .run(target, decoded.event.occurred_at(), remove_and_count)
                     .await
             }
             None => Ok(Outcome {
@@ -274,7 +252,7 @@ impl Inner {
         }
     }
 
-    fn finish(&self, d: &Decoded, result: Result<Outcome, ActionError>, started: Instant) -> Reply {
+    fn finish(&self, d: &Decoded, result: Result<Outcome, ApiError>, started: Instant) -> Reply {
         self.metrics
             .latency
             .observe(started.elapsed().as_secs_f64());
@@ -371,7 +349,7 @@ impl Inner {
             .inc();
     }
 
-    fn answer(&self, d: &Decoded, result: Result<Outcome, ActionError>, started: Instant) -> Reply {
+    fn answer(&self, d: &Decoded, result: Result<Outcome, ApiError>, started: Instant) -> Reply {
         let ev = &d.event;
         let input = d.kind.as_str();
         let ms = started.elapsed().as_secs_f64() * 1000.0;

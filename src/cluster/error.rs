@@ -1,63 +1,59 @@
-//! Errors of the Kubernetes side: the function could not act, so the sender must retry (503)
-//! or a person must look (500); each with its metric label.
+//! The one error of the Kubernetes side: the function could not act, so the sender must retry
+//! (503) or a person must look (500). Its HTTP status and metric label are decided here, and so
+//! is what a `kube::Error` and a missed deadline become.
 
 use std::time::Duration;
 
 use http::StatusCode;
+use tokio::time::Instant;
 
-use crate::domain::falco::Target;
+use crate::domain::{falco::Target, step::Undecided};
 
 /// The function could not act: the sender must retry (5xx), the event is kept in the log.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ActionError {
+pub enum ApiError {
     #[error("the Kubernetes API did not complete {step} within API_TIMEOUT_SECONDS ({}s)", .timeout.as_secs())]
     Timeout {
         step: &'static str,
         timeout: Duration,
     },
     #[error(
-        "forbidden: the Kubernetes API refused to {verb} pod {namespace}/{name}: {message} \
-         (grant {verb} on pods to this ServiceAccount: see the RBAC manifests)"
+        "forbidden: the Kubernetes API refused to {what}: {message} (grant {grant} to this \
+         ServiceAccount: see {see})"
     )]
     Forbidden {
-        verb: &'static str,
-        namespace: String,
-        name: String,
+        what: String,
+        grant: String,
+        see: &'static str,
         message: String,
     },
-    #[error("the Kubernetes API answered {code} to {verb} pod {namespace}/{name}: {message}")]
+    #[error("the Kubernetes API answered {code} to {what}: {message}")]
     Api {
-        verb: &'static str,
-        namespace: String,
-        name: String,
+        what: String,
         code: u16,
         message: String,
     },
-    #[error("the Kubernetes API is unreachable ({verb} pod): {message}")]
-    Unreachable { verb: &'static str, message: String },
+    #[error("the Kubernetes API is unreachable ({what}): {message}")]
+    Unreachable { what: String, message: String },
     /// The API answered with another object than the one asked for: never acted on.
     #[error("refusing to act: {0}")]
     Mismatch(String),
-    /// A guard could not be evaluated: no deletion around it.
-    #[error(transparent)]
-    Guard(#[from] GuardError),
     /// The pod's status has not caught up with a recent event yet: retry.
     #[error("cannot decide yet: {0}")]
     NotYet(String),
 }
 
-impl ActionError {
+impl ApiError {
     /// 503 where a retry may help (timeouts, outages, throttling); 500 where it needs a human.
     pub fn status(&self) -> StatusCode {
         match self {
-            ActionError::Guard(g) => g.status(),
-            ActionError::Timeout { .. }
-            | ActionError::Unreachable { .. }
-            | ActionError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ActionError::Api { code, .. } if *code >= 500 || *code == 429 => {
+            ApiError::Timeout { .. } | ApiError::Unreachable { .. } | ApiError::NotYet(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ActionError::Forbidden { .. } | ActionError::Api { .. } | ActionError::Mismatch(_) => {
+            ApiError::Api { code, .. } if *code >= 500 || *code == 429 => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Forbidden { .. } | ApiError::Api { .. } | ApiError::Mismatch(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -66,36 +62,82 @@ impl ActionError {
     /// Low-cardinality label for the API error metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            ActionError::Timeout { .. } => "timeout",
-            ActionError::Forbidden { .. } => "forbidden",
-            ActionError::Api { .. } => "api",
-            ActionError::Unreachable { .. } => "unreachable",
-            ActionError::Mismatch(_) => "mismatch",
-            ActionError::Guard(g) => g.metric_label(),
-            ActionError::NotYet(_) => "not-yet",
+            ApiError::Timeout { .. } => "timeout",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::Api { .. } => "api",
+            ApiError::Unreachable { .. } => "unreachable",
+            ApiError::Mismatch(_) => "mismatch",
+            ApiError::NotYet(_) => "not-yet",
         }
     }
 }
 
-pub fn map_err(e: kube::Error, verb: &'static str, t: &Target) -> ActionError {
-    match e {
-        kube::Error::Api(s) if s.is_forbidden() => ActionError::Forbidden {
-            verb,
-            namespace: t.namespace.to_string(),
-            name: t.name.to_string(),
-            message: s.message.clone(),
-        },
-        kube::Error::Api(s) => ActionError::Api {
-            verb,
-            namespace: t.namespace.to_string(),
-            name: t.name.to_string(),
-            code: s.code,
-            message: s.message.clone(),
-        },
-        other => ActionError::Unreachable {
-            verb,
-            message: error_chain(&other),
-        },
+impl From<Undecided> for ApiError {
+    fn from(u: Undecided) -> ApiError {
+        match u {
+            Undecided::Mismatch(reason) => ApiError::Mismatch(reason),
+            Undecided::NotYet(reason) => ApiError::NotYet(reason),
+        }
+    }
+}
+
+/// The call an error is about, as its messages name it, and the grant that would allow it.
+pub struct Call {
+    what: String,
+    /// How an unreachable API names the call (the pod calls say the verb only).
+    unreachable: String,
+    grant: String,
+    see: &'static str,
+    /// Whether an unreachable API's message carries the error's sources.
+    chain: bool,
+}
+
+impl Call {
+    /// A call on the event's pod: GET, DELETE, eviction.
+    pub fn pod(verb: &'static str, t: &Target) -> Call {
+        Call {
+            what: format!("{verb} pod {}/{}", t.namespace, t.name),
+            unreachable: format!("{verb} pod"),
+            grant: format!("{verb} on pods"),
+            see: "the RBAC manifests",
+            chain: true,
+        }
+    }
+
+    /// A call a guard makes: `what` it did, `rbac` it needs.
+    pub fn guard(what: String, rbac: &'static str) -> Call {
+        Call {
+            unreachable: what.clone(),
+            what,
+            grant: rbac.into(),
+            see: "the guards' RBAC in the README",
+            chain: false,
+        }
+    }
+
+    /// What the API's refusal or a transport error means for this call.
+    pub fn failed(self, e: kube::Error) -> ApiError {
+        match e {
+            kube::Error::Api(s) if s.is_forbidden() => ApiError::Forbidden {
+                what: self.what,
+                grant: self.grant,
+                see: self.see,
+                message: s.message,
+            },
+            kube::Error::Api(s) => ApiError::Api {
+                what: self.what,
+                code: s.code,
+                message: s.message,
+            },
+            other => ApiError::Unreachable {
+                what: self.unreachable,
+                message: if self.chain {
+                    error_chain(&other)
+                } else {
+                    other.to_string()
+                },
+            },
+        }
     }
 }
 
@@ -114,74 +156,32 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// A guard could not decide: the deletion does not happen, the sender is told why.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum GuardError {
-    #[error("the Kubernetes API did not complete {step} within API_TIMEOUT_SECONDS ({}s)", .timeout.as_secs())]
-    Timeout {
+/// The one deadline every call of an event shares (API_TIMEOUT_SECONDS from its start).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    pub fn starting_now(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// `fut`'s output, or a timeout naming `step` once the deadline has passed.
+    pub async fn within<T>(
+        &self,
         step: &'static str,
-        timeout: Duration,
-    },
-    #[error(
-        "forbidden: the Kubernetes API refused to {what}: {message} (grant {rbac} to this \
-         ServiceAccount: see the guards' RBAC in the README)"
-    )]
-    Forbidden {
-        what: String,
-        rbac: &'static str,
-        message: String,
-    },
-    #[error("the Kubernetes API answered {code} to {what}: {message}")]
-    Api {
-        what: String,
-        code: u16,
-        message: String,
-    },
-    #[error("the Kubernetes API is unreachable ({what}): {message}")]
-    Unreachable { what: String, message: String },
-}
-
-impl GuardError {
-    /// 503 where a retry may help, 500 where it needs a human (RBAC, a refusal).
-    pub fn status(&self) -> http::StatusCode {
-        match self {
-            GuardError::Timeout { .. } | GuardError::Unreachable { .. } => {
-                http::StatusCode::SERVICE_UNAVAILABLE
-            }
-            GuardError::Api { code, .. } if *code >= 500 || *code == 429 => {
-                http::StatusCode::SERVICE_UNAVAILABLE
-            }
-            GuardError::Forbidden { .. } | GuardError::Api { .. } => {
-                http::StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            GuardError::Timeout { .. } => "timeout",
-            GuardError::Forbidden { .. } => "forbidden",
-            GuardError::Api { .. } => "api",
-            GuardError::Unreachable { .. } => "unreachable",
-        }
-    }
-}
-
-pub fn api_error(e: kube::Error, what: String, rbac: &'static str) -> GuardError {
-    match e {
-        kube::Error::Api(s) if s.is_forbidden() => GuardError::Forbidden {
-            what,
-            rbac,
-            message: s.message.clone(),
-        },
-        kube::Error::Api(s) => GuardError::Api {
-            what,
-            code: s.code,
-            message: s.message.clone(),
-        },
-        other => GuardError::Unreachable {
-            what,
-            message: other.to_string(),
-        },
+        fut: impl Future<Output = T>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout_at(self.at, fut)
+            .await
+            .map_err(|_| ApiError::Timeout {
+                step,
+                timeout: self.timeout,
+            })
     }
 }

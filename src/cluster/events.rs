@@ -8,7 +8,10 @@ use k8s_openapi::{
     jiff,
 };
 
-use crate::domain::falco::{FalcoEvent, Target};
+use crate::domain::{
+    falco::{FalcoEvent, Target},
+    step::{Audit, Recorded},
+};
 
 /// `reportingController` of the Events we record.
 pub const REPORTER: &str = "falco-responder";
@@ -22,28 +25,6 @@ pub const RECORD_VALUE: &str = "deletion";
 pub const WORKLOAD_ANNOTATION: &str = "falco-responder/workload";
 /// Annotation of a record: the pod deleted (`namespace/name`), for people.
 pub const POD_ANNOTATION: &str = "falco-responder/pod";
-
-/// Which Kubernetes Event an action records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    Deleted,
-    GraceShortened,
-    DryRun,
-    /// A guard held the deletion (FalcoDeleteHeld).
-    Held,
-    /// The deletion breaker refused it (FalcoBreakerOpen).
-    BreakerOpen,
-}
-
-/// What the guards add to an Event: the workload in `related`, and the guard's reason at the
-/// head of the note; the workload key the breaker's record counts under.
-#[derive(Debug, Default)]
-pub struct Guarded {
-    pub related: Option<ObjectReference>,
-    pub why: Option<String>,
-    /// The breaker's workload key (`records::WORKLOAD_ANNOTATION`).
-    pub workload_key: Option<String>,
-}
 
 /// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
 pub fn event_note(ev: &FalcoEvent) -> String {
@@ -79,15 +60,8 @@ fn bounded(mut note: String) -> String {
 
 /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
 /// and which Falco event made it.
-pub fn audit_event(
-    instance: &str,
-    t: &Target,
-    uid: &str,
-    event: &FalcoEvent,
-    what: Recorded,
-    extra: Guarded,
-) -> KubeEvent {
-    let (action, reason, type_) = match what {
+pub fn audit_event(instance: &str, t: &Target, event: &FalcoEvent, audit: Audit) -> KubeEvent {
+    let (action, reason, type_) = match audit.what {
         Recorded::DryRun => ("DryRunDelete", "FalcoDryRun", "Normal"),
         Recorded::Deleted => ("Delete", DELETED_REASON, "Warning"),
         Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
@@ -95,7 +69,7 @@ pub fn audit_event(
         Recorded::BreakerOpen => ("Delete", "FalcoBreakerOpen", "Warning"),
     };
     let now = jiff::Timestamp::now();
-    let note = match extra.why {
+    let note = match audit.why {
         Some(why) => bounded(format!("{why}. {}", event_note(event))),
         None => event_note(event),
     };
@@ -109,7 +83,7 @@ pub fn audit_event(
         action: Some(action.into()),
         reason: Some(reason.into()),
         note: Some(note),
-        related: extra.related,
+        related: audit.related,
         type_: Some(type_.into()),
         reporting_controller: Some(REPORTER.into()),
         reporting_instance: Some(instance.to_string()),
@@ -118,7 +92,7 @@ pub fn audit_event(
             kind: Some("Pod".into()),
             name: Some(t.name.to_string()),
             namespace: Some(t.namespace.to_string()),
-            uid: Some(uid.to_string()),
+            uid: Some(audit.uid),
             ..Default::default()
         }),
         ..Default::default()

@@ -1,434 +1,236 @@
-//! The Kubernetes side: check the pod is still the one the event named, delete it with a uid
-//! precondition, and record a Kubernetes Event. Every call of one event shares one deadline.
+//! The Kubernetes side of one event: carries out the steps `domain::plan` asks for (the pod's
+//! GET, the guards' facts, the removal with its uid precondition) within one deadline, and
+//! records the Kubernetes Events the plan's end calls for.
 
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
-    api::{
-        core::v1::{ObjectReference, Pod},
-        events::v1::Event as KubeEvent,
-    },
-    jiff,
+    api::{core::v1::Pod, events::v1::Event as KubeEvent},
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client,
     api::{DeleteParams, PostParams, Preconditions},
 };
-use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::{
     cluster::{
-        error::{ActionError, error_chain, map_err},
-        events::{Guarded, Recorded, audit_event},
+        client::Clients,
+        error::{ApiError, Call, Deadline, error_chain},
+        events::audit_event,
         evict::{self, Refused},
-        facts::{Availability, Plan},
+        facts::Guards,
+        records::BreakerRecords,
     },
     config::Config,
     domain::{
         falco::{FalcoEvent, Target},
-        identity::{Verdict, pod_container_ids, verdict},
-        outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
+        identity::IdentityConfig,
+        outcome::Outcome,
+        plan::{Plan, PlanConfig},
+        step::{Finish, Removal, Removed, Step, Via},
     },
 };
 
-/// Talks to the API server on behalf of one process; cheap to clone.
+impl From<&Config> for IdentityConfig {
+    fn from(c: &Config) -> IdentityConfig {
+        IdentityConfig {
+            grace_period_seconds: c.grace_period_seconds,
+        }
+    }
+}
+
+impl From<&Config> for PlanConfig {
+    fn from(c: &Config) -> PlanConfig {
+        PlanConfig {
+            identity: IdentityConfig::from(c),
+            dry_run: c.dry_run,
+            skip_owner_kinds: c.guards.skip_owner_kinds.clone(),
+            min_available: c.guards.min_available,
+            use_eviction: c.guards.use_eviction,
+        }
+    }
+}
+
+/// Removes the pods events name, on behalf of one process; cheap to clone.
 #[derive(Clone)]
-pub struct Kube {
+pub struct PodRemover {
     client: Client,
+    /// For the Eviction API: no 429 retries (`client::Clients::evict`, same pool); else `client`.
+    evict_client: Client,
     timeout: Duration,
     instance: String,
     /// Event recordings in flight: they run after the answer, and shutdown waits for them.
     background: TaskTracker,
-    /// The workload-aware guards; `None` only in tests that drive the bare path.
-    guards: Option<Arc<Availability>>,
-    /// For the Eviction API: no 429 retries (`kubeconfig::Clients::evict`, same pool); else `client`.
-    evict_client: Option<Client>,
+    plan: Arc<PlanConfig>,
+    guards: Arc<Guards>,
 }
 
-impl Kube {
+impl PodRemover {
+    /// `instance` names this process in the Events; the breaker's records live in the
+    /// function's own namespace (out of a cluster, `default`).
     pub fn new(
-        client: Client,
-        timeout: Duration,
+        clients: Clients,
+        config: &Config,
         instance: String,
         background: TaskTracker,
-    ) -> Kube {
-        Kube {
-            client,
-            timeout,
+    ) -> PodRemover {
+        let own = config
+            .own_namespace
+            .as_ref()
+            .map_or("default", |n| n.as_str())
+            .to_string();
+        let records = BreakerRecords::new(clients.main.clone(), own, instance.clone());
+        PodRemover {
+            evict_client: clients.evict.unwrap_or_else(|| clients.main.clone()),
+            client: clients.main,
+            timeout: config.api_timeout,
             instance,
             background,
-            guards: None,
-            evict_client: None,
+            plan: Arc::new(PlanConfig::from(config)),
+            guards: Arc::new(Guards::new(&config.guards, records)),
         }
-    }
-
-    pub fn with_eviction_client(mut self, client: Client) -> Kube {
-        self.evict_client = Some(client);
-        self
     }
 
     /// Starts the guards' watch (the deletion breaker's records).
     pub fn watch(&self, timeout: Duration) {
-        if let Some(g) = &self.guards {
-            g.watch(timeout);
-        }
+        self.guards.watch(timeout);
     }
 
-    /// Turns on the workload-aware guards (every process does; see `App::new`).
-    pub fn with_guards(mut self, guards: Arc<Availability>) -> Kube {
-        self.guards = Some(guards);
-        self
-    }
-
-    /// GET, the verdict (`verdict`), then (unless DRY_RUN) the DELETE it calls for, with the
-    /// uid precondition, and an Event.
-    pub async fn act(
-        &self,
-        target: &Target,
-        event: &FalcoEvent,
-        cfg: &Config,
-    ) -> Result<Outcome, ActionError> {
-        let deadline = Instant::now() + self.timeout;
+    /// Removes the pod `target` names, if the plan says so, making each call it asks for.
+    pub async fn remove(&self, target: &Target, event: &FalcoEvent) -> Result<Outcome, ApiError> {
+        let deadline = Deadline::starting_now(self.timeout);
         // Only validated names reach the request path (`ident`).
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), target.namespace.as_str());
-        let mut pod_ref = PodRef::of(target);
-
-        // The breaker's count does not depend on the pod: read alongside the GET.
-        let prefetch = async {
-            match &self.guards {
-                Some(g) => g.prefetch(deadline, self.timeout).await,
-                None => None,
-            }
+        let ns = target.namespace.as_str();
+        let record_name = BreakerRecords::record_name();
+        let mut plan = Plan::new(&self.plan, &self.guards.breaker, target, event, record_name);
+        let mut step = plan.first();
+        let mut pod = None;
+        let mut counted = None;
+        let finish = loop {
+            step = match step {
+                Step::GetPod { with_count } => {
+                    // The breaker's count does not depend on the pod: read alongside the GET.
+                    let count = async {
+                        if with_count {
+                            self.guards.count(deadline).await
+                        } else {
+                            None
+                        }
+                    };
+                    let get = deadline.within("get", pods.get_opt(target.name.as_str()));
+                    let (got, count) = tokio::join!(get, count);
+                    counted = count;
+                    pod = got?.map_err(|e| Call::pod("get", target).failed(e))?;
+                    plan.pod(pod.as_ref(), Timestamp::now())
+                }
+                Step::Resolve => {
+                    let live = pod.as_ref().expect("the plan has the pod");
+                    plan.workload(self.guards.workload(&self.client, live, deadline).await?)
+                }
+                Step::ReadReplicas(w) => {
+                    plan.replicas(Guards::replicas(&self.client, ns, &w, deadline).await?)
+                }
+                Step::Count => {
+                    let listed = counted.take().expect("read alongside the GET")?;
+                    plan.counted(&listed, Timestamp::now())
+                }
+                Step::EvictDryRun(r) => {
+                    let live = pod.as_ref().expect("the plan has the pod");
+                    let answer = Guards::dry_evict(&self.evict_client, live, &r, deadline).await?;
+                    plan.dry_evicted(answer)
+                }
+                Step::Remove(r) => {
+                    let answer = self.removal(&pods, target, &r, deadline).await;
+                    plan.removed(answer)?
+                }
+                Step::Finish(f) => break *f,
+            };
         };
-        let (got, prefetched) = tokio::join!(
-            self.within(deadline, "get", pods.get_opt(target.name.as_str())),
-            prefetch
-        );
-        let pod = match got? {
-            Ok(Some(pod)) => pod,
-            Ok(None) => {
-                return Ok(Outcome {
-                    kind: OutcomeKind::Gone,
-                    reason: "the pod no longer exists".into(),
-                    pod: Some(pod_ref),
-                    seen: None,
+        self.finish(target, event, finish)
+    }
+
+    /// The removal, through the Eviction API or a DELETE; both carry the uid precondition.
+    async fn removal(
+        &self,
+        pods: &Api<Pod>,
+        target: &Target,
+        r: &Removal,
+        deadline: Deadline,
+    ) -> Result<Removed, ApiError> {
+        let verb = r.via.verb();
+        let (ns, name) = (target.namespace.as_str(), target.name.as_str());
+        let answer = match r.via {
+            Via::Eviction => {
+                let evicted = evict::evict(&self.evict_client, ns, name, &r.uid, r.grace, false);
+                deadline.within(verb, evicted).await?
+            }
+            Via::Delete => {
+                let mut dp = DeleteParams::default().preconditions(Preconditions {
+                    uid: Some(r.uid.clone()),
+                    resource_version: None,
                 });
+                if let Some(g) = r.grace {
+                    dp = dp.grace_period(g);
+                }
+                let deleted = deadline.within(verb, pods.delete(name, &dp)).await?;
+                deleted.map(drop).map_err(Refused::Other)
             }
-            Err(e) => return Err(map_err(e, "get", target)),
         };
-        let verdict = verdict(&pod, target, event, cfg, jiff::Timestamp::now());
-        if let Verdict::Mismatch { reason } = verdict {
-            return Err(ActionError::Mismatch(reason));
+        match answer {
+            Ok(()) => Ok(Removed::Done),
+            Err(Refused::Budget(msg)) => Ok(Removed::Budget(msg)),
+            Err(Refused::Other(kube::Error::Api(s))) if s.is_not_found() => Ok(Removed::NotFound),
+            Err(Refused::Other(kube::Error::Api(s))) if s.is_conflict() => Ok(Removed::Conflict),
+            Err(Refused::Other(e)) => Err(Call::pod(verb, target).failed(e)),
         }
-        let seen = Seen {
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-            container_ids: pod_container_ids(&pod),
-        };
-        pod_ref.uid = Some(seen.uid.clone());
-        // Takes the pod by reference: the guards add its workload to `pod_ref` on the way.
-        let outcome = |pod: &PodRef, kind, reason: String| Outcome {
-            kind,
-            reason,
-            pod: Some(pod.clone()),
-            seen: Some(seen.clone()),
-        };
-
-        let (uid, grace, record) = match verdict {
-            Verdict::Stale { reason } => return Ok(outcome(&pod_ref, OutcomeKind::Stale, reason)),
-            Verdict::NotYet { reason } => return Err(ActionError::NotYet(reason)),
-            Verdict::Skipped { reason } => {
-                return Ok(outcome(&pod_ref, OutcomeKind::Skipped, reason));
-            }
-            Verdict::Terminating { reason } => {
-                return Ok(outcome(&pod_ref, OutcomeKind::Terminating, reason));
-            }
-            Verdict::Mismatch { .. } => unreachable!("handled above"),
-            Verdict::Delete { uid, grace } => (uid, grace, Recorded::Deleted),
-            Verdict::Shorten { uid, grace, .. } => (uid, Some(grace), Recorded::GraceShortened),
-        };
-        // The workload-aware guards, for a new deletion (not for shortening a grace period).
-        let mut guarded = Guarded::default();
-        let mut ticket = None;
-        let mut use_eviction = false;
-        let mut checks = String::new();
-        if let (Some(g), Recorded::Deleted) = (&self.guards, record) {
-            let record = crate::cluster::records::Deletions::record_name();
-            let plan = g
-                .plan(
-                    &self.client,
-                    self.evict_client.as_ref().unwrap_or(&self.client),
-                    &pod,
-                    prefetched,
-                    &record,
-                    grace,
-                    deadline,
-                    self.timeout,
-                    cfg.dry_run,
-                )
-                .await?;
-            let w = plan.workload().clone();
-            pod_ref.workload = Some(w.to_string());
-            let related = crate::domain::budget::related(target.namespace.as_str(), &w);
-            let dry = |verdict: &str, reason: &str| {
-                outcome(
-                    &pod_ref,
-                    OutcomeKind::DryRun,
-                    format!("DRY_RUN: {verdict}: {reason}"),
-                )
-            };
-            let for_good = matches!(plan, Plan::Refuse { .. });
-            match plan {
-                Plan::Skip { reason, .. } if cfg.dry_run => {
-                    return Ok(dry("would skip", &reason));
-                }
-                Plan::Skip { reason, .. } => {
-                    return Ok(outcome(&pod_ref, OutcomeKind::Skipped, reason));
-                }
-                Plan::Hold { reason, .. } | Plan::Refuse { reason, .. } if cfg.dry_run => {
-                    return Ok(dry("would hold", &reason));
-                }
-                Plan::Hold { reason, .. } => {
-                    self.record_refusal(target, &uid, event, Recorded::Held, related, &reason);
-                    return Ok(outcome(&pod_ref, OutcomeKind::Held(HeldBy::Floor), reason));
-                }
-                Plan::BreakerOpen { reason, .. } if cfg.dry_run => {
-                    return Ok(dry("would be refused", &reason));
-                }
-                // Not deleted, and no retry can change that: loud (an error line), 200.
-                Plan::Refuse { reason, .. } | Plan::BreakerOpen { reason, .. } => {
-                    let (recorded, kind, what) = if for_good {
-                        (
-                            Recorded::Held,
-                            OutcomeKind::Held(HeldBy::FloorNever),
-                            "held for good: the availability floor can never be met; a person must look",
-                        )
-                    } else {
-                        (
-                            Recorded::BreakerOpen,
-                            OutcomeKind::BreakerOpen(w.kind.metric_label()),
-                            "deletion breaker open: not deleting; a person must look",
-                        )
-                    };
-                    tracing::error!(
-                        pod = %format!("{}/{}", target.namespace, target.name),
-                        workload = %w,
-                        reason = reason.as_str(),
-                        "{what}"
-                    );
-                    self.record_refusal(target, &uid, event, recorded, related, &reason);
-                    return Ok(outcome(&pod_ref, kind, reason));
-                }
-                Plan::Remove {
-                    ticket: t,
-                    checks: c,
-                    ..
-                } => {
-                    ticket = t;
-                    use_eviction = g.use_eviction;
-                    checks = format!(" ({})", c.join("; "));
-                    guarded = Guarded {
-                        related,
-                        why: None,
-                        workload_key: crate::domain::budget::workload_key(
-                            target.namespace.as_str(),
-                            &w,
-                        ),
-                    };
-                }
-            }
-        }
-
-        if cfg.dry_run {
-            // The audit trail of a trial run: what would have been done, and why.
-            let extra = Guarded {
-                related: guarded.related.take(),
-                ..Default::default()
-            };
-            self.record_later(audit_event(
-                &self.instance,
-                target,
-                &uid,
-                event,
-                Recorded::DryRun,
-                extra,
-            ));
-            let what = match record {
-                Recorded::GraceShortened => "shorten the grace period of",
-                _ if use_eviction => "evict",
-                _ => "delete",
-            };
-            return Ok(outcome(
-                &pod_ref,
-                OutcomeKind::DryRun,
-                format!(
-                    "DRY_RUN: would {what} pod {}/{}{checks}",
-                    target.namespace, target.name
-                ),
-            ));
-        }
-
-        // The removal, through the Eviction API or a DELETE; both carry the uid precondition.
-        let (verb, noun) = if use_eviction {
-            ("evict", "eviction")
-        } else {
-            ("delete", "delete")
-        };
-        let removed: Result<Result<(), Refused>, ActionError> = if use_eviction {
-            self.within(
-                deadline,
-                verb,
-                evict::evict(
-                    self.evict_client.as_ref().unwrap_or(&self.client),
-                    target.namespace.as_str(),
-                    target.name.as_str(),
-                    &uid,
-                    grace,
-                    false,
-                ),
-            )
-            .await
-        } else {
-            let mut dp = DeleteParams::default().preconditions(Preconditions {
-                uid: Some(uid.clone()),
-                resource_version: None,
-            });
-            if let Some(g) = grace {
-                dp = dp.grace_period(g);
-            }
-            self.within(deadline, verb, pods.delete(target.name.as_str(), &dp))
-                .await
-                .map(|r| r.map(drop).map_err(Refused::Other))
-        };
-        if !matches!(removed, Ok(Ok(()))) {
-            // Not removed (held, gone, stale, refused, timed out): the reservation must not count.
-            if let Some(g) = &self.guards {
-                g.release(ticket.take());
-            }
-        }
-        let done = match removed? {
-            Ok(()) => match record {
-                Recorded::GraceShortened => outcome(
-                    &pod_ref,
-                    OutcomeKind::Terminating,
-                    format!(
-                        "the pod was already terminating: grace shortened to {}s (Falco rule {:?})",
-                        grace.unwrap_or_default(),
-                        event.rule
-                    ),
-                ),
-                _ if use_eviction => outcome(
-                    &pod_ref,
-                    OutcomeKind::Deleted,
-                    format!(
-                        "Falco rule {:?} (evicted through the Eviction API)",
-                        event.rule
-                    ),
-                ),
-                _ => outcome(
-                    &pod_ref,
-                    OutcomeKind::Deleted,
-                    format!("Falco rule {:?}", event.rule),
-                ),
-            },
-            Err(Refused::Budget(msg)) => {
-                let reason = crate::cluster::facts::pdb_reason(&msg);
-                self.record_refusal(
-                    target,
-                    &uid,
-                    event,
-                    Recorded::Held,
-                    guarded.related.take(),
-                    &reason,
-                );
-                return Ok(outcome(&pod_ref, OutcomeKind::Held(HeldBy::Pdb), reason));
-            }
-            Err(Refused::Other(kube::Error::Api(s))) if s.is_not_found() => {
-                return Ok(outcome(
-                    &pod_ref,
-                    OutcomeKind::Gone,
-                    format!("the pod disappeared before the {noun}"),
-                ));
-            }
-            Err(Refused::Other(kube::Error::Api(s))) if s.is_conflict() => {
-                return Ok(outcome(
-                    &pod_ref,
-                    OutcomeKind::Stale,
-                    format!(
-                        "the pod was replaced between check and {noun} (uid precondition failed)"
-                    ),
-                ));
-            }
-            Err(Refused::Other(e)) => return Err(map_err(e, verb, target)),
-        };
-
-        // The breaker's record of this deletion, under the name its reservation holds.
-        if let (Some(g), Some(t)) = (&self.guards, ticket) {
-            self.record_later(g.deletions.record(
-                t.key,
-                (target.namespace.as_str(), target.name.as_str()),
-                guarded.workload_key.take(),
-                guarded.related.clone(),
-                jiff::Timestamp::now(),
-            ));
-        }
-        self.record_later(audit_event(
-            &self.instance,
-            target,
-            &uid,
-            event,
-            record,
-            guarded,
-        ));
-        Ok(done)
     }
 
-    async fn within<T>(
-        &self,
-        deadline: Instant,
-        step: &'static str,
-        fut: impl Future<Output = T>,
-    ) -> Result<T, ActionError> {
-        tokio::time::timeout_at(deadline, fut)
-            .await
-            .map_err(|_| ActionError::Timeout {
-                step,
-                timeout: self.timeout,
-            })
-    }
-
-    /// Records the Warning Event of a deletion a guard refused (held, breaker open), saying why.
-    fn record_refusal(
-        &self,
-        t: &Target,
-        uid: &str,
-        event: &FalcoEvent,
-        what: Recorded,
-        related: Option<ObjectReference>,
-        why: &str,
-    ) {
-        let extra = Guarded {
-            related,
-            why: Some(why.to_string()),
-            ..Default::default()
-        };
-        self.record_later(audit_event(&self.instance, t, uid, event, what, extra));
+    /// The plan's end: the alarm, the breaker's record, then the audit Event.
+    fn finish(&self, target: &Target, event: &FalcoEvent, f: Finish) -> Result<Outcome, ApiError> {
+        let outcome = f.outcome?;
+        let (ns, name) = (target.namespace.as_str(), target.name.as_str());
+        if let Some(what) = f.alarm {
+            let workload = outcome.pod.as_ref().and_then(|p| p.workload.as_deref());
+            tracing::error!(
+                pod = %format!("{ns}/{name}"),
+                workload = workload.unwrap_or("-"),
+                reason = outcome.reason.as_str(),
+                "{what}"
+            );
+        }
+        if let Some(r) = f.breaker_record {
+            self.record_later(self.guards.records.record(
+                r.name,
+                (ns, name),
+                r.workload_key,
+                r.related,
+                Timestamp::now(),
+            ));
+        }
+        if let Some(audit) = f.audit {
+            self.record_later(audit_event(&self.instance, target, event, audit));
+        }
+        Ok(outcome)
     }
 
     /// Records `event` after the answer: the sender should not wait a third API round trip for
     /// the audit trail. A deletion counts even when its Event cannot be recorded (no RBAC for
     /// events). Shutdown and the one-shot mode wait for these (`App::drain`).
     fn record_later(&self, record: KubeEvent) {
-        let this = self.clone();
+        let client = self.client.clone();
+        let timeout = self.timeout;
         self.background.spawn(async move {
             let ns = record.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<KubeEvent> = Api::namespaced(this.client.clone(), &ns);
+            let api: Api<KubeEvent> = Api::namespaced(client, &ns);
             let created =
-                tokio::time::timeout(this.timeout, api.create(&PostParams::default(), &record)).await;
+                tokio::time::timeout(timeout, api.create(&PostParams::default(), &record)).await;
             let error = match created {
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => error_chain(&e),
-                Err(_) => format!("no answer within {}s", this.timeout.as_secs()),
+                Err(_) => format!("no answer within {}s", timeout.as_secs()),
             };
             let pod = record.regarding.and_then(|r| r.name).unwrap_or_default();
             tracing::warn!(pod = %format!("{ns}/{pod}"), %error, "the Kubernetes Event could not be recorded");

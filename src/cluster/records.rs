@@ -37,14 +37,14 @@ use kube::{
 
 use crate::{
     cluster::events::{self, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
-    domain::budget::{MAX_WINDOW, Seen},
+    domain::budget::{Deletion, MAX_WINDOW},
 };
 
 /// The longest pause between two attempts to (re)start the watch.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The shared count of one process: where the records live and what it has seen of them.
-pub struct Deletions {
+pub struct BreakerRecords {
     client: Client,
     /// The function's own namespace (POD_NAMESPACE or the ServiceAccount's).
     namespace: String,
@@ -54,9 +54,9 @@ pub struct Deletions {
     watching: AtomicBool,
 }
 
-impl std::fmt::Debug for Deletions {
+impl std::fmt::Debug for BreakerRecords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deletions")
+        f.debug_struct("BreakerRecords")
             .field("namespace", &self.namespace)
             .field("instance", &self.instance)
             .finish_non_exhaustive()
@@ -67,12 +67,12 @@ impl std::fmt::Debug for Deletions {
 struct View {
     /// The watch has listed and is following: `items` is the count.
     synced: bool,
-    items: HashMap<String, Seen>,
+    items: HashMap<String, Deletion>,
 }
 
-impl Deletions {
-    pub fn new(client: Client, namespace: String, instance: String) -> Deletions {
-        Deletions {
+impl BreakerRecords {
+    pub fn new(client: Client, namespace: String, instance: String) -> BreakerRecords {
+        BreakerRecords {
             client,
             namespace,
             instance,
@@ -117,14 +117,14 @@ impl Deletions {
     /// The recorded deletions of the last hour: from the watched view when it is in sync (no
     /// API call), else one metadata-only LIST. RBAC: `list` (and `watch`) on events in the
     /// function's own namespace.
-    pub async fn count(&self) -> Result<Vec<Seen>, kube::Error> {
+    pub async fn count(&self) -> Result<Vec<Deletion>, kube::Error> {
         if let Some(seen) = self.snapshot(Timestamp::now()) {
             return Ok(seen);
         }
         Ok(self.list().await?.0)
     }
 
-    fn snapshot(&self, now: Timestamp) -> Option<Vec<Seen>> {
+    fn snapshot(&self, now: Timestamp) -> Option<Vec<Deletion>> {
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         if !view.synced {
             return None;
@@ -138,7 +138,7 @@ impl Deletions {
         format!("{RECORD_LABEL}={RECORD_VALUE}")
     }
 
-    async fn list(&self) -> Result<(Vec<Seen>, String), kube::Error> {
+    async fn list(&self) -> Result<(Vec<Deletion>, String), kube::Error> {
         let lp = ListParams::default().labels(&Self::selector());
         let list = self.api().list_metadata(&lp).await?;
         let rv = list.metadata.resource_version.unwrap_or_default();
@@ -235,12 +235,12 @@ impl Deletions {
 }
 
 /// A record as the breaker counts it; `None` for what is not one (no name or time).
-fn seen_of(m: ObjectMeta) -> Option<Seen> {
+fn seen_of(m: ObjectMeta) -> Option<Deletion> {
     let workload = m
         .annotations
         .and_then(|mut a| a.remove(WORKLOAD_ANNOTATION))
         .filter(|w| !w.is_empty());
-    Some(Seen {
+    Some(Deletion {
         key: m.name?,
         workload,
         at: m.creation_timestamp?.0,
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn record_names_are_valid_and_distinct() {
-        let (a, b) = (Deletions::record_name(), Deletions::record_name());
+        let (a, b) = (BreakerRecords::record_name(), BreakerRecords::record_name());
         assert_ne!(a, b);
         assert!(
             crate::domain::ident::PodName::parse("name", &a).is_ok(),

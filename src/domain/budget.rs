@@ -13,8 +13,6 @@ use k8s_openapi::{api::core::v1::ObjectReference, jiff::Timestamp};
 
 use crate::domain::workload::{Kind, Workload};
 
-/// The Event reason that counts as one deletion (eviction included).
-pub const DELETED_REASON: &str = "FalcoPodDeleted";
 /// The longest window: Events older than the API server's default `--event-ttl` are gone.
 pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -77,7 +75,7 @@ pub fn parse_budget(s: &str) -> Result<Option<Budget>, String> {
 
 /// One deletion: a record read from the API or reserved by this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
+pub struct Deletion {
     /// The record's name: the same deletion seen both ways counts once.
     pub key: String,
     /// `namespace/Kind/name` of the workload; `None` for standalone pods.
@@ -153,7 +151,7 @@ pub struct Breaker {
     pub per_workload: Option<Budget>,
     pub overall: Option<Budget>,
     /// Our own recent deletions, whose Events may not be listed yet.
-    ledger: Mutex<Vec<Seen>>,
+    ledger: Mutex<Vec<Deletion>>,
 }
 
 impl Breaker {
@@ -183,7 +181,7 @@ impl Breaker {
     /// before the DELETE, so this process's concurrent deletions see it at once.
     pub fn decide(
         &self,
-        listed: &[Seen],
+        listed: &[Deletion],
         workload: Option<&str>,
         now: Timestamp,
         event_key: &str,
@@ -191,7 +189,7 @@ impl Breaker {
     ) -> Result<Option<Ticket>, Open> {
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         let longest = self.longest();
-        let age = |s: &Seen| now.duration_since(s.at).unsigned_abs();
+        let age = |s: &Deletion| now.duration_since(s.at).unsigned_abs();
         ledger.retain(|s| age(s) <= longest);
         let all = || {
             listed
@@ -224,7 +222,7 @@ impl Breaker {
         if !reserve {
             return Ok(None);
         }
-        ledger.push(Seen {
+        ledger.push(Deletion {
             key: event_key.to_string(),
             workload: workload.map(String::from),
             at: now,
@@ -232,6 +230,12 @@ impl Breaker {
         Ok(Some(Ticket {
             key: event_key.to_string(),
         }))
+    }
+
+    /// How many deletions this process holds reserved or made (within the longest window).
+    #[cfg(test)]
+    pub(crate) fn reserved(&self) -> usize {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The reserved deletion did not happen (gone, stale, refused): it must not count.
@@ -249,8 +253,8 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
 
-    fn seen(key: &str, w: Option<&str>, at: i64) -> Seen {
-        Seen {
+    fn seen(key: &str, w: Option<&str>, at: i64) -> Deletion {
+        Deletion {
             key: key.into(),
             workload: w.map(String::from),
             at: ts(at),

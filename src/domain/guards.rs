@@ -87,9 +87,9 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// What the guards decided.
+/// What a guard rules for one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Ruling {
     /// Go on (breaker next, then delete).
     Pass,
     /// Never act on this pod: deleting cannot help or was ruled out.
@@ -102,21 +102,21 @@ pub enum Verdict {
 }
 
 /// The guards that need no more than the workload: mirror pods and SKIP_OWNER_KINDS.
-pub fn by_kind(w: &Workload, skip: &SkipOwnerKinds, node: Option<&str>) -> Verdict {
+pub fn by_kind(w: &Workload, skip: &SkipOwnerKinds, node: Option<&str>) -> Ruling {
     if w.kind == Kind::Mirror {
-        return Verdict::Skip(format!(
+        return Ruling::Skip(format!(
             "mirror pod of a static pod on node {}: deleting it has no effect (the kubelet \
              recreates it at once); act on the node (its manifest directory)",
             node.unwrap_or("?")
         ));
     }
     if skip.contains(&w.kind) {
-        return Verdict::Skip(format!(
+        return Ruling::Skip(format!(
             "workload {w}: {} is listed in SKIP_OWNER_KINDS",
             w.kind.as_str()
         ));
     }
-    Verdict::Pass
+    Ruling::Pass
 }
 
 /// The availability floor: after deleting this pod, `ready` (minus this pod when it is ready)
@@ -127,27 +127,27 @@ pub fn floor(
     min: MinAvailable,
     replicas: Option<Replicas>,
     pod_ready: bool,
-) -> Verdict {
+) -> Ruling {
     let Some(r) = replicas else {
-        return Verdict::Pass;
+        return Ruling::Pass;
     };
     let floor = min.floor(r.desired);
     let after = r.ready.saturating_sub(u32::from(pod_ready));
     if after >= floor {
-        return Verdict::Pass;
+        return Ruling::Pass;
     }
     // With every desired replica ready, deleting one leaves desired - 1: below the floor, no
     // amount of waiting lets this deletion through (a rollout's surge aside).
     let at_best = r.desired.saturating_sub(1);
     if at_best < floor {
-        return Verdict::Refuse(format!(
+        return Ruling::Refuse(format!(
             "workload {w}: MIN_AVAILABLE={min} ({floor} replicas) can never be met while \
              deleting one of its {} desired replicas (at best {at_best} would stay ready); not \
              deleting, a person must look: lower MIN_AVAILABLE or scale the workload up",
             r.desired
         ));
     }
-    Verdict::Hold(format!(
+    Ruling::Hold(format!(
         "workload {w}: deleting would leave {after} ready of {} desired replicas, below \
          MIN_AVAILABLE={min} ({floor} replicas); retry once replicas recover",
         r.desired
@@ -243,31 +243,31 @@ mod tests {
         // 3 ready, this one ready: 2 left, at the floor: fine.
         assert_eq!(
             floor(&w(Kind::Deployment), min, r(3, 3), true),
-            Verdict::Pass
+            Ruling::Pass
         );
         // 2 ready, this one ready: 1 left: held.
         let v = floor(&w(Kind::Deployment), min, r(3, 2), true);
         assert!(
-            matches!(&v, Verdict::Hold(m) if m.contains("leave 1 ready of 3") && m.contains("MIN_AVAILABLE=2")),
+            matches!(&v, Ruling::Hold(m) if m.contains("leave 1 ready of 3") && m.contains("MIN_AVAILABLE=2")),
             "{v:?}"
         );
         // 2 ready and this one is not among them: deleting it leaves 2.
         assert_eq!(
             floor(&w(Kind::Deployment), min, r(3, 2), false),
-            Verdict::Pass
+            Ruling::Pass
         );
         // 50% of 3 = 2: 2 ready, one of them this pod: held.
         let half = MinAvailable::Percent(50);
         assert!(matches!(
             floor(&w(Kind::StatefulSet), half, r(3, 2), true),
-            Verdict::Hold(_)
+            Ruling::Hold(_)
         ));
         assert_eq!(
             floor(&w(Kind::StatefulSet), half, r(3, 3), true),
-            Verdict::Pass
+            Ruling::Pass
         );
         // No replica count (Job, standalone, gone): the floor does not apply.
-        assert_eq!(floor(&w(Kind::Job), min, None, true), Verdict::Pass);
+        assert_eq!(floor(&w(Kind::Job), min, None, true), Ruling::Pass);
     }
 
     #[test]
@@ -277,7 +277,7 @@ mod tests {
         // sender retry for ever.
         let v = floor(&w(Kind::Deployment), MinAvailable::Count(2), r(2, 2), true);
         assert!(
-            matches!(&v, Verdict::Refuse(m) if m.contains("can never be met") && m.contains("at best 1")),
+            matches!(&v, Ruling::Refuse(m) if m.contains("can never be met") && m.contains("at best 1")),
             "{v:?}"
         );
         // 100% of anything is never met by a deletion.
@@ -288,22 +288,22 @@ mod tests {
                 r(5, 5),
                 true
             ),
-            Verdict::Refuse(_)
+            Ruling::Refuse(_)
         ));
         // Scaled to zero with a count floor: refused, not held.
         assert!(matches!(
             floor(&w(Kind::Deployment), MinAvailable::Count(1), r(0, 0), false),
-            Verdict::Refuse(_)
+            Ruling::Refuse(_)
         ));
         // A rollout's surge (3 ready of 2 desired) lets it through even so.
         assert_eq!(
             floor(&w(Kind::Deployment), MinAvailable::Count(2), r(2, 3), true),
-            Verdict::Pass
+            Ruling::Pass
         );
         // Reachable once replicas recover (3 desired, 2 ready, floor 2): held, retry.
         assert!(matches!(
             floor(&w(Kind::Deployment), MinAvailable::Count(2), r(3, 2), true),
-            Verdict::Hold(_)
+            Ruling::Hold(_)
         ));
     }
 
@@ -338,23 +338,23 @@ mod tests {
         let skip: SkipOwnerKinds = "statefulset, Standalone,rollout".parse().unwrap();
         assert!(
             matches!(by_kind(&w(Kind::Mirror), &SkipOwnerKinds::default(), Some("n1")),
-            Verdict::Skip(m) if m.contains("no effect") && m.contains("n1"))
+            Ruling::Skip(m) if m.contains("no effect") && m.contains("n1"))
         );
         assert!(
-            matches!(by_kind(&w(Kind::StatefulSet), &skip, None), Verdict::Skip(m) if m.contains("StatefulSet/web"))
+            matches!(by_kind(&w(Kind::StatefulSet), &skip, None), Ruling::Skip(m) if m.contains("StatefulSet/web"))
         );
         assert!(matches!(
             by_kind(&w(Kind::Standalone), &skip, None),
-            Verdict::Skip(_)
+            Ruling::Skip(_)
         ));
         assert!(matches!(
             by_kind(&w(Kind::Other("Rollout".into())), &skip, None),
-            Verdict::Skip(_)
+            Ruling::Skip(_)
         ));
-        assert_eq!(by_kind(&w(Kind::Deployment), &skip, None), Verdict::Pass);
+        assert_eq!(by_kind(&w(Kind::Deployment), &skip, None), Ruling::Pass);
         assert_eq!(
             by_kind(&w(Kind::Standalone), &SkipOwnerKinds::default(), None),
-            Verdict::Pass
+            Ruling::Pass
         );
     }
 }

@@ -1,6 +1,6 @@
-//! The live pod + the event's target + the event + configuration + now → what to do to that pod.
-//! Pure: `action` only carries the verdict out. Every rule that keeps the wrong pod alive lives
-//! here, so it can be tested (and fuzzed) without an API server.
+//! The live pod + the event's target + the event + its part of the configuration + now → what
+//! to do to that pod. Pure: `plan` carries the verdict on. Every rule that keeps the wrong pod
+//! alive lives here, so it can be tested (and fuzzed) without an API server.
 //!
 //! Identity, strongest evidence first:
 //! 1. the event's pod uid: equal is proof (the container check then only adds evidence),
@@ -18,7 +18,6 @@ use std::time::Duration;
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 
 use crate::{
-    config::Config,
     domain::falco::{FalcoEvent, Target},
     domain::ident::ContainerId,
 };
@@ -37,6 +36,13 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(2);
 /// recent, evidence that is missing only because of that lag is answered "retry" (503), not
 /// `stale`: a retry lets the status catch up, a 200 `stale` would end the shell's only chance.
 pub const STATUS_LAG: Duration = Duration::from_secs(60);
+
+/// The part of the configuration the verdict reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdentityConfig {
+    /// GRACE_PERIOD_SECONDS: the grace period of a deletion (`None`: the pod's own).
+    pub grace_period_seconds: Option<u32>,
+}
 
 /// What to do to the live pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +122,7 @@ pub fn verdict(
     pod: &Pod,
     target: &Target,
     event: &FalcoEvent,
-    cfg: &Config,
+    config: &IdentityConfig,
     now: Timestamp,
 ) -> Verdict {
     let meta = &pod.metadata;
@@ -166,7 +172,7 @@ pub fn verdict(
             deletion.0,
             secs(remaining.max(0))
         );
-        return match cfg.grace_period_seconds {
+        return match config.grace_period_seconds {
             Some(g)
                 if remaining > i128::from(g) * 1_000_000_000
                     && period.is_none_or(|p| i64::from(g) < p) =>
@@ -183,7 +189,7 @@ pub fn verdict(
 
     Verdict::Delete {
         uid: live_uid,
-        grace: cfg.grace_period_seconds,
+        grace: config.grace_period_seconds,
     }
 }
 
@@ -301,8 +307,12 @@ mod tests {
     const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
     const OLD_CID: &str = "5892b41bcf460123456789abcdef0123456789abcdef0123456789abcdef0123";
 
-    fn cfg(vars: &[(&str, &str)]) -> Config {
-        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    /// The configuration the variables `vars` set (GRACE_PERIOD_SECONDS).
+    fn cfg(vars: &[(&str, &str)]) -> IdentityConfig {
+        let grace = vars.iter().find(|(k, _)| *k == "GRACE_PERIOD_SECONDS");
+        IdentityConfig {
+            grace_period_seconds: grace.map(|(_, v)| v.parse().unwrap()),
+        }
     }
 
     fn ts(s: &str) -> Timestamp {
@@ -352,7 +362,7 @@ mod tests {
 
     const NOW: &str = "2026-11-30T10:00:00Z";
 
-    fn run(p: &Pod, t: &Target, e: &FalcoEvent, c: &Config) -> Verdict {
+    fn run(p: &Pod, t: &Target, e: &FalcoEvent, c: &IdentityConfig) -> Verdict {
         verdict(p, t, e, c, ts(NOW))
     }
 
@@ -690,7 +700,7 @@ mod tests {
             uid in prop::option::of(prop::sample::select(vec![UID, OTHER_UID])),
             time_min in prop::option::of(0i64..120),
             grace in prop::option::of(1u32..3600),
-        ) -> (Target, FalcoEvent, Config) {
+        ) -> (Target, FalcoEvent, IdentityConfig) {
             let t = Target {
                 namespace: Namespace::parse("ns", "prod").unwrap(),
                 name: PodName::parse("pod", "web-0").unwrap(),

@@ -8,5 +8,7 @@ pub mod guards;
 pub mod ident;
 pub mod identity;
 pub mod outcome;
+pub mod plan;
 pub mod policy;
+pub mod step;
 pub mod workload;

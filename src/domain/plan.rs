@@ -1,0 +1,975 @@
+//! What to do with the facts the API returns, step by step: each answer (the pod, its workload,
+//! the replica counts, the breaker's count, the dry-run eviction's, the removal's) goes in, the
+//! next call to make or the end (outcome, Events to record) comes out. Pure: `cluster::pods`
+//! makes the calls this asks for and no other, so every branch is tested without an API server.
+//! The facts come in stages, as each depends on the one before (the owner on the pod; the
+//! workload is read only for a pod not skipped); only the breaker's count, which depends on
+//! nothing, is read alongside the pod's GET and handed in when the plan gets to it.
+
+use k8s_openapi::{
+    api::core::v1::{ObjectReference, Pod},
+    jiff::Timestamp,
+};
+
+use crate::domain::{
+    budget::{self, Breaker, Deletion, Ticket},
+    falco::{FalcoEvent, Target},
+    guards::{self, MinAvailable, Ruling, SkipOwnerKinds},
+    identity::{IdentityConfig, Verdict, pod_container_ids, verdict},
+    outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
+    step::{Audit, BreakerRecord, Finish, Recorded, Removal, Removed, Step, Undecided, Via},
+    workload::{Replicas, Workload},
+};
+
+/// The configuration the plan reads (built from `Config` by the cluster layer).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanConfig {
+    pub identity: IdentityConfig,
+    /// DRY_RUN: every guard gives its verdict, nothing is removed or reserved.
+    pub dry_run: bool,
+    pub skip_owner_kinds: SkipOwnerKinds,
+    pub min_available: Option<MinAvailable>,
+    /// USE_EVICTION: remove through the Eviction API (PodDisruptionBudgets apply).
+    pub use_eviction: bool,
+}
+
+/// Which answer the plan waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Start,
+    Pod,
+    Workload,
+    Replicas,
+    Count,
+    DryEviction,
+    Removal,
+    Nothing,
+}
+
+/// The removal decided so far: what the pod's verdict called for.
+#[derive(Debug)]
+struct Decided {
+    uid: String,
+    grace: Option<u32>,
+    /// `Deleted`, or `GraceShortened` for a terminating pod (no guards: not a new deletion).
+    what: Recorded,
+    pod_ready: bool,
+    node: Option<String>,
+}
+
+/// One event's plan, fed the API's answers in the order its steps ask for them.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    config: &'a PlanConfig,
+    breaker: &'a Breaker,
+    target: &'a Target,
+    event: &'a FalcoEvent,
+    /// The breaker record this deletion would write: the breaker reserves it by this name.
+    record_name: String,
+    due: Due,
+    pod: PodRef,
+    seen: Seen,
+    decided: Option<Decided>,
+    workload: Option<Workload>,
+    /// What each guard said, for the dry-run reason.
+    checks: Vec<String>,
+    ticket: Option<Ticket>,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(
+        config: &'a PlanConfig,
+        breaker: &'a Breaker,
+        target: &'a Target,
+        event: &'a FalcoEvent,
+        record_name: String,
+    ) -> Plan<'a> {
+        Plan {
+            config,
+            breaker,
+            target,
+            event,
+            record_name,
+            due: Due::Start,
+            pod: PodRef::of(target),
+            seen: Seen::default(),
+            decided: None,
+            workload: None,
+            checks: Vec::new(),
+            ticket: None,
+        }
+    }
+
+    /// The first step: the pod.
+    pub fn first(&mut self) -> Step {
+        self.expect(Due::Start, Due::Pod);
+        Step::GetPod {
+            with_count: self.breaker.enabled(),
+        }
+    }
+
+    /// The pod's GET answered: the pod, or `None` (404). `now` for the identity verdict.
+    pub fn pod(&mut self, pod: Option<&Pod>, now: Timestamp) -> Step {
+        self.expect(Due::Pod, Due::Nothing);
+        let Some(pod) = pod else {
+            return Self::end(Ok(Outcome {
+                kind: OutcomeKind::Gone,
+                reason: "the pod no longer exists".into(),
+                pod: Some(self.pod.clone()),
+                seen: None,
+            }));
+        };
+        let v = verdict(pod, self.target, self.event, &self.config.identity, now);
+        if let Verdict::Mismatch { reason } = v {
+            return Self::end(Err(Undecided::Mismatch(reason)));
+        }
+        self.seen = Seen {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            container_ids: pod_container_ids(pod),
+        };
+        self.pod.uid = Some(self.seen.uid.clone());
+        let (uid, grace, what) = match v {
+            Verdict::Stale { reason } => return self.done(OutcomeKind::Stale, reason),
+            Verdict::NotYet { reason } => return Self::end(Err(Undecided::NotYet(reason))),
+            Verdict::Skipped { reason } => return self.done(OutcomeKind::Skipped, reason),
+            Verdict::Terminating { reason } => {
+                return self.done(OutcomeKind::Terminating, reason);
+            }
+            Verdict::Mismatch { .. } => unreachable!("handled above"),
+            Verdict::Delete { uid, grace } => (uid, grace, Recorded::Deleted),
+            Verdict::Shorten { uid, grace, .. } => (uid, Some(grace), Recorded::GraceShortened),
+        };
+        self.decided = Some(Decided {
+            uid,
+            grace,
+            what,
+            pod_ready: guards::pod_is_ready(pod),
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        });
+        match what {
+            // The workload-aware guards, for a new deletion (not for shortening a grace period).
+            Recorded::Deleted => {
+                self.due = Due::Workload;
+                Step::Resolve
+            }
+            _ => self.last(),
+        }
+    }
+
+    /// The pod's workload, resolved.
+    pub fn workload(&mut self, w: Workload) -> Step {
+        self.expect(Due::Workload, Due::Nothing);
+        self.pod.workload = Some(w.to_string());
+        self.checks.push(format!("workload {w}"));
+        let node = self.decided().node.as_deref();
+        let ruling = guards::by_kind(&w, &self.config.skip_owner_kinds, node);
+        self.workload = Some(w);
+        if let Ruling::Skip(reason) = ruling {
+            if self.config.dry_run {
+                return self.dry(format!("would skip: {reason}"));
+            }
+            return self.done(OutcomeKind::Skipped, reason);
+        }
+        match self.config.min_available {
+            Some(_) => {
+                self.due = Due::Replicas;
+                Step::ReadReplicas(self.resolved().clone())
+            }
+            None => self.after_floor(),
+        }
+    }
+
+    /// The workload's replica counts (`None`: a kind without any, or the workload is gone).
+    pub fn replicas(&mut self, replicas: Option<Replicas>) -> Step {
+        self.expect(Due::Replicas, Due::Nothing);
+        let min = self.config.min_available.expect("asked for replicas");
+        let w = self.resolved();
+        match guards::floor(w, min, replicas, self.decided().pod_ready) {
+            Ruling::Hold(reason) => self.held(reason, HeldBy::Floor),
+            Ruling::Refuse(reason) => self.held(reason, HeldBy::FloorNever),
+            _ => {
+                let check = match replicas {
+                    Some(r) => format!(
+                        "MIN_AVAILABLE={min} holds ({} of {} ready)",
+                        r.ready, r.desired
+                    ),
+                    None => format!("MIN_AVAILABLE={min} does not apply to {}", w.kind.as_str()),
+                };
+                self.checks.push(check);
+                self.after_floor()
+            }
+        }
+    }
+
+    /// The breaker's count (read alongside the pod's GET); `now` for its windows. A closed
+    /// breaker reserves this deletion (not under DRY_RUN) until [`Plan::removed`] says whether
+    /// it happened.
+    pub fn counted(&mut self, listed: &[Deletion], now: Timestamp) -> Step {
+        self.expect(Due::Count, Due::Nothing);
+        let w = self.resolved();
+        let key = budget::workload_key(self.target.namespace.as_str(), w);
+        let reserve = !self.config.dry_run;
+        match self
+            .breaker
+            .decide(listed, key.as_deref(), now, &self.record_name, reserve)
+        {
+            Ok(ticket) => self.ticket = ticket,
+            Err(open) => {
+                let reason = open.reason(w);
+                if self.config.dry_run {
+                    return self.dry(format!("would be refused: {reason}"));
+                }
+                let kind = OutcomeKind::BreakerOpen(w.kind.metric_label());
+                let mut finish = self.refused(Recorded::BreakerOpen, kind, reason);
+                finish.alarm = Some("deletion breaker open: not deleting; a person must look");
+                return Step::Finish(Box::new(finish));
+            }
+        }
+        self.checks.push("deletion breaker closed".into());
+        self.after_breaker()
+    }
+
+    /// The dry-run eviction's answer: allowed, or refused by a PodDisruptionBudget (its message).
+    pub fn dry_evicted(&mut self, answer: Result<(), String>) -> Step {
+        self.expect(Due::DryEviction, Due::Nothing);
+        match answer {
+            Ok(()) => {
+                self.checks
+                    .push("the PodDisruptionBudgets allow an eviction".into());
+                self.last()
+            }
+            Err(msg) => self.held(
+                format!("eviction refused by a PodDisruptionBudget: {msg}"),
+                HeldBy::Pdb,
+            ),
+        }
+    }
+
+    /// The removal's answer; `Err` (any other refusal, a timeout) passes through. Whatever did
+    /// not remove the pod gives its reservation back.
+    pub fn removed<E>(&mut self, answer: Result<Removed, E>) -> Result<Step, E> {
+        self.expect(Due::Removal, Due::Nothing);
+        if !matches!(answer, Ok(Removed::Done)) {
+            self.release();
+        }
+        let via = self.via();
+        let noun = via.noun();
+        let rule = &self.event.rule;
+        let step = match answer? {
+            Removed::Done => {
+                let d = self.decided();
+                let (kind, reason) = match d.what {
+                    Recorded::GraceShortened => (
+                        OutcomeKind::Terminating,
+                        format!(
+                            "the pod was already terminating: grace shortened to {}s (Falco rule {rule:?})",
+                            d.grace.unwrap_or_default(),
+                        ),
+                    ),
+                    _ if via == Via::Eviction => (
+                        OutcomeKind::Deleted,
+                        format!("Falco rule {rule:?} (evicted through the Eviction API)"),
+                    ),
+                    _ => (OutcomeKind::Deleted, format!("Falco rule {rule:?}")),
+                };
+                let related = self.related();
+                let mut finish = self.finish(kind, reason);
+                finish.breaker_record = self.ticket.take().map(|t| BreakerRecord {
+                    name: t.key,
+                    workload_key: self
+                        .workload
+                        .as_ref()
+                        .and_then(|w| budget::workload_key(self.target.namespace.as_str(), w)),
+                    related: related.clone(),
+                });
+                finish.audit = Some(self.audit(self.decided().what, related, None));
+                Step::Finish(Box::new(finish))
+            }
+            Removed::Budget(msg) => {
+                let reason = format!(
+                    "eviction refused by a PodDisruptionBudget: {msg}; retry once replicas recover"
+                );
+                let kind = OutcomeKind::Held(HeldBy::Pdb);
+                Step::Finish(Box::new(self.refused(Recorded::Held, kind, reason)))
+            }
+            Removed::NotFound => self.done(
+                OutcomeKind::Gone,
+                format!("the pod disappeared before the {noun}"),
+            ),
+            Removed::Conflict => self.done(
+                OutcomeKind::Stale,
+                format!("the pod was replaced between check and {noun} (uid precondition failed)"),
+            ),
+        };
+        Ok(step)
+    }
+
+    fn expect(&mut self, due: Due, then: Due) {
+        assert_eq!(self.due, due, "the plan was answered out of order");
+        self.due = then;
+    }
+
+    fn decided(&self) -> &Decided {
+        self.decided
+            .as_ref()
+            .expect("the pod's verdict called for a removal")
+    }
+
+    fn resolved(&self) -> &Workload {
+        self.workload.as_ref().expect("the workload was resolved")
+    }
+
+    /// Through the Eviction API only for a new deletion under USE_EVICTION.
+    fn via(&self) -> Via {
+        if self.config.use_eviction && self.decided().what == Recorded::Deleted {
+            Via::Eviction
+        } else {
+            Via::Delete
+        }
+    }
+
+    /// The workload reference the Events carry, once the guards resolved it.
+    fn related(&self) -> Option<ObjectReference> {
+        let w = self.workload.as_ref()?;
+        budget::related(self.target.namespace.as_str(), w)
+    }
+
+    fn removal(&self, via: Via) -> Removal {
+        let d = self.decided();
+        Removal {
+            via,
+            uid: d.uid.clone(),
+            grace: d.grace,
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.breaker.release(t);
+        }
+    }
+
+    fn after_floor(&mut self) -> Step {
+        if self.breaker.enabled() {
+            self.due = Due::Count;
+            return Step::Count;
+        }
+        self.after_breaker()
+    }
+
+    fn after_breaker(&mut self) -> Step {
+        // Under DRY_RUN the Eviction API itself says whether a budget would allow it.
+        if self.config.dry_run && self.config.use_eviction {
+            self.due = Due::DryEviction;
+            return Step::EvictDryRun(self.removal(Via::Eviction));
+        }
+        self.last()
+    }
+
+    /// The removal, or under DRY_RUN what it would have been (and its audit trail).
+    fn last(&mut self) -> Step {
+        let via = self.via();
+        if !self.config.dry_run {
+            self.due = Due::Removal;
+            return Step::Remove(self.removal(via));
+        }
+        let d = self.decided();
+        let what = match d.what {
+            Recorded::GraceShortened => "shorten the grace period of",
+            _ if via == Via::Eviction => "evict",
+            _ => "delete",
+        };
+        let checks = match self.workload {
+            Some(_) => format!(" ({})", self.checks.join("; ")),
+            None => String::new(),
+        };
+        let (ns, name) = (&self.target.namespace, &self.target.name);
+        let mut finish = self.finish(
+            OutcomeKind::DryRun,
+            format!("DRY_RUN: would {what} pod {ns}/{name}{checks}"),
+        );
+        finish.audit = Some(self.audit(Recorded::DryRun, self.related(), None));
+        Step::Finish(Box::new(finish))
+    }
+
+    /// Held by a guard: not now (503, retry), or never by retrying (`FloorNever`: 200, loud).
+    fn held(&mut self, reason: String, by: HeldBy) -> Step {
+        if self.config.dry_run {
+            return self.dry(format!("would hold: {reason}"));
+        }
+        let mut finish = self.refused(Recorded::Held, OutcomeKind::Held(by), reason);
+        if by == HeldBy::FloorNever {
+            finish.alarm =
+                Some("held for good: the availability floor can never be met; a person must look");
+        }
+        Step::Finish(Box::new(finish))
+    }
+
+    /// A removal a guard refused: its Warning Event says why.
+    fn refused(&self, what: Recorded, kind: OutcomeKind, reason: String) -> Finish {
+        let audit = self.audit(what, self.related(), Some(reason.clone()));
+        let mut finish = self.finish(kind, reason);
+        finish.audit = Some(audit);
+        finish
+    }
+
+    fn audit(
+        &self,
+        what: Recorded,
+        related: Option<ObjectReference>,
+        why: Option<String>,
+    ) -> Audit {
+        Audit {
+            uid: self.decided().uid.clone(),
+            what,
+            related,
+            why,
+        }
+    }
+
+    fn dry(&self, verdict: String) -> Step {
+        self.done(OutcomeKind::DryRun, format!("DRY_RUN: {verdict}"))
+    }
+
+    fn done(&self, kind: OutcomeKind, reason: String) -> Step {
+        Step::Finish(Box::new(self.finish(kind, reason)))
+    }
+
+    /// An outcome about the live pod, nothing recorded (yet).
+    fn finish(&self, kind: OutcomeKind, reason: String) -> Finish {
+        Finish::of(Ok(Outcome {
+            kind,
+            reason,
+            pod: Some(self.pod.clone()),
+            seen: Some(self.seen.clone()),
+        }))
+    }
+
+    fn end(outcome: Result<Outcome, Undecided>) -> Step {
+        Step::Finish(Box::new(Finish::of(outcome)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::{
+        api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus},
+        apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    };
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{
+        budget::Budget,
+        ident::{ContainerId, Namespace, PodName, PodUid},
+        identity::PROTECT_ANNOTATION,
+        workload::Kind,
+    };
+
+    const UID: &str = "0f9a4c1e-1111-2222-3333-444455556666";
+    const OTHER_UID: &str = "9a9a4c1e-1111-2222-3333-444455556666";
+    const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
+    const NOW: &str = "2026-11-30T10:00:00Z";
+    const RECORD: &str = "falco-responder-deleted.test";
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn at(offset_s: i64) -> Timestamp {
+        Timestamp::from_second(ts(NOW).as_second() + offset_s).unwrap()
+    }
+
+    /// The live pod `prod/web-0`, created an hour before NOW, running container CID.
+    fn pod(uid: &str, ready: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some("prod".into()),
+                name: Some("web-0".into()),
+                uid: Some(uid.into()),
+                creation_timestamp: Some(Time(at(-3600))),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some("node-1".into()),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    container_id: Some(format!("containerd://{CID}")),
+                    ..Default::default()
+                }]),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn target(uid: Option<&str>) -> Target {
+        Target {
+            namespace: Namespace::parse("ns", "prod").unwrap(),
+            name: PodName::parse("pod", "web-0").unwrap(),
+            container_id: Some(ContainerId::parse("c", &CID[..12]).unwrap().unwrap()),
+            uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
+        }
+    }
+
+    fn event() -> FalcoEvent {
+        serde_json::from_value(serde_json::json!({
+            "rule": "Terminal shell in container", "priority": "Notice",
+            "time": at(-60).to_string(), "output_fields": {}
+        }))
+        .unwrap()
+    }
+
+    fn workload(kind: Kind) -> Workload {
+        Workload {
+            kind,
+            name: "web".into(),
+            api_version: "apps/v1".into(),
+        }
+    }
+
+    /// Every answer the API side could give one event.
+    #[derive(Debug, Clone)]
+    struct Answers {
+        pod: Option<Pod>,
+        workload: Workload,
+        replicas: Option<Replicas>,
+        listed: Vec<Deletion>,
+        dry_eviction: Result<(), String>,
+        removed: Result<Removed, &'static str>,
+    }
+
+    /// One event's run: the steps asked for, in order, and the end (`None`: the removal
+    /// failed and its error passed through).
+    #[derive(Debug)]
+    struct Run {
+        steps: Vec<Step>,
+        finish: Option<Finish>,
+    }
+
+    fn drive(rules: &PlanConfig, breaker: &Breaker, target: &Target, answers: &Answers) -> Run {
+        let event = event();
+        let mut plan = Plan::new(rules, breaker, target, &event, RECORD.into());
+        let mut steps = Vec::new();
+        let mut step = plan.first();
+        let finish = loop {
+            assert!(steps.len() < 10, "the plan does not end: {steps:?}");
+            steps.push(step.clone());
+            step = match step {
+                Step::GetPod { .. } => plan.pod(answers.pod.as_ref(), ts(NOW)),
+                Step::Resolve => plan.workload(answers.workload.clone()),
+                Step::ReadReplicas(_) => plan.replicas(answers.replicas),
+                Step::Count => plan.counted(&answers.listed, ts(NOW)),
+                Step::EvictDryRun(_) => plan.dry_evicted(answers.dry_eviction.clone()),
+                Step::Remove(_) => match plan.removed(answers.removed.clone()) {
+                    Ok(next) => next,
+                    Err(_) => break None,
+                },
+                Step::Finish(f) => {
+                    steps.pop();
+                    break Some(*f);
+                }
+            };
+        };
+        Run { steps, finish }
+    }
+
+    fn outcome(run: &Run) -> Option<&Outcome> {
+        run.finish.as_ref().and_then(|f| f.outcome.as_ref().ok())
+    }
+
+    fn removals(run: &Run) -> Vec<&Removal> {
+        run.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Remove(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The order the calls come in; each at most once.
+    fn rank(s: &Step) -> usize {
+        match s {
+            Step::GetPod { .. } => 0,
+            Step::Resolve => 1,
+            Step::ReadReplicas(_) => 2,
+            Step::Count => 3,
+            Step::EvictDryRun(_) => 4,
+            Step::Remove(_) => 5,
+            Step::Finish(_) => 6,
+        }
+    }
+
+    fn kinds() -> Vec<Kind> {
+        vec![
+            Kind::Deployment,
+            Kind::StatefulSet,
+            Kind::DaemonSet,
+            Kind::Job,
+            Kind::Mirror,
+            Kind::Standalone,
+            Kind::Other("Rollout".into()),
+        ]
+    }
+
+    prop_compose! {
+        fn any_rules()(
+            dry_run in any::<bool>(),
+            use_eviction in any::<bool>(),
+            skip in prop::sample::subsequence(kinds(), 0..3),
+            min in prop::option::of(prop_oneof![
+                (0u32..4).prop_map(MinAvailable::Count),
+                (0u32..=100).prop_map(MinAvailable::Percent),
+            ]),
+            grace in prop::option::of(1u32..120),
+        ) -> PlanConfig {
+            PlanConfig {
+                identity: IdentityConfig { grace_period_seconds: grace },
+                dry_run,
+                skip_owner_kinds: SkipOwnerKinds(skip),
+                min_available: min,
+                use_eviction,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn any_breaker()(
+            per_workload in prop::option::of(1u32..4),
+            overall in prop::option::of(1u32..6),
+        ) -> Breaker {
+            let budget = |max, secs| Budget { max, window: Duration::from_secs(secs) };
+            Breaker::new(per_workload.map(|m| budget(m, 600)), overall.map(|m| budget(m, 60)))
+        }
+    }
+
+    prop_compose! {
+        fn any_answers()(
+            present in prop::bool::weighted(0.9),
+            uid in prop::sample::select(vec![UID, OTHER_UID]),
+            ready in any::<bool>(),
+            protected in prop::bool::weighted(0.1),
+            terminating in prop::option::of(0i64..7200),
+            kind in prop::sample::select(kinds()),
+            replicas in prop::option::of((0u32..5, 0u32..6)),
+            listed in prop::collection::vec((any::<bool>(), 0i64..120), 0..6),
+            pdb_allows in any::<bool>(),
+            removed in 0usize..5,
+        ) -> Answers {
+            let mut p = pod(uid, ready);
+            if protected {
+                p.metadata.annotations =
+                    Some([(PROTECT_ANNOTATION.to_string(), "true".into())].into());
+            }
+            if let Some(left) = terminating {
+                p.metadata.deletion_timestamp = Some(Time(at(left)));
+                p.metadata.deletion_grace_period_seconds = Some(7200);
+            }
+            Answers {
+                pod: present.then_some(p),
+                workload: workload(kind),
+                replicas: replicas.map(|(desired, ready)| Replicas { desired, ready }),
+                listed: listed
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (ours, ago))| Deletion {
+                        key: format!("record-{i}"),
+                        workload: Some(if ours { "prod/Deployment/web" } else { "prod/Job/other" }.into()),
+                        at: at(-ago),
+                    })
+                    .collect(),
+                dry_eviction: if pdb_allows { Ok(()) } else { Err("web-pdb needs 2".into()) },
+                removed: match removed {
+                    0 => Ok(Removed::Done),
+                    1 => Ok(Removed::NotFound),
+                    2 => Ok(Removed::Conflict),
+                    3 => Ok(Removed::Budget("web-pdb needs 2".into())),
+                    _ => Err("timeout"),
+                },
+            }
+        }
+    }
+
+    fn any_target() -> impl Strategy<Value = Target> {
+        prop::option::of(prop::sample::select(vec![UID, OTHER_UID])).prop_map(|uid| target(uid))
+    }
+
+    proptest! {
+        #[test]
+        fn removes_only_the_live_pod_the_event_names(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            for r in removals(&run) {
+                let live = a.pod.as_ref().expect("removed a pod the API did not return");
+                prop_assert_eq!(Some(r.uid.as_str()), live.metadata.uid.as_deref());
+                if let Some(uid) = &t.uid {
+                    prop_assert_eq!(r.uid.as_str(), uid.as_str());
+                }
+                let protected = live.metadata.annotations.is_some();
+                prop_assert!(!protected, "removed a protected pod");
+            }
+        }
+
+        #[test]
+        fn dry_run_never_removes_nor_reserves(
+            mut rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            rules.dry_run = true;
+            let run = drive(&rules, &breaker, &t, &a);
+            prop_assert!(removals(&run).is_empty(), "{:?}", run.steps);
+            prop_assert_eq!(breaker.reserved(), 0);
+            let f = run.finish.as_ref().unwrap();
+            prop_assert!(f.breaker_record.is_none() && f.alarm.is_none());
+            if let Some(audit) = &f.audit {
+                prop_assert_eq!(audit.what, Recorded::DryRun);
+            }
+        }
+
+        #[test]
+        fn a_hold_or_an_open_breaker_never_removes(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            // The breaker's verdict on the same count, asked of a twin with the same budgets.
+            let twin = Breaker::new(breaker.per_workload, breaker.overall);
+            let run = drive(&rules, &breaker, &t, &a);
+            let asked = |rank_of: usize| run.steps.iter().any(|s| rank(s) == rank_of);
+            if asked(2) {
+                let min = rules.min_available.unwrap();
+                let ready = guards::pod_is_ready(a.pod.as_ref().unwrap());
+                if !matches!(guards::floor(&a.workload, min, a.replicas, ready), Ruling::Pass) {
+                    prop_assert!(removals(&run).is_empty() && !asked(3), "{:?}", run.steps);
+                }
+            }
+            if asked(3) {
+                let key = budget::workload_key("prod", &a.workload);
+                if twin.decide(&a.listed, key.as_deref(), ts(NOW), "x", false).is_err() {
+                    prop_assert!(removals(&run).is_empty(), "{:?}", run.steps);
+                }
+            }
+            if asked(4) && a.dry_eviction.is_err() {
+                prop_assert!(removals(&run).is_empty());
+            }
+            let refused = |k| matches!(k, OutcomeKind::BreakerOpen(_) | OutcomeKind::Held(HeldBy::Floor | HeldBy::FloorNever));
+            if outcome(&run).is_some_and(|o| refused(o.kind)) {
+                prop_assert!(removals(&run).is_empty(), "{:?}", run.steps);
+            }
+        }
+
+        #[test]
+        fn the_removals_answer_decides_the_outcome_and_the_ticket(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            let removed = !removals(&run).is_empty();
+            let counted = run.steps.contains(&Step::Count);
+            let made = removed && a.removed == Ok(Removed::Done);
+            // Reserved only by a removal that happened; every other path gave it back.
+            prop_assert_eq!(breaker.reserved(), usize::from(made && counted));
+            if !removed {
+                return Ok(());
+            }
+            let Some(f) = &run.finish else {
+                prop_assert!(a.removed.is_err());
+                return Ok(());
+            };
+            let o = f.outcome.as_ref().unwrap();
+            match &a.removed {
+                Ok(Removed::Done) => {
+                    prop_assert!(matches!(o.kind, OutcomeKind::Deleted | OutcomeKind::Terminating));
+                    let record = f.breaker_record.as_ref().map(|r| r.name.as_str());
+                    prop_assert_eq!(record, counted.then_some(RECORD));
+                    let what = f.audit.as_ref().unwrap().what;
+                    prop_assert!(matches!(what, Recorded::Deleted | Recorded::GraceShortened));
+                }
+                Ok(Removed::NotFound) => prop_assert_eq!(o.kind, OutcomeKind::Gone),
+                Ok(Removed::Conflict) => prop_assert_eq!(o.kind, OutcomeKind::Stale),
+                Ok(Removed::Budget(_)) => {
+                    prop_assert_eq!(o.kind, OutcomeKind::Held(HeldBy::Pdb));
+                    prop_assert!(HeldBy::Pdb.retry_helps());
+                    prop_assert_eq!(f.audit.as_ref().unwrap().what, Recorded::Held);
+                }
+                Err(_) => unreachable!("no finish after a failed removal"),
+            }
+            if !matches!(a.removed, Ok(Removed::Done)) {
+                prop_assert!(f.breaker_record.is_none());
+            }
+        }
+
+        #[test]
+        fn mirror_pods_and_skipped_kinds_end_before_any_workload_get(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            let skipped = a.workload.kind == Kind::Mirror
+                || rules.skip_owner_kinds.contains(&a.workload.kind);
+            if skipped && run.steps.contains(&Step::Resolve) {
+                prop_assert_eq!(run.steps.last(), Some(&Step::Resolve));
+                let o = outcome(&run).unwrap();
+                let expected = if rules.dry_run { OutcomeKind::DryRun } else { OutcomeKind::Skipped };
+                prop_assert_eq!(o.kind, expected);
+                prop_assert_eq!(breaker.reserved(), 0);
+            }
+        }
+
+        #[test]
+        fn the_calls_come_in_order_and_none_twice(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            prop_assert_eq!(
+                run.steps.first(),
+                Some(&Step::GetPod { with_count: breaker.enabled() })
+            );
+            let ranks: Vec<usize> = run.steps.iter().map(rank).collect();
+            prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{:?}", run.steps);
+            // The count handed in only when it was read alongside the GET.
+            prop_assert!(!run.steps.contains(&Step::Count) || breaker.enabled());
+            // The workload is read only under MIN_AVAILABLE, the dry-run eviction only in a
+            // dry run under USE_EVICTION.
+            for s in &run.steps {
+                match s {
+                    Step::ReadReplicas(_) => prop_assert!(rules.min_available.is_some()),
+                    Step::EvictDryRun(_) => prop_assert!(rules.dry_run && rules.use_eviction),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn rules() -> PlanConfig {
+        PlanConfig {
+            min_available: Some(MinAvailable::Count(1)),
+            ..PlanConfig::default()
+        }
+    }
+
+    fn answers() -> Answers {
+        Answers {
+            pod: Some(pod(UID, true)),
+            workload: workload(Kind::Deployment),
+            replicas: Some(Replicas {
+                desired: 3,
+                ready: 3,
+            }),
+            listed: Vec::new(),
+            dry_eviction: Ok(()),
+            removed: Ok(Removed::Done),
+        }
+    }
+
+    #[test]
+    fn a_guarded_deletion_asks_every_fact_once_then_records_it() {
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let run = drive(&rules(), &breaker, &target(Some(UID)), &answers());
+        let removal = Removal {
+            via: Via::Delete,
+            uid: UID.into(),
+            grace: None,
+        };
+        assert_eq!(
+            run.steps,
+            [
+                Step::GetPod { with_count: true },
+                Step::Resolve,
+                Step::ReadReplicas(workload(Kind::Deployment)),
+                Step::Count,
+                Step::Remove(removal),
+            ]
+        );
+        let f = run.finish.unwrap();
+        let o = f.outcome.unwrap();
+        assert_eq!(o.kind, OutcomeKind::Deleted);
+        assert_eq!(o.pod.unwrap().workload.as_deref(), Some("Deployment/web"));
+        let record = f.breaker_record.unwrap();
+        assert_eq!(record.name, RECORD);
+        assert_eq!(record.workload_key.as_deref(), Some("prod/Deployment/web"));
+        assert_eq!(f.audit.unwrap().what, Recorded::Deleted);
+        assert_eq!(breaker.reserved(), 1);
+    }
+
+    #[test]
+    fn a_failed_removal_gives_the_reservation_back_and_passes_its_error_on() {
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let mut a = answers();
+        a.removed = Err("timeout");
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert!(run.finish.is_none());
+        assert_eq!(breaker.reserved(), 0);
+    }
+
+    #[test]
+    fn dry_run_says_what_each_guard_said() {
+        let r = PlanConfig {
+            dry_run: true,
+            use_eviction: true,
+            ..rules()
+        };
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let run = drive(&r, &breaker, &target(None), &answers());
+        let o = run.finish.unwrap().outcome.unwrap();
+        assert_eq!(
+            o.reason,
+            "DRY_RUN: would evict pod prod/web-0 (workload Deployment/web; MIN_AVAILABLE=1 holds \
+             (3 of 3 ready); deletion breaker closed; the PodDisruptionBudgets allow an eviction)"
+        );
+        let mut a = answers();
+        a.dry_eviction = Err("web-pdb needs 2".into());
+        let run = drive(&r, &breaker, &target(None), &a);
+        let o = run.finish.unwrap().outcome.unwrap();
+        assert_eq!(
+            o.reason,
+            "DRY_RUN: would hold: eviction refused by a PodDisruptionBudget: web-pdb needs 2"
+        );
+    }
+
+    #[test]
+    fn refusals_no_retry_can_change_are_loud() {
+        // 2 desired, floor 2: never met.
+        let mut a = answers();
+        a.replicas = Some(Replicas {
+            desired: 2,
+            ready: 2,
+        });
+        let r = PlanConfig {
+            min_available: Some(MinAvailable::Count(2)),
+            ..rules()
+        };
+        let run = drive(&r, &Breaker::new(None, None), &target(None), &a);
+        let f = run.finish.unwrap();
+        assert!(f.alarm.unwrap().starts_with("held for good"));
+        assert_eq!(f.audit.unwrap().what, Recorded::Held);
+        let breaker = Breaker::new(None, Some("1/1m".parse().unwrap()));
+        let mut a = answers();
+        a.listed = vec![Deletion {
+            key: "r".into(),
+            workload: None,
+            at: at(-1),
+        }];
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        let f = run.finish.unwrap();
+        assert!(f.alarm.unwrap().starts_with("deletion breaker open"));
+        assert_eq!(
+            f.outcome.unwrap().kind,
+            OutcomeKind::BreakerOpen("Deployment")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn an_answer_out_of_order_is_a_bug() {
+        let (rules, breaker, t, e) = (rules(), Breaker::new(None, None), target(None), event());
+        let mut plan = Plan::new(&rules, &breaker, &t, &e, RECORD.into());
+        plan.first();
+        plan.workload(workload(Kind::Deployment));
+    }
+}

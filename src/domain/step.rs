@@ -1,0 +1,135 @@
+//! What the plan and the API side say to each other: the steps the plan asks for, the answers
+//! it hears back, and its end (the outcome and the Kubernetes Events to record). Pure.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+
+use crate::domain::{outcome::Outcome, workload::Workload};
+
+/// How a pod is removed; both carry the uid precondition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Delete,
+    Eviction,
+}
+
+impl Via {
+    /// The verb of the call, as errors and timeouts name it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Via::Delete => "delete",
+            Via::Eviction => "evict",
+        }
+    }
+
+    /// The call as the reasons name it ("before the eviction").
+    pub fn noun(self) -> &'static str {
+        match self {
+            Via::Delete => "delete",
+            Via::Eviction => "eviction",
+        }
+    }
+}
+
+/// The removal of one pod: with `preconditions.uid = uid` and this grace period (`None`: the
+/// pod's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub via: Via,
+    pub uid: String,
+    pub grace: Option<u32>,
+}
+
+/// The next thing to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// GET the pod and, with `with_count`, read the breaker's count alongside (it does not
+    /// depend on the pod). Answer with [`Plan::pod`](crate::domain::plan::Plan::pod).
+    GetPod { with_count: bool },
+    /// Resolve the pod's workload (its owner, one GET unless remembered). Answer with
+    /// [`Plan::workload`](crate::domain::plan::Plan::workload).
+    Resolve,
+    /// GET the workload's replica counts (MIN_AVAILABLE). Answer with [`Plan::replicas`](crate::domain::plan::Plan::replicas).
+    ReadReplicas(Workload),
+    /// Hand in the breaker's count read alongside the GET. Answer with [`Plan::counted`](crate::domain::plan::Plan::counted).
+    Count,
+    /// Ask the Eviction API with `dryRun=All` whether a PodDisruptionBudget allows the removal.
+    /// Answer with [`Plan::dry_evicted`](crate::domain::plan::Plan::dry_evicted).
+    EvictDryRun(Removal),
+    /// Remove the pod. Answer with [`Plan::removed`](crate::domain::plan::Plan::removed).
+    Remove(Removal),
+    /// Nothing more to call (boxed: the other steps are small).
+    Finish(Box<Finish>),
+}
+
+/// The removal's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    Done,
+    /// 404: the pod went first.
+    NotFound,
+    /// 409: the uid precondition failed (a new pod under the name).
+    Conflict,
+    /// 429 from the Eviction API: a PodDisruptionBudget forbids it now (its message).
+    Budget(String),
+}
+
+/// Why nothing was decided: the sender must retry or a person must look (an error, not an outcome).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undecided {
+    /// The API answered with another object than the one asked for.
+    Mismatch(String),
+    /// The pod's status has not caught up with a recent event yet.
+    NotYet(String),
+}
+
+/// Which Kubernetes Event an event's end records about the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Deleted,
+    GraceShortened,
+    DryRun,
+    /// A guard held the deletion (FalcoDeleteHeld).
+    Held,
+    /// The deletion breaker refused it (FalcoBreakerOpen).
+    BreakerOpen,
+}
+
+/// The Kubernetes Event about the pod: what was done, with the workload in `related` and the
+/// guard's reason (`why`) at the head of its note.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    pub uid: String,
+    pub what: Recorded,
+    pub related: Option<ObjectReference>,
+    pub why: Option<String>,
+}
+
+/// The breaker's record of a removal, under the name its reservation holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerRecord {
+    pub name: String,
+    pub workload_key: Option<String>,
+    pub related: Option<ObjectReference>,
+}
+
+/// The end of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub outcome: Result<Outcome, Undecided>,
+    /// Not removed, and no retry can change that: said loud (an error line), this first.
+    pub alarm: Option<&'static str>,
+    pub breaker_record: Option<BreakerRecord>,
+    pub audit: Option<Audit>,
+}
+
+impl Finish {
+    /// The end with `outcome`, nothing to record.
+    pub fn of(outcome: Result<Outcome, Undecided>) -> Finish {
+        Finish {
+            outcome,
+            alarm: None,
+            breaker_record: None,
+            audit: None,
+        }
+    }
+}
