@@ -21,14 +21,7 @@ fn invalid_configuration_stops_the_start_naming_the_variable() {
         ("GRACE_PERIOD_SECONDS", "0"),
         ("PROTECTED_NAMESPACES", "Kube-System"),
     ] {
-        let out = binary::command()
-            .env("DRY_RUN", "true")
-            .env(var, value)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{var}={value}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(var), "{var}={value}: {err}");
+        let err = binary::refused_start(var, value);
         assert!(!err.contains("panicked"), "{var}={value}: {err}");
     }
 }

@@ -372,14 +372,7 @@ fn limits_out_of_range_stop_the_start_naming_the_variable() {
         ("SHUTDOWN_DELAY_SECONDS", "-1"),
         ("BODY_MEMORY_BYTES", "1024"),
     ] {
-        let out = binary::command()
-            .env("DRY_RUN", "true")
-            .env(var, value)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{var}={value}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(var), "{var}={value}: {err}");
+        binary::refused_start(var, value);
     }
 }
 

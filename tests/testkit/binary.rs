@@ -27,6 +27,20 @@ pub fn command() -> std::process::Command {
     cmd
 }
 
+/// Starts the binary (DRY_RUN) with `var=value`, which must stop the start: exit code 2 and an
+/// error naming `var`. Its stderr.
+pub fn refused_start(var: &str, value: &str) -> String {
+    let out = command()
+        .env("DRY_RUN", "true")
+        .env(var, value)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+    assert!(err.contains(var), "{var}={value}: {err}");
+    err
+}
+
 /// The binary serving on a free loopback port (dual stack: `[::]`), its stderr in a log file.
 /// Killed on drop.
 pub struct Responder {
