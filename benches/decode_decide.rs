@@ -5,7 +5,7 @@
 //! Every envelope wraps the same event (Falco's documented "Terminal shell in container" output
 //! with Kubernetes fields), built by the same helpers as the black-box tests.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/testkit/sender.rs"]
 mod common;
 
 use std::hint::black_box;

@@ -19,11 +19,11 @@
 //! latency series), BENCH_BURST (200), BENCH_STARTS (20), BENCH_QUIET_WAIT (180: seconds to wait
 //! for a quiet machine before measuring). Loopback only; every loop is bounded.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/testkit/sender.rs"]
 mod common;
 #[path = "bench_parts/hostile.rs"]
 mod hostile;
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/testkit/apiserver.rs"]
 mod support;
 
 use std::{

@@ -2,9 +2,9 @@
 //! A pod `alpine`, a shell spawned in it, Falco's event delivered the way Falcosidekick, Knative
 //! and Argo deliver it, and the pod deleted, step by step. Everything is stopped at the end.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/testkit/sender.rs"]
 mod common;
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/testkit/apiserver.rs"]
 mod support;
 
 use std::{process::Stdio, time::Duration};

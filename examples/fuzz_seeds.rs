@@ -4,7 +4,7 @@
 //! writes DIR/decode/*, DIR/decide/* (the same with a configuration byte in front) and
 //! DIR/verdict/* (with the configuration and live-pod shape bytes in front).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/testkit/sender.rs"]
 mod common;
 
 use std::path::PathBuf;

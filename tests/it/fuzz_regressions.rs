@@ -2,9 +2,7 @@
 //! with the fuzz targets' own checks (`fuzz/checks.rs`); and the checks themselves on the
 //! fixtures, so that a broken check cannot pass silently.
 
-mod common;
-
-#[path = "../fuzz/checks.rs"]
+#[path = "../../fuzz/checks.rs"]
 mod checks;
 
 use std::path::Path;
@@ -62,7 +60,7 @@ fn the_input_format_carries_headers_and_body() {
 fn the_decide_check_sees_a_deletion() {
     // A Terminal shell event in namespace prod under the default configuration (selector 0)
     // reaches the Delete branch's assertions.
-    let ev = common::terminal_shell("prod", "web-1", "ee97d9c4186f");
+    let ev = crate::testkit::sender::terminal_shell("prod", "web-1", "ee97d9c4186f");
     let mut data = vec![0u8, b'\n', b'\n'];
     data.extend_from_slice(ev.as_bytes());
     let cfg = checks::config(0);

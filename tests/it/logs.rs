@@ -1,81 +1,19 @@
-//! The log lines of the real binary, fit for an incident (issue 9, item 6): every per-event line
+//! The log lines of the real binary, fit for an incident: every per-event line
 //! carries Falco's uuid and the CloudEvent id; the failure line keeps the event for replay but
 //! bounded, identifiers intact; no line ever carries the auth token.
 
-mod common;
-
-use std::{
-    net::SocketAddr,
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
-
-use common::{Envelope, http, terminal_shell, wrap};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 
+use crate::testkit::binary::{Responder, closed_port, kubeconfig_for};
+use crate::testkit::sender::{Envelope, http, terminal_shell, wrap};
+
 const TOKEN: &str = "s3cret-token-0123456789";
 
-struct Server {
-    child: std::process::Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(env: &[(&str, &str)]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_falco-responder"))
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("PORT", port.to_string())
-            .env("AUTH_TOKEN", TOKEN)
-            .env("SHUTDOWN_DELAY_SECONDS", "0")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            log,
-            _dir: dir,
-        };
-        for _ in 0..400 {
-            if tokio::net::TcpStream::connect(s.addr).await.is_ok() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("did not start");
-    }
-
-    /// Stops it (SIGTERM) and returns everything it logged.
-    fn stop(&mut self) -> String {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary with a token and no endpoint-propagation delay, then `env`.
+async fn start(env: &[(&str, &str)]) -> Responder {
+    let defaults = [("AUTH_TOKEN", TOKEN), ("SHUTDOWN_DELAY_SECONDS", "0")];
+    Responder::start(&[&defaults[..], env].concat()).await
 }
 
 fn authorized(mut h: HeaderMap) -> HeaderMap {
@@ -86,29 +24,9 @@ fn authorized(mut h: HeaderMap) -> HeaderMap {
     h
 }
 
-fn kubeconfig_to_nowhere(dir: &Path) -> std::path::PathBuf {
-    // A closed port: every API call fails, so the failure line is written.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
-             current-context: c\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 #[tokio::test]
 async fn event_lines_carry_uuid_and_cloudevent_id_and_never_the_token() {
-    let mut s = Server::start(&[("DRY_RUN", "true")]).await;
+    let mut s = start(&[("DRY_RUN", "true")]).await;
     let event = terminal_shell("prod", "web-1", "ee97d9c4186f");
     let uuid = serde_json::from_str::<Value>(&event).unwrap()["uuid"]
         .as_str()
@@ -130,7 +48,7 @@ async fn event_lines_carry_uuid_and_cloudevent_id_and_never_the_token() {
             .status,
         401
     );
-    let log = s.stop();
+    let log = s.stop().await;
     let line = log
         .lines()
         .find(|l| l.contains("event handled"))
@@ -147,8 +65,9 @@ async fn event_lines_carry_uuid_and_cloudevent_id_and_never_the_token() {
 #[tokio::test]
 async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kubeconfig_to_nowhere(dir.path());
-    let mut s = Server::start(&[
+    // A closed port: every API call fails, so the failure line is written.
+    let kubeconfig = kubeconfig_for(dir.path(), closed_port());
+    let mut s = start(&[
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("API_TIMEOUT_SECONDS", "2"),
         ("LOG_FORMAT", "json"),
@@ -169,7 +88,7 @@ async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
     )
     .await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
-    let log = s.stop();
+    let log = s.stop().await;
     let line = log
         .lines()
         .find(|l| l.contains("the sender should retry"))
@@ -202,7 +121,8 @@ async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
 #[tokio::test]
 async fn the_early_skip_line_is_the_usual_event_line_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kubeconfig_to_nowhere(dir.path());
+    // A closed port: every API call fails, so the failure line is written.
+    let kubeconfig = kubeconfig_for(dir.path(), closed_port());
     let kubeconfig = kubeconfig.to_str().unwrap();
     let event = terminal_shell("prod", "web-1", "ee97d9c4186f");
     let uuid = serde_json::from_str::<Value>(&event).unwrap()["uuid"]
@@ -211,7 +131,7 @@ async fn the_early_skip_line_is_the_usual_event_line_in_every_format() {
         .to_string();
     let (h, body) = wrap(Envelope::Plain, &event);
     for (format, level) in [("text", "info"), ("json", "info"), ("text", "warn")] {
-        let mut s = Server::start(&[
+        let mut s = start(&[
             ("KUBECONFIG", kubeconfig),
             ("RULES", "Some other rule"),
             ("LOG_FORMAT", format),
@@ -221,7 +141,7 @@ async fn the_early_skip_line_is_the_usual_event_line_in_every_format() {
         let r = http(s.addr, "POST", "/", &authorized(h.clone()), &body).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["outcome"], "skipped");
-        let log = s.stop();
+        let log = s.stop().await;
         let line = log.lines().find(|l| l.contains("event handled"));
         match (format, level) {
             ("text", "info") => {

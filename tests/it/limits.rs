@@ -1,7 +1,5 @@
 //! The server's limits against clients that are slow, silent, too large or unauthorized, its
-//! shutdown order and its dual-stack listener (issue 9, items 1–5). Real sockets, in process.
-
-mod common;
+//! shutdown order and its dual-stack listener. Real sockets, in process.
 
 use std::{
     io::{Read, Write},
@@ -10,45 +8,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{http, parse_response, terminal_shell};
-use falco_responder::{app::App, config::Config, web};
+use falco_responder::{app::App, web};
 use http::HeaderMap;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    sync::oneshot,
-    task::JoinHandle,
+    net::TcpStream,
 };
 
-fn config(vars: &[(&str, &str)]) -> Config {
-    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
-}
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-async fn serve(listener: TcpListener, vars: &[(&str, &str)]) -> Running {
-    let addr = listener.local_addr().unwrap();
-    let mut all = vec![("DRY_RUN", "true")];
-    all.extend_from_slice(vars);
-    let app = App::new(config(&all), None);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(web::run(listener, Arc::new(app), async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-async fn dry(vars: &[(&str, &str)]) -> Running {
-    serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), vars).await
-}
+use crate::testkit::binary::{self, Responder};
+use crate::testkit::sender::{http, parse_response, terminal_shell};
+use crate::testkit::server::{Server, config};
 
 fn shell() -> String {
     terminal_shell("prod", "web-1", "ee97d9c4186f")
@@ -64,7 +33,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
 
 #[tokio::test]
 async fn a_slow_body_gets_408_and_its_connection_is_freed_within_the_deadline() {
-    let s = dry(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
+    let s = Server::dry(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
     let mut stream = TcpStream::connect(s.addr).await.unwrap();
     // Announces 1000 bytes, sends 10, then nothing: without a body deadline this holds forever.
     stream
@@ -88,7 +57,7 @@ async fn a_slow_body_gets_408_and_its_connection_is_freed_within_the_deadline() 
 
 #[tokio::test]
 async fn trickled_headers_get_408_within_the_deadline() {
-    let s = dry(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
+    let s = Server::dry(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
     let mut stream = TcpStream::connect(s.addr).await.unwrap();
     let started = Instant::now();
     // One header line every 200 ms: each read is "activity", the request never completes.
@@ -125,7 +94,7 @@ async fn trickled_headers_get_408_within_the_deadline() {
 
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
-    let s = dry(&[
+    let s = Server::dry(&[
         ("IDLE_TIMEOUT_SECONDS", "1"),
         ("REQUEST_TIMEOUT_SECONDS", "5"),
     ])
@@ -175,7 +144,7 @@ fn plain_client(addr: SocketAddr, head: &str, body_len: usize) -> std::io::Resul
 
 #[tokio::test]
 async fn early_answers_reach_a_client_that_sends_its_whole_body() {
-    let s = dry(&[("AUTH_TOKEN", "s3cret"), ("MAX_BODY_BYTES", "4194304")]).await;
+    let s = Server::dry(&[("AUTH_TOKEN", "s3cret"), ("MAX_BODY_BYTES", "4194304")]).await;
     let addr = s.addr;
     let run = |head: &'static str, len: usize| {
         tokio::task::spawn_blocking(move || plain_client(addr, head, len))
@@ -212,7 +181,7 @@ async fn early_answers_reach_a_client_that_sends_its_whole_body() {
 
 #[tokio::test]
 async fn a_2_mib_body_over_the_default_limit_gets_a_readable_413() {
-    let s = dry(&[]).await;
+    let s = Server::dry(&[]).await;
     let addr = s.addr;
     let raw =
         tokio::task::spawn_blocking(move || plain_client(addr, "POST / HTTP/1.1\r\n", 2 << 20))
@@ -225,7 +194,7 @@ async fn a_2_mib_body_over_the_default_limit_gets_a_readable_413() {
 #[tokio::test]
 async fn bodies_beyond_the_memory_budget_get_503_with_retry_after_before_being_read() {
     // 4 MiB: three quarters (3 MiB) open to large bodies, one kept for ordinary events.
-    let s = dry(&[
+    let s = Server::dry(&[
         ("BODY_MEMORY_BYTES", "4194304"),
         ("REQUEST_TIMEOUT_SECONDS", "20"),
     ])
@@ -284,7 +253,7 @@ async fn bodies_beyond_the_memory_budget_get_503_with_retry_after_before_being_r
 #[tokio::test]
 async fn chunked_bodies_are_held_to_the_budget_as_they_grow() {
     // 2 MiB: 1.5 MiB for large bodies; a declared 1 MiB body holds 1 MiB of it.
-    let s = dry(&[("BODY_MEMORY_BYTES", "2097152")]).await;
+    let s = Server::dry(&[("BODY_MEMORY_BYTES", "2097152")]).await;
     let mut hog = TcpStream::connect(s.addr).await.unwrap();
     hog.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n{")
         .await
@@ -316,7 +285,7 @@ async fn chunked_bodies_are_held_to_the_budget_as_they_grow() {
 
 #[tokio::test]
 async fn sigterm_turns_readiness_503_at_once_while_events_are_still_accepted() {
-    let mut s = dry(&[("SHUTDOWN_DELAY_SECONDS", "2")]).await;
+    let mut s = Server::dry(&[("SHUTDOWN_DELAY_SECONDS", "2")]).await;
     assert_eq!(
         http(s.addr, "GET", "/readyz", &HeaderMap::new(), b"")
             .await
@@ -324,7 +293,7 @@ async fn sigterm_turns_readiness_503_at_once_while_events_are_still_accepted() {
         200
     );
     let stopped_at = Instant::now();
-    s.stop.take().unwrap().send(()).unwrap();
+    s.shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for path in ["/readyz", "/health/readiness", "/_/ready"] {
         assert_eq!(
@@ -351,24 +320,18 @@ async fn sigterm_turns_readiness_503_at_once_while_events_are_still_accepted() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(stopped_at.elapsed() < Duration::from_secs(2));
-    tokio::time::timeout(Duration::from_secs(10), &mut s.task)
-        .await
-        .expect("server stops after the delay")
-        .unwrap()
-        .unwrap();
+    // The server stops after the delay.
+    s.stopped(Duration::from_secs(10)).await;
     assert!(stopped_at.elapsed() >= Duration::from_secs(2));
     assert!(TcpStream::connect(s.addr).await.is_err(), "still accepting");
 }
 
 #[tokio::test]
 async fn shutdown_delay_zero_stops_accepting_at_once() {
-    let mut s = dry(&[("SHUTDOWN_DELAY_SECONDS", "0")]).await;
-    s.stop.take().unwrap().send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), &mut s.task)
-        .await
-        .expect("stops at once")
-        .unwrap()
-        .unwrap();
+    let mut s = Server::dry(&[("SHUTDOWN_DELAY_SECONDS", "0")]).await;
+    s.shutdown();
+    // Stops at once.
+    s.stopped(Duration::from_secs(5)).await;
     assert!(TcpStream::connect(s.addr).await.is_err());
 }
 
@@ -384,8 +347,10 @@ async fn listens_dual_stack_on_ipv6_and_ipv4_loopback() {
             "{local}: not on [::] although IPv6 works here"
         );
     }
-    let s = serve(listener, &[]).await;
-    let _ = s.addr;
+    let _s = Server::serve(
+        listener,
+        Arc::new(App::new(config(&[("DRY_RUN", "true")]), None)),
+    );
     let mut addrs = vec![SocketAddr::from(([127, 0, 0, 1], port))];
     if ipv6 {
         addrs.push(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
@@ -399,17 +364,6 @@ async fn listens_dual_stack_on_ipv6_and_ipv4_loopback() {
     }
 }
 
-fn binary() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_falco-responder"));
-    let home = std::env::temp_dir().join(format!("falco-responder-limits-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
-    cmd.env_clear()
-        .env("HOME", home)
-        .env("DRY_RUN", "true")
-        .stdin(std::process::Stdio::null());
-    cmd
-}
-
 #[test]
 fn limits_out_of_range_stop_the_start_naming_the_variable() {
     for (var, value) in [
@@ -418,47 +372,23 @@ fn limits_out_of_range_stop_the_start_naming_the_variable() {
         ("SHUTDOWN_DELAY_SECONDS", "-1"),
         ("BODY_MEMORY_BYTES", "1024"),
     ] {
-        let out = binary().env(var, value).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{var}={value}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(var), "{var}={value}: {err}");
+        binary::refused_start(var, value);
     }
 }
 
 #[tokio::test]
 async fn the_binary_on_sigterm_is_not_ready_keeps_serving_for_the_delay_then_exits_0() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = binary()
-        .env("PORT", port.to_string())
-        .env("SHUTDOWN_DELAY_SECONDS", "2")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut responder =
+        Responder::start(&[("DRY_RUN", "true"), ("SHUTDOWN_DELAY_SECONDS", "2")]).await;
     // Dual stack: the binary listens on [::], reachable on both loopbacks.
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut up = false;
-    for _ in 0..400 {
-        if TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(up, "did not start");
+    let addr = responder.addr;
+    let port = addr.port();
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
         let r = http(v6, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
         assert_eq!(r.status, 200, "IPv6 loopback");
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    responder.sigterm();
     let sent = Instant::now();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -470,13 +400,9 @@ async fn the_binary_on_sigterm_is_not_ready_keeps_serving_for_the_delay_then_exi
     let r = http(addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
     assert_eq!(r.status, 200);
     assert!(sent.elapsed() < Duration::from_secs(2));
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(sent.elapsed() < Duration::from_secs(10), "did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let code = responder
+        .exit_code(Duration::from_secs(10).saturating_sub(sent.elapsed()))
+        .await;
     assert_eq!(code, Some(0));
     assert!(
         sent.elapsed() >= Duration::from_secs(2),
@@ -489,7 +415,7 @@ async fn the_binary_on_sigterm_is_not_ready_keeps_serving_for_the_delay_then_exi
 async fn a_new_connection_that_stays_silent_is_closed_after_the_request_timeout() {
     // Idle connections may stay 95 s between requests, but a new one that never starts its
     // request only holds its slot for REQUEST_TIMEOUT_SECONDS.
-    let s = dry(&[
+    let s = Server::dry(&[
         ("REQUEST_TIMEOUT_SECONDS", "1"),
         ("IDLE_TIMEOUT_SECONDS", "95"),
     ])

@@ -1,46 +1,24 @@
-//! Faults of the API server, against the real `falco-responder` binary (issue 9, item 8):
+//! Faults of the API server, against the real `falco-responder` binary:
 //! a real kube-apiserver stopped in the middle of a storm of events for many pods and started
 //! again; an API server that accepts connections and never answers; one that answers 500 or
 //! 429. Never a 2xx for a deletion that did not happen; 503 + Retry-After for what may succeed
 //! later; no restart of the function needed.
 
-mod common;
-mod responder;
-mod support;
-
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::{HttpReply, http, terminal_shell};
-use http::HeaderMap;
-use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, Client};
-use support::ApiServer;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
 };
 
+use crate::testkit::binary::{Responder, kubeconfig_for};
+use crate::testkit::scene::Scene;
+use crate::testkit::sender::HttpReply;
+
 const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
-
-use responder::Responder;
-
-impl Responder {
-    /// The binary with this suite's settings, then `env`.
-    async fn start(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Responder {
-        let defaults = [];
-        Responder::spawn(kubeconfig, &[&defaults[..], env].concat()).await
-    }
-
-    async fn event(&self, ns: &str, pod: &str) -> HttpReply {
-        let body = terminal_shell(ns, pod, CID);
-        http(self.addr, "POST", "/", &HeaderMap::new(), body.as_bytes()).await
-    }
-}
 
 fn outcome(r: &HttpReply) -> String {
     serde_json::from_slice::<serde_json::Value>(&r.body)
@@ -49,41 +27,26 @@ fn outcome(r: &HttpReply) -> String {
         .unwrap_or_default()
 }
 
-/// Deleted for good: gone, or terminating (the test pods have a node, so DELETE is graceful).
-async fn deleted(client: &Client, ns: &str, name: &str) -> bool {
-    match Api::<Pod>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-    {
-        Ok(None) => true,
-        Ok(Some(p)) => p.metadata.deletion_timestamp.is_some(),
-        Err(e) => panic!("GET {ns}/{name}: {e}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_stopped_mid_storm_never_gets_a_2xx_without_deletion_and_recovers() {
     // A private API server: this test stops it.
-    let api = Arc::new(tokio::task::spawn_blocking(ApiServer::start).await.unwrap());
-    let admin = api.admin_client().await;
-    let ns = support::namespace(&admin, "faults").await;
+    let scene = Scene::private("faults").await;
+    let api = scene.private_server();
     const PODS: usize = 60;
     for i in 0..PODS {
-        support::create_pod(&admin, &ns, &format!("web-{i}"), CID, &[]).await;
+        scene.pod(&format!("web-{i}"), CID).await;
     }
-    let responder = Arc::new(
-        Responder::start(
-            &api.admin_kubeconfig(),
-            &[
+    let responder = std::sync::Arc::new(
+        scene
+            .responder(&[
                 ("API_TIMEOUT_SECONDS", "3"),
                 ("DEDUP_SECONDS", "0"),
-                // Many deliberate deletions in a minute: the deletion breaker (issue 10) would
+                // Many deliberate deletions in a minute: the deletion breaker would
                 // rightly open; this test is about the API server's faults.
                 ("MAX_DELETIONS", "off"),
                 ("MAX_DELETIONS_PER_WORKLOAD", "off"),
-            ],
-        )
-        .await,
+            ])
+            .await,
     );
 
     // The storm: 6 senders, one event per pod each in turn, while the API server is stopped
@@ -92,12 +55,12 @@ async fn apiserver_stopped_mid_storm_never_gets_a_2xx_without_deletion_and_recov
     let mut senders = Vec::new();
     for w in 0..6 {
         let responder = responder.clone();
-        let ns = ns.clone();
+        let ns = scene.ns.clone();
         let tx = tx.clone();
         senders.push(tokio::spawn(async move {
             for i in (w..PODS).step_by(6) {
                 let pod = format!("web-{i}");
-                let r = responder.event(&ns, &pod).await;
+                let r = responder.shell(&ns, &pod, CID).await;
                 let _ = tx.send((pod, r.status, outcome(&r)));
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
@@ -141,29 +104,25 @@ async fn apiserver_stopped_mid_storm_never_gets_a_2xx_without_deletion_and_recov
         "no event succeeded before the stop"
     );
 
-    let api2 = api.clone();
-    tokio::task::spawn_blocking(move || api2.restart_apiserver())
+    tokio::task::spawn_blocking(move || api.restart_apiserver())
         .await
         .unwrap();
-    let admin = api.admin_client().await;
+    let scene = scene.reconnected().await;
     // Every 2xx was a real deletion.
     for (pod, (status, _)) in &answers {
         if *status == 200 {
-            assert!(
-                deleted(&admin, &ns, pod).await,
-                "{pod}: 200 but not deleted"
-            );
+            assert!(scene.deleted(pod).await, "{pod}: 200 but not deleted");
         }
     }
     // The same process recovers: the failed events, sent again, succeed.
     let started = Instant::now();
     for pod in failed {
-        let mut r = responder.event(&ns, pod).await;
+        let mut r = responder.shell(&scene.ns, pod, CID).await;
         // The kube client may hold a connection that died with the old process: one retry,
         // as the sender's own retry would do.
         if r.status == 503 && started.elapsed() < Duration::from_secs(30) {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            r = responder.event(&ns, pod).await;
+            r = responder.shell(&scene.ns, pod, CID).await;
         }
         assert_eq!(
             r.status,
@@ -173,23 +132,8 @@ async fn apiserver_stopped_mid_storm_never_gets_a_2xx_without_deletion_and_recov
             responder.logs()
         );
         assert_eq!(outcome(&r), "deleted", "{pod}\n{}", responder.logs());
-        assert!(deleted(&admin, &ns, pod).await, "{pod}");
+        assert!(scene.deleted(pod).await, "{pod}");
     }
-}
-
-/// A kubeconfig for a plain-HTTP API server at `addr`.
-fn kubeconfig(dir: &Path, addr: std::net::SocketAddr) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
-             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\n\
-             current-context: c\n"
-        ),
-    )
-    .unwrap();
-    path
 }
 
 #[tokio::test]
@@ -206,13 +150,14 @@ async fn an_apiserver_that_never_answers_gives_503_within_api_timeout() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let responder = Responder::start(
-        &kubeconfig(dir.path(), addr),
-        &[("API_TIMEOUT_SECONDS", "2")],
-    )
+    let kubeconfig = kubeconfig_for(dir.path(), addr);
+    let responder = Responder::start(&[
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("API_TIMEOUT_SECONDS", "2"),
+    ])
     .await;
     let started = Instant::now();
-    let r = responder.event("prod", "web-1").await;
+    let r = responder.shell("prod", "web-1", CID).await;
     let took = started.elapsed();
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("retry-after"), Some("1"));
@@ -267,13 +212,14 @@ async fn an_apiserver_answering_500_or_429_gives_503_with_retry_after() {
     for (status, reason) in [(500, "InternalError"), (429, "TooManyRequests")] {
         let addr = answering(status, reason).await;
         let dir = tempfile::tempdir().unwrap();
-        let responder = Responder::start(
-            &kubeconfig(dir.path(), addr),
-            &[("API_TIMEOUT_SECONDS", "5")],
-        )
+        let kubeconfig = kubeconfig_for(dir.path(), addr);
+        let responder = Responder::start(&[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("API_TIMEOUT_SECONDS", "5"),
+        ])
         .await;
         let started = Instant::now();
-        let r = responder.event("prod", "web-1").await;
+        let r = responder.shell("prod", "web-1", CID).await;
         assert_eq!(
             r.status,
             503,

@@ -1,11 +1,10 @@
-//! Smoke tests of the real-apiserver harness in `tests/support/`.
-//! Needs kube-apiserver and etcd: run `scripts/kube-test-env.sh` first (see tests/support/mod.rs).
-
-mod support;
+//! Smoke tests of the real-apiserver harness (`testkit::apiserver`).
+//! Needs kube-apiserver and etcd: run `scripts/kube-test-env.sh` first.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
-use support::ApiServer;
+
+use crate::testkit::apiserver::{self as support, ApiServer};
 
 const CONTAINER_ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -1,46 +1,17 @@
 //! Black-box HTTP tests through a real socket: routes, status codes, bodies, CloudEvent replies,
 //! auth, limits and graceful shutdown.
 
-mod common;
+use std::{sync::Arc, time::Duration};
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
-
-use common::{ENVELOPES, Envelope, fixture, http, terminal_shell, wrap};
-use falco_responder::{app::App, config::Config, web};
+use falco_responder::{app::App, web};
 use http::{HeaderMap, HeaderValue, header};
 use kube::Client;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::net::TcpListener;
 
-fn config(vars: &[(&str, &str)]) -> Config {
-    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
-}
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-async fn start(app: App) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(web::run(listener, Arc::new(app), async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-/// DRY_RUN without a cluster: the whole HTTP path, no Kubernetes.
-async fn dry(vars: &[(&str, &str)]) -> Running {
-    let mut all = vec![("DRY_RUN", "true")];
-    all.extend_from_slice(vars);
-    start(App::new(config(&all), None)).await
-}
+use crate::testkit::sender::{
+    ENVELOPES, Envelope, fixture, http, parse_response, terminal_shell, wrap,
+};
+use crate::testkit::server::{Server, config};
 
 fn shell() -> String {
     terminal_shell("prod", "web-1", "ee97d9c4186f")
@@ -48,7 +19,7 @@ fn shell() -> String {
 
 #[tokio::test]
 async fn every_envelope_gets_the_result_in_the_right_form() {
-    let s = dry(&[]).await;
+    let s = Server::dry(&[]).await;
     for &env in ENVELOPES {
         let (headers, body) = wrap(env, &shell());
         let r = http(s.addr, "POST", "/", &headers, &body).await;
@@ -83,7 +54,7 @@ async fn every_envelope_gets_the_result_in_the_right_form() {
 
 #[tokio::test]
 async fn skipped_events_say_why() {
-    let s = dry(&[]).await;
+    let s = Server::dry(&[]).await;
     let r = http(
         s.addr,
         "POST",
@@ -99,7 +70,7 @@ async fn skipped_events_say_why() {
 
 #[tokio::test]
 async fn bad_input_gets_400_with_what_was_wrong() {
-    let s = dry(&[]).await;
+    let s = Server::dry(&[]).await;
     for (body, expect) in [
         ("", "empty body"),
         ("{not json", "not JSON"),
@@ -134,7 +105,7 @@ async fn bad_input_gets_400_with_what_was_wrong() {
 
 #[tokio::test]
 async fn methods_paths_and_probes() {
-    let s = dry(&[]).await;
+    let s = Server::dry(&[]).await;
     let none = HeaderMap::new();
     let r = http(s.addr, "GET", "/", &none, b"").await;
     assert_eq!(r.status, 405);
@@ -173,12 +144,9 @@ async fn methods_paths_and_probes() {
 #[tokio::test]
 async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Arc::new(App::connecting(config(&[("DRY_RUN", "true")])));
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(web::run(listener, app.clone(), async {
-        let _ = stopped.await;
-    }));
+    let s = Server::serve(listener, app.clone());
+    let addr = s.addr;
     let none = HeaderMap::new();
     assert_eq!(http(addr, "GET", "/readyz", &none, b"").await.status, 200);
     let (headers, body) = wrap(Envelope::Plain, &shell());
@@ -196,7 +164,7 @@ async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
 
 #[tokio::test]
 async fn metrics_count_events_by_input_and_outcome() {
-    let s = dry(&[]).await;
+    let s = Server::dry(&[]).await;
     let (h, b) = wrap(Envelope::CloudEventBinary, &shell());
     http(s.addr, "POST", "/", &h, &b).await;
     http(s.addr, "POST", "/", &HeaderMap::new(), b"nope").await;
@@ -222,7 +190,7 @@ async fn metrics_count_events_by_input_and_outcome() {
 
 #[tokio::test]
 async fn bearer_token_is_required_when_configured() {
-    let s = dry(&[("AUTH_TOKEN", "s3cret")]).await;
+    let s = Server::dry(&[("AUTH_TOKEN", "s3cret")]).await;
     let body = shell();
     let r = http(s.addr, "POST", "/", &HeaderMap::new(), body.as_bytes()).await;
     assert_eq!(r.status, 401);
@@ -260,7 +228,7 @@ async fn bearer_token_is_required_when_configured() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413() {
-    let s = dry(&[("MAX_BODY_BYTES", "1024")]).await;
+    let s = Server::dry(&[("MAX_BODY_BYTES", "1024")]).await;
     let mut big: serde_json::Value = serde_json::from_str(&shell()).unwrap();
     big["output"] = serde_json::json!("x".repeat(2000));
     let big = big.to_string();
@@ -288,7 +256,7 @@ async fn bodies_over_the_limit_get_413() {
     let _ = stream.write_all(b"0\r\n\r\n").await;
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw).await;
-    assert_eq!(common::parse_response(&raw).status, 413);
+    assert_eq!(parse_response(&raw).status, 413);
 }
 
 #[tokio::test]
@@ -303,7 +271,7 @@ async fn unreachable_api_is_503_with_retry_after() {
         config(&[("API_TIMEOUT_SECONDS", "3")]),
         Some(Client::try_from(kc).unwrap()),
     );
-    let s = start(app).await;
+    let s = Server::start(app).await;
     let (h, b) = wrap(Envelope::CloudEventBinary, &shell());
     let r = http(s.addr, "POST", "/", &h, &b).await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
@@ -343,8 +311,8 @@ async fn shutdown_finishes_in_flight_events_and_stops_accepting() {
         format!("http://{api_addr}").parse().unwrap(),
     ))
     .unwrap();
-    // No endpoint-propagation delay here: tests/limits.rs covers it.
-    let mut s = start(App::new(
+    // No endpoint-propagation delay here: the limits suite covers it.
+    let mut s = Server::start(App::new(
         config(&[("SHUTDOWN_DELAY_SECONDS", "0")]),
         Some(client),
     ))
@@ -354,15 +322,12 @@ async fn shutdown_finishes_in_flight_events_and_stops_accepting() {
         http(addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    s.stop.take().unwrap().send(()).unwrap();
+    s.shutdown();
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["outcome"], "gone");
-    tokio::time::timeout(Duration::from_secs(5), &mut s.task)
-        .await
-        .expect("server stops once in-flight events are done")
-        .unwrap()
-        .unwrap();
+    // The server stops once in-flight events are done.
+    s.stopped(Duration::from_secs(5)).await;
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still accepting after shutdown"
@@ -375,7 +340,7 @@ async fn shutdown_finishes_in_flight_events_and_stops_accepting() {
 #[tokio::test(start_paused = true)]
 async fn a_body_that_never_arrives_does_not_hold_the_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = dry(&[]).await;
+    let s = Server::dry(&[]).await;
     let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"rule\":";
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -386,7 +351,7 @@ async fn a_body_that_never_arrives_does_not_hold_the_connection() {
         "the connection is still open after 10 minutes without the rest of the body"
     );
     assert_eq!(
-        common::parse_response(&raw).status,
+        parse_response(&raw).status,
         408,
         "{}",
         String::from_utf8_lossy(&raw)

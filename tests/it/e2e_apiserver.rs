@@ -1,114 +1,31 @@
-//! End to end against a real kube-apiserver + etcd (tests/support), running the real
+//! End to end against a real kube-apiserver + etcd (`testkit::scene`), running the real
 //! `falco-responder` binary: real authentication, RBAC, preconditions and graceful deletion.
 
-mod common;
-mod responder;
-mod support;
+use std::{path::Path, time::Duration};
 
-use std::{path::Path, process::Stdio, time::Duration};
-
-use common::{ENVELOPES, Envelope, HttpReply, http, terminal_shell, wrap};
-use k8s_openapi::api::{core::v1::Pod, events::v1::Event as KubeEvent};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, ListParams},
 };
 use serde_json::json;
-use support::ApiServer;
-use tokio::process::Command;
+
+use crate::testkit::binary;
+use crate::testkit::scene::Scene;
+use crate::testkit::sender::{self, ENVELOPES, Envelope, terminal_shell};
 
 const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
 const OTHER_CID: &str = "5892b41bcf460123456789abcdef0123456789abcdef0123456789abcdef0123";
 
-use responder::Responder;
-
-impl Responder {
-    /// The binary with this suite's settings, then `env`.
-    async fn start(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Responder {
-        let defaults = [
-            ("API_TIMEOUT_SECONDS", "5"),
-            // The overall deletion budget counts every test's deletions on this shared server;
-            // it is tested on a private one (e2e_guards). The per-workload one stays on.
-            ("MAX_DELETIONS", "off"),
-        ];
-        Responder::spawn(kubeconfig, &[&defaults[..], env].concat()).await
-    }
-
-    async fn send(&self, envelope: Envelope, falco: &str) -> HttpReply {
-        let (headers, body) = wrap(envelope, falco);
-        http(self.addr, "POST", "/", &headers, &body).await
-    }
-
-    /// The result, whichever form it came in (CloudEvent reply or JSON).
-    fn result(&self, r: &HttpReply) -> serde_json::Value {
-        if r.headers.contains_key("ce-specversion") {
-            let ce = cloudevents::binding::http::to_event(&r.headers, r.body.clone()).unwrap();
-            serde_json::Value::try_from(ce.data().unwrap().clone()).unwrap()
-        } else {
-            serde_json::from_slice(&r.body).unwrap_or_else(|e| {
-                panic!(
-                    "{e}: {}\nlogs:\n{}",
-                    String::from_utf8_lossy(&r.body),
-                    self.logs()
-                )
-            })
-        }
-    }
-}
-
-async fn pod(client: &Client, ns: &str, name: &str) -> Option<Pod> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .unwrap()
-}
-
-async fn terminating(client: &Client, ns: &str, name: &str) -> bool {
-    pod(client, ns, name)
-        .await
-        .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
-}
-
-async fn untouched(client: &Client, ns: &str, name: &str) -> bool {
-    pod(client, ns, name)
-        .await
-        .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
-}
-
-/// Events recorded on `pod`, once there are `n` (they are written just after the answer).
-async fn wait_events(client: &Client, ns: &str, pod: &str, n: usize) -> Vec<KubeEvent> {
-    for _ in 0..100 {
-        let events = events_for(client, ns, pod).await;
-        if events.len() >= n {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    events_for(client, ns, pod).await
-}
-
-/// Events recorded on `pod`, as `kubectl get events` shows them.
-async fn events_for(client: &Client, ns: &str, pod: &str) -> Vec<KubeEvent> {
-    Api::<KubeEvent>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
-        .collect()
-}
-
 #[tokio::test]
 async fn the_blog_scenario_in_every_input_shape() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let first = Scene::new("blog").await;
+    let responder = first.responder(&[]).await;
     for &envelope in ENVELOPES {
-        let ns = support::namespace(&admin, "blog").await;
-        let created = support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+        let scene = first.beside("blog").await;
+        let created = scene.pod("alpine", CID).await;
         let r = responder
-            .send(envelope, &terminal_shell(&ns, "alpine", CID))
+            .send(envelope, &terminal_shell(&scene.ns, "alpine", CID))
             .await;
         assert_eq!(
             r.status,
@@ -127,10 +44,10 @@ async fn the_blog_scenario_in_every_input_shape() {
         assert_eq!(result["input"], envelope.input_kind());
         // spec.nodeName is set, so deletion is graceful as with a kubelet: Terminating.
         assert!(
-            terminating(&admin, &ns, "alpine").await,
+            scene.terminating("alpine").await,
             "{envelope:?}: pod not terminating"
         );
-        let events = wait_events(&admin, &ns, "alpine", 1).await;
+        let events = scene.wait_events("alpine", 1).await;
         assert_eq!(events.len(), 1, "{envelope:?}: {events:?}");
         let e = &events[0];
         assert_eq!(e.reason.as_deref(), Some("FalcoPodDeleted"));
@@ -148,24 +65,22 @@ async fn the_blog_scenario_in_every_input_shape() {
 
 #[tokio::test]
 async fn the_shipped_rbac_is_sufficient_and_nothing_else_is_granted() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
     // The function's own namespace, with the ServiceAccount and bindings exactly as shipped.
-    let home = support::namespace(&admin, "responder").await;
-    let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("knative/rbac.yaml");
-    let applied = support::apply_manifests(&admin, &rbac, Some(&home)).await;
+    let home = Scene::new("responder").await;
+    let applied = home.apply("knative/rbac.yaml").await;
     assert!(
         applied.iter().any(|a| a.starts_with("ServiceAccount/")),
         "{applied:?}"
     );
-    let token = support::service_account_token(&admin, &home, "falco-responder").await;
-    let kubeconfig = server.kubeconfig_for_token(&token);
+    let (token, kubeconfig) = home.service_account_kubeconfig("falco-responder").await;
 
-    let ns = support::namespace(&admin, "victims").await;
-    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
-    let responder = Responder::start(&kubeconfig, &[("POD_NAMESPACE", &home)]).await;
+    let scene = home.beside("victims").await;
+    scene.pod("alpine", CID).await;
+    let responder = scene
+        .responder_as(&kubeconfig, &[("POD_NAMESPACE", &home.ns)])
+        .await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
         .await;
     assert_eq!(
         responder.result(&r)["outcome"],
@@ -173,20 +88,20 @@ async fn the_shipped_rbac_is_sufficient_and_nothing_else_is_granted() {
         "{}",
         responder.logs()
     );
-    assert!(terminating(&admin, &ns, "alpine").await);
-    let events = wait_events(&admin, &ns, "alpine", 1).await;
+    assert!(scene.terminating("alpine").await);
+    let events = scene.wait_events("alpine", 1).await;
     assert_eq!(events.len(), 1, "events need their own RBAC rule");
 
     // Minimal: the same ServiceAccount may not list pods or touch anything else.
-    let as_sa = server.client_for_token(&token).await;
-    let list = Api::<Pod>::namespaced(as_sa.clone(), &ns)
+    let as_sa = scene.server().client_for_token(&token).await;
+    let list = Api::<Pod>::namespaced(as_sa.clone(), &scene.ns)
         .list(&ListParams::default())
         .await;
     assert!(
         matches!(list, Err(kube::Error::Api(s)) if s.code == 403),
         "list pods must be forbidden"
     );
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(as_sa, &ns)
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(as_sa, &scene.ns)
         .list(&ListParams::default())
         .await;
     assert!(matches!(secrets, Err(kube::Error::Api(s)) if s.code == 403));
@@ -194,24 +109,28 @@ async fn the_shipped_rbac_is_sufficient_and_nothing_else_is_granted() {
 
 #[tokio::test]
 async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let home = support::namespace(&admin, "norbac").await;
-    let token = support::service_account_token(&admin, &home, "falco-responder").await;
-    let ns = support::namespace(&admin, "victims").await;
-    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
-    let responder = Responder::start(&server.kubeconfig_for_token(&token), &[]).await;
+    let home = Scene::new("norbac").await;
+    let (_, kubeconfig) = home.service_account_kubeconfig("falco-responder").await;
+    let scene = home.beside("victims").await;
+    scene.pod("alpine", CID).await;
+    let responder = scene.responder_as(&kubeconfig, &[]).await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
         .await;
     assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
     let err = r.json()["error"].as_str().unwrap().to_string();
     assert!(
-        err.contains(&format!("system:serviceaccount:{home}:falco-responder")),
+        err.contains(&format!(
+            "system:serviceaccount:{}:falco-responder",
+            home.ns
+        )),
         "{err}"
     );
-    assert!(err.contains("forbidden") && err.contains(&ns), "{err}");
-    assert!(untouched(&admin, &ns, "alpine").await);
+    assert!(
+        err.contains("forbidden") && err.contains(&scene.ns),
+        "{err}"
+    );
+    assert!(scene.untouched("alpine").await);
     // The log keeps the whole event for a replay.
     let logs = responder.logs_with("output_fields").await;
     assert!(logs.contains("output_fields"), "{logs}");
@@ -219,56 +138,47 @@ async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
 
 #[tokio::test]
 async fn a_recreated_pod_with_the_same_name_is_left_alone() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "stale").await;
+    let scene = Scene::new("stale").await;
     // StatefulSet-style: web-0 is replaced by a new web-0 with another container.
-    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
-    Api::<Pod>::namespaced(admin.clone(), &ns)
+    scene.pod("web-0", CID).await;
+    scene
+        .pods()
         .delete("web-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    let new = support::create_pod(&admin, &ns, "web-0", OTHER_CID, &[]).await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let new = scene.pod("web-0", OTHER_CID).await;
+    let responder = scene.responder(&[]).await;
     let r = responder
         .send(
             Envelope::CloudEventBinary,
-            &terminal_shell(&ns, "web-0", CID),
+            &terminal_shell(&scene.ns, "web-0", CID),
         )
         .await;
     let result = responder.result(&r);
     assert_eq!(result["outcome"], "stale", "{result}");
     assert_eq!(result["pod"]["uid"], json!(new.metadata.uid));
-    assert!(untouched(&admin, &ns, "web-0").await);
+    assert!(scene.untouched("web-0").await);
 }
 
 #[tokio::test]
 async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let kc = server.admin_kubeconfig();
-    let ns = support::namespace(&admin, "guard").await;
-    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
-    support::create_pod(
-        &admin,
-        &ns,
-        "keep",
-        CID,
-        &[("falco-responder/protect", "true")],
-    )
-    .await;
-    let event = terminal_shell(&ns, "alpine", CID);
+    let scene = Scene::new("guard").await;
+    scene.pod("alpine", CID).await;
+    scene
+        .annotated_pod("keep", CID, &[("falco-responder/protect", "true")])
+        .await;
+    let event = terminal_shell(&scene.ns, "alpine", CID);
 
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
     let cases: [Case; 3] = [
         (
             "protected",
-            vec![("PROTECTED_NAMESPACES", ns.as_str())],
+            vec![("PROTECTED_NAMESPACES", scene.ns.as_str())],
             "skipped",
         ),
         (
             "own namespace",
-            vec![("POD_NAMESPACE", ns.as_str())],
+            vec![("POD_NAMESPACE", scene.ns.as_str())],
             "skipped",
         ),
         ("dry run", vec![("DRY_RUN", "true")], "dry-run"),
@@ -277,22 +187,22 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
     // dropping a responder kills it.
     let mut running = Vec::new();
     for (what, env, outcome) in cases {
-        let responder = Responder::start(&kc, &env).await;
+        let responder = scene.responder(&env).await;
         let result = responder.result(&responder.send(Envelope::Plain, &event).await);
         assert_eq!(result["outcome"], outcome, "{what}: {result}");
-        assert!(untouched(&admin, &ns, "alpine").await, "{what}");
+        assert!(scene.untouched("alpine").await, "{what}");
         running.push(responder);
     }
-    let responder = Responder::start(&kc, &[]).await;
+    let responder = scene.responder(&[]).await;
     let result = responder.result(
         &responder
-            .send(Envelope::Plain, &terminal_shell(&ns, "keep", CID))
+            .send(Envelope::Plain, &terminal_shell(&scene.ns, "keep", CID))
             .await,
     );
     assert_eq!(result["outcome"], "skipped", "{result}");
-    assert!(untouched(&admin, &ns, "keep").await);
+    assert!(scene.untouched("keep").await);
     // Only the dry run left a trace: a FalcoDryRun Event, no deletion.
-    let events = wait_events(&admin, &ns, "alpine", 1).await;
+    let events = scene.wait_events("alpine", 1).await;
     let reasons: Vec<_> = events
         .iter()
         .map(|e| e.reason.clone().unwrap_or_default())
@@ -302,12 +212,13 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
 
 #[tokio::test]
 async fn a_missing_pod_is_gone() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "gone").await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let scene = Scene::new("gone").await;
+    let responder = scene.responder(&[]).await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "never-existed", CID))
+        .send(
+            Envelope::Plain,
+            &terminal_shell(&scene.ns, "never-existed", CID),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["outcome"], "gone");
@@ -316,19 +227,16 @@ async fn a_missing_pod_is_gone() {
 #[tokio::test]
 async fn api_server_down_is_503_and_recovery_needs_no_restart() {
     // A private API server: this test stops it.
-    let server = ApiServer::start();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "outage").await;
-    support::create_pod(&admin, &ns, "first", CID, &[]).await;
-    support::create_pod(&admin, &ns, "second", CID, &[]).await;
-    let responder =
-        Responder::start(&server.admin_kubeconfig(), &[("API_TIMEOUT_SECONDS", "3")]).await;
+    let scene = Scene::private("outage").await;
+    scene.pod("first", CID).await;
+    scene.pod("second", CID).await;
+    let responder = scene.responder(&[("API_TIMEOUT_SECONDS", "3")]).await;
 
-    server.stop_apiserver();
+    scene.server().stop_apiserver();
     let r = responder
         .send(
             Envelope::CloudEventBinary,
-            &terminal_shell(&ns, "first", CID),
+            &terminal_shell(&scene.ns, "first", CID),
         )
         .await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
@@ -337,14 +245,14 @@ async fn api_server_down_is_503_and_recovery_needs_no_restart() {
         "an error, not a reply event"
     );
 
-    server.restart_apiserver();
-    let admin = server.admin_client().await;
-    assert!(untouched(&admin, &ns, "first").await);
+    scene.server().restart_apiserver();
+    let scene = scene.reconnected().await;
+    assert!(scene.untouched("first").await);
     // The sender's retry now succeeds against the same process.
     let r = responder
         .send(
             Envelope::CloudEventBinary,
-            &terminal_shell(&ns, "first", CID),
+            &terminal_shell(&scene.ns, "first", CID),
         )
         .await;
     assert_eq!(
@@ -354,10 +262,10 @@ async fn api_server_down_is_503_and_recovery_needs_no_restart() {
         responder.logs()
     );
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "second", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "second", CID))
         .await;
     assert_eq!(r.json()["outcome"], "deleted");
-    assert!(terminating(&admin, &ns, "second").await);
+    assert!(scene.terminating("second").await);
 }
 
 async fn run_once(
@@ -366,12 +274,10 @@ async fn run_once(
     body_env: Option<&str>,
     stdin: Option<&[u8]>,
 ) -> (i32, String) {
+    use std::process::Stdio;
     use tokio::io::AsyncWriteExt;
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_falco-responder"));
+    let mut cmd = tokio::process::Command::from(binary::command());
     cmd.args(args)
-        .env_clear()
-        .env("HOME", home.path())
         .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -397,34 +303,32 @@ async fn run_once(
 
 #[tokio::test]
 async fn one_shot_mode_as_an_argo_workflow_step() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let kc = server.admin_kubeconfig();
-    let ns = support::namespace(&admin, "workflow").await;
-    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
-    support::create_pod(&admin, &ns, "piped", CID, &[]).await;
+    let scene = Scene::new("workflow").await;
+    let kc = scene.kubeconfig();
+    scene.pod("alpine", CID).await;
+    scene.pod("piped", CID).await;
 
     // The WorkflowTemplate passes the whole Argo event as env BODY; the image runs with no args.
     let falco: serde_json::Value =
-        serde_json::from_str(&terminal_shell(&ns, "alpine", CID)).unwrap();
-    let body = common::argo_whole_event(&falco, false).to_string();
+        serde_json::from_str(&terminal_shell(&scene.ns, "alpine", CID)).unwrap();
+    let body = sender::argo_whole_event(&falco, false).to_string();
     let (code, out) = run_once(&kc, &[], Some(&body), None).await;
     assert_eq!(code, 0, "{out}");
     let result: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(result["outcome"], "deleted");
     assert_eq!(result["input"], "argo-event");
-    assert!(terminating(&admin, &ns, "alpine").await);
+    assert!(scene.terminating("alpine").await);
 
     // `once` reading stdin.
     let (code, out) = run_once(
         &kc,
         &["once"],
         None,
-        Some(terminal_shell(&ns, "piped", CID).as_bytes()),
+        Some(terminal_shell(&scene.ns, "piped", CID).as_bytes()),
     )
     .await;
     assert_eq!(code, 0, "{out}");
-    assert!(terminating(&admin, &ns, "piped").await);
+    assert!(scene.terminating("piped").await);
 
     // A pod already gone: still success; garbage: non-zero.
     let (code, _) = run_once(&kc, &["once"], Some(&body), None).await;
@@ -437,32 +341,28 @@ async fn one_shot_mode_as_an_argo_workflow_step() {
     assert!(out.contains("not a Falco event"));
 
     // The API unreachable: exit 1, so that the Workflow's retryStrategy retries the step.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = binary::closed_port().port();
     let dir = tempfile::tempdir().unwrap();
     let unreachable = dir.path().join("kubeconfig");
     let text = std::fs::read_to_string(&kc)
         .unwrap()
-        .replace(&server.url(), &format!("https://127.0.0.1:{port}"));
+        .replace(&scene.server().url(), &format!("https://127.0.0.1:{port}"));
     assert!(text.contains(&format!(":{port}")), "{text}");
     std::fs::write(&unreachable, text).unwrap();
-    support::create_pod(&admin, &ns, "unreached", CID, &[]).await;
-    let event = terminal_shell(&ns, "unreached", CID);
+    scene.pod("unreached", CID).await;
+    let event = terminal_shell(&scene.ns, "unreached", CID);
     let (code, out) = run_once(&unreachable, &["once"], Some(&event), None).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("\"retry\":true"), "{out}");
-    assert!(untouched(&admin, &ns, "unreached").await);
+    assert!(scene.untouched("unreached").await);
 }
 
 #[tokio::test]
 async fn an_event_storm_for_one_pod_costs_one_delete() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "storm").await;
-    support::create_pod(&admin, &ns, "noisy", CID, &[]).await;
-    let responder = std::sync::Arc::new(Responder::start(&server.admin_kubeconfig(), &[]).await);
-    let event = terminal_shell(&ns, "noisy", CID);
+    let scene = Scene::new("storm").await;
+    scene.pod("noisy", CID).await;
+    let responder = std::sync::Arc::new(scene.responder(&[]).await);
+    let event = terminal_shell(&scene.ns, "noisy", CID);
     let mut tasks = Vec::new();
     for i in 0..100 {
         let (r, event) = (responder.clone(), event.clone());
@@ -487,36 +387,37 @@ async fn an_event_storm_for_one_pod_costs_one_delete() {
         assert_eq!(t.await.unwrap(), "deleted");
     }
     // Counted before this test's own GET below.
-    assert_eq!(server.count_audit_in("get", "pods", Some(&ns), "noisy"), 1);
     assert_eq!(
-        server.count_audit_in("delete", "pods", Some(&ns), "noisy"),
+        scene
+            .server()
+            .count_audit_in("get", "pods", Some(&scene.ns), "noisy"),
         1
     );
-    assert!(terminating(&admin, &ns, "noisy").await);
+    assert_eq!(
+        scene
+            .server()
+            .count_audit_in("delete", "pods", Some(&scene.ns), "noisy"),
+        1
+    );
+    assert!(scene.terminating("noisy").await);
 }
 
 /// OpenFaaS CE: a dedicated ServiceAccount's token, mounted as a secret, read via KUBE_TOKEN_FILE,
 /// replaces whatever credentials were inferred (here: the admin kubeconfig).
 #[tokio::test]
 async fn kube_token_file_replaces_the_inferred_credentials() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let home = support::namespace(&admin, "openfaas-fn").await;
-    let weak = support::service_account_token(&admin, &home, "no-rights").await;
+    let home = Scene::new("openfaas-fn").await;
+    let (weak, _) = home.service_account_kubeconfig("no-rights").await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("falco-responder-token");
     std::fs::write(&token_file, &weak).unwrap();
-    let ns = support::namespace(&admin, "victims").await;
-    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+    let scene = home.beside("victims").await;
+    scene.pod("alpine", CID).await;
 
     let token_path = token_file.to_str().unwrap();
-    let responder = Responder::start(
-        &server.admin_kubeconfig(),
-        &[("KUBE_TOKEN_FILE", token_path)],
-    )
-    .await;
+    let responder = scene.responder(&[("KUBE_TOKEN_FILE", token_path)]).await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
         .await;
     assert_eq!(
         r.status,
@@ -528,24 +429,21 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
         r.json()["error"]
             .as_str()
             .unwrap()
-            .contains(&format!("system:serviceaccount:{home}:no-rights"))
+            .contains(&format!("system:serviceaccount:{}:no-rights", home.ns))
     );
-    assert!(untouched(&admin, &ns, "alpine").await);
+    assert!(scene.untouched("alpine").await);
 
     // With the token of the account the RBAC manifests bind, it deletes.
-    let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("knative/rbac.yaml");
-    support::apply_manifests(&admin, &rbac, Some(&home)).await;
-    let strong = support::service_account_token(&admin, &home, "falco-responder").await;
+    home.apply("knative/rbac.yaml").await;
+    let (strong, _) = home.service_account_kubeconfig("falco-responder").await;
     std::fs::write(&token_file, &strong).unwrap();
     // In the pod, its namespace (where the deletion breaker keeps its records, and the RBAC
     // binds them) comes from the ServiceAccount mount; out of a cluster, from POD_NAMESPACE.
-    let responder = Responder::start(
-        &server.admin_kubeconfig(),
-        &[("KUBE_TOKEN_FILE", token_path), ("POD_NAMESPACE", &home)],
-    )
-    .await;
+    let responder = scene
+        .responder(&[("KUBE_TOKEN_FILE", token_path), ("POD_NAMESPACE", &home.ns)])
+        .await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "alpine", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
         .await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", responder.logs());
 }
@@ -603,13 +501,13 @@ fn hostile_names() -> Vec<String> {
 
 #[tokio::test]
 async fn hostile_identifiers_are_400_and_the_protected_pod_stays_running() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
+    let scene = Scene::new("attack").await;
+    let attack = scene.ns.clone();
     // The prize: a pod in a protected namespace.
+    let kube_system = scene.at("kube-system");
     let victim = format!("victim-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    support::create_pod(&admin, "kube-system", &victim, CID, &[]).await;
-    let attack = support::namespace(&admin, "attack").await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    kube_system.pod(&victim, CID).await;
+    let responder = scene.responder(&[]).await;
 
     let mut cases: Vec<(&str, String, String)> = HOSTILE_NAMESPACES
         .iter()
@@ -639,45 +537,15 @@ async fn hostile_identifiers_are_400_and_the_protected_pod_stays_running() {
         }
     }
     // Nothing reached the API server for these events: not even a GET.
-    assert_eq!(server.count_audit("delete", "pods", &victim), 0);
-    assert_eq!(server.count_audit("get", "pods", &victim), 0);
-    assert!(untouched(&admin, "kube-system", &victim).await);
+    assert_eq!(scene.server().count_audit("delete", "pods", &victim), 0);
+    assert_eq!(scene.server().count_audit("get", "pods", &victim), 0);
+    assert!(kube_system.untouched(&victim).await);
     assert!(
         responder
             .logs_with("rejected an event naming an invalid identifier")
             .await
             .contains("rejected an event naming an invalid identifier")
     );
-}
-
-/// A pod as the API has it before the kubelet reports anything: no container ids yet.
-async fn create_bare_pod(client: &Client, ns: &str, name: &str) -> Pod {
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": { "name": name, "namespace": ns },
-        "spec": {
-            "nodeName": "node-1",
-            "containers": [{ "name": "main", "image": "alpine" }]
-        }
-    }))
-    .unwrap();
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .create(&Default::default(), &pod)
-        .await
-        .unwrap()
-}
-
-async fn force_delete(client: &Client, ns: &str, name: &str) {
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    pods.delete(name, &DeleteParams::default().grace_period(0))
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        if pods.get_opt(name).await.unwrap().is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{ns}/{name} was not removed");
 }
 
 /// A Terminal-shell event at `time` for `ns/pod`, with container `cid` or none.
@@ -699,24 +567,25 @@ fn event_at(ns: &str, pod: &str, cid: Option<&str>, time: &str) -> String {
 
 #[tokio::test]
 async fn a_late_event_never_deletes_the_replacement_pod() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "late").await;
-    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
+    let scene = Scene::new("late").await;
+    scene.pod("web-0", CID).await;
     // Falco saw the shell now; the event arrives late (a redelivery, a replay).
     let seen_at = k8s_openapi::jiff::Timestamp::now().to_string();
     // The StatefulSet replaces web-0 after the event (beyond the clock-skew tolerance).
     tokio::time::sleep(falco_responder::domain::identity::CLOCK_SKEW + Duration::from_millis(1200))
         .await;
-    force_delete(&admin, &ns, "web-0").await;
-    let replacement = create_bare_pod(&admin, &ns, "web-0").await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    scene.force_delete("web-0").await;
+    let replacement = scene.bare_pod("web-0").await;
+    let responder = scene.responder(&[]).await;
 
     // No uid, no container id (k8s_audit-style), and a container id the new pod has not
     // reported yet: both decided by time.
     for cid in [None, Some(CID)] {
         let r = responder
-            .send(Envelope::Plain, &event_at(&ns, "web-0", cid, &seen_at))
+            .send(
+                Envelope::Plain,
+                &event_at(&scene.ns, "web-0", cid, &seen_at),
+            )
             .await;
         let result = r.json();
         assert_eq!(result["outcome"], "stale", "{cid:?}: {result}");
@@ -729,25 +598,25 @@ async fn a_late_event_never_deletes_the_replacement_pod() {
         );
         assert_eq!(result["pod"]["uid"], json!(replacement.metadata.uid));
     }
-    assert!(untouched(&admin, &ns, "web-0").await);
+    assert!(scene.untouched("web-0").await);
     assert_eq!(
-        server.count_audit_in("delete", "pods", Some(&ns), "web-0"),
+        scene
+            .server()
+            .count_audit_in("delete", "pods", Some(&scene.ns), "web-0"),
         1
     );
 }
 
 #[tokio::test]
 async fn storm_memory_never_answers_for_a_recreated_pod() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "memory").await;
-    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
+    let scene = Scene::new("memory").await;
+    scene.pod("web-0", CID).await;
     let seen_at = k8s_openapi::jiff::Timestamp::now().to_string();
-    let responder = Responder::start(&server.admin_kubeconfig(), &[("DEDUP_SECONDS", "600")]).await;
+    let responder = scene.responder(&[("DEDUP_SECONDS", "600")]).await;
     let first = responder
         .send(
             Envelope::Plain,
-            &event_at(&ns, "web-0", Some(CID), &seen_at),
+            &event_at(&scene.ns, "web-0", Some(CID), &seen_at),
         )
         .await;
     assert_eq!(first.json()["outcome"], "deleted");
@@ -755,14 +624,14 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
     // Within DEDUP_SECONDS the pod is replaced under the same name.
     tokio::time::sleep(falco_responder::domain::identity::CLOCK_SKEW + Duration::from_millis(1200))
         .await;
-    force_delete(&admin, &ns, "web-0").await;
-    create_bare_pod(&admin, &ns, "web-0").await;
+    scene.force_delete("web-0").await;
+    scene.bare_pod("web-0").await;
 
     // A redelivery of the first event still proves the pod it was about: answered from memory.
     let again = responder
         .send(
             Envelope::Plain,
-            &event_at(&ns, "web-0", Some(CID), &seen_at),
+            &event_at(&scene.ns, "web-0", Some(CID), &seen_at),
         )
         .await;
     assert_eq!(again.json()["outcome"], "deleted");
@@ -775,28 +644,29 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
     // The same event without uid or container id proves nothing about the new pod: looked at
     // again, and stale.
     let r = responder
-        .send(Envelope::Plain, &event_at(&ns, "web-0", None, &seen_at))
+        .send(
+            Envelope::Plain,
+            &event_at(&scene.ns, "web-0", None, &seen_at),
+        )
         .await;
     let result = r.json();
     assert_eq!(result["outcome"], "stale", "{result}");
-    assert!(untouched(&admin, &ns, "web-0").await);
-    assert!(untouched(&admin, &ns, "web-0").await);
+    assert!(scene.untouched("web-0").await);
+    assert!(scene.untouched("web-0").await);
 }
 
 #[tokio::test]
 async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "restart").await;
+    let scene = Scene::new("restart").await;
     // The attacker killed PID 1: the container runs again under a new id; the shell was in
     // the previous one.
-    support::create_pod(&admin, &ns, "restarted", OTHER_CID, &[]).await;
+    scene.pod("restarted", OTHER_CID).await;
     let status = json!({"status": {"containerStatuses": [{
         "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 1,
         "containerID": format!("containerd://{OTHER_CID}"), "state": {"running": {}},
         "lastState": {"terminated": {"exitCode": 137, "containerID": format!("containerd://{CID}")}}
     }]}});
-    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let pods = scene.pods();
     pods.patch_status(
         "restarted",
         &Default::default(),
@@ -804,53 +674,54 @@ async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
     )
     .await
     .unwrap();
-    let uid_pod = support::create_pod(&admin, &ns, "by-uid", OTHER_CID, &[]).await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let uid_pod = scene.pod("by-uid", OTHER_CID).await;
+    let responder = scene.responder(&[]).await;
 
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "restarted", CID))
+        .send(
+            Envelope::Plain,
+            &terminal_shell(&scene.ns, "restarted", CID),
+        )
         .await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
-    assert!(terminating(&admin, &ns, "restarted").await);
+    assert!(scene.terminating("restarted").await);
 
     // The event's uid matches; its container id is one the pod never reported.
     let mut ev: serde_json::Value =
-        serde_json::from_str(&terminal_shell(&ns, "by-uid", CID)).unwrap();
+        serde_json::from_str(&terminal_shell(&scene.ns, "by-uid", CID)).unwrap();
     ev["output_fields"]["k8smeta.pod.uid"] = json!(uid_pod.metadata.uid);
     let r = responder.send(Envelope::Plain, &ev.to_string()).await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
-    assert!(terminating(&admin, &ns, "by-uid").await);
+    assert!(scene.terminating("by-uid").await);
 }
 
 #[tokio::test]
 async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "grace").await;
-    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let scene = Scene::new("grace").await;
+    let pods = scene.pods();
     for name in ["slow", "slow-too"] {
-        support::create_pod(&admin, &ns, name, CID, &[]).await;
+        scene.pod(name, CID).await;
         // Someone deleted it with an hour's grace: the shell keeps running meanwhile.
         pods.delete(name, &DeleteParams::default().grace_period(3600))
             .await
             .unwrap();
     }
-    let kc = server.admin_kubeconfig();
-
-    let responder = Responder::start(&kc, &[]).await;
+    let responder = scene.responder(&[]).await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "slow-too", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "slow-too", CID))
         .await;
     assert_eq!(r.json()["outcome"], "terminating", "{}", r.json());
     assert_eq!(
-        server.count_audit_in("delete", "pods", Some(&ns), "slow-too"),
+        scene
+            .server()
+            .count_audit_in("delete", "pods", Some(&scene.ns), "slow-too"),
         1,
         "only the first DELETE"
     );
 
-    let responder = Responder::start(&kc, &[("GRACE_PERIOD_SECONDS", "5")]).await;
+    let responder = scene.responder(&[("GRACE_PERIOD_SECONDS", "5")]).await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "slow", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "slow", CID))
         .await;
     let result = r.json();
     assert_eq!(result["outcome"], "terminating", "{result}");
@@ -861,9 +732,9 @@ async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise()
             .contains("shortened to 5s"),
         "{result}"
     );
-    let live = pod(&admin, &ns, "slow").await.unwrap();
+    let live = scene.get_pod("slow").await.unwrap();
     assert_eq!(live.metadata.deletion_grace_period_seconds, Some(5));
-    let events = wait_events(&admin, &ns, "slow", 1).await;
+    let events = scene.wait_events("slow", 1).await;
     assert!(
         events
             .iter()
@@ -875,12 +746,10 @@ async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise()
 #[tokio::test]
 async fn a_caller_that_disconnects_does_not_stop_the_deletion_or_its_event() {
     use tokio::io::AsyncWriteExt;
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "hangup").await;
-    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
-    let body = terminal_shell(&ns, "alpine", CID);
+    let scene = Scene::new("hangup").await;
+    scene.pod("alpine", CID).await;
+    let responder = scene.responder(&[]).await;
+    let body = terminal_shell(&scene.ns, "alpine", CID);
     let mut stream = tokio::net::TcpStream::connect(responder.addr)
         .await
         .unwrap();
@@ -893,17 +762,13 @@ async fn a_caller_that_disconnects_does_not_stop_the_deletion_or_its_event() {
     // Gone before any answer.
     drop(stream);
     for _ in 0..100 {
-        if terminating(&admin, &ns, "alpine").await {
+        if scene.terminating("alpine").await {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        terminating(&admin, &ns, "alpine").await,
-        "{}",
-        responder.logs()
-    );
-    let events = wait_events(&admin, &ns, "alpine", 1).await;
+    assert!(scene.terminating("alpine").await, "{}", responder.logs());
+    let events = scene.wait_events("alpine", 1).await;
     assert_eq!(
         events
             .iter()
@@ -919,16 +784,14 @@ async fn a_caller_that_disconnects_does_not_stop_the_deletion_or_its_event() {
 
 #[tokio::test]
 async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "loop").await;
-    support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let scene = Scene::new("loop").await;
+    scene.pod("alpine", CID).await;
+    let responder = scene.responder(&[]).await;
     // A first event, answered with our result CloudEvent...
     let r = responder
         .send(
             Envelope::CloudEventBinary,
-            &terminal_shell(&ns, "alpine", CID),
+            &terminal_shell(&scene.ns, "alpine", CID),
         )
         .await;
     assert_eq!(
@@ -942,13 +805,17 @@ async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
             headers.insert(k.clone(), v.clone());
         }
     }
-    let gets = server.count_audit_in("get", "pods", Some(&ns), "alpine");
-    let back = common::http(responder.addr, "POST", "/", &headers, &r.body).await;
+    let gets = scene
+        .server()
+        .count_audit_in("get", "pods", Some(&scene.ns), "alpine");
+    let back = sender::http(responder.addr, "POST", "/", &headers, &r.body).await;
     assert!((200..300).contains(&back.status), "{}", back.status);
     assert!(back.body.is_empty());
     assert!(back.header("ce-type").is_none());
     assert_eq!(
-        server.count_audit_in("get", "pods", Some(&ns), "alpine"),
+        scene
+            .server()
+            .count_audit_in("get", "pods", Some(&scene.ns), "alpine"),
         gets
     );
     assert!(
@@ -961,39 +828,38 @@ async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
 
 #[tokio::test]
 async fn a_stale_answer_never_spares_the_pod_from_the_true_event() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "stale-memory").await;
-    support::create_pod(&admin, &ns, "web-0", CID, &[]).await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    let scene = Scene::new("stale-memory").await;
+    scene.pod("web-0", CID).await;
+    let responder = scene.responder(&[]).await;
     // A process in the pod (no AUTH_TOKEN needed) posts events naming its pod with another
     // container id, or an old event about the pod's predecessor is replayed: `stale`.
     let forged = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "web-0", OTHER_CID))
+        .send(
+            Envelope::Plain,
+            &terminal_shell(&scene.ns, "web-0", OTHER_CID),
+        )
         .await;
     assert_eq!(forged.json()["outcome"], "stale", "{}", forged.json());
     // Falco's true event, within DEDUP_SECONDS: the pod is deleted.
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, "web-0", CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, "web-0", CID))
         .await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
-    assert!(terminating(&admin, &ns, "web-0").await);
+    assert!(scene.terminating("web-0").await);
 }
 
 #[tokio::test]
 async fn a_pod_with_a_name_at_the_length_limit_gets_its_event() {
-    let server = ApiServer::shared();
-    let admin = server.admin_client().await;
-    let ns = support::namespace(&admin, "long-name").await;
+    let scene = Scene::new("long-name").await;
     let name = format!("{}-{}", "a".repeat(200), "b".repeat(52));
     assert_eq!(name.len(), 253);
-    support::create_pod(&admin, &ns, &name, CID, &[]).await;
-    let responder = Responder::start(&server.admin_kubeconfig(), &[]).await;
+    scene.pod(&name, CID).await;
+    let responder = scene.responder(&[]).await;
     let r = responder
-        .send(Envelope::Plain, &terminal_shell(&ns, &name, CID))
+        .send(Envelope::Plain, &terminal_shell(&scene.ns, &name, CID))
         .await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
-    let events = wait_events(&admin, &ns, &name, 1).await;
+    let events = scene.wait_events(&name, 1).await;
     assert_eq!(
         events
             .iter()

@@ -1,8 +1,7 @@
 //! Decode and decision over the real Falco fixtures, each Terminal-shell sample in every envelope.
 
-mod common;
-
-use common::{ENVELOPES, Envelope, TERMINAL_SHELL, fixture, wrap};
+use crate::testkit::sender::{ENVELOPES, Envelope, TERMINAL_SHELL, fixture, wrap};
+use crate::testkit::server::config;
 use falco_responder::{
     config::Config,
     domain::falco::Priority,
@@ -10,10 +9,6 @@ use falco_responder::{
     ingest::decode::decode,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
-
-fn config(vars: &[(&str, &str)]) -> Config {
-    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
-}
 
 fn decode_plain(name: &str) -> falco_responder::domain::falco::FalcoEvent {
     decode(&HeaderMap::new(), fixture(name).as_bytes())

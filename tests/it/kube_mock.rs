@@ -1,15 +1,16 @@
 //! The Kubernetes calls, against kube's tower-test mock: exact method, path and DeleteOptions,
 //! and what each API answer becomes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use falco_responder::{app::App, config::Config};
+use falco_responder::app::App;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use kube::{Client, client::Body};
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
+
+use crate::testkit::sender::terminal_shell;
+use crate::testkit::server::config;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
@@ -20,18 +21,17 @@ const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0
 
 fn app(vars: &[(&str, &str)]) -> (App, ApiHandle) {
     let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    // The breaker's LIST (issue 10) is its own test (e2e_guards); here the exact pod calls.
+    // The breaker's LIST is its own test (e2e_guards); here the exact pod calls.
     let off = [
         ("MAX_DELETIONS", "off"),
         ("MAX_DELETIONS_PER_WORKLOAD", "off"),
     ];
-    let vars = off.iter().chain(vars.iter());
-    let cfg = Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    let cfg = config(&[&off[..], vars].concat());
     (App::new(cfg, Some(Client::new(svc, "default"))), handle)
 }
 
 fn event() -> Vec<u8> {
-    common::terminal_shell(NS, POD, CID).into_bytes()
+    terminal_shell(NS, POD, CID).into_bytes()
 }
 
 fn pod(container_id: &str, annotations: Value) -> Value {
@@ -597,7 +597,7 @@ async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
 async fn a_stale_answer_is_never_reused_for_an_event_that_proves_the_pod() {
     let (app, mut api) = app(&[]);
     let app = std::sync::Arc::new(app);
-    let forged = common::terminal_shell(NS, POD, &"0123456789ab".repeat(2));
+    let forged = terminal_shell(NS, POD, &"0123456789ab".repeat(2));
     let a = app.clone();
     let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), forged.as_bytes()).await });
     answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
@@ -665,7 +665,7 @@ async fn the_event_of_a_pod_with_a_long_name_has_a_valid_name() {
     let name = format!("{}-{}", "a".repeat(240), "b".repeat(12));
     assert_eq!(name.len(), 253);
     let path = format!("/api/v1/namespaces/{NS}/pods/{name}");
-    let body = common::terminal_shell(NS, &name, CID);
+    let body = terminal_shell(NS, &name, CID);
     let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), body.as_bytes()).await });
     let mut live = pod(CID, json!({}));
     live["metadata"]["name"] = json!(name);

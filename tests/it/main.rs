@@ -1,0 +1,19 @@
+//! The integration tests, one binary (one link of kube + hyper + k8s-openapi): a module per
+//! concern, all on the one test kit (`tests/testkit`).
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+mod apiserver_smoke;
+mod binary;
+mod decode_fixtures;
+mod decode_props;
+mod e2e_apiserver;
+mod e2e_faults;
+mod e2e_guards;
+mod fuzz_regressions;
+mod hostile_load;
+mod http_server;
+mod kube_mock;
+mod limits;
+mod logs;
