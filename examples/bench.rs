@@ -1,7 +1,7 @@
 //! The benchmark driver of `scripts/bench.sh` (run it through the script: it installs wrk, builds
 //! the release binaries and the criterion micro-benchmarks first).
 //!
-//! Starts a private kube-apiserver + etcd (the test harness in `tests/support/`), runs the real
+//! Starts a private kube-apiserver + etcd (the test harness in `tests/testkit/apiserver.rs`), runs the real
 //! release binary of falco-responder next to its baselines in the same run, and writes
 //! `docs/BENCHMARKS.md`:
 //! 1. no-action throughput (wrk, pinned: server `taskset -c 0` with TOKIO_WORKER_THREADS=1, wrk
@@ -1550,7 +1550,7 @@ fn write_report(r: &Report) -> String {
     }
     let _ = writeln!(
         w,
-        "- tools: {}; {}; kube-apiserver 1.20.2 (`tests/support`, etcd on the same machine)",
+        "- tools: {}; {}; kube-apiserver 1.20.2 (`tests/testkit`, etcd on the same machine)",
         tool_version("rustc", &["-V"]),
         tool_version("wrk", &["-v"]),
     );

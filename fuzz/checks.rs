@@ -1,4 +1,4 @@
-//! What the fuzz targets check, shared with `tests/fuzz_regressions.rs`, which replays every
+//! What the fuzz targets check, shared with `tests/it/fuzz_regressions.rs`, which replays every
 //! input in `fuzz/regressions/<target>/` (each finding of the fuzzer is committed there).
 //!
 //! Input format: HTTP header lines `name: value`, an empty line, then the body; input without an

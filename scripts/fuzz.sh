@@ -11,7 +11,7 @@
 # Seeds: every fixture of tests/fixtures in every envelope (examples/fuzz_seeds.rs) plus the
 # committed findings in fuzz/regressions/. The corpus grows in fuzz/corpus/ (not committed).
 # A finding stops the run (exit 1) and is written to fuzz/artifacts/<target>/: copy it to
-# fuzz/regressions/<target>/, fix the bug, and `cargo test --test fuzz_regressions` keeps it
+# fuzz/regressions/<target>/, fix the bug, and `cargo test --test it fuzz_regressions` keeps it
 # fixed. Environment: FUZZ_TARGETS ("decode decide verdict"), NO_INSTALL=1 (never call apt-get).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

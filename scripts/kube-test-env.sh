@@ -7,7 +7,7 @@
 # source package (see docs/real-kube-apiserver.md), cached outside the clone in
 # ${FALCO_RESPONDER_CACHE:-~/.cache/falco-responder}.
 #
-# It also provides kube-controller-manager from the same source (tests/e2e_guards.rs: real
+# It also provides kube-controller-manager from the same source (tests/it/e2e_guards.rs: real
 # Deployments, ReplicaSets and PodDisruptionBudget status); TEST_ASSET_KUBE_CONTROLLER_MANAGER
 # (or KUBEBUILDER_ASSETS) skips that build. A fresh machine builds both with one `make`.
 #

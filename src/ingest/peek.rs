@@ -4,7 +4,7 @@
 //! JSON-escaped.
 //!
 //! Exactness is one-sided by design: `scan` answers `Some` only for bodies that serde_json
-//! reads as a `FalcoEvent` with the same four values (tests/decode_props.rs compares the two on
+//! reads as a `FalcoEvent` with the same four values (tests/it/decode_props.rs compares the two on
 //! arbitrary inputs; the fuzz target too). Anything unusual that serde_json may or may not
 //! accept (a surrogate `\u` escape, an escaped top-level key, a number near the f64 range,
 //! deep nesting, a top-level array) gets `None`, and `decode` decides as before.

@@ -13,7 +13,7 @@ use crate::{
     files::{ARGO, MANIFEST_DIRS, RBAC, objs, parse_yaml, root, str_at, yaml_docs},
     install::crds,
     rbac::may,
-    support::{self, ApiServer},
+    testkit::apiserver::{self, ApiServer},
     tools::{ok, run},
 };
 
@@ -301,14 +301,14 @@ async fn plain_kubernetes_manifests_are_accepted_and_stored_as_written() {
         }
         // One fresh namespace per file: the harness relocates namespaced objects into it and
         // renames cluster-scoped ones, so parallel runs never collide.
-        let ns = support::namespace(&client, "manifests").await;
+        let ns = apiserver::namespace(&client, "manifests").await;
         let file = dir.path().join(rel.replace('/', "-"));
         let text: String = builtin
             .iter()
             .map(|d| format!("---\n{}\n", serde_json::to_string(d).unwrap()))
             .collect();
         std::fs::write(&file, text).unwrap();
-        let applied = support::apply_manifests(&client, &file, Some(&ns)).await;
+        let applied = apiserver::apply_manifests(&client, &file, Some(&ns)).await;
         assert_eq!(applied.len(), builtin.len(), "{rel}: {applied:?}");
         applied_total += applied.len();
 
@@ -337,7 +337,7 @@ async fn plain_kubernetes_manifests_are_accepted_and_stored_as_written() {
 async fn the_api_server_rejects_a_broken_network_policy() {
     let server = ApiServer::shared();
     let client = server.admin_client().await;
-    let ns = support::namespace(&client, "netpol").await;
+    let ns = apiserver::namespace(&client, "netpol").await;
     let docs = yaml_docs("knative/networkpolicy.yaml");
     let mut doc = docs[0].clone();
     doc["metadata"]["namespace"] = json!(ns);

@@ -21,10 +21,12 @@ use serde_json::{Value, json};
 
 use crate::{
     chart::{KUBERNETES_KINDS, PLATFORMS, assert_has, ci_values, find},
-    common::{Envelope, http, terminal_shell, wrap},
     files::{parse_yaml, root},
-    responder::Responder,
-    support::{self, ApiServer},
+    testkit::{
+        apiserver::{self, ApiServer},
+        binary::Responder,
+        sender::{Envelope, http, terminal_shell, wrap},
+    },
     tools::{chart, ok, run, template, tool, tool_home},
 };
 
@@ -83,28 +85,28 @@ pub(crate) async fn crds(admin: &Client) {
     DONE.get_or_init(|| async {
         let s = root().join("tests/schemas");
         let mut crds = vec![
-            support::crd_from_schema(
+            apiserver::crd_from_schema(
                 "serving.knative.dev",
                 "v1",
                 "Service",
                 "services",
                 &s.join("knative/datree/serving.knative.dev/service_v1.json"),
             ),
-            support::crd_from_schema(
+            apiserver::crd_from_schema(
                 "eventing.knative.dev",
                 "v1",
                 "Broker",
                 "brokers",
                 &s.join("knative/datree/eventing.knative.dev/broker_v1.json"),
             ),
-            support::crd_from_schema(
+            apiserver::crd_from_schema(
                 "eventing.knative.dev",
                 "v1",
                 "Trigger",
                 "triggers",
                 &s.join("knative/datree/eventing.knative.dev/trigger_v1.json"),
             ),
-            support::crd_from_schema(
+            apiserver::crd_from_schema(
                 "argoproj.io",
                 "v1alpha1",
                 "WorkflowTemplate",
@@ -120,7 +122,7 @@ pub(crate) async fn crds(admin: &Client) {
         ] {
             crds.extend(parse_yaml(&std::fs::read_to_string(s.join(file)).unwrap()));
         }
-        support::ensure_crds(admin, &crds).await;
+        apiserver::ensure_crds(admin, &crds).await;
     })
     .await;
 }
@@ -169,7 +171,10 @@ impl Deployed {
             }
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let responder = Responder::spawn(&server.kubeconfig_for_token("unused"), &env).await;
+        let kubeconfig = server.kubeconfig_for_token("unused");
+        let mut env: Vec<(&str, &str)> = env;
+        env.insert(0, ("KUBECONFIG", kubeconfig.to_str().unwrap()));
+        let responder = Responder::start(&env).await;
         Deployed {
             responder,
             _token_dir: token_dir,
@@ -222,7 +227,7 @@ pub(crate) async fn events_on(admin: &Client, ns: &str, pod: &str) -> Vec<KubeEv
 async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     let server = ApiServer::shared();
     let admin = server.admin_client().await;
-    let release = support::namespace(&admin, "falco-responder").await;
+    let release = apiserver::namespace(&admin, "falco-responder").await;
     let chart = chart();
     let notes = ok(helm_on(
         server,
@@ -242,10 +247,10 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
         .get(&release)
         .await
         .unwrap();
-    let token = support::service_account_token(&admin, &release, &release).await;
+    let token = apiserver::service_account_token(&admin, &release, &release).await;
     let responder = Deployed::start(server, &deployment, &token).await;
-    let victims = support::namespace(&admin, "victims").await;
-    support::create_pod(&admin, &victims, "alpine", CID, &[]).await;
+    let victims = apiserver::namespace(&admin, "victims").await;
+    apiserver::create_pod(&admin, &victims, "alpine", CID, &[]).await;
     let (status, result) = responder.shell_in(&victims, "alpine").await;
     assert_eq!(
         (status, result["outcome"].as_str()),
@@ -263,7 +268,7 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
         [Some("FalcoPodDeleted")]
     );
     // Its own namespace is never acted on (POD_NAMESPACE from the downward API).
-    support::create_pod(&admin, &release, "neighbour", CID, &[]).await;
+    apiserver::create_pod(&admin, &release, "neighbour", CID, &[]).await;
     let (status, result) = responder.shell_in(&release, "neighbour").await;
     assert_eq!((status, result["outcome"].as_str()), (200, Some("skipped")));
     assert_eq!(pod_state(&admin, &release, "neighbour").await, "running");
@@ -314,8 +319,8 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
             && upgraded.contains(&format!("RoleBinding/{victims}/{release}")),
         "{upgraded:?}"
     );
-    let elsewhere = support::namespace(&admin, "elsewhere").await;
-    support::create_pod(&admin, &elsewhere, "alpine", CID, &[]).await;
+    let elsewhere = apiserver::namespace(&admin, "elsewhere").await;
+    apiserver::create_pod(&admin, &elsewhere, "alpine", CID, &[]).await;
     // The running responder still has NAMESPACES unset; only RBAC stands in the way.
     let (status, result) = responder.shell_in(&elsewhere, "alpine").await;
     assert_eq!(status, 500, "{result}");
@@ -326,7 +331,7 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
         "{err}"
     );
     assert_eq!(pod_state(&admin, &elsewhere, "alpine").await, "running");
-    support::create_pod(&admin, &victims, "busybox", CID, &[]).await;
+    apiserver::create_pod(&admin, &victims, "busybox", CID, &[]).await;
     let (status, result) = responder.shell_in(&victims, "busybox").await;
     assert_eq!(
         (status, result["outcome"].as_str()),
@@ -364,7 +369,7 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
 async fn auth_token_is_generated_once_kept_across_upgrades_and_printed_for_falcosidekick() {
     let server = ApiServer::shared();
     let admin = server.admin_client().await;
-    let release = support::namespace(&admin, "falco-responder-auth").await;
+    let release = apiserver::namespace(&admin, "falco-responder-auth").await;
     let chart = chart();
     let chart = chart.to_str().unwrap();
     let notes = ok(helm_on(
@@ -557,9 +562,9 @@ async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
         }
     }
     for case in cases {
-        let release = support::namespace(&admin, "falco-responder").await;
+        let release = apiserver::namespace(&admin, "falco-responder").await;
         // The Argo objects go to a namespace of their own, not the shared argo-events, ...
-        let argo_ns = support::namespace(&admin, "argo").await;
+        let argo_ns = apiserver::namespace(&admin, "argo").await;
         let mut args: Vec<&str> = vec!["install", &release, chart, "-n", &release];
         args.extend(case.iter().map(String::as_str));
         // ... and cluster-scoped names of their own (kubectl applies the plain YAML meanwhile).

@@ -2,7 +2,7 @@
 //! (`knative/`, `openfaas/`, `argo/`, `kubernetes/`), `func.yaml`, the Helm chart, the
 //! `Dockerfile` and the guides in `docs/`. The static checks run offline; the rest uses the real
 //! `helm` and `kubectl` (`HELM` / `KUBECTL`, or the copies scripts/helm-env.sh installs) and one
-//! real kube-apiserver shared by the whole binary (tests/support, scripts/kube-test-env.sh).
+//! real kube-apiserver shared by the whole binary (tests/testkit, scripts/kube-test-env.sh).
 //!
 //! Rooms, one concern each:
 //! - `files`, `shell`, `tools`: reading the repository, splitting shell commands, running
@@ -19,12 +19,8 @@
 //! - `chart`: `helm lint` / `helm template` offline; `install`: helm install / upgrade /
 //!   uninstall on the API server with the real binary; `apply`: every manifest applied to it.
 
-#[path = "../common/mod.rs"]
-mod common;
-#[path = "../responder/mod.rs"]
-mod responder;
-#[path = "../support/mod.rs"]
-mod support;
+#[path = "../testkit/mod.rs"]
+mod testkit;
 
 mod files;
 mod shell;
