@@ -67,44 +67,64 @@ pub async fn replicas(
     w: &Workload,
 ) -> Result<Option<Replicas>, kube::Error> {
     let c = client.clone();
-    Ok(match w.kind {
-        Kind::Deployment => Api::<Deployment>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
+    let name = w.name.as_str();
+    match w.kind {
+        Kind::Deployment => {
+            get(c, ns, name, |d: Deployment| {
                 scaled(
                     d.spec.and_then(|s| s.replicas),
                     d.status.and_then(|s| s.ready_replicas),
                 )
-            }),
-        Kind::ReplicaSet => Api::<ReplicaSet>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
+            })
+            .await
+        }
+        Kind::ReplicaSet => {
+            get(c, ns, name, |r: ReplicaSet| {
                 scaled(
-                    d.spec.and_then(|s| s.replicas),
-                    d.status.and_then(|s| s.ready_replicas),
+                    r.spec.and_then(|s| s.replicas),
+                    r.status.and_then(|s| s.ready_replicas),
                 )
-            }),
-        Kind::StatefulSet => Api::<StatefulSet>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
+            })
+            .await
+        }
+        Kind::StatefulSet => {
+            get(c, ns, name, |s: StatefulSet| {
                 scaled(
-                    d.spec.and_then(|s| s.replicas),
-                    d.status.and_then(|s| s.ready_replicas),
+                    s.spec.and_then(|s| s.replicas),
+                    s.status.and_then(|s| s.ready_replicas),
                 )
-            }),
-        Kind::DaemonSet => Api::<DaemonSet>::namespaced(c, ns)
-            .get_opt(&w.name)
-            .await?
-            .map(|d| {
+            })
+            .await
+        }
+        Kind::DaemonSet => {
+            get(c, ns, name, |d: DaemonSet| {
                 let s = d.status.unwrap_or_default();
                 Replicas {
                     desired: n(Some(s.desired_number_scheduled)),
                     ready: n(Some(s.number_ready)),
                 }
-            }),
-        _ => None,
-    })
+            })
+            .await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One namespaced object's counts; `None` when it no longer exists.
+async fn get<K>(
+    client: Client,
+    ns: &str,
+    name: &str,
+    counts: impl FnOnce(K) -> Replicas,
+) -> Result<Option<Replicas>, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client, ns)
+        .get_opt(name)
+        .await?
+        .map(counts))
 }

@@ -32,15 +32,8 @@ pub enum Kind {
 impl Kind {
     pub fn as_str(&self) -> &str {
         match self {
-            Kind::Deployment => "Deployment",
-            Kind::ReplicaSet => "ReplicaSet",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::DaemonSet => "DaemonSet",
-            Kind::Job => "Job",
-            Kind::CronJob => "CronJob",
-            Kind::Mirror => "MirrorPod",
-            Kind::Standalone => "Standalone",
             Kind::Other(k) => k,
+            known => known.metric_label(),
         }
     }
 
