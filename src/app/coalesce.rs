@@ -236,16 +236,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn concurrent_events_for_one_pod_act_once() {
+    /// Runs one concurrent event for pod `p` per time in `times`, each deleting in 50 ms;
+    /// checks every one is answered `deleted` and returns how many acted.
+    async fn storm(times: Vec<Option<Timestamp>>) -> usize {
         let c = Coalescer::new(Duration::from_secs(5));
         let calls = Arc::new(AtomicUsize::new(0));
-        let t = target("p");
         let mut tasks = Vec::new();
-        for _ in 0..50 {
-            let (c, calls, t) = (c.clone(), calls.clone(), t.clone());
+        for at in times {
+            let (c, calls) = (c.clone(), calls.clone());
             tasks.push(tokio::spawn(async move {
-                c.run(&t, None, || async {
+                c.run(&target("p"), at, || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     Ok(deleted())
@@ -256,7 +256,12 @@ mod tests {
         for task in tasks {
             assert_eq!(task.await.unwrap().unwrap().kind, OutcomeKind::Deleted);
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        calls.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn concurrent_events_for_one_pod_act_once() {
+        assert_eq!(storm(vec![None; 50]).await, 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -385,24 +390,9 @@ mod tests {
     #[tokio::test]
     async fn a_storm_of_events_at_different_times_still_acts_once() {
         // One noisy rule: every event has its own time, all prove the pod by its container.
-        let c = Coalescer::new(Duration::from_secs(5));
-        let calls = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for i in 0..20 {
-            let (c, calls) = (c.clone(), calls.clone());
-            let at = Timestamp::from_second(1_700_000_000 + i).ok();
-            tasks.push(tokio::spawn(async move {
-                c.run(&target("p"), at, || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Ok(deleted())
-                })
-                .await
-            }));
-        }
-        for task in tasks {
-            assert_eq!(task.await.unwrap().unwrap().kind, OutcomeKind::Deleted);
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let times = (0..20)
+            .map(|i| Timestamp::from_second(1_700_000_000 + i).ok())
+            .collect();
+        assert_eq!(storm(times).await, 1);
     }
 }
