@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use common::{ENVELOPES, Envelope, fixture, http, terminal_shell, wrap};
 use falco_responder::{app::App, config::Config, web};
@@ -25,7 +25,7 @@ async fn start(app: App) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(web::run(listener, Arc::new(app), async {
+    let task = tokio::spawn(web::run(listener, app, async {
         let _ = stopped.await;
     }));
     Running {
@@ -174,7 +174,7 @@ async fn methods_paths_and_probes() {
 async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Arc::new(App::connecting(config(&[("DRY_RUN", "true")])));
+    let app = App::connecting(config(&[("DRY_RUN", "true")]));
     let (_stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(web::run(listener, app.clone(), async {
         let _ = stopped.await;

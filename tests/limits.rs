@@ -6,7 +6,6 @@ mod common;
 use std::{
     io::{Read, Write},
     net::SocketAddr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -36,7 +35,7 @@ async fn serve(listener: TcpListener, vars: &[(&str, &str)]) -> Running {
     all.extend_from_slice(vars);
     let app = App::new(config(&all), None);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(web::run(listener, Arc::new(app), async {
+    let task = tokio::spawn(web::run(listener, app, async {
         let _ = stopped.await;
     }));
     Running {

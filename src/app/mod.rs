@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     app::{
         coalesce::Coalescer,
-        reply::{Body, Failed, Handled, Reply},
+        reply::{Failed, Handled, Reply, ReplyBody},
     },
     cluster::client::Clients,
     cluster::{error::ActionError, pods::Kube},
@@ -27,7 +27,9 @@ use crate::{
     obs::metrics::{ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
 };
 
-/// One process's state, shared by every request (and by the actions that outlive them).
+/// One process's state, shared by every request (and by the actions that outlive them); a
+/// clone is another handle on the same state.
+#[derive(Clone)]
 pub struct App(Arc<Inner>);
 
 pub struct Inner {
@@ -158,7 +160,7 @@ impl App {
                 );
                 return Reply {
                     status: StatusCode::NO_CONTENT,
-                    body: Body::Empty,
+                    body: ReplyBody::Empty,
                     cloudevent: None,
                 };
             }
@@ -297,7 +299,7 @@ impl Inner {
         );
         Reply {
             status: StatusCode::BAD_REQUEST,
-            body: Body::Failed(Failed {
+            body: ReplyBody::Failed(Failed {
                 error: format!("{e}: the event cannot name a Kubernetes pod"),
                 field: Some(e.field.clone()),
                 retry: Some(false),
@@ -351,7 +353,7 @@ impl Inner {
         }
         Reply {
             status: StatusCode::OK,
-            body: Body::Handled(Handled {
+            body: ReplyBody::Handled(Handled {
                 outcome: OutcomeKind::Skipped,
                 reason,
                 pod: None,
@@ -405,7 +407,7 @@ impl Inner {
                     } else {
                         StatusCode::OK
                     },
-                    body: Body::Handled(Handled {
+                    body: ReplyBody::Handled(Handled {
                         outcome: o.kind,
                         reason: o.reason,
                         pod: o.pod,
@@ -443,7 +445,7 @@ impl Inner {
                 let status = e.status();
                 Reply {
                     status,
-                    body: Body::Failed(Failed {
+                    body: ReplyBody::Failed(Failed {
                         error: e.to_string(),
                         field: None,
                         retry: Some(status == StatusCode::SERVICE_UNAVAILABLE),
