@@ -6,13 +6,15 @@ use common::{ENVELOPES, Envelope, TERMINAL_SHELL, fixture, wrap};
 use falco_responder::{
     config::Config,
     domain::falco::Priority,
-    domain::policy::{Decision, decide},
+    domain::policy::{Decision, Policy, decide},
     ingest::decode::decode,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-fn config(vars: &[(&str, &str)]) -> Config {
-    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+fn config(vars: &[(&str, &str)]) -> Policy {
+    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .unwrap()
+        .policy
 }
 
 fn decode_plain(name: &str) -> falco_responder::domain::falco::FalcoEvent {
@@ -21,7 +23,7 @@ fn decode_plain(name: &str) -> falco_responder::domain::falco::FalcoEvent {
         .event
 }
 
-fn skip_reason(name: &str, cfg: &Config) -> String {
+fn skip_reason(name: &str, cfg: &Policy) -> String {
     match decide(&decode_plain(name), cfg) {
         Decision::Skip { reason, .. } => reason,
         other => panic!("{name}: expected a skip, got {other:?}"),

@@ -76,6 +76,7 @@ impl App {
     pub fn connect(&self, clients: Option<Clients>) {
         let config = &self.config;
         let instance = config
+            .policy
             .own_pod
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
@@ -83,6 +84,7 @@ impl App {
         let kube = clients.map(|c| {
             // The breaker's records live in our own namespace; out of a cluster, `default`.
             let own = config
+                .policy
                 .own_namespace
                 .as_ref()
                 .map_or("default", |n| n.as_str())
@@ -143,7 +145,7 @@ impl App {
                 &peek.rule,
                 peek.priority,
                 peek.source.as_deref(),
-                &self.config,
+                &self.config.policy,
             )
         {
             return self.skipped_early(&peek, reason, started);
@@ -185,7 +187,7 @@ impl App {
                 );
             }
         };
-        let target = match decide(&decoded.event, &self.config) {
+        let target = match decide(&decoded.event, &self.config.policy) {
             Decision::Skip { reason, target } => {
                 let outcome = Outcome {
                     kind: OutcomeKind::Skipped,
