@@ -16,6 +16,7 @@ use tracing_subscriber::{
 
 use super::batch::Line;
 use crate::fastfmt;
+use k8s_openapi::jiff;
 
 /// Set once [`Lean`] is the global formatter: [`info_line`] may then write its line itself.
 static LEAN_GLOBAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -109,49 +110,31 @@ fn push_time(out: &mut String, now: std::time::SystemTime) {
         /// `YYYY-MM-DDTHH:MM:SS` of the last second written: the date is computed once a second.
         static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
-    let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
-        let _ = SystemTime.format_time(&mut Writer::new(out));
-        return;
-    };
-    let secs = since.as_secs();
-    SECOND.with_borrow_mut(|(cached, s)| {
-        if *cached != secs {
-            s.clear();
-            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-            let t = secs % 86_400;
-            fastfmt::push_padded(s, y.max(0) as u64, 4);
-            s.push('-');
-            fastfmt::push_padded(s, m.into(), 2);
-            s.push('-');
-            fastfmt::push_padded(s, d.into(), 2);
-            s.push('T');
-            fastfmt::push_padded(s, t / 3600, 2);
-            s.push(':');
-            fastfmt::push_padded(s, t / 60 % 60, 2);
-            s.push(':');
-            fastfmt::push_padded(s, t % 60, 2);
-            *cached = secs;
-        }
-        out.push_str(s);
+    let since = now.duration_since(std::time::UNIX_EPOCH).ok();
+    let written = since.is_some_and(|since| {
+        let secs = since.as_secs();
+        SECOND.with_borrow_mut(|(cached, s)| {
+            if *cached != secs {
+                // jiff's calendar ends with the year 9999.
+                let Ok(at) = jiff::Timestamp::from_second(secs as i64) else {
+                    return false;
+                };
+                s.clear();
+                let civil = jiff::tz::Offset::UTC.to_datetime(at);
+                let _ = write!(s, "{}", civil.strftime("%Y-%m-%dT%H:%M:%S"));
+                *cached = secs;
+            }
+            out.push_str(s);
+            out.push('.');
+            fastfmt::push_padded(out, since.subsec_micros().into(), 6);
+            out.push('Z');
+            true
+        })
     });
-    out.push('.');
-    fastfmt::push_padded(out, since.subsec_micros().into(), 6);
-    out.push('Z');
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    if !written {
+        // Before 1970 or after 9999: a clock that is wrong; tracing-subscriber's own reading.
+        let _ = SystemTime.format_time(&mut Writer::new(out));
+    }
 }
 
 struct Fields {
@@ -294,18 +277,23 @@ mod tests {
 
     #[test]
     fn lean_time_is_tracing_subscribers_time() {
-        for days in [0i64, 59, 60, 365, 10_957, 11_016, 20_787, 20_818, 47_541] {
+        for (days, date) in [
+            (0, "1970-01-01"),
+            (59, "1970-03-01"),
+            (60, "1970-03-02"),
+            (365, "1971-01-01"),
+            (10_957, "2000-01-01"),
+            (11_016, "2000-02-29"),
+            (20_787, "2026-11-30"),
+            (20_818, "2026-12-31"),
+            (47_541, "2100-03-01"),
+        ] {
             let t = std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(days as u64 * 86_400 + 86_399)
+                + std::time::Duration::from_secs(days * 86_400 + 86_399)
                 + std::time::Duration::from_micros(123_456);
             let mut ours = String::new();
             push_time(&mut ours, t);
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(
-                ours,
-                format!("{y:04}-{m:02}-{d:02}T23:59:59.123456Z"),
-                "{days}"
-            );
+            assert_eq!(ours, format!("{date}T23:59:59.123456Z"), "{days}");
         }
         // The same clock reading as tracing-subscriber's formatter, to the second.
         let mut theirs = String::new();
@@ -316,8 +304,6 @@ mod tests {
         push_time(&mut ours, std::time::SystemTime::now());
         assert_eq!(ours.len(), theirs.len());
         assert_eq!(ours[..16], theirs[..16]);
-        assert_eq!(civil_from_days(20_787), (2026, 11, 30));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     /// What `Lean` writes for the events `f` emits.
