@@ -52,7 +52,9 @@ fn decode_each_envelope(c: &mut Criterion) {
 }
 
 fn decide_cases(c: &mut Criterion) {
-    let config = Config::from_vars(Vec::<(String, String)>::new()).expect("default config");
+    let config = Config::from_vars(Vec::<(String, String)>::new())
+        .expect("default config")
+        .policy;
     let none = http::HeaderMap::new();
     let delete = decode(
         &none,

@@ -7,9 +7,9 @@
 #![allow(dead_code)]
 
 use falco_responder::{
-    config::{Config, Rules},
+    config::Config,
     domain::identity::{IdentityConfig, PROTECT_ANNOTATION, Verdict, verdict},
-    domain::policy::{Decision, TEST_RULE, decide},
+    domain::policy::{Decision, Rules, TEST_RULE, decide},
     ingest::decode::{InputKind, decode, peek_plain},
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -93,7 +93,7 @@ pub fn decide_one(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    let cfg = config(selector);
+    let cfg = config(selector).policy;
     let (headers, body) = split(rest);
     let Ok(d) = decode(&headers, body) else {
         return;

@@ -1,11 +1,18 @@
-//! Configuration: environment variables read with envy. Their names are the public contract
-//! (README, manifests); `ENV_VARS` lists them so tests can check every manifest against it.
+//! Configuration: environment variables read with envy, validated at start-up (a wrong value
+//! stops the start, naming the variable). Their names are the public contract (README,
+//! manifests); `ENV_VARS` lists them so tests can check every manifest against it. Each layer
+//! gets only its part: the policy (`domain::policy`), the guards (`domain::guards`), the
+//! server's limits (`Limits`).
 
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{domain::falco::Priority, domain::ident::Namespace};
+use crate::domain::{
+    falco::Priority,
+    ident::Namespace,
+    policy::{Policy, Rules},
+};
 
 /// Every environment variable the binary reads. `BODY` is the one-shot input (Argo Workflows).
 pub const ENV_VARS: &[&str] = &[
@@ -93,22 +100,6 @@ struct Raw {
     max_deletions: Option<String>,
 }
 
-/// Which Falco rules lead to deletion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rules {
-    Any,
-    Named(Vec<String>),
-}
-
-impl Rules {
-    pub fn matches(&self, rule: &str) -> bool {
-        match self {
-            Rules::Any => true,
-            Rules::Named(names) => names.iter().any(|n| n == rule),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -119,10 +110,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
-    pub rules: Rules,
-    pub min_priority: Option<Priority>,
-    pub namespaces: Option<Vec<Namespace>>,
-    pub protected_namespaces: Vec<Namespace>,
+    /// RULES, MIN_PRIORITY, (PROTECTED_)NAMESPACES, POD_NAMESPACE, POD_NAME: what `decide` reads.
+    pub policy: Policy,
     pub dry_run: bool,
     pub grace_period_seconds: Option<u32>,
     /// The expected bearer token: AUTH_TOKEN, or the content of AUTH_TOKEN_FILE once `load_files` ran.
@@ -131,9 +120,6 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub api_timeout: Duration,
     pub log_format: LogFormat,
-    /// Our own namespace: POD_NAMESPACE, else the in-cluster ServiceAccount file (`load_files`).
-    pub own_namespace: Option<Namespace>,
-    pub own_pod: Option<String>,
     pub kube_token_file: Option<PathBuf>,
     pub dedup: Duration,
     /// SKIP_OWNER_KINDS, MIN_AVAILABLE, USE_EVICTION, MAX_DELETIONS(_PER_WORKLOAD).
@@ -359,10 +345,15 @@ impl Config {
             guards,
             limits,
             port: raw.port.unwrap_or(8080),
-            rules,
-            min_priority,
-            namespaces,
-            protected_namespaces,
+            policy: Policy {
+                rules,
+                min_priority,
+                namespaces,
+                protected_namespaces,
+                // Else the in-cluster ServiceAccount file, once `load_files` ran.
+                own_namespace,
+                own_pod: non_empty(raw.pod_name),
+            },
             dry_run,
             grace_period_seconds,
             auth_token: non_empty(raw.auth_token),
@@ -370,8 +361,6 @@ impl Config {
             max_body_bytes,
             api_timeout: Duration::from_secs(api_timeout_seconds),
             log_format,
-            own_namespace,
-            own_pod: non_empty(raw.pod_name),
             kube_token_file: raw.kube_token_file,
             dedup: Duration::from_secs(dedup_seconds),
         })
@@ -404,8 +393,8 @@ impl Config {
                 source,
             })?;
         }
-        if self.own_namespace.is_none() {
-            self.own_namespace = std::fs::read_to_string(SA_NAMESPACE_FILE)
+        if self.policy.own_namespace.is_none() {
+            self.policy.own_namespace = std::fs::read_to_string(SA_NAMESPACE_FILE)
                 .ok()
                 .and_then(|s| Namespace::parse("namespace file", s.trim()).ok());
         }
@@ -473,12 +462,17 @@ mod tests {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.port, 8080);
         assert_eq!(
-            c.rules,
+            c.policy.rules,
             Rules::Named(vec!["Terminal shell in container".into()])
         );
-        assert_eq!(c.min_priority, None);
-        assert_eq!(c.namespaces, None);
-        let protected: Vec<&str> = c.protected_namespaces.iter().map(|n| n.as_str()).collect();
+        assert_eq!(c.policy.min_priority, None);
+        assert_eq!(c.policy.namespaces, None);
+        let protected: Vec<&str> = c
+            .policy
+            .protected_namespaces
+            .iter()
+            .map(|n| n.as_str())
+            .collect();
         assert_eq!(protected, ["kube-system", "kube-public", "kube-node-lease"]);
         assert!(!c.dry_run);
         assert_eq!(c.grace_period_seconds, None);
@@ -496,25 +490,37 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.rules,
+            c.policy.rules,
             Rules::Named(vec![
                 "Terminal shell in container".into(),
                 "Write below etc".into()
             ])
         );
-        let names: Vec<&str> = c.namespaces.iter().flatten().map(|n| n.as_str()).collect();
+        let names: Vec<&str> = c
+            .policy
+            .namespaces
+            .iter()
+            .flatten()
+            .map(|n| n.as_str())
+            .collect();
         assert_eq!(names, ["prod", "staging"]);
-        assert_eq!(cfg(&[("RULES", "*")]).unwrap().rules, Rules::Any);
+        assert_eq!(cfg(&[("RULES", "*")]).unwrap().policy.rules, Rules::Any);
     }
 
     #[test]
     fn priority_any_case_and_info_alias() {
         assert_eq!(
-            cfg(&[("MIN_PRIORITY", "warning")]).unwrap().min_priority,
+            cfg(&[("MIN_PRIORITY", "warning")])
+                .unwrap()
+                .policy
+                .min_priority,
             Some(Priority::Warning)
         );
         assert_eq!(
-            cfg(&[("MIN_PRIORITY", "Info")]).unwrap().min_priority,
+            cfg(&[("MIN_PRIORITY", "Info")])
+                .unwrap()
+                .policy
+                .min_priority,
             Some(Priority::Informational)
         );
     }
@@ -621,7 +627,7 @@ mod tests {
     fn empty_values_count_as_unset() {
         let c = cfg(&[("GRACE_PERIOD_SECONDS", ""), ("MIN_PRIORITY", " ")]).unwrap();
         assert_eq!(c.grace_period_seconds, None);
-        assert_eq!(c.min_priority, None);
+        assert_eq!(c.policy.min_priority, None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Writing strings on the per-event path without the `fmt` machinery: a skipped event's reason,
-//! reply and log line are a large share of its cost otherwise (callgrind). Each writer gives
-//! exactly what its general counterpart gives (unit tests compare them).
+//! reply and log line are a large share of its cost otherwise (callgrind). Integers are itoa's,
+//! JSON strings serde_json's; Rust's `{:?}` quoting (the skip reason) has no crate, so it is
+//! ours, with a scanner that checks sixteen bytes at a time. Each writer gives exactly what its
+//! general counterpart gives (unit tests compare them).
 
 use std::fmt::Write;
 
@@ -56,57 +58,25 @@ pub fn push_debug_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends `s` as a JSON string, as serde_json writes it.
+/// Appends `s` as a JSON string: serde_json's own escaping. It reads byte by byte, and a
+/// skipped request (two strings) costs about 1.3% more instructions than with a scanner of
+/// sixteen bytes at a time (callgrind: 26.6k instead of 26.3k), under what is worth our own code.
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let mut rest = s.as_bytes();
-    // Runs of plain bytes are copied whole.
-    while let Some(i) = find(rest, |b| (b < 0x20) | (b == b'"') | (b == b'\\')) {
-        out.extend_from_slice(&rest[..i]);
-        let b = rest[i];
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-        }
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.push(b'"');
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
 }
 
 /// Appends `n` in decimal.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(buf[i..].iter().map(|&d| char::from(d)));
+pub fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
-/// Appends `n` with exactly `width` digits (zero-padded; `n` must fit).
-pub fn push_padded(out: &mut String, n: u64, width: u32) {
-    let mut div = 10u64.pow(width.saturating_sub(1));
-    while div > 0 {
-        out.push(char::from(b'0' + ((n / div) % 10) as u8));
-        div /= 10;
-    }
+/// Appends `n` with at least `width` digits (zero-padded).
+pub fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+    out.push_str(digits);
 }
 
 #[cfg(test)]

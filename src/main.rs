@@ -1,7 +1,7 @@
 #![forbid(unsafe_code)]
 //! Thin: configuration, client, listener, run (or run once).
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use falco_responder::{app::App, app::once, cluster::client, config::Config, obs::logs, web};
@@ -84,7 +84,7 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
             // The kube client (reading the kubeconfig or the ServiceAccount files, TLS set-up)
             // is built on another worker while the server already answers its probes; an event
             // that comes first waits for it. Not being able to build it still stops the process.
-            let app = Arc::new(App::connecting(config.clone()));
+            let app = App::connecting(config.clone());
             let building = tokio::spawn(async move { client::clients(&config).await });
             let listener = match web::bind(port) {
                 Ok(l) => l,

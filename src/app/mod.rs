@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     app::{
         coalesce::Coalescer,
-        reply::{Body, Failed, Handled, Reply},
+        reply::{Failed, Handled, Reply, ReplyBody},
     },
     cluster::client::Clients,
     cluster::{error::ApiError, pods::PodRemover},
@@ -27,7 +27,9 @@ use crate::{
     obs::metrics::{ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
 };
 
-/// One process's state, shared by every request (and by the actions that outlive them).
+/// One process's state, shared by every request (and by the actions that outlive them); a
+/// clone is another handle on the same state.
+#[derive(Clone)]
 pub struct App(Arc<Inner>);
 
 pub struct Inner {
@@ -74,6 +76,7 @@ impl App {
     pub fn connect(&self, clients: Option<Clients>) {
         let config = &self.config;
         let instance = config
+            .policy
             .own_pod
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
@@ -118,7 +121,7 @@ impl App {
                 &peek.rule,
                 peek.priority,
                 peek.source.as_deref(),
-                &self.config,
+                &self.config.policy,
             )
         {
             return self.skipped_early(&peek, reason, started);
@@ -135,7 +138,7 @@ impl App {
                 );
                 return Reply {
                     status: StatusCode::NO_CONTENT,
-                    body: Body::Empty,
+                    body: ReplyBody::Empty,
                     cloudevent: None,
                 };
             }
@@ -160,7 +163,7 @@ impl App {
                 );
             }
         };
-        let target = match decide(&decoded.event, &self.config) {
+        let target = match decide(&decoded.event, &self.config.policy) {
             Decision::Skip { reason, target } => {
                 let outcome = Outcome {
                     kind: OutcomeKind::Skipped,
@@ -275,7 +278,7 @@ impl Inner {
         );
         Reply {
             status: StatusCode::BAD_REQUEST,
-            body: Body::Failed(Failed {
+            body: ReplyBody::Failed(Failed {
                 error: format!("{e}: the event cannot name a Kubernetes pod"),
                 field: Some(e.field.clone()),
                 retry: Some(false),
@@ -329,7 +332,7 @@ impl Inner {
         }
         Reply {
             status: StatusCode::OK,
-            body: Body::Handled(Handled {
+            body: ReplyBody::Handled(Handled {
                 outcome: OutcomeKind::Skipped,
                 reason,
                 pod: None,
@@ -383,7 +386,7 @@ impl Inner {
                     } else {
                         StatusCode::OK
                     },
-                    body: Body::Handled(Handled {
+                    body: ReplyBody::Handled(Handled {
                         outcome: o.kind,
                         reason: o.reason,
                         pod: o.pod,
@@ -421,7 +424,7 @@ impl Inner {
                 let status = e.status();
                 Reply {
                     status,
-                    body: Body::Failed(Failed {
+                    body: ReplyBody::Failed(Failed {
                         error: e.to_string(),
                         field: None,
                         retry: Some(status == StatusCode::SERVICE_UNAVAILABLE),

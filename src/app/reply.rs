@@ -75,9 +75,10 @@ pub struct Failed {
     pub input: Option<InputKind>,
 }
 
+/// What a reply says: what was done with the event, why it could not be, or nothing.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum Body {
+pub enum ReplyBody {
     Handled(Handled),
     Failed(Failed),
     /// Nothing to say (our own result came back): an empty 2xx.
@@ -88,7 +89,7 @@ pub enum Body {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
-    pub body: Body,
+    pub body: ReplyBody,
     /// Set when the event came as a CloudEvent: the answer must be one too (or empty).
     pub cloudevent: Option<CloudEventInfo>,
 }
@@ -97,7 +98,7 @@ impl Reply {
     pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
         Reply {
             status,
-            body: Body::Failed(Failed {
+            body: ReplyBody::Failed(Failed {
                 error: message.into(),
                 field: None,
                 retry: None,
@@ -111,7 +112,7 @@ impl Reply {
 
     pub fn outcome(&self) -> Option<&str> {
         match &self.body {
-            Body::Handled(h) => Some(h.outcome.as_str()),
+            ReplyBody::Handled(h) => Some(h.outcome.as_str()),
             _ => None,
         }
     }

@@ -77,6 +77,7 @@ impl PodRemover {
         background: TaskTracker,
     ) -> PodRemover {
         let own = config
+            .policy
             .own_namespace
             .as_ref()
             .map_or("default", |n| n.as_str())

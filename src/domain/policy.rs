@@ -1,11 +1,45 @@
-//! Event + configuration → what to do. Pure: the checks that need the live pod (identity,
-//! opt-out annotation, terminating) are in `verdict`.
+//! Event + policy → what to do. Pure: the checks that need the live pod (identity, opt-out
+//! annotation, terminating) are in `identity`. The policy is the part of the configuration these
+//! checks read, and nothing else: `config` builds it from RULES, MIN_PRIORITY, NAMESPACES,
+//! PROTECTED_NAMESPACES, POD_NAMESPACE and POD_NAME.
 
-use crate::{
-    config::Config,
-    domain::falco::{FalcoEvent, NoTarget, Priority, Target},
-    domain::ident::InvalidIdent,
+use crate::domain::{
+    falco::{FalcoEvent, NoTarget, Priority, Target},
+    ident::{InvalidIdent, Namespace},
 };
+
+/// Which Falco rules lead to deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rules {
+    Any,
+    Named(Vec<String>),
+}
+
+impl Rules {
+    pub fn matches(&self, rule: &str) -> bool {
+        match self {
+            Rules::Any => true,
+            Rules::Named(names) => names.iter().any(|n| n == rule),
+        }
+    }
+}
+
+/// Which events lead to deletion, and which pods are never touched.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// RULES.
+    pub rules: Rules,
+    /// MIN_PRIORITY.
+    pub min_priority: Option<Priority>,
+    /// NAMESPACES: `None` is every namespace.
+    pub namespaces: Option<Vec<Namespace>>,
+    /// PROTECTED_NAMESPACES: never touched, even when in NAMESPACES.
+    pub protected_namespaces: Vec<Namespace>,
+    /// Our own namespace: POD_NAMESPACE, else the in-cluster ServiceAccount file.
+    pub own_namespace: Option<Namespace>,
+    /// POD_NAME.
+    pub own_pod: Option<String>,
+}
 
 /// Falcosidekick's synthetic event (`/test` endpoint); it bypasses every minimum priority.
 pub const TEST_RULE: &str = "Test rule";
@@ -37,7 +71,7 @@ pub fn skip_early(
     rule: &str,
     priority: Priority,
     source: Option<&str>,
-    cfg: &Config,
+    cfg: &Policy,
 ) -> Option<String> {
     if rule == TEST_RULE {
         return Some("Falcosidekick test event (rule \"Test rule\")".into());
@@ -61,7 +95,7 @@ pub fn skip_early(
     None
 }
 
-pub fn decide(event: &FalcoEvent, cfg: &Config) -> Decision {
+pub fn decide(event: &FalcoEvent, cfg: &Policy) -> Decision {
     if let Some(reason) = skip_early(&event.rule, event.priority, event.source.as_deref(), cfg) {
         return skip(reason, None);
     }
@@ -107,8 +141,11 @@ mod tests {
     use super::*;
     use crate::domain::falco::Priority;
 
-    fn cfg(vars: &[(&str, &str)]) -> Config {
-        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    /// The policy `config` builds from these variables.
+    fn cfg(vars: &[(&str, &str)]) -> Policy {
+        crate::config::Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap()
+            .policy
     }
 
     fn shell(ns: Option<&str>, pod: Option<&str>, priority: Priority) -> FalcoEvent {

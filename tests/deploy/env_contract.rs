@@ -200,7 +200,7 @@ fn every_env_var_a_manifest_sets_is_read_by_the_binary_with_a_value_it_accepts()
         let config = Config::from_vars(resolve(&src.vars))
             .unwrap_or_else(|e| panic!("{o}: the binary would refuse to start: {e}"));
         assert!(!config.dry_run, "{o}: manifests ship with DRY_RUN=false");
-        assert!(config.rules.matches(TEST_RULE), "{o}: RULES");
+        assert!(config.policy.rules.matches(TEST_RULE), "{o}: RULES");
     }
     // Knative reserves PORT and K_* and only allows fieldRef behind a feature flag.
     for (origin, c) in function_containers() {

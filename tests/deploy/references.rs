@@ -160,7 +160,7 @@ fn manifests_reference_each_other_consistently() {
                 for src in env_sources() {
                     let config = Config::from_vars(resolve(&src.vars)).unwrap();
                     assert!(
-                        config.rules.matches(&rule),
+                        config.policy.rules.matches(&rule),
                         "{}: rule {rule} is not in RULES of {}",
                         s.id(),
                         src.origin

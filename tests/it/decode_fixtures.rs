@@ -3,12 +3,16 @@
 use crate::testkit::sender::{ENVELOPES, Envelope, TERMINAL_SHELL, fixture, wrap};
 use crate::testkit::server::config;
 use falco_responder::{
-    config::Config,
     domain::falco::Priority,
-    domain::policy::{Decision, decide},
+    domain::policy::{Decision, Policy, decide},
     ingest::decode::decode,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The policy part of the configuration these variables give.
+fn policy(vars: &[(&str, &str)]) -> Policy {
+    config(vars).policy
+}
 
 fn decode_plain(name: &str) -> falco_responder::domain::falco::FalcoEvent {
     decode(&HeaderMap::new(), fixture(name).as_bytes())
@@ -16,7 +20,7 @@ fn decode_plain(name: &str) -> falco_responder::domain::falco::FalcoEvent {
         .event
 }
 
-fn skip_reason(name: &str, cfg: &Config) -> String {
+fn skip_reason(name: &str, cfg: &Policy) -> String {
     match decide(&decode_plain(name), cfg) {
         Decision::Skip { reason, .. } => reason,
         other => panic!("{name}: expected a skip, got {other:?}"),
@@ -25,7 +29,7 @@ fn skip_reason(name: &str, cfg: &Config) -> String {
 
 #[test]
 fn every_terminal_shell_fixture_decodes_identically_in_every_envelope() {
-    let cfg = config(&[]);
+    let cfg = policy(&[]);
     for name in TERMINAL_SHELL {
         let reference = decode_plain(name);
         let expected_target = reference.target().unwrap();
@@ -128,13 +132,13 @@ fn the_real_falcosidekick_cloudevent_dump_decodes() {
     assert_eq!(ce.id, "f7628198-3822-4c98-ac3f-71770e272a16");
     assert_eq!(ce.ty, "falco.rule.output.v1");
     assert!(
-        matches!(decide(&d.event, &config(&[])), Decision::Delete(t) if t.name == "mysql-db-7d59548d75-wh44s")
+        matches!(decide(&d.event, &policy(&[])), Decision::Delete(t) if t.name == "mysql-db-7d59548d75-wh44s")
     );
 }
 
 #[test]
 fn events_without_a_pod_are_skipped_with_the_reason() {
-    let any = config(&[("RULES", "*")]);
+    let any = policy(&[("RULES", "*")]);
     assert!(
         skip_reason(
             "falco-0.31-host-write-below-binary-dir-no-container.json",
@@ -161,7 +165,7 @@ fn events_without_a_pod_are_skipped_with_the_reason() {
 fn rules_not_listed_are_skipped_by_default() {
     let r = skip_reason(
         "falco-0.31-host-write-below-binary-dir-no-container.json",
-        &config(&[]),
+        &policy(&[]),
     );
     assert!(r.contains("not in RULES"), "{r}");
 }

@@ -67,7 +67,7 @@ fn the_decide_check_sees_a_deletion() {
     let d =
         falco_responder::ingest::decode::decode(&http::HeaderMap::new(), ev.as_bytes()).unwrap();
     assert!(matches!(
-        falco_responder::domain::policy::decide(&d.event, &cfg),
+        falco_responder::domain::policy::decide(&d.event, &cfg.policy),
         falco_responder::domain::policy::Decision::Delete(_)
     ));
     checks::decide_one(&data);

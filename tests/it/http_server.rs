@@ -1,7 +1,7 @@
 //! Black-box HTTP tests through a real socket: routes, status codes, bodies, CloudEvent replies,
 //! auth, limits and graceful shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use falco_responder::{app::App, web};
 use http::{HeaderMap, HeaderValue, header};
@@ -144,7 +144,7 @@ async fn methods_paths_and_probes() {
 #[tokio::test]
 async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Arc::new(App::connecting(config(&[("DRY_RUN", "true")])));
+    let app = App::connecting(config(&[("DRY_RUN", "true")]));
     let s = Server::serve(listener, app.clone());
     let addr = s.addr;
     let none = HeaderMap::new();

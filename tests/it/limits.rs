@@ -4,7 +4,6 @@
 use std::{
     io::{Read, Write},
     net::SocketAddr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -347,10 +346,7 @@ async fn listens_dual_stack_on_ipv6_and_ipv4_loopback() {
             "{local}: not on [::] although IPv6 works here"
         );
     }
-    let _s = Server::serve(
-        listener,
-        Arc::new(App::new(config(&[("DRY_RUN", "true")]), None)),
-    );
+    let _s = Server::serve(listener, App::new(config(&[("DRY_RUN", "true")]), None));
     let mut addrs = vec![SocketAddr::from(([127, 0, 0, 1], port))];
     if ipv6 {
         addrs.push(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));

@@ -1,7 +1,7 @@
 //! THE in-process starter: an [`App`] served by `web::run` on a loopback listener, with the
 //! shutdown signal in the test's hand.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use falco_responder::{app::App, config::Config, web};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -19,7 +19,7 @@ pub struct Server {
 
 impl Server {
     /// Serves `app` on `listener`.
-    pub fn serve(listener: TcpListener, app: Arc<App>) -> Server {
+    pub fn serve(listener: TcpListener, app: App) -> Server {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(web::run(listener, app, async {
@@ -35,7 +35,7 @@ impl Server {
     /// Serves `app` on a free port of 127.0.0.1.
     pub async fn start(app: App) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Server::serve(listener, Arc::new(app))
+        Server::serve(listener, app)
     }
 
     /// DRY_RUN without a cluster, then `vars`: the whole HTTP path, no Kubernetes.
