@@ -22,7 +22,8 @@ use tokio_util::task::TaskTracker;
 use super::{
     Server,
     budget::BodyBudget,
-    conn::{ANSWER_GRACE, LINGER_TIME, connection},
+    conn::{LINGER_TIME, connection},
+    phase::ANSWER_GRACE,
 };
 use crate::app::App;
 

@@ -1,5 +1,5 @@
 //! The HTTP side: hyper 1 connections, routes, auth, limits, shutdown. The top layer: it reads
-//! requests, hands each event's body to [`App`](crate::app::App) and writes its reply.
+//! requests, hands each event's body to [`App`] and writes its reply.
 //!
 //! [`run`] takes a bound listener (main binds it with [`bind`]; tests bind 127.0.0.1:0) and a
 //! shutdown future. What a hostile or broken client can take is bounded (README, "Limits"):
@@ -13,7 +13,8 @@
 //!
 //! One file a concern, in the order a request meets them:
 //! - `listener`: bind, the accept loop, connection slots, graceful shutdown;
-//! - `conn`: one connection: its phases and timers, the socket wrapper, the lingering close;
+//! - `conn`: one connection: its timers, the socket wrapper, the lingering close;
+//! - `phase`: where a connection is and since when (what its timers read);
 //! - `routes`: paths, methods, the bearer token; the event's body to the app;
 //! - `body`: reading a request body within MAX_BODY_BYTES, the memory budget and the deadline;
 //! - `budget`: BODY_MEMORY_BYTES and what each body holds of it;
@@ -23,6 +24,7 @@ mod body;
 mod budget;
 mod conn;
 mod listener;
+mod phase;
 mod render;
 mod routes;
 

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use super::{
     HttpResponse, Server,
     body::read_body,
-    conn::{ConnState, Phase},
+    phase::{ConnState, Phase},
     render::{WithAllow, json_error, plain, render, text},
 };
 
