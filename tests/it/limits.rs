@@ -384,8 +384,9 @@ async fn the_binary_on_sigterm_is_not_ready_keeps_serving_for_the_delay_then_exi
         let r = http(v6, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
         assert_eq!(r.status, 200, "IPv6 loopback");
     }
-    responder.sigterm();
+    // Taken before the signal: the delay runs from its receipt, which is later.
     let sent = Instant::now();
+    responder.sigterm();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         http(addr, "GET", "/readyz", &HeaderMap::new(), b"")
