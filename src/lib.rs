@@ -1,20 +1,21 @@
 //! falco-responder: receives Falco events and deletes the offending Kubernetes pod.
 //!
 //! The data flows one way, **decode → decide → act → answer**, and each folder is one layer of
-//! it; a room imports only from the rooms listed above it here (ARCHITECTURE.md walks one event
-//! through them):
-//! - [`fastfmt`]: string writers for the per-event path (bottom: used by every layer);
-//! - [`domain`]: the pure core: the Falco event ([`domain::falco`]), identifiers
-//!   ([`domain::ident`]), policy, the identity verdict ([`domain::identity`]), the availability
-//!   guards, the breaker's budget arithmetic ([`domain::budget`]), workloads and outcomes;
-//! - [`ingest`]: HTTP request → Falco event, for every envelope (pure);
-//! - [`config`]: environment variables (the public contract), validated at start-up, handing
-//!   each layer its part;
-//! - [`obs`]: log lines and metrics;
-//! - [`cluster`]: every Kubernetes API call: the client, the pod's GET and removal, the
-//!   workload's facts, the breaker's records, the one Event vocabulary, one error type;
+//! it. The map of the house, one line a room, bottom up: a room imports only from the rooms
+//! above it in this list (ARCHITECTURE.md walks one event through them and says where each kind
+//! of change goes).
+//! - `fastfmt`: string writers for the per-event path, used by every layer;
+//! - [`domain`]: the pure core (event, identifiers, policy, identity verdict, guards, budget,
+//!   workloads, outcomes, and the plan that turns the API's answers into the next step);
+//! - [`ingest`]: request → Falco event, for every envelope, and the cheap first look (pure);
+//! - [`config`]: the environment (the public contract) → `Config`, handing each layer its part;
+//! - [`obs`]: the log lines and the metrics;
+//! - [`cluster`]: every Kubernetes API call, performed as the plan asks; one Event vocabulary,
+//!   one error type;
 //! - [`app`]: one event end to end, the reply, event storms, the one-shot mode;
-//! - [`web`]: the HTTP listener, connections, limits, routes.
+//! - [`web`]: the HTTP listener, connections, limits, routes, rendering.
+//!
+//! `main.rs` is thin: mode, runtime, signals, then `web::run` or `app::once::run`.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -1,5 +1,10 @@
 //! One event end to end: decode → decide → act → answer. Shared by the HTTP server and the
 //! one-shot mode, so both behave identically.
+//!
+//! - [`App`] (here): the process's state and `handle`, one event from body to reply;
+//! - [`reply`]: the answer, before it is written as HTTP or printed;
+//! - [`coalesce`]: one API round trip per pod during an event storm;
+//! - [`once`]: the one-shot mode (an Argo Workflows step).
 
 pub mod coalesce;
 pub mod once;

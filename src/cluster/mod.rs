@@ -1,5 +1,12 @@
 //! All API I/O: gathers the facts the core decides on and performs the steps it plans, within
 //! one deadline per event.
+//!
+//! - [`client`]: the kube clients (in a pod, KUBECONFIG or ~/.kube/config outside);
+//! - [`pods`]: one event's steps carried out (GET, removal with the uid precondition, Events);
+//! - [`facts`], [`workloads`], [`evict`]: the guards' facts and the Eviction API;
+//! - [`records`]: the deletion breaker's shared records, watched;
+//! - [`events`]: the one vocabulary of the Kubernetes Events we write, and their builders;
+//! - [`error`]: the one error type, its HTTP status and metric label, the event's deadline.
 
 pub mod client;
 pub mod error;

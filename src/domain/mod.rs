@@ -1,6 +1,14 @@
 //! The pure core: what an event says, which pod it names, whether and how that pod must go.
 //! No API client, no runtime, no whole `Config`, no I/O: every rule that keeps the wrong pod
 //! alive is here, so it can be tested, property-tested and fuzzed without an API server.
+//!
+//! - [`falco`]: the Falco event and the pod it names; [`ident`]: identifiers, validated;
+//! - [`policy`]: event → act on this pod, or skip it and why;
+//! - [`identity`]: the live pod vs the event → is it the pod Falco saw, and what to do to it;
+//! - [`workload`], [`guards`]: the pod's workload and what availability allows;
+//! - [`budget`]: the deletion breaker's arithmetic and its per-process ledger;
+//! - [`plan`], [`step`]: the API's answers in, the next call or the outcome out;
+//! - [`outcome`]: what happened to one event.
 
 pub mod budget;
 pub mod falco;
