@@ -179,7 +179,7 @@ impl Breaker {
     /// Counts `listed` and the ledger within each window and decides. With `reserve`, a
     /// closed breaker records `event_key` (the name of the record to be written) in the ledger
     /// before the DELETE, so this process's concurrent deletions see it at once.
-    pub fn decide(
+    pub fn admit(
         &self,
         listed: &[Deletion],
         workload: Option<&str>,
@@ -297,10 +297,10 @@ mod tests {
             seen("ns/e4", None, -5),
         ];
         // One of web in the window: a second is allowed, and reserved.
-        let t = b.decide(&listed, w, ts(0), "ns/e5", true).unwrap().unwrap();
+        let t = b.admit(&listed, w, ts(0), "ns/e5", true).unwrap().unwrap();
         assert_eq!(t.key, "ns/e5");
         // The reservation counts at once (before its Event is listed): the third is refused.
-        let open = b.decide(&listed, w, ts(1), "ns/e6", true).unwrap_err();
+        let open = b.admit(&listed, w, ts(1), "ns/e6", true).unwrap_err();
         assert_eq!((open.scope, open.count), (Scope::Workload, 2));
         assert!(
             open.reason(&Workload {
@@ -313,16 +313,16 @@ mod tests {
         // Once listed, the same deletion still counts once.
         let mut listed2 = listed.clone();
         listed2.push(seen("ns/e5", w, 0));
-        assert!(b.decide(&listed2, w, ts(1), "ns/e6", false).is_err());
+        assert!(b.admit(&listed2, w, ts(1), "ns/e6", false).is_err());
         // A release (the delete did not happen) gives the slot back.
         b.release(t);
-        assert!(b.decide(&listed, w, ts(1), "ns/e6", false).is_ok());
+        assert!(b.admit(&listed, w, ts(1), "ns/e6", false).is_ok());
         // The window slides: 31 s later e1 is out of it.
-        let _ = b.decide(&listed, w, ts(1), "ns/e7", true).unwrap();
-        assert!(b.decide(&listed, w, ts(2), "ns/e8", false).is_err());
-        assert!(b.decide(&listed, w, ts(31), "ns/e8", false).is_ok());
+        let _ = b.admit(&listed, w, ts(1), "ns/e7", true).unwrap();
+        assert!(b.admit(&listed, w, ts(2), "ns/e8", false).is_err());
+        assert!(b.admit(&listed, w, ts(31), "ns/e8", false).is_ok());
         // Standalone pods (no workload key) are not held by the workload budget.
-        assert!(b.decide(&listed, None, ts(2), "ns/e9", false).is_ok());
+        assert!(b.admit(&listed, None, ts(2), "ns/e9", false).is_ok());
     }
 
     #[test]
@@ -336,15 +336,15 @@ mod tests {
             seen("b/e2", None, -2),
             seen("c/e3", Some("c/Job/j"), -70),
         ];
-        assert!(b.decide(&listed, None, ts(0), "d/e4", true).is_ok());
+        assert!(b.admit(&listed, None, ts(0), "d/e4", true).is_ok());
         let open = b
-            .decide(&listed, Some("x/Deployment/y"), ts(0), "d/e5", true)
+            .admit(&listed, Some("x/Deployment/y"), ts(0), "d/e5", true)
             .unwrap_err();
         assert_eq!((open.scope, open.count), (Scope::Overall, 3));
         // Turned off: never open.
         let off = Breaker::new(None, None);
         assert!(!off.enabled());
-        assert!(off.decide(&listed, None, ts(0), "d/e6", true).is_ok());
+        assert!(off.admit(&listed, None, ts(0), "d/e6", true).is_ok());
     }
 
     #[test]

@@ -211,7 +211,7 @@ impl<'a> Plan<'a> {
         let reserve = !self.config.dry_run;
         match self
             .breaker
-            .decide(listed, key.as_deref(), now, &self.record_name, reserve)
+            .admit(listed, key.as_deref(), now, &self.record_name, reserve)
         {
             Ok(ticket) => self.ticket = ticket,
             Err(open) => {
@@ -752,7 +752,7 @@ mod tests {
             }
             if asked(3) {
                 let key = budget::workload_key("prod", &a.workload);
-                if twin.decide(&a.listed, key.as_deref(), ts(NOW), "x", false).is_err() {
+                if twin.admit(&a.listed, key.as_deref(), ts(NOW), "x", false).is_err() {
                     prop_assert!(removals(&run).is_empty(), "{:?}", run.steps);
                 }
             }
