@@ -490,30 +490,15 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        if let Some(c) = self
-            .apiserver
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(c) = take_child(&mut self.apiserver) {
             stop_watchdog(&self.dir, "kube-apiserver", c);
         }
-        if let Some(c) = self
-            .etcd
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(c) = take_child(&mut self.etcd) {
             stop_watchdog(&self.dir, "etcd", c);
         }
         // Dropping the TempDir removes the dir; the janitor notices and exits.
         drop(self.tempdir.take());
-        if let Some(mut j) = self
-            .janitor
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(mut j) = take_child(&mut self.janitor) {
             let deadline = Instant::now() + Duration::from_secs(2);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = j.try_wait() {
@@ -525,6 +510,11 @@ impl Drop for ApiServer {
             let _ = j.wait();
         }
     }
+}
+
+/// The child a slot holds, even after a test panicked while holding its lock (drop still stops it).
+fn take_child(slot: &mut Mutex<Option<Child>>) -> Option<Child> {
+    slot.get_mut().unwrap_or_else(|e| e.into_inner()).take()
 }
 
 /// Creates a uniquely named namespace (`<prefix>-<8 hex>`) and returns its name.
@@ -572,19 +562,29 @@ pub async fn create_pod(
     let status = json!({
         "status": {
             "phase": "Running",
-            "containerStatuses": [{
-                "name": "main",
-                "image": "alpine",
-                "imageID": "",
-                "containerID": format!("containerd://{container_id}"),
-                "ready": true,
-                "restartCount": 0,
-                "started": true,
-                "state": { "running": {} }
-            }]
+            "containerStatuses": [ready_container("main", container_id, json!({}))]
         }
     });
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+    kubelet_status(&pods, ns, name, &status).await
+}
+
+/// A started, ready container as the kubelet reports it; `running`: its `state.running`.
+fn ready_container(name: &str, container_id: &str, running: Value) -> Value {
+    json!({
+        "name": name,
+        "image": "alpine",
+        "imageID": "",
+        "containerID": format!("containerd://{container_id}"),
+        "ready": true,
+        "restartCount": 0,
+        "started": true,
+        "state": { "running": running }
+    })
+}
+
+/// Sets the status of pod `ns/name` as the kubelet would (there is none here).
+async fn kubelet_status(pods: &Api<Pod>, ns: &str, name: &str, status: &Value) -> Pod {
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
         .await
         .unwrap_or_else(|e| panic!("setting status of pod {ns}/{name}: {e}"))
 }
@@ -1027,21 +1027,12 @@ pub async fn mark_pod_ready(client: &Client, ns: &str, name: &str, container_id:
                 { "type": "Ready", "status": "True", "lastTransitionTime": now },
                 { "type": "ContainersReady", "status": "True", "lastTransitionTime": now }
             ],
-            "containerStatuses": [{
-                "name": container,
-                "image": "alpine",
-                "imageID": "",
-                "containerID": format!("containerd://{container_id}"),
-                "ready": true,
-                "restartCount": 0,
-                "started": true,
-                "state": { "running": { "startedAt": now } }
-            }]
+            "containerStatuses": [
+                ready_container(&container, container_id, json!({ "startedAt": now }))
+            ]
         }
     });
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("setting status of pod {ns}/{name}: {e}"))
+    kubelet_status(&pods, ns, name, &status).await
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after `timeout`.
