@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -515,6 +516,30 @@ impl Drop for ApiServer {
 /// The child a slot holds, even after a test panicked while holding its lock (drop still stops it).
 fn take_child(slot: &mut Mutex<Option<Child>>) -> Option<Child> {
     slot.get_mut().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// Events recorded on pod `ns/pod`, as `kubectl get events` shows them.
+pub async fn events_for(client: &Client, ns: &str, pod: &str) -> Vec<KubeEvent> {
+    Api::<KubeEvent>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
+        .collect()
+}
+
+/// The same, once there are `n` (they are written just after the answer), at most 5 s.
+pub async fn wait_events(client: &Client, ns: &str, pod: &str, n: usize) -> Vec<KubeEvent> {
+    for _ in 0..100 {
+        let events = events_for(client, ns, pod).await;
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    events_for(client, ns, pod).await
 }
 
 /// Creates a uniquely named namespace (`<prefix>-<8 hex>`) and returns its name.

@@ -234,26 +234,12 @@ impl Scene {
 
     /// Events recorded on `pod`, as `kubectl get events` shows them.
     pub async fn events_for(&self, pod: &str) -> Vec<KubeEvent> {
-        Api::<KubeEvent>::namespaced(self.admin.clone(), &self.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
-            .collect()
+        support::events_for(&self.admin, &self.ns, pod).await
     }
 
     /// Events recorded on `pod`, once there are `n` (they are written just after the answer).
     pub async fn wait_events(&self, pod: &str, n: usize) -> Vec<KubeEvent> {
-        for _ in 0..100 {
-            let events = self.events_for(pod).await;
-            if events.len() >= n {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.events_for(pod).await
+        support::wait_events(&self.admin, &self.ns, pod, n).await
     }
 
     /// The Event with `reason` on `pod`, once it is there (at most 10 s).
