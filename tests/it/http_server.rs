@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::testkit::sender::{
     ENVELOPES, Envelope, fixture, http, parse_response, terminal_shell, wrap,
 };
-use crate::testkit::server::{Server, config};
+use crate::testkit::server::{HEALTH_PATHS, Server, config};
 
 fn shell() -> String {
     terminal_shell("prod", "web-1", "ee97d9c4186f")
@@ -119,14 +119,7 @@ async fn methods_paths_and_probes() {
     let r = http(s.addr, "POST", "/delete", &none, shell().as_bytes()).await;
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].as_str().unwrap().contains("/delete"));
-    for path in [
-        "/healthz",
-        "/readyz",
-        "/health/liveness",
-        "/health/readiness",
-        "/_/health",
-        "/_/ready",
-    ] {
+    for path in HEALTH_PATHS {
         assert_eq!(
             http(s.addr, "GET", path, &none, b"").await.status,
             200,
