@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::testkit::binary;
 use crate::testkit::scene::Scene;
-use crate::testkit::sender::{self, ENVELOPES, Envelope, terminal_shell};
+use crate::testkit::sender::{self, ENVELOPES, Envelope, said, terminal_shell};
 
 const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
 const OTHER_CID: &str = "5892b41bcf460123456789abcdef0123456789abcdef0123456789abcdef0123";
@@ -118,7 +118,7 @@ async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
         .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
         .await;
     assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
-    let err = r.json()["error"].as_str().unwrap().to_string();
+    let err = said(&r.json(), "error").to_string();
     assert!(
         err.contains(&format!(
             "system:serviceaccount:{}:falco-responder",
@@ -426,10 +426,7 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
         String::from_utf8_lossy(&r.body)
     );
     assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("system:serviceaccount:{}:no-rights", home.ns))
+        said(&r.json(), "error").contains(&format!("system:serviceaccount:{}:no-rights", home.ns))
     );
     assert!(scene.untouched("alpine").await);
 
@@ -590,10 +587,7 @@ async fn a_late_event_never_deletes_the_replacement_pod() {
         let result = r.json();
         assert_eq!(result["outcome"], "stale", "{cid:?}: {result}");
         assert!(
-            result["reason"]
-                .as_str()
-                .unwrap()
-                .contains("after the event"),
+            said(&result, "reason").contains("after the event"),
             "{result}"
         );
         assert_eq!(result["pod"]["uid"], json!(replacement.metadata.uid));
@@ -635,12 +629,7 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
         )
         .await;
     assert_eq!(again.json()["outcome"], "deleted");
-    assert!(
-        again.json()["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("already handled")
-    );
+    assert!(said(&again.json(), "reason").starts_with("already handled"));
     // The same event without uid or container id proves nothing about the new pod: looked at
     // again, and stale.
     let r = responder
@@ -726,10 +715,7 @@ async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise()
     let result = r.json();
     assert_eq!(result["outcome"], "terminating", "{result}");
     assert!(
-        result["reason"]
-            .as_str()
-            .unwrap()
-            .contains("shortened to 5s"),
+        said(&result, "reason").contains("shortened to 5s"),
         "{result}"
     );
     let live = scene.get_pod("slow").await.unwrap();

@@ -9,7 +9,7 @@ use kube::{Client, client::Body};
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
 
-use crate::testkit::sender::terminal_shell;
+use crate::testkit::sender::{said, terminal_shell};
 use crate::testkit::server::config;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -202,12 +202,7 @@ async fn container_id_mismatch_is_stale_without_a_delete() {
     send.send_response(ok(pod(&other, json!({}))));
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "stale");
-    assert!(
-        reply.json()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("replaced")
-    );
+    assert!(said(&reply.json(), "reason").contains("replaced"));
     drop(app);
     no_more_calls(api).await;
 }
@@ -225,12 +220,7 @@ async fn opt_out_annotation_is_respected() {
     .await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "skipped");
-    assert!(
-        reply.json()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("falco-responder/protect")
-    );
+    assert!(said(&reply.json(), "reason").contains("falco-responder/protect"));
     drop(app);
     no_more_calls(api).await;
 }
@@ -268,7 +258,7 @@ async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
     // A human must grant the permission: 500, and the sender is told a retry will not help.
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(reply.json()["retry"], false);
-    let err = reply.json()["error"].as_str().unwrap().to_string();
+    let err = said(&reply.json(), "error").to_string();
     assert!(
         err.contains("system:serviceaccount:falco-responder:falco-responder"),
         "{err}"
@@ -371,12 +361,7 @@ async fn a_hung_api_gives_503_within_api_timeout_seconds() {
         .expect("the deadline must hold")
         .unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        reply.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("API_TIMEOUT_SECONDS")
-    );
+    assert!(said(&reply.json(), "error").contains("API_TIMEOUT_SECONDS"));
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
@@ -415,12 +400,7 @@ async fn a_storm_for_one_pod_costs_one_get_and_one_delete() {
     // Within DEDUP_SECONDS a redelivery is answered from memory.
     let again = app.handle(&HeaderMap::new(), &event()).await;
     assert_eq!(again.json()["outcome"], "deleted");
-    assert!(
-        again.json()["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("already handled")
-    );
+    assert!(said(&again.json(), "reason").starts_with("already handled"));
     drop(app);
     no_more_calls(api).await;
 }
@@ -462,7 +442,7 @@ async fn invalid_identifiers_are_400_and_never_reach_the_api() {
         assert_eq!(reply.json()["field"], field);
         assert_eq!(reply.json()["retry"], false);
         assert!(
-            reply.json()["error"].as_str().unwrap().contains(field),
+            said(&reply.json(), "error").contains(field),
             "{}",
             reply.json()
         );
@@ -500,12 +480,7 @@ async fn a_terminating_pod_gets_the_shorter_grace_period() {
     send.send_response(ok(ev.clone()));
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "terminating", "{}", reply.json());
-    assert!(
-        reply.json()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("shortened to 10s")
-    );
+    assert!(said(&reply.json(), "reason").contains("shortened to 10s"));
     // Not a new deletion.
     assert!(
         app.metrics
@@ -526,7 +501,7 @@ async fn a_terminating_pod_without_a_shorter_grace_gets_no_second_delete() {
         let (reply, app) = call.await.unwrap();
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.json()["outcome"], "terminating");
-        let reason = reply.json()["reason"].as_str().unwrap().to_string();
+        let reason = said(&reply.json(), "reason").to_string();
         assert!(
             reason.contains("deletionTimestamp") && reason.contains("of grace left"),
             "{reason}"
@@ -700,10 +675,7 @@ async fn a_recent_event_from_a_container_not_reported_yet_is_retried_not_stale()
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.json()["retry"], true);
     assert!(
-        reply.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("reports no container"),
+        said(&reply.json(), "error").contains("reports no container"),
         "{}",
         reply.json()
     );

@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use crate::testkit::binary::{self, Responder};
-use crate::testkit::sender::{http, parse_response, terminal_shell};
+use crate::testkit::sender::{http, parse_response, said, terminal_shell};
 use crate::testkit::server::{Server, config};
 
 fn shell() -> String {
@@ -43,12 +43,7 @@ async fn a_slow_body_gets_408_and_its_connection_is_freed_within_the_deadline() 
     assert!(took < Duration::from_secs(4), "closed after {took:?}");
     let r = parse_response(&raw);
     assert_eq!(r.status, 408, "{}", String::from_utf8_lossy(&raw));
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("REQUEST_TIMEOUT_SECONDS")
-    );
+    assert!(said(&r.json(), "error").contains("REQUEST_TIMEOUT_SECONDS"));
     // The server is still there for the next client.
     let ok = http(s.addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
     assert_eq!(ok.status, 200);
@@ -158,12 +153,7 @@ async fn early_answers_reach_a_client_that_sends_its_whole_body() {
     .expect("the client reads the 413, not a connection reset");
     let r = parse_response(&raw);
     assert_eq!(r.status, 413);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("MAX_BODY_BYTES")
-    );
+    assert!(said(&r.json(), "error").contains("MAX_BODY_BYTES"));
     // 401 before the body: a 2 MiB body without the token.
     let raw = run("POST / HTTP/1.1\r\n", 2 << 20)
         .await
@@ -215,12 +205,7 @@ async fn bodies_beyond_the_memory_budget_get_503_with_retry_after_before_being_r
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&raw));
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.json()["retry"], true);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("BODY_MEMORY_BYTES")
-    );
+    assert!(said(&r.json(), "error").contains("BODY_MEMORY_BYTES"));
     assert!(took < Duration::from_secs(8), "{took:?}");
     // Ordinary events are still answered while the large bodies hold their share.
     let started = Instant::now();
