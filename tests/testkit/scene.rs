@@ -230,6 +230,27 @@ impl Scene {
         })
     }
 
+    // --- Falco's events ------------------------------------------------------------------------
+
+    /// Sends `responder` Falco's Terminal-shell event for `pod` here, seen in container `cid`,
+    /// as Falco's http_output does (plain JSON).
+    pub async fn shell(&self, responder: &Responder, pod: &str, cid: &str) -> HttpReply {
+        self.shell_as(responder, Envelope::Plain, pod, cid).await
+    }
+
+    /// The same in `envelope`.
+    pub async fn shell_as(
+        &self,
+        responder: &Responder,
+        envelope: Envelope,
+        pod: &str,
+        cid: &str,
+    ) -> HttpReply {
+        responder
+            .send(envelope, &terminal_shell(&self.ns, pod, cid))
+            .await
+    }
+
     // --- Events --------------------------------------------------------------------------------
 
     /// Events recorded on `pod`, as `kubectl get events` shows them.
@@ -240,6 +261,15 @@ impl Scene {
     /// Events recorded on `pod`, once there are `n` (they are written just after the answer).
     pub async fn wait_events(&self, pod: &str, n: usize) -> Vec<KubeEvent> {
         support::wait_events(&self.admin, &self.ns, pod, n).await
+    }
+
+    /// How many `reason` Events `pod` has, once it has any.
+    pub async fn count_events(&self, pod: &str, reason: &str) -> usize {
+        self.wait_events(pod, 1)
+            .await
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .count()
     }
 
     /// The Event with `reason` on `pod`, once it is there (at most 10 s).
