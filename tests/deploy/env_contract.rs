@@ -12,6 +12,7 @@ use crate::{
     files::*,
     shell::{flag_value, flag_values, kn_create_words},
     stacks::stacks,
+    testkit::server::HEALTH_PATHS,
 };
 
 // ---- env vars ---------------------------------------------------------------------------

@@ -7,15 +7,6 @@ use serde_json::Value;
 
 /// The image placeholder every manifest and doc uses (replaced by a digest when deploying).
 pub(crate) const IMAGE: &str = "ghcr.io/falco-responder/falco-responder:0.1.0";
-/// GET paths the binary answers 200 on while healthy.
-pub(crate) const HEALTH_PATHS: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/health/liveness",
-    "/health/readiness",
-    "/_/health",
-    "/_/ready",
-];
 pub(crate) const MANIFEST_DIRS: &[&str] = &["knative", "openfaas", "argo"];
 pub(crate) const FALCO_CE_TYPE: &str = "falco.rule.output.v1";
 pub(crate) const RESULT_CE_TYPE: &str = "org.falco-responder.result.v1";

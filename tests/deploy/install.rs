@@ -4,12 +4,11 @@
 //! binary running with the token of the ServiceAccount the chart creates: it deletes a pod,
 //! records the Event, and is forbidden wherever the chart grants nothing.
 
-use std::{collections::BTreeMap, process::Command, time::Duration};
+use std::{collections::BTreeMap, process::Command};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret},
-    events::v1::Event as KubeEvent,
 };
 use kube::{
     Api, Client,
@@ -205,24 +204,6 @@ pub(crate) async fn pod_state(admin: &Client, ns: &str, name: &str) -> &'static 
     }
 }
 
-pub(crate) async fn events_on(admin: &Client, ns: &str, pod: &str) -> Vec<KubeEvent> {
-    for _ in 0..100 {
-        let events: Vec<KubeEvent> = Api::<KubeEvent>::namespaced(admin.clone(), ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
-            .collect();
-        if !events.is_empty() {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Vec::new()
-}
-
 #[tokio::test]
 async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     let server = ApiServer::shared();
@@ -259,7 +240,7 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
         responder.logs()
     );
     assert_eq!(pod_state(&admin, &victims, "alpine").await, "terminating");
-    let events = events_on(&admin, &victims, "alpine").await;
+    let events = apiserver::wait_events(&admin, &victims, "alpine", 1).await;
     assert_eq!(
         events
             .iter()

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::testkit::binary;
 use crate::testkit::scene::Scene;
-use crate::testkit::sender::{self, ENVELOPES, Envelope, terminal_shell};
+use crate::testkit::sender::{self, ENVELOPES, Envelope, said, terminal_shell};
 
 const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
 const OTHER_CID: &str = "5892b41bcf460123456789abcdef0123456789abcdef0123456789abcdef0123";
@@ -79,9 +79,7 @@ async fn the_shipped_rbac_is_sufficient_and_nothing_else_is_granted() {
     let responder = scene
         .responder_as(&kubeconfig, &[("POD_NAMESPACE", &home.ns)])
         .await;
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
-        .await;
+    let r = scene.shell(&responder, "alpine", CID).await;
     assert_eq!(
         responder.result(&r)["outcome"],
         "deleted",
@@ -114,11 +112,9 @@ async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
     let scene = home.beside("victims").await;
     scene.pod("alpine", CID).await;
     let responder = scene.responder_as(&kubeconfig, &[]).await;
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
-        .await;
+    let r = scene.shell(&responder, "alpine", CID).await;
     assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
-    let err = r.json()["error"].as_str().unwrap().to_string();
+    let err = said(&r.json(), "error").to_string();
     assert!(
         err.contains(&format!(
             "system:serviceaccount:{}:falco-responder",
@@ -148,11 +144,8 @@ async fn a_recreated_pod_with_the_same_name_is_left_alone() {
         .unwrap();
     let new = scene.pod("web-0", OTHER_CID).await;
     let responder = scene.responder(&[]).await;
-    let r = responder
-        .send(
-            Envelope::CloudEventBinary,
-            &terminal_shell(&scene.ns, "web-0", CID),
-        )
+    let r = scene
+        .shell_as(&responder, Envelope::CloudEventBinary, "web-0", CID)
         .await;
     let result = responder.result(&r);
     assert_eq!(result["outcome"], "stale", "{result}");
@@ -194,11 +187,7 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
         running.push(responder);
     }
     let responder = scene.responder(&[]).await;
-    let result = responder.result(
-        &responder
-            .send(Envelope::Plain, &terminal_shell(&scene.ns, "keep", CID))
-            .await,
-    );
+    let result = responder.result(&scene.shell(&responder, "keep", CID).await);
     assert_eq!(result["outcome"], "skipped", "{result}");
     assert!(scene.untouched("keep").await);
     // Only the dry run left a trace: a FalcoDryRun Event, no deletion.
@@ -214,12 +203,7 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
 async fn a_missing_pod_is_gone() {
     let scene = Scene::new("gone").await;
     let responder = scene.responder(&[]).await;
-    let r = responder
-        .send(
-            Envelope::Plain,
-            &terminal_shell(&scene.ns, "never-existed", CID),
-        )
-        .await;
+    let r = scene.shell(&responder, "never-existed", CID).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["outcome"], "gone");
 }
@@ -233,11 +217,8 @@ async fn api_server_down_is_503_and_recovery_needs_no_restart() {
     let responder = scene.responder(&[("API_TIMEOUT_SECONDS", "3")]).await;
 
     scene.server().stop_apiserver();
-    let r = responder
-        .send(
-            Envelope::CloudEventBinary,
-            &terminal_shell(&scene.ns, "first", CID),
-        )
+    let r = scene
+        .shell_as(&responder, Envelope::CloudEventBinary, "first", CID)
         .await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert!(
@@ -249,11 +230,8 @@ async fn api_server_down_is_503_and_recovery_needs_no_restart() {
     let scene = scene.reconnected().await;
     assert!(scene.untouched("first").await);
     // The sender's retry now succeeds against the same process.
-    let r = responder
-        .send(
-            Envelope::CloudEventBinary,
-            &terminal_shell(&scene.ns, "first", CID),
-        )
+    let r = scene
+        .shell_as(&responder, Envelope::CloudEventBinary, "first", CID)
         .await;
     assert_eq!(
         responder.result(&r)["outcome"],
@@ -261,9 +239,7 @@ async fn api_server_down_is_503_and_recovery_needs_no_restart() {
         "{}",
         responder.logs()
     );
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "second", CID))
-        .await;
+    let r = scene.shell(&responder, "second", CID).await;
     assert_eq!(r.json()["outcome"], "deleted");
     assert!(scene.terminating("second").await);
 }
@@ -416,9 +392,7 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
 
     let token_path = token_file.to_str().unwrap();
     let responder = scene.responder(&[("KUBE_TOKEN_FILE", token_path)]).await;
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
-        .await;
+    let r = scene.shell(&responder, "alpine", CID).await;
     assert_eq!(
         r.status,
         500,
@@ -426,10 +400,7 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
         String::from_utf8_lossy(&r.body)
     );
     assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("system:serviceaccount:{}:no-rights", home.ns))
+        said(&r.json(), "error").contains(&format!("system:serviceaccount:{}:no-rights", home.ns))
     );
     assert!(scene.untouched("alpine").await);
 
@@ -442,9 +413,7 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
     let responder = scene
         .responder(&[("KUBE_TOKEN_FILE", token_path), ("POD_NAMESPACE", &home.ns)])
         .await;
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "alpine", CID))
-        .await;
+    let r = scene.shell(&responder, "alpine", CID).await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", responder.logs());
 }
 
@@ -590,10 +559,7 @@ async fn a_late_event_never_deletes_the_replacement_pod() {
         let result = r.json();
         assert_eq!(result["outcome"], "stale", "{cid:?}: {result}");
         assert!(
-            result["reason"]
-                .as_str()
-                .unwrap()
-                .contains("after the event"),
+            said(&result, "reason").contains("after the event"),
             "{result}"
         );
         assert_eq!(result["pod"]["uid"], json!(replacement.metadata.uid));
@@ -635,12 +601,7 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
         )
         .await;
     assert_eq!(again.json()["outcome"], "deleted");
-    assert!(
-        again.json()["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("already handled")
-    );
+    assert!(said(&again.json(), "reason").starts_with("already handled"));
     // The same event without uid or container id proves nothing about the new pod: looked at
     // again, and stale.
     let r = responder
@@ -677,12 +638,7 @@ async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
     let uid_pod = scene.pod("by-uid", OTHER_CID).await;
     let responder = scene.responder(&[]).await;
 
-    let r = responder
-        .send(
-            Envelope::Plain,
-            &terminal_shell(&scene.ns, "restarted", CID),
-        )
-        .await;
+    let r = scene.shell(&responder, "restarted", CID).await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
     assert!(scene.terminating("restarted").await);
 
@@ -707,9 +663,7 @@ async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise()
             .unwrap();
     }
     let responder = scene.responder(&[]).await;
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "slow-too", CID))
-        .await;
+    let r = scene.shell(&responder, "slow-too", CID).await;
     assert_eq!(r.json()["outcome"], "terminating", "{}", r.json());
     assert_eq!(
         scene
@@ -720,16 +674,11 @@ async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise()
     );
 
     let responder = scene.responder(&[("GRACE_PERIOD_SECONDS", "5")]).await;
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "slow", CID))
-        .await;
+    let r = scene.shell(&responder, "slow", CID).await;
     let result = r.json();
     assert_eq!(result["outcome"], "terminating", "{result}");
     assert!(
-        result["reason"]
-            .as_str()
-            .unwrap()
-            .contains("shortened to 5s"),
+        said(&result, "reason").contains("shortened to 5s"),
         "{result}"
     );
     let live = scene.get_pod("slow").await.unwrap();
@@ -768,12 +717,8 @@ async fn a_caller_that_disconnects_does_not_stop_the_deletion_or_its_event() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(scene.terminating("alpine").await, "{}", responder.logs());
-    let events = scene.wait_events("alpine", 1).await;
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.reason.as_deref() == Some("FalcoPodDeleted"))
-            .count(),
+        scene.count_events("alpine", "FalcoPodDeleted").await,
         1,
         "{}",
         responder.logs()
@@ -788,11 +733,8 @@ async fn our_own_result_sent_back_is_an_empty_2xx_and_no_api_call() {
     scene.pod("alpine", CID).await;
     let responder = scene.responder(&[]).await;
     // A first event, answered with our result CloudEvent...
-    let r = responder
-        .send(
-            Envelope::CloudEventBinary,
-            &terminal_shell(&scene.ns, "alpine", CID),
-        )
+    let r = scene
+        .shell_as(&responder, Envelope::CloudEventBinary, "alpine", CID)
         .await;
     assert_eq!(
         r.header("ce-type"),
@@ -833,17 +775,10 @@ async fn a_stale_answer_never_spares_the_pod_from_the_true_event() {
     let responder = scene.responder(&[]).await;
     // A process in the pod (no AUTH_TOKEN needed) posts events naming its pod with another
     // container id, or an old event about the pod's predecessor is replayed: `stale`.
-    let forged = responder
-        .send(
-            Envelope::Plain,
-            &terminal_shell(&scene.ns, "web-0", OTHER_CID),
-        )
-        .await;
+    let forged = scene.shell(&responder, "web-0", OTHER_CID).await;
     assert_eq!(forged.json()["outcome"], "stale", "{}", forged.json());
     // Falco's true event, within DEDUP_SECONDS: the pod is deleted.
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, "web-0", CID))
-        .await;
+    let r = scene.shell(&responder, "web-0", CID).await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
     assert!(scene.terminating("web-0").await);
 }
@@ -855,16 +790,10 @@ async fn a_pod_with_a_name_at_the_length_limit_gets_its_event() {
     assert_eq!(name.len(), 253);
     scene.pod(&name, CID).await;
     let responder = scene.responder(&[]).await;
-    let r = responder
-        .send(Envelope::Plain, &terminal_shell(&scene.ns, &name, CID))
-        .await;
+    let r = scene.shell(&responder, &name, CID).await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
-    let events = scene.wait_events(&name, 1).await;
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.reason.as_deref() == Some("FalcoPodDeleted"))
-            .count(),
+        scene.count_events(&name, "FalcoPodDeleted").await,
         1,
         "{}",
         responder.logs()

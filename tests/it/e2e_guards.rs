@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::testkit::apiserver as support;
 use crate::testkit::scene::{Scene, WAIT, new_cid};
+use crate::testkit::sender::said;
 
 #[tokio::test]
 async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
@@ -30,7 +31,7 @@ async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
     assert_eq!(r.status, 503, "{v}\n{}", strict.logs());
     assert_eq!(v["outcome"], "held", "{v}");
     assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
-    let reason = v["reason"].as_str().unwrap();
+    let reason = said(&v, "reason");
     assert!(
         reason.contains("Deployment/web") && reason.contains("MIN_AVAILABLE=2"),
         "{reason}"
@@ -60,10 +61,7 @@ async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
     );
     assert!(!r.headers.contains_key("retry-after"), "{:?}", r.headers);
     assert_ne!(v["retry"], true, "{v}");
-    assert!(
-        v["reason"].as_str().unwrap().contains("can never be met"),
-        "{v}"
-    );
+    assert!(said(&v, "reason").contains("can never be met"), "{v}");
     assert!(scene.exists(&pods[0]).await, "held for good: still running");
     assert!(
         never.logs().contains("a person must look"),
@@ -107,10 +105,7 @@ async fn percentage_floors_are_of_desired_replicas_rounded_up() {
         (503, Some("held")),
         "{v}"
     );
-    assert!(
-        v["reason"].as_str().unwrap().contains("(2 replicas)"),
-        "{v}"
-    );
+    assert!(said(&v, "reason").contains("(2 replicas)"), "{v}");
     // The pod that is not ready does not count: deleting it leaves 2 ready, the floor holds.
     let (_, v) = half.shell_in(&scene.ns, &pods[2]).await;
     assert_eq!(v["outcome"], "deleted", "{v}");
@@ -170,7 +165,7 @@ async fn a_pod_disruption_budget_holds_an_eviction_until_it_allows_one() {
         "{v}\n{}",
         responder.logs()
     );
-    assert!(v["reason"].as_str().unwrap().contains("db-pdb"), "{v}");
+    assert!(said(&v, "reason").contains("db-pdb"), "{v}");
     assert!(scene.exists(&pods[0]).await);
     scene
         .wait_event(pods[0].metadata.name.as_deref().unwrap(), "FalcoDeleteHeld")
@@ -193,7 +188,7 @@ async fn a_pod_disruption_budget_holds_an_eviction_until_it_allows_one() {
         "{v}\n{}",
         responder.logs()
     );
-    assert!(v["reason"].as_str().unwrap().contains("evict"), "{v}");
+    assert!(said(&v, "reason").contains("evict"), "{v}");
     assert!(!scene.exists(&pods[0]).await);
     // The audit log shows an eviction, not a plain DELETE by us.
     assert!(
@@ -224,7 +219,7 @@ async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
         (200, Some("skipped")),
         "{v}"
     );
-    let reason = v["reason"].as_str().unwrap();
+    let reason = said(&v, "reason");
     assert!(
         reason.contains("no effect") && reason.contains("node-1"),
         "{reason}"
@@ -239,16 +234,10 @@ async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
         .await;
     let (_, v) = skipping.shell_in(&scene.ns, &pods[0]).await;
     assert_eq!(v["outcome"], "skipped", "{v}");
-    assert!(
-        v["reason"].as_str().unwrap().contains("Deployment/web"),
-        "{v}"
-    );
+    assert!(said(&v, "reason").contains("Deployment/web"), "{v}");
     let (_, v) = skipping.shell_in(&scene.ns, &loner).await;
     assert_eq!(v["outcome"], "skipped", "{v}");
-    assert!(
-        v["reason"].as_str().unwrap().contains("Standalone/loner"),
-        "{v}"
-    );
+    assert!(said(&v, "reason").contains("Standalone/loner"), "{v}");
     assert!(scene.exists(&pods[0]).await && scene.exists(&loner).await);
     // Standalone pods stay deletable by default (attackers use them).
     let (_, v) = plain.shell_in(&scene.ns, &loner).await;
@@ -275,7 +264,7 @@ async fn the_workload_breaker_opens_after_its_budget_and_closes_after_the_window
         (200, Some("breaker-open")),
         "{v}"
     );
-    let reason = v["reason"].as_str().unwrap();
+    let reason = said(&v, "reason");
     assert!(
         reason.contains("2 pods of workload Deployment/looper"),
         "{reason}"
@@ -356,10 +345,7 @@ async fn the_overall_breaker_holds_across_two_instances() {
             (200, Some("breaker-open")),
             "{v}"
         );
-        assert!(
-            v["reason"].as_str().unwrap().contains("MAX_DELETIONS=2/1m"),
-            "{v}"
-        );
+        assert!(said(&v, "reason").contains("MAX_DELETIONS=2/1m"), "{v}");
     }
     assert!(scene.exists(&pods[2]).await);
 }
@@ -378,7 +364,7 @@ async fn dry_run_reports_each_guard() {
         (200, Some("dry-run")),
         "{v}"
     );
-    let reason = v["reason"].as_str().unwrap();
+    let reason = said(&v, "reason");
     assert!(
         reason.contains("would hold") && reason.contains("MIN_AVAILABLE=2"),
         "{reason}"
@@ -391,7 +377,7 @@ async fn dry_run_reports_each_guard() {
         ])
         .await;
     let (_, v) = ok.shell_in(&scene.ns, &pods[0]).await;
-    let reason = v["reason"].as_str().unwrap();
+    let reason = said(&v, "reason");
     assert_eq!(v["outcome"], "dry-run", "{v}");
     assert!(
         reason.contains("would evict")
@@ -406,7 +392,7 @@ async fn dry_run_reports_each_guard() {
         .await;
     let (_, v) = skip.shell_in(&scene.ns, &pods[0]).await;
     assert_eq!(v["outcome"], "dry-run", "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("would skip"), "{v}");
+    assert!(said(&v, "reason").contains("would skip"), "{v}");
     for p in &pods {
         assert!(scene.exists(p).await, "a dry run deletes nothing");
     }
@@ -453,7 +439,7 @@ async fn the_shipped_rbac_covers_the_default_and_optional_guards() {
     let bare = scene.responder_as(&kc, &env).await;
     let (r, v) = bare.shell_in(&scene.ns, &pods[1]).await;
     assert_eq!(r.status, 500, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("deployments"), "{v}");
+    assert!(said(&v, "error").contains("deployments"), "{v}");
     assert!(scene.exists(&pods[1]).await);
 
     // With knative/rbac-guards.yaml both work.
@@ -594,10 +580,7 @@ async fn forged_events_cannot_hold_the_breaker_open_and_the_records_are_watched(
     let (_, v) = b.shell_in(&scene.ns, &pods[1]).await;
     assert_eq!(v["outcome"], "breaker-open", "{v}\n{}", b.logs());
     assert!(
-        v["reason"]
-            .as_str()
-            .unwrap()
-            .contains("1 pods of workload Deployment/web"),
+        said(&v, "reason").contains("1 pods of workload Deployment/web"),
         "{v}"
     );
     assert!(scene.exists(&pods[1]).await);

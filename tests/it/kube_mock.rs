@@ -1,15 +1,19 @@
 //! The Kubernetes calls, against kube's tower-test mock: exact method, path and DeleteOptions,
 //! and what each API answer becomes.
 
-use std::time::{Duration, Instant};
+use std::{
+    borrow::Borrow,
+    time::{Duration, Instant},
+};
 
-use falco_responder::app::App;
+use falco_responder::app::{App, reply::Reply};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use kube::{Client, client::Body};
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
 
-use crate::testkit::sender::terminal_shell;
+use crate::testkit::sender::{said, terminal_shell};
 use crate::testkit::server::config;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -32,6 +36,11 @@ fn app(vars: &[(&str, &str)]) -> (App, ApiHandle) {
 
 fn event() -> Vec<u8> {
     terminal_shell(NS, POD, CID).into_bytes()
+}
+
+/// The pod as the API has it: container CID, no annotations.
+fn live() -> Value {
+    pod(CID, json!({}))
 }
 
 fn pod(container_id: &str, annotations: Value) -> Value {
@@ -92,8 +101,31 @@ async fn answer(
 const POD_PATH: &str = "/api/v1/namespaces/prod/pods/web-1";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
-/// Asserts no further API call is made once the app is gone.
-async fn no_more_calls(mut handle: ApiHandle) {
+/// Handles `body` in a task while the test answers its API calls: the reply, and the app for
+/// what it counted.
+fn handling<A>(app: A, body: impl Into<Vec<u8>>) -> JoinHandle<(Reply, A)>
+where
+    A: Borrow<App> + Send + 'static,
+{
+    let body = body.into();
+    tokio::spawn(async move { (app.borrow().handle(&HeaderMap::new(), &body).await, app) })
+}
+
+/// Answers the pod's GET with `response`.
+async fn answer_get(handle: &mut ApiHandle, response: Response<Body>) {
+    answer(handle, Method::GET, POD_PATH, response).await;
+}
+
+/// Answers one whole deletion of `live`: its GET, its DELETE, then its Event.
+async fn answer_deletion(handle: &mut ApiHandle, live: Value) {
+    answer(handle, Method::GET, POD_PATH, ok(live.clone())).await;
+    answer(handle, Method::DELETE, POD_PATH, ok(live)).await;
+    answer(handle, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+}
+
+/// Asserts no further API call is made once `app` is gone.
+async fn no_more_calls<A>(app: A, mut handle: ApiHandle) {
+    drop(app);
     let extra = tokio::time::timeout(Duration::from_secs(1), handle.next_request()).await;
     if let Ok(Some((req, _))) = extra {
         panic!("unexpected API call {} {}", req.method(), req.uri());
@@ -103,13 +135,13 @@ async fn no_more_calls(mut handle: ApiHandle) {
 #[tokio::test]
 async fn deletes_with_uid_precondition_and_grace_period_then_records_an_event() {
     let (app, mut api) = app(&[("GRACE_PERIOD_SECONDS", "5"), ("POD_NAME", "responder-0")]);
-    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+    let call = handling(app, event());
 
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer_get(&mut api, ok(live())).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
     assert_eq!(opts["gracePeriodSeconds"], 5, "{opts}");
-    send.send_response(ok(pod(CID, json!({}))));
+    send.send_response(ok(live()));
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoPodDeleted");
     assert_eq!(ev["action"], "Delete");
@@ -140,45 +172,41 @@ async fn deletes_with_uid_precondition_and_grace_period_then_records_an_event() 
             .encode()
             .contains("falco_responder_deletions_total 1")
     );
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
 async fn without_grace_period_the_pods_own_is_kept() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    let call = handling(app, event());
+    answer_get(&mut api, ok(live())).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert!(opts.get("gracePeriodSeconds").is_none(), "{opts}");
-    send.send_response(ok(pod(CID, json!({}))));
+    send.send_response(ok(live()));
     answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
-    assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
 }
 
 #[tokio::test]
 async fn missing_pod_is_gone_and_nothing_is_deleted() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    answer(
+    let call = handling(app, event());
+    answer_get(
         &mut api,
-        Method::GET,
-        POD_PATH,
         status(404, "NotFound", "pods \"web-1\" not found"),
     )
     .await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["outcome"], "gone");
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
 async fn conflict_on_delete_is_stale() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    let call = handling(app, event());
+    answer_get(&mut api, ok(live())).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(
         409,
@@ -189,57 +217,42 @@ async fn conflict_on_delete_is_stale() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["outcome"], "stale");
     // Nothing deleted, so no Event either.
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
 async fn container_id_mismatch_is_stale_without_a_delete() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
+    let call = handling(app, event());
     let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
     let other = "0123456789ab".repeat(5) + "cdef";
     send.send_response(ok(pod(&other, json!({}))));
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "stale");
-    assert!(
-        reply.json()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("replaced")
-    );
-    drop(app);
-    no_more_calls(api).await;
+    assert!(said(&reply.json(), "reason").contains("replaced"));
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
 async fn opt_out_annotation_is_respected() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    answer(
+    let call = handling(app, event());
+    answer_get(
         &mut api,
-        Method::GET,
-        POD_PATH,
         ok(pod(CID, json!({"falco-responder/protect": "true"}))),
     )
     .await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "skipped");
-    assert!(
-        reply.json()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("falco-responder/protect")
-    );
-    drop(app);
-    no_more_calls(api).await;
+    assert!(said(&reply.json(), "reason").contains("falco-responder/protect"));
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
 async fn dry_run_looks_but_never_deletes() {
     let (app, mut api) = app(&[("DRY_RUN", "true")]);
-    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    let call = handling(app, event());
+    answer_get(&mut api, ok(live())).await;
     // The trial run's audit trail, instead of a DELETE.
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoDryRun");
@@ -248,15 +261,14 @@ async fn dry_run_looks_but_never_deletes() {
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "dry-run");
     assert_eq!(reply.json()["pod"]["uid"], UID);
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
 async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    let call = handling(app, event());
+    answer_get(&mut api, ok(live())).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(
         403,
@@ -264,11 +276,11 @@ async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
         "pods \"web-1\" is forbidden: User \"system:serviceaccount:falco-responder:falco-responder\" \
          cannot delete resource \"pods\" in API group \"\" in the namespace \"prod\"",
     ));
-    let reply = call.await.unwrap();
+    let (reply, _) = call.await.unwrap();
     // A human must grant the permission: 500, and the sender is told a retry will not help.
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(reply.json()["retry"], false);
-    let err = reply.json()["error"].as_str().unwrap().to_string();
+    let err = said(&reply.json(), "error").to_string();
     assert!(
         err.contains("system:serviceaccount:falco-responder:falco-responder"),
         "{err}"
@@ -312,17 +324,16 @@ async fn events_rbac_missing_still_counts_the_deletion() {
     let _guard = logs.install();
     let (app, mut api) = app(&[]);
     let app = std::sync::Arc::new(app);
-    let a = app.clone();
-    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), &event()).await });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
-    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
+    let call = handling(app.clone(), event());
+    answer_get(&mut api, ok(live())).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
     let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     send.send_response(status(
         403,
         "Forbidden",
         "events.events.k8s.io is forbidden",
     ));
-    let reply = call.await.unwrap();
+    let (reply, _) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["outcome"], "deleted");
     app.drain().await;
@@ -347,14 +358,14 @@ async fn events_rbac_missing_still_counts_the_deletion() {
 #[tokio::test]
 async fn api_5xx_asks_the_sender_to_retry() {
     let (app, mut api) = app(&[]);
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let call = handling(app, event());
     let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
     send.send_response(status(
         500,
         "InternalError",
         "etcdserver: request timed out",
     ));
-    let reply = call.await.unwrap();
+    let (reply, _) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.json()["retry"], true);
 }
@@ -363,20 +374,15 @@ async fn api_5xx_asks_the_sender_to_retry() {
 async fn a_hung_api_gives_503_within_api_timeout_seconds() {
     let (app, mut api) = app(&[("API_TIMEOUT_SECONDS", "1")]);
     let started = Instant::now();
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), &event()).await });
+    let call = handling(app, event());
     // Take the GET and never answer it.
     let (_, _never) = next(&mut api, Method::GET, POD_PATH).await;
-    let reply = tokio::time::timeout(Duration::from_secs(5), call)
+    let (reply, _) = tokio::time::timeout(Duration::from_secs(5), call)
         .await
         .expect("the deadline must hold")
         .unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        reply.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("API_TIMEOUT_SECONDS")
-    );
+    assert!(said(&reply.json(), "error").contains("API_TIMEOUT_SECONDS"));
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
@@ -386,13 +392,11 @@ async fn uid_in_the_event_must_match_the_live_pod() {
     let mut ev: Value = serde_json::from_slice(&event()).unwrap();
     ev["output_fields"]["k8smeta.pod.uid"] = json!("9f4a0c1e-0000-4000-8000-000000000009");
     let body = ev.to_string();
-    let call =
-        tokio::spawn(async move { (app.handle(&HeaderMap::new(), body.as_bytes()).await, app) });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    let call = handling(app, body);
+    answer_get(&mut api, ok(live())).await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "stale");
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
@@ -401,28 +405,17 @@ async fn a_storm_for_one_pod_costs_one_get_and_one_delete() {
     let app = std::sync::Arc::new(app);
     let mut calls = Vec::new();
     for _ in 0..20 {
-        let app = app.clone();
-        calls.push(tokio::spawn(async move {
-            app.handle(&HeaderMap::new(), &event()).await
-        }));
+        calls.push(handling(app.clone(), event()));
     }
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
-    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
-    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    answer_deletion(&mut api, live()).await;
     for c in calls {
-        assert_eq!(c.await.unwrap().json()["outcome"], "deleted");
+        assert_eq!(c.await.unwrap().0.json()["outcome"], "deleted");
     }
     // Within DEDUP_SECONDS a redelivery is answered from memory.
     let again = app.handle(&HeaderMap::new(), &event()).await;
     assert_eq!(again.json()["outcome"], "deleted");
-    assert!(
-        again.json()["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("already handled")
-    );
-    drop(app);
-    no_more_calls(api).await;
+    assert!(said(&again.json(), "reason").starts_with("already handled"));
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
@@ -432,13 +425,13 @@ async fn a_matching_uid_deletes_even_when_the_container_is_unknown() {
     ev["output_fields"]["k8smeta.pod.uid"] = json!(UID);
     ev["output_fields"]["container.id"] = json!("0123456789ab");
     let body = ev.to_string();
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), body.as_bytes()).await });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
+    let call = handling(app, body);
+    answer_get(&mut api, ok(live())).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["preconditions"]["uid"], UID);
-    send.send_response(ok(pod(CID, json!({}))));
+    send.send_response(ok(live()));
     answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
-    assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
 }
 
 #[tokio::test]
@@ -462,7 +455,7 @@ async fn invalid_identifiers_are_400_and_never_reach_the_api() {
         assert_eq!(reply.json()["field"], field);
         assert_eq!(reply.json()["retry"], false);
         assert!(
-            reply.json()["error"].as_str().unwrap().contains(field),
+            said(&reply.json(), "error").contains(field),
             "{}",
             reply.json()
         );
@@ -471,14 +464,13 @@ async fn invalid_identifiers_are_400_and_never_reach_the_api() {
                 .encode()
                 .contains(r#"falco_responder_events_total{input="plain",outcome="invalid"} 1"#)
         );
-        drop(app);
-        no_more_calls(api).await;
+        no_more_calls(app, api).await;
     }
 }
 
 /// A pod deleted earlier with a long grace period (here an hour, set 10 minutes ago).
 fn terminating_pod() -> Value {
-    let mut p = pod(CID, json!({}));
+    let mut p = live();
     let deadline =
         k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(50 * 60);
     p["metadata"]["deletionTimestamp"] = json!(deadline.to_string());
@@ -489,8 +481,8 @@ fn terminating_pod() -> Value {
 #[tokio::test]
 async fn a_terminating_pod_gets_the_shorter_grace_period() {
     let (app, mut api) = app(&[("GRACE_PERIOD_SECONDS", "10")]);
-    let call = tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-    answer(&mut api, Method::GET, POD_PATH, ok(terminating_pod())).await;
+    let call = handling(app, event());
+    answer_get(&mut api, ok(terminating_pod())).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["gracePeriodSeconds"], 10, "{opts}");
     assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
@@ -500,39 +492,31 @@ async fn a_terminating_pod_gets_the_shorter_grace_period() {
     send.send_response(ok(ev.clone()));
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "terminating", "{}", reply.json());
-    assert!(
-        reply.json()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("shortened to 10s")
-    );
+    assert!(said(&reply.json(), "reason").contains("shortened to 10s"));
     // Not a new deletion.
     assert!(
         app.metrics
             .encode()
             .contains("falco_responder_deletions_total 0")
     );
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 #[tokio::test]
 async fn a_terminating_pod_without_a_shorter_grace_gets_no_second_delete() {
     for vars in [vec![], vec![("GRACE_PERIOD_SECONDS", "3600")]] {
         let (app, mut api) = app(&vars);
-        let call =
-            tokio::spawn(async move { (app.handle(&HeaderMap::new(), &event()).await, app) });
-        answer(&mut api, Method::GET, POD_PATH, ok(terminating_pod())).await;
+        let call = handling(app, event());
+        answer_get(&mut api, ok(terminating_pod())).await;
         let (reply, app) = call.await.unwrap();
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.json()["outcome"], "terminating");
-        let reason = reply.json()["reason"].as_str().unwrap().to_string();
+        let reason = said(&reply.json(), "reason").to_string();
         assert!(
             reason.contains("deletionTimestamp") && reason.contains("of grace left"),
             "{reason}"
         );
-        drop(app);
-        no_more_calls(api).await;
+        no_more_calls(app, api).await;
     }
 }
 
@@ -540,15 +524,14 @@ async fn a_terminating_pod_without_a_shorter_grace_gets_no_second_delete() {
 async fn the_action_outlives_a_caller_that_went_away() {
     let (app, mut api) = app(&[]);
     let app = std::sync::Arc::new(app);
-    let a = app.clone();
-    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), &event()).await });
+    let call = handling(app.clone(), event());
     // The GET is in flight when the client disconnects (hyper drops the request future).
     let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
     call.abort();
-    assert!(call.await.unwrap_err().is_cancelled());
-    send.send_response(ok(pod(CID, json!({}))));
+    assert!(call.await.err().is_some_and(|e| e.is_cancelled()));
+    send.send_response(ok(live()));
     // The decided action still runs to its end: DELETE, then the Event.
-    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoPodDeleted");
     send.send_response(ok(ev.clone()));
@@ -585,8 +568,7 @@ async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
     let rendered = falco_responder::web::render(reply);
     assert!(rendered.status().is_success());
     assert!(rendered.headers().get("ce-type").is_none());
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 /// A forged (or replayed) event that names the pod with another container id is `stale`. That
@@ -598,21 +580,16 @@ async fn a_stale_answer_is_never_reused_for_an_event_that_proves_the_pod() {
     let (app, mut api) = app(&[]);
     let app = std::sync::Arc::new(app);
     let forged = terminal_shell(NS, POD, &"0123456789ab".repeat(2));
-    let a = app.clone();
-    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), forged.as_bytes()).await });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
-    assert_eq!(call.await.unwrap().json()["outcome"], "stale");
+    let call = handling(app.clone(), forged);
+    answer_get(&mut api, ok(live())).await;
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "stale");
 
     // The genuine event (container CID) within DEDUP_SECONDS: the pod is looked at and deleted.
-    let a = app.clone();
-    let call = tokio::spawn(async move { a.handle(&HeaderMap::new(), &event()).await });
-    answer(&mut api, Method::GET, POD_PATH, ok(pod(CID, json!({})))).await;
-    answer(&mut api, Method::DELETE, POD_PATH, ok(pod(CID, json!({})))).await;
-    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
-    let reply = call.await.unwrap();
+    let call = handling(app.clone(), event());
+    answer_deletion(&mut api, live()).await;
+    let (reply, _) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }
 
 /// An event without uid or container id, as k8s_audit events are, at `time`.
@@ -631,29 +608,19 @@ fn timed_event(time: &str) -> String {
 async fn concurrent_events_that_differ_in_time_do_not_share_a_verdict() {
     let (app, mut api) = app(&[]);
     let app = std::sync::Arc::new(app);
-    let mut live = pod(CID, json!({}));
+    let mut live = live();
     live["metadata"]["creationTimestamp"] = json!("2026-11-30T09:00:00Z");
 
-    let a = app.clone();
-    let old = tokio::spawn(async move {
-        let body = timed_event("2026-11-30T08:00:00Z");
-        a.handle(&HeaderMap::new(), body.as_bytes()).await
-    });
+    let old = handling(app.clone(), timed_event("2026-11-30T08:00:00Z"));
     // The old event's GET is in flight when the current one arrives.
     let (_, send_old) = next(&mut api, Method::GET, POD_PATH).await;
-    let a = app.clone();
-    let current = tokio::spawn(async move {
-        let body = timed_event("2026-11-30T09:30:00Z");
-        a.handle(&HeaderMap::new(), body.as_bytes()).await
-    });
+    let current = handling(app.clone(), timed_event("2026-11-30T09:30:00Z"));
     tokio::time::sleep(Duration::from_millis(100)).await;
     send_old.send_response(ok(live.clone()));
-    assert_eq!(old.await.unwrap().json()["outcome"], "stale");
+    assert_eq!(old.await.unwrap().0.json()["outcome"], "stale");
 
-    answer(&mut api, Method::GET, POD_PATH, ok(live.clone())).await;
-    answer(&mut api, Method::DELETE, POD_PATH, ok(live)).await;
-    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
-    let reply = current.await.unwrap();
+    answer_deletion(&mut api, live).await;
+    let (reply, _) = current.await.unwrap();
     assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
 }
 
@@ -666,15 +633,15 @@ async fn the_event_of_a_pod_with_a_long_name_has_a_valid_name() {
     assert_eq!(name.len(), 253);
     let path = format!("/api/v1/namespaces/{NS}/pods/{name}");
     let body = terminal_shell(NS, &name, CID);
-    let call = tokio::spawn(async move { app.handle(&HeaderMap::new(), body.as_bytes()).await });
-    let mut live = pod(CID, json!({}));
+    let call = handling(app, body);
+    let mut live = live();
     live["metadata"]["name"] = json!(name);
     answer(&mut api, Method::GET, &path, ok(live.clone())).await;
     answer(&mut api, Method::DELETE, &path, ok(live)).await;
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     let ev_name = ev["metadata"]["name"].as_str().unwrap().to_string();
     send.send_response(ok(ev.clone()));
-    assert_eq!(call.await.unwrap().json()["outcome"], "deleted");
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
     assert!(
         falco_responder::domain::ident::PodName::parse("metadata.name", &ev_name).is_ok(),
         "the Event's name is no valid object name ({} characters): {ev_name}",
@@ -691,22 +658,17 @@ async fn a_recent_event_from_a_container_not_reported_yet_is_retried_not_stale()
     ev["time"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
     ev["output_fields"]["container.id"] = json!("0123456789ab");
     let body = ev.to_string();
-    let call =
-        tokio::spawn(async move { (app.handle(&HeaderMap::new(), body.as_bytes()).await, app) });
-    let mut old = pod(CID, json!({}));
+    let call = handling(app, body);
+    let mut old = live();
     old["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-    answer(&mut api, Method::GET, POD_PATH, ok(old)).await;
+    answer_get(&mut api, ok(old)).await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.json()["retry"], true);
     assert!(
-        reply.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("reports no container"),
+        said(&reply.json(), "error").contains("reports no container"),
         "{}",
         reply.json()
     );
-    drop(app);
-    no_more_calls(api).await;
+    no_more_calls(app, api).await;
 }

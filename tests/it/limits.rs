@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use crate::testkit::binary::{self, Responder};
-use crate::testkit::sender::{http, parse_response, terminal_shell};
+use crate::testkit::sender::{HttpReply, http, parse_response, said, terminal_shell};
 use crate::testkit::server::{Server, config};
 
 fn shell() -> String {
@@ -28,6 +28,22 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
     let mut raw = Vec::new();
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut raw)).await;
     (raw, started.elapsed())
+}
+
+/// A connection that never sends a byte: closed without a word; how long it was held.
+async fn silent_connection(addr: SocketAddr) -> Duration {
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let (raw, took) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    took
+}
+
+/// Held for the 1 s timeout the test set: neither closed at once nor kept.
+fn assert_about_one_second(took: Duration) {
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -43,12 +59,7 @@ async fn a_slow_body_gets_408_and_its_connection_is_freed_within_the_deadline() 
     assert!(took < Duration::from_secs(4), "closed after {took:?}");
     let r = parse_response(&raw);
     assert_eq!(r.status, 408, "{}", String::from_utf8_lossy(&raw));
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("REQUEST_TIMEOUT_SECONDS")
-    );
+    assert!(said(&r.json(), "error").contains("REQUEST_TIMEOUT_SECONDS"));
     // The server is still there for the next client.
     let ok = http(s.addr, "POST", "/", &HeaderMap::new(), shell().as_bytes()).await;
     assert_eq!(ok.status, 200);
@@ -99,13 +110,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     ])
     .await;
     // Silent from the start.
-    let mut silent = TcpStream::connect(s.addr).await.unwrap();
-    let (raw, took) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
-    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
-    assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    assert_about_one_second(silent_connection(s.addr).await);
     // Idle after one keep-alive request.
     let mut kept = TcpStream::connect(s.addr).await.unwrap();
     kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -113,10 +118,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         .unwrap();
     let (raw, took) = read_until_closed(&mut kept, Duration::from_secs(10)).await;
     assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
-    assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    assert_about_one_second(took);
 }
 
 /// A plain blocking client, as Python's http.client or curl: sends the whole body, then reads.
@@ -141,53 +143,40 @@ fn plain_client(addr: SocketAddr, head: &str, body_len: usize) -> std::io::Resul
     Ok(raw)
 }
 
+/// `plain_client` off the runtime: the answer it read in full (not a connection reset).
+async fn whole_body_answer(addr: SocketAddr, head: &'static str, body_len: usize) -> HttpReply {
+    let raw = tokio::task::spawn_blocking(move || plain_client(addr, head, body_len))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the client must read the answer, not a connection reset: {e}"));
+    parse_response(&raw)
+}
+
 #[tokio::test]
 async fn early_answers_reach_a_client_that_sends_its_whole_body() {
     let s = Server::dry(&[("AUTH_TOKEN", "s3cret"), ("MAX_BODY_BYTES", "4194304")]).await;
-    let addr = s.addr;
-    let run = |head: &'static str, len: usize| {
-        tokio::task::spawn_blocking(move || plain_client(addr, head, len))
-    };
     // 413: 6 MiB over a 4 MiB limit, answered from the Content-Length before reading it.
-    let raw = run(
+    let r = whole_body_answer(
+        s.addr,
         "POST / HTTP/1.1\r\nauthorization: Bearer s3cret\r\n",
         6 << 20,
     )
-    .await
-    .unwrap()
-    .expect("the client reads the 413, not a connection reset");
-    let r = parse_response(&raw);
+    .await;
     assert_eq!(r.status, 413);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("MAX_BODY_BYTES")
-    );
+    assert!(said(&r.json(), "error").contains("MAX_BODY_BYTES"));
     // 401 before the body: a 2 MiB body without the token.
-    let raw = run("POST / HTTP/1.1\r\n", 2 << 20)
-        .await
-        .unwrap()
-        .expect("the client reads the 401, not a connection reset");
-    assert_eq!(parse_response(&raw).status, 401);
+    let r = whole_body_answer(s.addr, "POST / HTTP/1.1\r\n", 2 << 20).await;
+    assert_eq!(r.status, 401);
     // 404 with a 2 MiB body.
-    let raw = run("POST /nope HTTP/1.1\r\n", 2 << 20)
-        .await
-        .unwrap()
-        .expect("the client reads the 404, not a connection reset");
-    assert_eq!(parse_response(&raw).status, 404);
+    let r = whole_body_answer(s.addr, "POST /nope HTTP/1.1\r\n", 2 << 20).await;
+    assert_eq!(r.status, 404);
 }
 
 #[tokio::test]
 async fn a_2_mib_body_over_the_default_limit_gets_a_readable_413() {
     let s = Server::dry(&[]).await;
-    let addr = s.addr;
-    let raw =
-        tokio::task::spawn_blocking(move || plain_client(addr, "POST / HTTP/1.1\r\n", 2 << 20))
-            .await
-            .unwrap()
-            .expect("the client reads the 413, not a connection reset");
-    assert_eq!(parse_response(&raw).status, 413);
+    let r = whole_body_answer(s.addr, "POST / HTTP/1.1\r\n", 2 << 20).await;
+    assert_eq!(r.status, 413);
 }
 
 #[tokio::test]
@@ -215,12 +204,7 @@ async fn bodies_beyond_the_memory_budget_get_503_with_retry_after_before_being_r
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&raw));
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.json()["retry"], true);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("BODY_MEMORY_BYTES")
-    );
+    assert!(said(&r.json(), "error").contains("BODY_MEMORY_BYTES"));
     assert!(took < Duration::from_secs(8), "{took:?}");
     // Ordinary events are still answered while the large bodies hold their share.
     let started = Instant::now();
@@ -417,11 +401,5 @@ async fn a_new_connection_that_stays_silent_is_closed_after_the_request_timeout(
         ("IDLE_TIMEOUT_SECONDS", "95"),
     ])
     .await;
-    let mut silent = TcpStream::connect(s.addr).await.unwrap();
-    let (raw, took) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
-    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
-    assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    assert_about_one_second(silent_connection(s.addr).await);
 }

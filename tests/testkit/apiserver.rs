@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -490,30 +491,15 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        if let Some(c) = self
-            .apiserver
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(c) = take_child(&mut self.apiserver) {
             stop_watchdog(&self.dir, "kube-apiserver", c);
         }
-        if let Some(c) = self
-            .etcd
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(c) = take_child(&mut self.etcd) {
             stop_watchdog(&self.dir, "etcd", c);
         }
         // Dropping the TempDir removes the dir; the janitor notices and exits.
         drop(self.tempdir.take());
-        if let Some(mut j) = self
-            .janitor
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(mut j) = take_child(&mut self.janitor) {
             let deadline = Instant::now() + Duration::from_secs(2);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = j.try_wait() {
@@ -525,6 +511,35 @@ impl Drop for ApiServer {
             let _ = j.wait();
         }
     }
+}
+
+/// The child a slot holds, even after a test panicked while holding its lock (drop still stops it).
+fn take_child(slot: &mut Mutex<Option<Child>>) -> Option<Child> {
+    slot.get_mut().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// Events recorded on pod `ns/pod`, as `kubectl get events` shows them.
+pub async fn events_for(client: &Client, ns: &str, pod: &str) -> Vec<KubeEvent> {
+    Api::<KubeEvent>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
+        .collect()
+}
+
+/// The same, once there are `n` (they are written just after the answer), at most 5 s.
+pub async fn wait_events(client: &Client, ns: &str, pod: &str, n: usize) -> Vec<KubeEvent> {
+    for _ in 0..100 {
+        let events = events_for(client, ns, pod).await;
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    events_for(client, ns, pod).await
 }
 
 /// Creates a uniquely named namespace (`<prefix>-<8 hex>`) and returns its name.
@@ -572,19 +587,29 @@ pub async fn create_pod(
     let status = json!({
         "status": {
             "phase": "Running",
-            "containerStatuses": [{
-                "name": "main",
-                "image": "alpine",
-                "imageID": "",
-                "containerID": format!("containerd://{container_id}"),
-                "ready": true,
-                "restartCount": 0,
-                "started": true,
-                "state": { "running": {} }
-            }]
+            "containerStatuses": [ready_container("main", container_id, json!({}))]
         }
     });
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+    kubelet_status(&pods, ns, name, &status).await
+}
+
+/// A started, ready container as the kubelet reports it; `running`: its `state.running`.
+fn ready_container(name: &str, container_id: &str, running: Value) -> Value {
+    json!({
+        "name": name,
+        "image": "alpine",
+        "imageID": "",
+        "containerID": format!("containerd://{container_id}"),
+        "ready": true,
+        "restartCount": 0,
+        "started": true,
+        "state": { "running": running }
+    })
+}
+
+/// Sets the status of pod `ns/name` as the kubelet would (there is none here).
+async fn kubelet_status(pods: &Api<Pod>, ns: &str, name: &str, status: &Value) -> Pod {
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
         .await
         .unwrap_or_else(|e| panic!("setting status of pod {ns}/{name}: {e}"))
 }
@@ -1027,21 +1052,12 @@ pub async fn mark_pod_ready(client: &Client, ns: &str, name: &str, container_id:
                 { "type": "Ready", "status": "True", "lastTransitionTime": now },
                 { "type": "ContainersReady", "status": "True", "lastTransitionTime": now }
             ],
-            "containerStatuses": [{
-                "name": container,
-                "image": "alpine",
-                "imageID": "",
-                "containerID": format!("containerd://{container_id}"),
-                "ready": true,
-                "restartCount": 0,
-                "started": true,
-                "state": { "running": { "startedAt": now } }
-            }]
+            "containerStatuses": [
+                ready_container(&container, container_id, json!({ "startedAt": now }))
+            ]
         }
     });
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("setting status of pod {ns}/{name}: {e}"))
+    kubelet_status(&pods, ns, name, &status).await
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after `timeout`.

@@ -230,30 +230,46 @@ impl Scene {
         })
     }
 
+    // --- Falco's events ------------------------------------------------------------------------
+
+    /// Sends `responder` Falco's Terminal-shell event for `pod` here, seen in container `cid`,
+    /// as Falco's http_output does (plain JSON).
+    pub async fn shell(&self, responder: &Responder, pod: &str, cid: &str) -> HttpReply {
+        self.shell_as(responder, Envelope::Plain, pod, cid).await
+    }
+
+    /// The same in `envelope`.
+    pub async fn shell_as(
+        &self,
+        responder: &Responder,
+        envelope: Envelope,
+        pod: &str,
+        cid: &str,
+    ) -> HttpReply {
+        responder
+            .send(envelope, &terminal_shell(&self.ns, pod, cid))
+            .await
+    }
+
     // --- Events --------------------------------------------------------------------------------
 
     /// Events recorded on `pod`, as `kubectl get events` shows them.
     pub async fn events_for(&self, pod: &str) -> Vec<KubeEvent> {
-        Api::<KubeEvent>::namespaced(self.admin.clone(), &self.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
-            .collect()
+        support::events_for(&self.admin, &self.ns, pod).await
     }
 
     /// Events recorded on `pod`, once there are `n` (they are written just after the answer).
     pub async fn wait_events(&self, pod: &str, n: usize) -> Vec<KubeEvent> {
-        for _ in 0..100 {
-            let events = self.events_for(pod).await;
-            if events.len() >= n {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.events_for(pod).await
+        support::wait_events(&self.admin, &self.ns, pod, n).await
+    }
+
+    /// How many `reason` Events `pod` has, once it has any.
+    pub async fn count_events(&self, pod: &str, reason: &str) -> usize {
+        self.wait_events(pod, 1)
+            .await
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .count()
     }
 
     /// The Event with `reason` on `pod`, once it is there (at most 10 s).

@@ -203,6 +203,13 @@ impl HttpReply {
     }
 }
 
+/// The text of `key` (`error`, `reason`) in a reply's JSON: what the sender is told.
+pub fn said<'a>(json: &'a Value, key: &str) -> &'a str {
+    json[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text at {key:?} in {json}"))
+}
+
 pub async fn http(
     addr: std::net::SocketAddr,
     method: &str,

@@ -11,6 +11,17 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
     Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
 }
 
+/// The GET paths the binary answers 200 on while healthy: the probes every platform's manifest
+/// may name.
+pub const HEALTH_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/health/liveness",
+    "/health/readiness",
+    "/_/health",
+    "/_/ready",
+];
+
 pub struct Server {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
