@@ -53,7 +53,7 @@ for t in "${targets[@]}"; do
       "fuzz/corpus/$t" "$seeds/$t" "fuzz/regressions/$t" 2>"fuzz/target/$t.log"; then
     tail -n 40 "fuzz/target/$t.log" >&2
     log "$t FOUND A PROBLEM: $(ls -t "fuzz/artifacts/$t" | head -n 1) in fuzz/artifacts/$t/;"
-    log "copy it to fuzz/regressions/$t/ and fix it (cargo test --test fuzz_regressions replays it)"
+    log "copy it to fuzz/regressions/$t/ and fix it (cargo test --test it fuzz_regressions replays it)"
     status=1
   else
     grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)|cov: ' "fuzz/target/$t.log" \
