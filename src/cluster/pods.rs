@@ -105,8 +105,7 @@ impl PodRemover {
         // Only validated names reach the request path (`ident`).
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), target.namespace.as_str());
         let ns = target.namespace.as_str();
-        let record_name = BreakerRecords::record_name();
-        let mut plan = Plan::new(&self.plan, &self.guards.breaker, target, event, record_name);
+        let mut plan = Plan::new(&self.plan, &self.guards.breaker, target, event);
         let mut step = plan.first();
         let mut pod = None;
         let mut counted = None;
@@ -136,7 +135,8 @@ impl PodRemover {
                 }
                 Step::Count => {
                     let listed = counted.take().expect("read alongside the GET")?;
-                    plan.counted(&listed, Timestamp::now())
+                    // Named only for a deletion that reached the breaker: the record it would write.
+                    plan.counted(&listed, Timestamp::now(), &BreakerRecords::record_name())
                 }
                 Step::EvictDryRun(r) => {
                     let live = pod.as_ref().expect("the plan has the pod");

@@ -64,8 +64,6 @@ pub struct Plan<'a> {
     breaker: &'a Breaker,
     target: &'a Target,
     event: &'a FalcoEvent,
-    /// The breaker record this deletion would write: the breaker reserves it by this name.
-    record_name: String,
     due: Due,
     pod: PodRef,
     seen: Seen,
@@ -82,14 +80,12 @@ impl<'a> Plan<'a> {
         breaker: &'a Breaker,
         target: &'a Target,
         event: &'a FalcoEvent,
-        record_name: String,
     ) -> Plan<'a> {
         Plan {
             config,
             breaker,
             target,
             event,
-            record_name,
             due: Due::Start,
             pod: PodRef::of(target),
             seen: Seen::default(),
@@ -202,16 +198,16 @@ impl<'a> Plan<'a> {
     }
 
     /// The breaker's count (read alongside the pod's GET); `now` for its windows. A closed
-    /// breaker reserves this deletion (not under DRY_RUN) until [`Plan::removed`] says whether
-    /// it happened.
-    pub fn counted(&mut self, listed: &[Deletion], now: Timestamp) -> Step {
+    /// breaker reserves this deletion (not under DRY_RUN) by `record_name`, the name of the
+    /// record it would write, until [`Plan::removed`] says whether it happened.
+    pub fn counted(&mut self, listed: &[Deletion], now: Timestamp, record_name: &str) -> Step {
         self.expect(Due::Count, Due::Nothing);
         let w = self.resolved();
         let key = budget::workload_key(self.target.namespace.as_str(), w);
         let reserve = !self.config.dry_run;
         match self
             .breaker
-            .admit(listed, key.as_deref(), now, &self.record_name, reserve)
+            .admit(listed, key.as_deref(), now, record_name, reserve)
         {
             Ok(ticket) => self.ticket = ticket,
             Err(open) => {
@@ -557,7 +553,7 @@ mod tests {
 
     fn drive(rules: &PlanConfig, breaker: &Breaker, target: &Target, answers: &Answers) -> Run {
         let event = event();
-        let mut plan = Plan::new(rules, breaker, target, &event, RECORD.into());
+        let mut plan = Plan::new(rules, breaker, target, &event);
         let mut steps = Vec::new();
         let mut step = plan.first();
         let finish = loop {
@@ -567,7 +563,7 @@ mod tests {
                 Step::GetPod { .. } => plan.pod(answers.pod.as_ref(), ts(NOW)),
                 Step::Resolve => plan.workload(answers.workload.clone()),
                 Step::ReadReplicas(_) => plan.replicas(answers.replicas),
-                Step::Count => plan.counted(&answers.listed, ts(NOW)),
+                Step::Count => plan.counted(&answers.listed, ts(NOW), RECORD),
                 Step::EvictDryRun(_) => plan.dry_evicted(answers.dry_eviction.clone()),
                 Step::Remove(_) => match plan.removed(answers.removed.clone()) {
                     Ok(next) => next,
@@ -968,7 +964,7 @@ mod tests {
     #[should_panic(expected = "out of order")]
     fn an_answer_out_of_order_is_a_bug() {
         let (rules, breaker, t, e) = (rules(), Breaker::new(None, None), target(None), event());
-        let mut plan = Plan::new(&rules, &breaker, &t, &e, RECORD.into());
+        let mut plan = Plan::new(&rules, &breaker, &t, &e);
         plan.first();
         plan.workload(workload(Kind::Deployment));
     }
