@@ -100,6 +100,10 @@ pub enum DecodeError {
     Json(String),
     #[error("not a Falco event: {0}")]
     NotFalco(String),
+    /// A key given twice in one JSON object: readers disagree on which value counts (serde_json
+    /// takes the last, Argo's filters the first), so none is taken.
+    #[error("ambiguous body: the key {0:?} appears twice in one JSON object; send each key once")]
+    DuplicateKey(String),
     /// Not an error of the sender: our own result came back (a Broker/Trigger loop). Answered
     /// with an empty 2xx so that nothing is redelivered, and never decided on.
     #[error("our own result ({0}) came back: ignored so that it cannot loop")]
@@ -179,10 +183,20 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> 
     }
     let structured = content_type.starts_with("application/cloudevents+json");
     if structured || headers.contains_key("ce-specversion") {
+        // The whole envelope (structured) or the data (binary): the SDK keeps the last value.
+        unique(body)?;
+        if structured {
+            unique_base64_data(body)?;
+        }
         return decode_cloudevent(headers, body, structured);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
+    }
+    // The scan that peeks a Falco event also proves its keys unique, for a fraction of the
+    // check's cost; a body it does not read is checked in full.
+    if crate::ingest::peek::scan(body).is_none() {
+        unique(body)?;
     }
     // Fast path: the body is the Falco event itself (Falco, Falcosidekick webhook/openfaas).
     // Anything else takes the general path below, which also explains what is wrong.
@@ -222,10 +236,16 @@ fn decode_cloudevent(
     }
     let value = match ce.data() {
         Some(Data::Json(v)) => v.clone(),
-        Some(Data::Binary(bytes)) => serde_json::from_slice(bytes)
-            .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?,
-        Some(Data::String(s)) => serde_json::from_str(s)
-            .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?,
+        Some(Data::Binary(bytes)) => {
+            unique(bytes)?;
+            serde_json::from_slice(bytes)
+                .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?
+        }
+        Some(Data::String(s)) => {
+            unique(s.as_bytes())?;
+            serde_json::from_str(s)
+                .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?
+        }
         None => return Err(DecodeError::NoData(info.ty)),
     };
     // A result of ours (or of a look-alike) under another type: `outcome` is no Falco field.
@@ -270,6 +290,7 @@ fn unwrap_value(
         Value::Object(map) => map,
         // `{"dest": "<json>"}` (Argo without useRawData) or a JSON string body.
         Value::String(s) => {
+            unique(s.as_bytes())?;
             let inner: Value = serde_json::from_str(&s)
                 .map_err(|e| DecodeError::NotFalco(format!("a string that is not JSON ({e})")))?;
             return unwrap_value(inner, kind, depth + 1);
@@ -296,6 +317,7 @@ fn unwrap_value(
                     .map_err(|e| {
                         DecodeError::NotFalco(format!("Argo event data is not base64: {e}"))
                     })?;
+                unique(&bytes)?;
                 serde_json::from_slice(&bytes).map_err(|e| {
                     DecodeError::NotFalco(format!("Argo event data is not JSON: {e}"))
                 })?
@@ -327,6 +349,30 @@ fn unwrap_value(
         "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a CloudEvent / Argo \
          Events envelope of one), found keys {keys:?}"
     )))
+}
+
+fn unique(json: &[u8]) -> Result<(), DecodeError> {
+    crate::ingest::unique::check(json).map_err(DecodeError::DuplicateKey)
+}
+
+/// A structured CloudEvent's `data_base64` holding JSON: the SDK decodes and parses it (keeping
+/// the last of two keys) before we see it, so its keys are checked here.
+fn unique_base64_data(body: &[u8]) -> Result<(), DecodeError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow, default)]
+        data_base64: Option<Cow<'a, str>>,
+    }
+    let Ok(Envelope {
+        data_base64: Some(b64),
+    }) = serde_json::from_slice::<Envelope>(body)
+    else {
+        return Ok(()); // the SDK says what is wrong, if anything
+    };
+    match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+        Ok(bytes) => unique(&bytes),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Says where in the envelopes a nested error was found.
@@ -454,6 +500,78 @@ mod tests {
                 .to_string()
                 .contains("Severe")
         );
+    }
+
+    #[test]
+    fn a_duplicated_key_is_refused_in_every_envelope() {
+        let dup_rule = r#"{"rule":"Terminal shell in container","priority":"Notice","rule":"x","output_fields":{}}"#;
+        let dup_field = r#"{"rule":"r","priority":"Notice","output_fields":{"k8s.ns.name":"a","k8s.pod.name":"p","k8s.ns.name":"b"}}"#;
+        let dup_other = r#"{"rule":"r","priority":"Notice","extra":1,"extra":2}"#;
+        for (falco, key) in [
+            (dup_rule, "rule"),
+            (dup_field, "k8s.ns.name"),
+            (dup_other, "extra"),
+        ] {
+            let webhook = format!(r#"{{"header":{{}},"body":{falco}}}"#);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&webhook);
+            let bodies = [
+                falco.to_string(),
+                format!(r#"{{"event": {falco}}}"#),
+                serde_json::json!({ "falco": falco }).to_string(),
+                webhook.clone(),
+                serde_json::json!({"context": {"id": "1"}, "data": b64}).to_string(),
+            ];
+            for body in &bodies {
+                assert_eq!(
+                    plain(body).unwrap_err(),
+                    DecodeError::DuplicateKey(key.into()),
+                    "{body}"
+                );
+            }
+            // CloudEvents: structured (data inline, or as a JSON string), binary.
+            let mut h = HeaderMap::new();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/cloudevents+json"),
+            );
+            let inline = format!(
+                r#"{{"specversion":"1.0","id":"1","source":"s","type":"{FALCO_CE_TYPE}","datacontenttype":"application/json","data":{falco}}}"#
+            );
+            let string = serde_json::json!({"specversion": "1.0", "id": "1", "source": "s",
+                "type": FALCO_CE_TYPE, "datacontenttype": "text/plain", "data": falco})
+            .to_string();
+            for body in [inline, string] {
+                let e = decode(&h, body.as_bytes()).unwrap_err();
+                assert_eq!(e, DecodeError::DuplicateKey(key.into()), "{body}");
+            }
+            let mut h = HeaderMap::new();
+            h.insert("ce-specversion", HeaderValue::from_static("1.0"));
+            h.insert("ce-id", HeaderValue::from_static("abc"));
+            h.insert("ce-source", HeaderValue::from_static("s"));
+            h.insert("ce-type", HeaderValue::from_static(FALCO_CE_TYPE));
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let e = decode(&h, falco.as_bytes()).unwrap_err();
+            assert_eq!(e, DecodeError::DuplicateKey(key.into()));
+            assert!(e.to_string().contains(&format!("{key:?}")), "{e}");
+        }
+        // The CloudEvent's own attributes too.
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
+        let body = format!(
+            r#"{{"specversion":"1.0","id":"1","source":"s","type":"{FALCO_CE_TYPE}","type":"other","data":{FALCO}}}"#
+        );
+        assert_eq!(
+            decode(&h, body.as_bytes()).unwrap_err(),
+            DecodeError::DuplicateKey("type".into())
+        );
+        // The same key in two objects is no duplicate.
+        let twice =
+            r#"{"rule":"r","priority":"Notice","output_fields":{"rule":"x","priority":"y"}}"#;
+        assert!(plain(twice).is_ok());
+        assert!(peek_plain(&HeaderMap::new(), twice.as_bytes()).is_some());
     }
 
     #[test]

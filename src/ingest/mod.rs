@@ -3,3 +3,4 @@
 
 pub mod decode;
 pub(crate) mod peek;
+mod unique;

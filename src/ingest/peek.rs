@@ -9,6 +9,11 @@
 //! accept (a surrogate `\u` escape, an escaped top-level key, a number near the f64 range,
 //! deep nesting, a top-level array) gets `None`, and `decode` decides as before.
 //!
+//! A key given twice in one object (anywhere: top level, `output_fields`, deeper) gets `None`
+//! too, and `decode` refuses the body: serde_json alone would keep the last value while other
+//! readers of the same body (Argo's filter) take the first. The keys are checked in a small
+//! table on the stack (`Keys`); a body with more keys than it holds is left to `decode`.
+//!
 //! Why not serde_json itself: reading a 1.6 KB event through serde's visitors cost about 24k
 //! instructions per request, half of a skipped event's CPU (callgrind); this scanner ~4k.
 
@@ -17,6 +22,13 @@ const MAX_DEPTH: u32 = 64;
 /// A number that could reach the f64 range (serde_json refuses infinite numbers in
 /// `output_fields`) is left to serde_json: below 10^308 is always finite.
 const MAX_EXPONENT: i64 = 308;
+/// Keys checked for duplicates per body (every key below the top level, and the top-level keys
+/// that are no field of the event): a Falco event has a few dozen. More is left to `decode`.
+const MAX_KEYS: usize = 96;
+/// Slots of the key table: a power of two, with room to spare so that probing stays short.
+const SLOTS: usize = 128;
+/// `Slot::len` of a key that was JSON-escaped: its text is in `Keys::unescaped`.
+const UNESCAPED: u32 = u32::MAX;
 
 /// Where the four fields are: raw string contents between the quotes, and whether they hold
 /// escapes (then serde_json unescapes them).
@@ -36,7 +48,7 @@ pub(crate) struct Str<'a> {
 
 /// `Some` only when serde_json reads `body` as a `FalcoEvent`; see the module comment.
 pub(crate) fn scan(body: &[u8]) -> Option<Spans<'_>> {
-    let mut s = Scanner { b: body, i: 0 };
+    let mut s = Scanner::new(body);
     s.ws();
     s.expect(b'{')?;
     let (mut rule, mut priority) = (None, None);
@@ -64,13 +76,16 @@ pub(crate) fn scan(body: &[u8]) -> Option<Spans<'_>> {
                 b"output_fields" => 256,
                 _ => 0,
             };
-            // serde's derive refuses a known field given twice.
+            // serde's derive refuses a known field given twice; other keys go to the table.
             if seen & bit != 0 {
                 return None;
             }
             seen |= bit;
             match bit {
-                0 => s.value(1)?,
+                0 => {
+                    s.keys.insert(body, 0, key)?;
+                    s.value(1)?
+                }
                 1 => rule = Some(s.string()?),
                 2 => priority = Some(s.string()?),
                 128 => {
@@ -118,6 +133,94 @@ pub(crate) fn scan(body: &[u8]) -> Option<Spans<'_>> {
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    keys: Keys,
+}
+
+/// The keys seen so far, each with the object it is in (0 is the top level): an open-addressing
+/// hash table, so that a key costs one probe or two, whatever the number of keys.
+struct Keys {
+    /// 0 is a free slot; the hash of the object and the key otherwise (never 0).
+    hashes: [u64; SLOTS],
+    /// The object, and where the key's text is: `(object, start in the body, length)`, or
+    /// `(object, index in unescaped, UNESCAPED)`.
+    slots: [(u32, u32, u32); SLOTS],
+    len: usize,
+    /// Objects opened so far.
+    objects: u32,
+    /// Escaped keys, unescaped as serde_json reads them (`"a\u0062"` is `ab`). Rare: Falco's
+    /// keys hold no escapes.
+    unescaped: Vec<String>,
+}
+
+impl Keys {
+    fn new_object(&mut self) -> u32 {
+        self.objects += 1;
+        self.objects
+    }
+
+    /// Records `key` (quoted, as read from `body`) in object `obj`: `None` when the object
+    /// already holds it, or when the table is full.
+    fn insert(&mut self, body: &[u8], obj: u32, key: Str<'_>) -> Option<()> {
+        if self.len == MAX_KEYS {
+            return None;
+        }
+        let unescaped = match key.escaped {
+            true => Some(serde_json::from_slice::<String>(key.quoted).ok()?),
+            false => None,
+        };
+        let (text, at, len) = match &unescaped {
+            Some(u) => (u.as_bytes(), self.unescaped.len() as u32, UNESCAPED),
+            None => {
+                let text = &key.quoted[1..key.quoted.len() - 1];
+                let start = text.as_ptr() as usize - body.as_ptr() as usize;
+                (text, u32::try_from(start).ok()?, text.len() as u32)
+            }
+        };
+        let hash = key_hash(obj, text);
+        let mut i = (hash >> (64 - SLOTS.trailing_zeros())) as usize;
+        while self.hashes[i] != 0 {
+            if self.hashes[i] == hash {
+                let (o, a, l) = self.slots[i];
+                let seen = if l == UNESCAPED {
+                    self.unescaped[a as usize].as_bytes()
+                } else {
+                    &body[a as usize..(a + l) as usize]
+                };
+                if o == obj && seen == text {
+                    return None;
+                }
+            }
+            i = (i + 1) % SLOTS;
+        }
+        self.hashes[i] = hash;
+        self.slots[i] = (obj, at, len);
+        self.len += 1;
+        self.unescaped.extend(unescaped);
+        Some(())
+    }
+}
+
+/// A hash of the object and the key's length, first and last eight bytes: enough to tell
+/// Falco's field names apart; equal hashes are compared byte for byte, so a collision costs a
+/// probe, never a wrong answer.
+#[inline(always)]
+fn key_hash(obj: u32, k: &[u8]) -> u64 {
+    let word = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    };
+    let n = k.len();
+    let (a, b) = if n > 8 {
+        (word(&k[..8]), word(&k[n - 8..]))
+    } else {
+        (word(k), 0)
+    };
+    let mut h = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.rotate_left(29);
+    h ^= (u64::from(obj) << 32) | n as u64;
+    h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    h ^= h >> 29;
+    h | 1
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -137,6 +240,20 @@ fn special(w: u64) -> u64 {
 }
 
 impl<'a> Scanner<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Scanner {
+            b,
+            i: 0,
+            keys: Keys {
+                hashes: [0; SLOTS],
+                slots: [(0, 0, 0); SLOTS],
+                len: 0,
+                objects: 0,
+                unescaped: Vec::new(),
+            },
+        }
+    }
+
     #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
@@ -295,9 +412,11 @@ impl<'a> Scanner<'a> {
                     self.i += 1;
                     return Some(());
                 }
+                let obj = self.keys.new_object();
                 loop {
                     self.ws();
-                    self.string()?;
+                    let key = self.string()?;
+                    self.keys.insert(self.b, obj, key)?;
                     self.colon()?;
                     // The values of `output_fields` are strings, numbers and nulls: read
                     // here, without a recursive call each (a third of the scan's cost).
@@ -430,6 +549,43 @@ mod tests {
 
     use super::*;
 
+    fn peeked(body: &str) -> bool {
+        scan(body.as_bytes()).is_some()
+    }
+
+    #[test]
+    fn a_key_twice_in_any_object_is_not_peeked() {
+        let ok = r#"{"rule":"r","priority":"Notice","output_fields":{"a":1,"b":{"a":2,"c":[{"a":3}]}},"x":{"a":4},"y":1}"#;
+        assert!(peeked(ok));
+        for body in [
+            r#"{"rule":"r","priority":"Notice","rule":"s"}"#,
+            r#"{"rule":"r","priority":"Notice","x":1,"x":2}"#,
+            r#"{"rule":"r","priority":"Notice","output_fields":{"k8s.ns.name":"a","k8s.ns.name":"b"}}"#,
+            r#"{"rule":"r","priority":"Notice","output_fields":{"a":{"b":1,"c":2,"b":3}}}"#,
+            r#"{"rule":"r","priority":"Notice","output_fields":{"ab":1,"a\u0062":2}}"#,
+            r#"{"rule":"r","priority":"Notice","output_fields":{"a\u0062":1,"ab":2}}"#,
+        ] {
+            assert!(!peeked(body), "{body}");
+        }
+        // Escaped keys that differ, and long keys that share their first and last eight bytes.
+        assert!(peeked(
+            r#"{"rule":"r","priority":"Notice","output_fields":{"a\u0062":1,"a\u0063":2,"abcdefgh-1-ijklmnop":1,"abcdefgh-2-ijklmnop":2}}"#
+        ));
+    }
+
+    #[test]
+    fn more_keys_than_the_table_holds_are_left_to_decode() {
+        let fields = |n: usize| {
+            let keys: Vec<String> = (0..n).map(|i| format!(r#""f{i}":{i}"#)).collect();
+            format!(
+                r#"{{"rule":"r","priority":"Notice","output_fields":{{{}}}}}"#,
+                keys.join(",")
+            )
+        };
+        assert!(peeked(&fields(MAX_KEYS)));
+        assert!(!peeked(&fields(MAX_KEYS + 1)));
+    }
+
     proptest! {
         /// The lowest bit `special` sets is the high bit of the first byte a JSON string
         /// cannot hold as it is, whatever follows it.
@@ -456,7 +612,7 @@ mod tests {
         fn digits_counts_the_leading_digits(
             bytes in proptest::collection::vec(prop_oneof![b'0'..=b'9', any::<u8>()], 0..24)
         ) {
-            let mut s = Scanner { b: &bytes, i: 0 };
+            let mut s = Scanner::new(&bytes);
             let n = s.digits();
             prop_assert_eq!(n, bytes.iter().take_while(|b| b.is_ascii_digit()).count());
             prop_assert_eq!(s.i, n);

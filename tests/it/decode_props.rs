@@ -2,7 +2,7 @@
 
 use falco_responder::{
     domain::falco::FalcoEvent,
-    ingest::decode::{InputKind, decode, peek_plain},
+    ingest::decode::{DecodeError, InputKind, decode, peek_plain},
 };
 use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use proptest::prelude::*;
@@ -339,4 +339,46 @@ fn peek_edge_cases_agree_with_serde() {
     bad[at] = 0xff;
     assert!(peek_plain(&HeaderMap::new(), &bad).is_none());
     assert!(decode(&HeaderMap::new(), &bad).is_err());
+}
+
+proptest! {
+    /// A key given twice in `output_fields` or at the top level, wherever it sits among the
+    /// others: never peeked (so never skipped on a peek), and decode names the key.
+    #[test]
+    fn a_key_given_twice_is_refused_by_peek_and_decode(
+        fields in prop::collection::btree_map("[a-z.\\[\\]0-9]{1,16}", field_value(), 1..12),
+        which in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        again in field_value(),
+        top in any::<bool>(),
+    ) {
+        let mut entries: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap()))
+            .collect();
+        let key = fields.keys().nth(which.index(fields.len())).unwrap().clone();
+        let dup = format!("{}:{again}", serde_json::to_string(&key).unwrap());
+        entries.insert(at.index(entries.len() + 1), dup);
+        let body = if top {
+            format!(r#"{{"rule":"r","priority":"Notice",{}}}"#, entries.join(","))
+        } else {
+            format!(
+                r#"{{"rule":"r","priority":"Notice","output_fields":{{{}}}}}"#,
+                entries.join(",")
+            )
+        };
+        let h = HeaderMap::new();
+        prop_assert!(peek_plain(&h, body.as_bytes()).is_none(), "peeked: {}", body);
+        let e = decode(&h, body.as_bytes());
+        let clash = top && fields.keys().any(|k| k == "rule" || k == "priority");
+        let expected = if clash {
+            None // then "rule" or "priority" is given twice as well: that key may be named
+        } else {
+            Some(DecodeError::DuplicateKey(key.clone()))
+        };
+        match expected {
+            Some(expected) => prop_assert_eq!(e.unwrap_err(), expected),
+            None => prop_assert!(e.is_err()),
+        }
+    }
 }

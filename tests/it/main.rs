@@ -6,6 +6,7 @@ mod testkit;
 
 mod apiserver_smoke;
 mod binary;
+mod decode_duplicates;
 mod decode_fixtures;
 mod decode_props;
 mod e2e_apiserver;
