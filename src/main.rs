@@ -47,6 +47,17 @@ fn main() -> ExitCode {
         }
     };
     logs::init(&config.log_format);
+    // The stock k8saudit rules lack the fields an audit event is acted on with: say so once at
+    // start rather than let their events be skipped quietly.
+    let audit_rules = config.policy.k8s_audit_rules();
+    if !audit_rules.is_empty() {
+        tracing::warn!(
+            rules = ?audit_rules,
+            "RULES lets k8s_audit rules act: their events are acted on only when the rule's \
+             output carries ka.response.code and ka.verb, which the stock rules do not; until \
+             they are added (README, \"Audit events\") every such event is skipped"
+        );
+    }
     let runtime = match mode {
         // One event: a single thread starts faster.
         Mode::Once(_) => tokio::runtime::Builder::new_current_thread()

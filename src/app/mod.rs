@@ -29,7 +29,7 @@ use crate::{
     domain::policy::{Decision, decide},
     ingest::decode::{DecodeError, Decoded, InputKind, decode},
     obs::logs,
-    obs::metrics::{ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
+    obs::metrics::{AuditLabels, ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
 };
 
 /// One process's state, shared by every request (and by the actions that outlive them); a
@@ -169,7 +169,18 @@ impl App {
             }
         };
         let target = match decide(&decoded.event, &self.config.policy) {
-            Decision::Skip { reason, target } => {
+            Decision::Skip {
+                reason,
+                target,
+                audit,
+            } => {
+                if let Some(why) = audit {
+                    let why = why.as_str();
+                    self.metrics
+                        .audit_skipped
+                        .get_or_create(&AuditLabels { why })
+                        .inc();
+                }
                 let outcome = Outcome {
                     kind: OutcomeKind::Skipped,
                     reason,

@@ -47,10 +47,12 @@ pub const TEST_RULE: &str = "Test rule";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Delete(Target),
-    /// Nothing to do; `target` is the pod when the event named one.
+    /// Nothing to do; `target` is the pod when the event named one, `audit` why a k8s_audit
+    /// event about a pod is no evidence against it (counted in a metric).
     Skip {
         reason: String,
         target: Option<Target>,
+        audit: Option<AuditSkip>,
     },
     /// The event names an identifier that cannot be a Kubernetes one: refused (400), never
     /// looked up, never retried.
@@ -61,6 +63,169 @@ fn skip(reason: impl Into<String>, target: Option<Target>) -> Decision {
     Decision::Skip {
         reason: reason.into(),
         target,
+        audit: None,
+    }
+}
+
+/// Why a k8s_audit event about a pod is not acted on: a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditSkip {
+    /// The event lacks `ka.response.code` or `ka.verb`: what the request did is unknown (the
+    /// stock k8saudit rules do not output them; README, "Audit events").
+    Unproven,
+    /// The API server refused the request or it failed (`ka.response.code`,
+    /// `ka.auth.decision`).
+    Refused,
+    /// A successful request that says nothing about what runs in the pod (a GET, a delete, a
+    /// log read ...): about the user who asked, not about the pod.
+    NotThePod,
+}
+
+impl AuditSkip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditSkip::Unproven => "unproven",
+            AuditSkip::Refused => "refused",
+            AuditSkip::NotThePod => "not_the_pod",
+        }
+    }
+}
+
+/// The stock k8saudit rules (falcosecurity/plugins, `plugins/k8saudit/rules/k8s_audit_rules.yaml`)
+/// that can name a pod as their target. None outputs `ka.response.code` (nor, but for two,
+/// `ka.verb`): listed in RULES, their events are skipped until the field is added (a WARN at
+/// start; README, "Audit events").
+pub const K8S_AUDIT_POD_RULES: &[&str] = &[
+    "Disallowed K8s User",
+    "Create Disallowed Pod",
+    "Create Privileged Pod",
+    "Create Sensitive Mount Pod",
+    "Create HostNetwork Pod",
+    "Create HostPid Pod",
+    "Create HostIPC Pod",
+    "Anonymous Request Allowed",
+    "Attach/Exec Pod",
+    "port-forward",
+    "EphemeralContainers Created",
+    "Pod Created in Kube Namespace",
+    "All K8s Audit Events",
+    "Full K8s Administrative Access",
+];
+
+impl Policy {
+    /// The stock k8saudit rules RULES lets act (all of them for `*`): named in a WARN at start.
+    pub fn k8s_audit_rules(&self) -> Vec<&'static str> {
+        K8S_AUDIT_POD_RULES
+            .iter()
+            .copied()
+            .filter(|r| self.rules.matches(r))
+            .collect()
+    }
+}
+
+/// The pod's subresources whose successful use means foreign code or a foreign connection got
+/// into the pod: the pod is the one to remove.
+const INTO_THE_POD: &[&str] = &["exec", "attach", "portforward"];
+
+/// For a k8s_audit event about a pod: `None` when the request succeeded and makes the pod the
+/// one to remove, else why not. The table (README, "Audit events"):
+///
+/// - `ka.response.code` must be present (a string in Falco's output, a number accepted) and
+///   2xx, or 101 (the protocol upgrade) for exec, attach and portforward; when
+///   `ka.auth.decision` is present it must be `allow`. A refused or failed request (403, 404,
+///   409 ...) is no evidence that anything happened in the pod.
+/// - `ka.verb` must be present. Acted on: `create` of a pod (no subresource: the pod now runs
+///   what the rule flagged, e.g. privileged); `create` or `get` of `exec`, `attach`,
+///   `portforward` (kubectl's SPDY requests are POSTs, WebSocket ones GETs); `update` or
+///   `patch` of `ephemeralcontainers` (a debug container now runs in it). Never acted on:
+///   `get`, `list`, `watch` of a pod (reading is about the user, not the pod), `delete`,
+///   `update`/`patch` of the pod object, and every other subresource (`log`, `status`,
+///   `binding`, `eviction`, `proxy` ...).
+fn audit_evidence(event: &FalcoEvent) -> Option<(AuditSkip, String)> {
+    use serde_json::Value;
+    let unproven = |field: &str| {
+        Some((
+            AuditSkip::Unproven,
+            format!(
+                "k8s_audit event without {field}: whether the API request succeeded, and what it \
+                 did, is unknown, so it is no evidence against the pod (add {field} to the rule's \
+                 output: README, \"Audit events\")"
+            ),
+        ))
+    };
+    let code = match event.output_fields.get("ka.response.code") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s != "<NA>" => {
+            s.trim().parse::<u16>().ok()
+        }
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        _ => return unproven("ka.response.code"),
+    };
+    let Some(verb) = event.field("ka.verb") else {
+        return unproven("ka.verb");
+    };
+    let subresource = event.field("ka.target.subresource");
+    let into_the_pod = subresource.is_some_and(|s| INTO_THE_POD.contains(&s));
+    let succeeded = match code {
+        Some(c) => (200..300).contains(&c) || (c == 101 && into_the_pod),
+        None => false,
+    };
+    if !succeeded {
+        return Some((
+            AuditSkip::Refused,
+            format!(
+                "k8s_audit ka.response.code={}: the API request did not succeed, so nothing \
+                 happened in the pod",
+                shown(&event.output_fields["ka.response.code"])
+            ),
+        ));
+    }
+    match event.output_fields.get("ka.auth.decision") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(d)) if d == "allow" || d == "<NA>" || d.is_empty() => {}
+        Some(other) => {
+            return Some((
+                AuditSkip::Refused,
+                format!(
+                    "k8s_audit ka.auth.decision={}: the API request was not allowed",
+                    shown(other)
+                ),
+            ));
+        }
+    }
+    let acted = match subresource {
+        None => verb == "create",
+        Some(s) if INTO_THE_POD.contains(&s) => verb == "create" || verb == "get",
+        Some("ephemeralcontainers") => verb == "update" || verb == "patch",
+        Some(_) => false,
+    };
+    if acted {
+        return None;
+    }
+    Some((
+        AuditSkip::NotThePod,
+        format!(
+            "k8s_audit ka.verb={} on pods{}: says what the user did, not what runs in the pod \
+             (acted on: create of a pod, exec/attach/portforward into it, ephemeral containers)",
+            bounded(verb),
+            subresource.map_or(String::new(), |s| format!("/{}", bounded(s))),
+        ),
+    ))
+}
+
+fn shown(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => bounded(s),
+        other => bounded(&other.to_string()),
+    }
+}
+
+/// An attacker's value in a reason: at most 32 characters, as Rust debug-quotes them.
+fn bounded(s: &str) -> String {
+    let cut: String = s.chars().take(32).collect();
+    if cut.len() < s.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
     }
 }
 
@@ -104,6 +269,15 @@ pub fn decide(event: &FalcoEvent, cfg: &Policy) -> Decision {
         Err(NoTarget::Invalid(e)) => return Decision::Invalid(e),
         Err(e) => return skip(e.to_string(), None),
     };
+    if event.is_k8s_audit()
+        && let Some((why, reason)) = audit_evidence(event)
+    {
+        return Decision::Skip {
+            reason,
+            target: Some(target),
+            audit: Some(why),
+        };
+    }
     // Exact comparisons of validated names (config lists are validated at start-up too).
     let ns = target.namespace.as_str();
     if cfg.protected_namespaces.contains(&target.namespace) {
@@ -293,5 +467,245 @@ mod tests {
         host.output_fields
             .insert("container.id".into(), "host".into());
         assert!(reason(decide(&host, &cfg(&[]))).contains("host"));
+    }
+
+    /// An audit event as Falco's k8saudit plugin writes it: `source: k8s_audit`, every field a
+    /// string (`ka.response.code` too), `null` for a field without a value.
+    fn audit(rule: &str, fields: serde_json::Value) -> FalcoEvent {
+        let mut output_fields = serde_json::json!({
+            "evt.time": 1_733_400_000_000_000_000u64,
+            "ka.target.namespace": "prod",
+            "ka.target.resource": "pods",
+            "ka.target.name": "db-0",
+            "ka.user.name": "mallory",
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            output_fields[k] = v.clone();
+        }
+        FalcoEvent {
+            rule: rule.into(),
+            priority: Priority::Notice,
+            uuid: None,
+            output: None,
+            time: Some("2024-12-05T12:00:00Z".into()),
+            source: Some("k8s_audit".into()),
+            hostname: None,
+            tags: Some(vec!["k8s".into()]),
+            output_fields: output_fields.as_object().unwrap().clone(),
+        }
+    }
+
+    fn audit_skip(d: Decision) -> (AuditSkip, String) {
+        match d {
+            Decision::Skip {
+                audit: Some(why),
+                reason,
+                target: Some(_),
+            } => (why, reason),
+            other => panic!("expected an audit skip with the pod, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_audit_event_acts_only_when_the_request_succeeded() {
+        let c = cfg(&[("RULES", "*")]);
+        let exec = |code: serde_json::Value, decision: serde_json::Value| {
+            audit(
+                "Attach/Exec Pod",
+                serde_json::json!({"ka.target.subresource": "exec", "ka.verb": "create",
+                    "ka.response.code": code, "ka.auth.decision": decision,
+                    "ka.uri.param[command]": "sh"}),
+            )
+        };
+        let allowed = exec("101".into(), "allow".into());
+        assert!(matches!(decide(&allowed, &c), Decision::Delete(t) if t.name == "db-0"));
+        // A user without rights: 403 and forbid.
+        let (why, reason) = audit_skip(decide(&exec("403".into(), "forbid".into()), &c));
+        assert_eq!(why, AuditSkip::Refused);
+        assert!(reason.contains(r#"ka.response.code="403""#), "{reason}");
+        // The decision alone refuses, whatever the code says.
+        let (why, reason) = audit_skip(decide(&exec("101".into(), "forbid".into()), &c));
+        assert_eq!(why, AuditSkip::Refused);
+        assert!(reason.contains(r#"ka.auth.decision="forbid""#), "{reason}");
+        // Without a decision (not in the output, or null), the code decides.
+        for decision in [serde_json::Value::Null, "<NA>".into()] {
+            assert!(matches!(
+                decide(&exec("101".into(), decision), &c),
+                Decision::Delete(_)
+            ));
+        }
+        // Failures after authorization (the container is gone, the kubelet refused).
+        for code in ["400", "404", "500", "", "abc", "101x"] {
+            let (why, _) = audit_skip(decide(&exec(code.into(), "allow".into()), &c));
+            assert_eq!(
+                why,
+                if code.is_empty() {
+                    AuditSkip::Unproven
+                } else {
+                    AuditSkip::Refused
+                },
+                "{code}"
+            );
+        }
+        // A number is accepted as well as Falco's string.
+        assert!(matches!(
+            decide(&exec(101.into(), "allow".into()), &c),
+            Decision::Delete(_)
+        ));
+    }
+
+    #[test]
+    fn an_audit_event_without_the_response_code_or_verb_is_unproven() {
+        // The stock "Attach/Exec Pod" output: no ka.response.code, no ka.verb.
+        let stock = audit(
+            "Attach/Exec Pod",
+            serde_json::json!({"ka.target.subresource": "exec", "ka.uri.param[command]": "sh"}),
+        );
+        let c = cfg(&[("RULES", "Attach/Exec Pod")]);
+        let (why, reason) = audit_skip(decide(&stock, &c));
+        assert_eq!(why, AuditSkip::Unproven);
+        assert!(reason.contains("without ka.response.code"), "{reason}");
+        let mut null = stock.clone();
+        null.output_fields
+            .insert("ka.response.code".into(), serde_json::Value::Null);
+        assert_eq!(audit_skip(decide(&null, &c)).0, AuditSkip::Unproven);
+        let mut no_verb = stock.clone();
+        no_verb
+            .output_fields
+            .insert("ka.response.code".into(), "101".into());
+        let (why, reason) = audit_skip(decide(&no_verb, &c));
+        assert_eq!(why, AuditSkip::Unproven);
+        assert!(reason.contains("without ka.verb"), "{reason}");
+    }
+
+    #[test]
+    fn which_audit_requests_make_the_pod_the_one_to_remove() {
+        let c = cfg(&[("RULES", "*")]);
+        let ev = |verb: &str, sub: Option<&str>, code: &str| {
+            audit(
+                "any",
+                serde_json::json!({"ka.verb": verb, "ka.target.subresource": sub,
+                    "ka.response.code": code, "ka.auth.decision": "allow"}),
+            )
+        };
+        for (verb, sub, code) in [
+            ("create", None, "201"),
+            ("create", Some("exec"), "101"),
+            ("get", Some("exec"), "101"),
+            ("create", Some("attach"), "101"),
+            ("create", Some("portforward"), "101"),
+            ("get", Some("portforward"), "101"),
+            ("patch", Some("ephemeralcontainers"), "200"),
+            ("update", Some("ephemeralcontainers"), "200"),
+        ] {
+            assert!(
+                matches!(decide(&ev(verb, sub, code), &c), Decision::Delete(_)),
+                "{verb} {sub:?} {code}"
+            );
+        }
+        for (verb, sub, code, why) in [
+            // Reading a pod is about the user who asked, not about the pod.
+            ("get", None, "200", AuditSkip::NotThePod),
+            ("list", None, "200", AuditSkip::NotThePod),
+            ("watch", None, "200", AuditSkip::NotThePod),
+            ("delete", None, "200", AuditSkip::NotThePod),
+            ("patch", None, "200", AuditSkip::NotThePod),
+            ("get", Some("log"), "200", AuditSkip::NotThePod),
+            ("create", Some("eviction"), "201", AuditSkip::NotThePod),
+            ("create", Some("binding"), "201", AuditSkip::NotThePod),
+            ("get", Some("proxy"), "200", AuditSkip::NotThePod),
+            // A create of an existing name: 409, the pod is someone else's.
+            ("create", None, "409", AuditSkip::Refused),
+            // 101 is an upgrade only for the streaming subresources.
+            ("create", None, "101", AuditSkip::Refused),
+            ("get", Some("log"), "101", AuditSkip::Refused),
+        ] {
+            let (got, reason) = audit_skip(decide(&ev(verb, sub, code), &c));
+            assert_eq!(got, why, "{verb} {sub:?} {code}: {reason}");
+            if why == AuditSkip::NotThePod {
+                assert!(reason.contains(&format!("ka.verb={verb:?}")), "{reason}");
+            }
+        }
+        // Other sources are not audit events: their fields are not asked for.
+        let mut syscall = shell(Some("prod"), Some("web"), Priority::Notice);
+        syscall
+            .output_fields
+            .insert("ka.response.code".into(), "403".into());
+        assert!(matches!(decide(&syscall, &c), Decision::Delete(_)));
+    }
+
+    #[test]
+    fn attacker_values_in_audit_reasons_are_bounded() {
+        let c = cfg(&[("RULES", "*")]);
+        let long = "x".repeat(10_000);
+        let e = audit(
+            "any",
+            serde_json::json!({"ka.verb": long, "ka.response.code": "200"}),
+        );
+        let (_, reason) = audit_skip(decide(&e, &c));
+        assert!(reason.len() < 400, "{}", reason.len());
+    }
+
+    #[test]
+    fn the_stock_audit_rules_rules_lets_act_are_named() {
+        assert!(cfg(&[]).k8s_audit_rules().is_empty());
+        assert_eq!(
+            cfg(&[("RULES", "Terminal shell in container,port-forward")]).k8s_audit_rules(),
+            ["port-forward"]
+        );
+        assert_eq!(
+            cfg(&[("RULES", "*")]).k8s_audit_rules().len(),
+            K8S_AUDIT_POD_RULES.len()
+        );
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the audit fields say, a deletion needs a 2xx (or 101 into the pod), no
+        /// decision but allow, and one of the acting verb/subresource pairs.
+        #[test]
+        fn audit_deletions_follow_the_table(
+            code in proptest::option::of(proptest::prop_oneof![
+                (100u16..600).prop_map(|c| serde_json::Value::from(c.to_string())),
+                (100u16..600).prop_map(serde_json::Value::from),
+                proptest::prelude::Just(serde_json::Value::Null),
+                "[0-9a-z ]{0,4}".prop_map(serde_json::Value::from),
+            ]),
+            decision in proptest::option::of(proptest::sample::select(vec!["allow", "forbid", "", "Allow"])),
+            verb in proptest::option::of(proptest::sample::select(vec![
+                "create", "get", "list", "watch", "update", "patch", "delete", "deletecollection",
+            ])),
+            sub in proptest::option::of(proptest::sample::select(vec![
+                "exec", "attach", "portforward", "ephemeralcontainers", "log", "status", "proxy",
+            ])),
+        ) {
+            let mut fields = serde_json::json!({"ka.target.subresource": sub});
+            if let Some(code) = &code {
+                fields["ka.response.code"] = code.clone();
+            }
+            if let Some(d) = decision {
+                fields["ka.auth.decision"] = d.into();
+            }
+            if let Some(v) = verb {
+                fields["ka.verb"] = v.into();
+            }
+            let d = decide(&audit("any", fields), &cfg(&[("RULES", "*")]));
+            let n = code.as_ref().and_then(|c| match c {
+                serde_json::Value::String(s) => s.trim().parse::<u16>().ok(),
+                other => other.as_u64().map(|n| n as u16),
+            });
+            let streaming = matches!(sub, Some("exec" | "attach" | "portforward"));
+            let ok_code = n.is_some_and(|n| (200..300).contains(&n) || (n == 101 && streaming));
+            let ok_decision = matches!(decision, None | Some("allow" | ""));
+            let ok_verb = matches!(
+                (sub, verb),
+                (None, Some("create"))
+                    | (Some("exec" | "attach" | "portforward"), Some("create" | "get"))
+                    | (Some("ephemeralcontainers"), Some("update" | "patch"))
+            );
+            let deleted = matches!(d, Decision::Delete(_));
+            prop_assert_eq!(deleted, ok_code && ok_decision && ok_verb && verb.is_some(), "{:?}", d);
+        }
     }
 }

@@ -44,6 +44,13 @@ pub struct RejectLabels {
     pub reason: &'static str,
 }
 
+/// Why a k8s_audit event about a pod was not acted on (`policy::AuditSkip`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    /// unproven (no `ka.response.code` or `ka.verb`), refused, not_the_pod.
+    pub why: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// `events{input="plain",outcome="skipped"}`, looked up once (a label lookup hashes the
@@ -52,6 +59,7 @@ pub struct Metrics {
     pub held: Family<HeldLabels, Counter>,
     pub breaker_open: Family<WorkloadLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
+    pub audit_skipped: Family<AuditLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deletions: Counter,
     pub kube_errors: Family<ErrorLabels, Counter>,
@@ -106,8 +114,16 @@ impl Metrics {
             "Requests refused before decoding, by reason (timeout, too_large, body_memory, unauthorized)",
             rejected.clone(),
         );
+        let audit_skipped = Family::<AuditLabels, Counter>::default();
+        registry.register(
+            "audit_skipped",
+            "k8s_audit events about a pod not acted on, by why: unproven (no ka.response.code \
+             or ka.verb in the output), refused (the request failed or was denied), not_the_pod",
+            audit_skipped.clone(),
+        );
         Metrics {
             plain_skipped: OnceLock::new(),
+            audit_skipped,
             held,
             breaker_open,
             registry,
