@@ -544,13 +544,7 @@ mod tests {
                 let e = decode(&h, body.as_bytes()).unwrap_err();
                 assert_eq!(e, DecodeError::DuplicateKey(key.into()), "{body}");
             }
-            let mut h = HeaderMap::new();
-            h.insert("ce-specversion", HeaderValue::from_static("1.0"));
-            h.insert("ce-id", HeaderValue::from_static("abc"));
-            h.insert("ce-source", HeaderValue::from_static("s"));
-            h.insert("ce-type", HeaderValue::from_static(FALCO_CE_TYPE));
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let e = decode(&h, falco.as_bytes()).unwrap_err();
+            let e = decode(&binary_ce("s", FALCO_CE_TYPE), falco.as_bytes()).unwrap_err();
             assert_eq!(e, DecodeError::DuplicateKey(key.into()));
             assert!(e.to_string().contains(&format!("{key:?}")), "{e}");
         }
@@ -602,14 +596,20 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn our_own_results_are_recognised_not_decided_on() {
+    /// A binary-mode CloudEvent's headers, with a JSON body.
+    fn binary_ce(source: &'static str, ty: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("ce-specversion", HeaderValue::from_static("1.0"));
         h.insert("ce-id", HeaderValue::from_static("abc"));
-        h.insert("ce-source", HeaderValue::from_static("falco-responder"));
-        h.insert("ce-type", HeaderValue::from_static(RESULT_CE_TYPE));
+        h.insert("ce-source", HeaderValue::from_static(source));
+        h.insert("ce-type", HeaderValue::from_static(ty));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h
+    }
+
+    #[test]
+    fn our_own_results_are_recognised_not_decided_on() {
+        let mut h = binary_ce("falco-responder", RESULT_CE_TYPE);
         let result = r#"{"outcome":"deleted","reason":"r","pod":null,"rule":"Terminal shell in container","priority":"Notice","input":"plain"}"#;
         assert!(matches!(
             decode(&h, result.as_bytes()),
