@@ -1,7 +1,7 @@
 //! The cheap first look at a plain Falco body (`decode::peek_plain`): one pass over the bytes
 //! that checks the whole body is JSON `decode` accepts as a Falco event and keeps only where
-//! `rule`, `priority`, `source` and `uuid` are. Nothing is allocated unless one of those four is
-//! JSON-escaped.
+//! `rule`, `priority`, `source` and `uuid` are. Nothing is allocated unless one of those four, or
+//! a key, is JSON-escaped.
 //!
 //! Exactness is one-sided by design: `scan` answers `Some` only for bodies that serde_json
 //! reads as a `FalcoEvent` with the same four values (tests/it/decode_props.rs compares the two on
@@ -27,7 +27,8 @@ const MAX_EXPONENT: i64 = 308;
 const MAX_KEYS: usize = 96;
 /// Slots of the key table: a power of two, with room to spare so that probing stays short.
 const SLOTS: usize = 128;
-/// `Slot::len` of a key that was JSON-escaped: its text is in `Keys::unescaped`.
+/// The length recorded in `Keys::slots` for a key that was JSON-escaped: its text is in
+/// `Keys::unescaped`.
 const UNESCAPED: u32 = u32::MAX;
 
 /// Where the four fields are: raw string contents between the quotes, and whether they hold
