@@ -143,6 +143,9 @@ impl Open {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
     pub key: String,
+    /// The ledger already held this key (an earlier removal of the same pod whose answer was
+    /// lost): giving this ticket back leaves that one counted.
+    pub(crate) held_before: bool,
 }
 
 /// The breaker of one process. Cheap to share (`Arc`); the counting state is the API's.
@@ -179,6 +182,10 @@ impl Breaker {
     /// Counts `listed` and the ledger within each window and decides. With `reserve`, a
     /// closed breaker records `event_key` (the name of the record to be written) in the ledger
     /// before the DELETE, so this process's concurrent deletions see it at once.
+    ///
+    /// The key names the pod's removal (one per pod uid, `cluster::records`): a deletion already
+    /// counted under it (an earlier attempt whose answer was lost) is this same deletion, so it
+    /// is left out of the count that decides and counted once.
     pub fn admit(
         &self,
         listed: &[Deletion],
@@ -196,6 +203,7 @@ impl Breaker {
                 .iter()
                 .filter(|s| !ledger.iter().any(|l| l.key == s.key))
                 .chain(ledger.iter())
+                .filter(|s| s.key != event_key)
         };
         if let (Some(b), Some(w)) = (self.per_workload, workload) {
             let count = all()
@@ -222,13 +230,17 @@ impl Breaker {
         if !reserve {
             return Ok(None);
         }
-        ledger.push(Deletion {
-            key: event_key.to_string(),
-            workload: workload.map(String::from),
-            at: now,
-        });
+        let held_before = ledger.iter().any(|l| l.key == event_key);
+        if !held_before {
+            ledger.push(Deletion {
+                key: event_key.to_string(),
+                workload: workload.map(String::from),
+                at: now,
+            });
+        }
         Ok(Some(Ticket {
             key: event_key.to_string(),
+            held_before,
         }))
     }
 
@@ -238,8 +250,12 @@ impl Breaker {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The reserved deletion did not happen (gone, stale, refused): it must not count.
+    /// The reserved deletion did not happen (gone, stale, refused): it must not count. A ticket
+    /// taken over from a lost answer leaves that earlier attempt counted: it may have happened.
     pub fn release(&self, t: Ticket) {
+        if t.held_before {
+            return;
+        }
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         ledger.retain(|s| s.key != t.key);
     }
@@ -323,6 +339,29 @@ mod tests {
         assert!(b.admit(&listed, w, ts(31), "ns/e8", false).is_ok());
         // Standalone pods (no workload key) are not held by the workload budget.
         assert!(b.admit(&listed, None, ts(2), "ns/e9", false).is_ok());
+    }
+
+    #[test]
+    fn one_pod_removal_counts_once_however_many_attempts_it_took() {
+        let b = Breaker::new(Some("2/60s".parse().unwrap()), None);
+        let w = Some("ns/Deployment/web");
+        // A removal whose answer was lost keeps its ticket: it counts.
+        let lost = b.admit(&[], w, ts(0), "ns/pod-a", true).unwrap().unwrap();
+        assert!(!lost.held_before);
+        // The retry of the same pod is the same removal: not refused by its own first attempt,
+        // not counted twice, and giving its ticket back leaves the first attempt counted.
+        let retry = b.admit(&[], w, ts(5), "ns/pod-a", true).unwrap().unwrap();
+        assert!(retry.held_before);
+        assert_eq!(b.reserved(), 1);
+        b.release(retry);
+        assert_eq!(b.reserved(), 1);
+        // Listed as well (its record written), still once: one more pod fits a budget of 2.
+        let listed = vec![seen("ns/pod-a", w, 0)];
+        let _ = b.admit(&listed, w, ts(6), "ns/pod-b", true).unwrap();
+        let open = b.admit(&listed, w, ts(7), "ns/pod-c", true).unwrap_err();
+        assert_eq!(open.count, 2);
+        // A full budget still lets the retry of a removal it already counts through.
+        assert!(b.admit(&listed, w, ts(8), "ns/pod-a", true).is_ok());
     }
 
     #[test]

@@ -270,14 +270,7 @@ impl<'a> Plan<'a> {
                 };
                 let related = self.related();
                 let mut finish = self.finish(kind, reason);
-                finish.breaker_record = self.ticket.take().map(|t| BreakerRecord {
-                    name: t.key,
-                    workload_key: self
-                        .workload
-                        .as_ref()
-                        .and_then(|w| budget::workload_key(self.target.namespace.as_str(), w)),
-                    related: related.clone(),
-                });
+                finish.breaker_record = self.kept();
                 finish.audit = Some(self.audit(self.decided().what, related, None));
                 Step::Finish(Box::new(finish))
             }
@@ -298,6 +291,29 @@ impl<'a> Plan<'a> {
             ),
         };
         Ok(step)
+    }
+
+    /// The removal's answer was lost (the deadline passed, the connection dropped, a 5xx after
+    /// the request was sent): it may have happened, so it counts. The reservation is kept and
+    /// its record returned, to be written; the error passes on (the sender retries). A retry
+    /// whose GET finds the same pod alive and not terminating removes it under the same record
+    /// name, so the pod is counted once.
+    pub fn lost(&mut self) -> Option<BreakerRecord> {
+        self.expect(Due::Removal, Due::Nothing);
+        self.kept()
+    }
+
+    /// The record of the removal the reservation stands for (none when the breaker is off).
+    fn kept(&mut self) -> Option<BreakerRecord> {
+        let t = self.ticket.take()?;
+        Some(BreakerRecord {
+            name: t.key,
+            workload_key: self
+                .workload
+                .as_ref()
+                .and_then(|w| budget::workload_key(self.target.namespace.as_str(), w)),
+            related: self.related(),
+        })
     }
 
     fn expect(&mut self, due: Due, then: Due) {
@@ -469,6 +485,8 @@ mod tests {
     const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
     const NOW: &str = "2026-11-30T10:00:00Z";
     const RECORD: &str = "falco-responder-deleted.test";
+    /// The removal's answer was lost: it may have happened.
+    const LOST: &str = "lost";
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -549,13 +567,27 @@ mod tests {
     struct Run {
         steps: Vec<Step>,
         finish: Option<Finish>,
+        /// The record a lost removal's answer left to write.
+        lost: Option<BreakerRecord>,
     }
 
     fn drive(rules: &PlanConfig, breaker: &Breaker, target: &Target, answers: &Answers) -> Run {
+        drive_named(rules, breaker, target, answers, RECORD)
+    }
+
+    /// [`drive`], the breaker's record (the pod's removal) named `record`.
+    fn drive_named(
+        rules: &PlanConfig,
+        breaker: &Breaker,
+        target: &Target,
+        answers: &Answers,
+        record: &str,
+    ) -> Run {
         let event = event();
         let mut plan = Plan::new(rules, breaker, target, &event);
         let mut steps = Vec::new();
         let mut step = plan.first();
+        let mut lost = None;
         let finish = loop {
             assert!(steps.len() < 10, "the plan does not end: {steps:?}");
             steps.push(step.clone());
@@ -563,8 +595,12 @@ mod tests {
                 Step::GetPod { .. } => plan.pod(answers.pod.as_ref(), ts(NOW)),
                 Step::Resolve => plan.workload(answers.workload.clone()),
                 Step::ReadReplicas(_) => plan.replicas(answers.replicas),
-                Step::Count => plan.counted(&answers.listed, ts(NOW), RECORD),
+                Step::Count => plan.counted(&answers.listed, ts(NOW), record),
                 Step::EvictDryRun(_) => plan.dry_evicted(answers.dry_eviction.clone()),
+                Step::Remove(_) if answers.removed == Err(LOST) => {
+                    lost = plan.lost();
+                    break None;
+                }
                 Step::Remove(_) => match plan.removed(answers.removed.clone()) {
                     Ok(next) => next,
                     Err(_) => break None,
@@ -575,7 +611,11 @@ mod tests {
                 }
             };
         };
-        Run { steps, finish }
+        Run {
+            steps,
+            finish,
+            lost,
+        }
     }
 
     fn outcome(run: &Run) -> Option<&Outcome> {
@@ -659,7 +699,7 @@ mod tests {
             replicas in prop::option::of((0u32..5, 0u32..6)),
             listed in prop::collection::vec((any::<bool>(), 0i64..120), 0..6),
             pdb_allows in any::<bool>(),
-            removed in 0usize..5,
+            removed in 0usize..6,
         ) -> Answers {
             let mut p = pod(uid, ready);
             if protected {
@@ -689,7 +729,8 @@ mod tests {
                     1 => Ok(Removed::NotFound),
                     2 => Ok(Removed::Conflict),
                     3 => Ok(Removed::Budget("web-pdb needs 2".into())),
-                    _ => Err("timeout"),
+                    4 => Err(LOST),
+                    _ => Err("forbidden"),
                 },
             }
         }
@@ -768,9 +809,12 @@ mod tests {
             let run = drive(&rules, &breaker, &t, &a);
             let removed = !removals(&run).is_empty();
             let counted = run.steps.contains(&Step::Count);
+            let lost = removed && a.removed == Err(LOST);
             let made = removed && a.removed == Ok(Removed::Done);
-            // Reserved only by a removal that happened; every other path gave it back.
-            prop_assert_eq!(breaker.reserved(), usize::from(made && counted));
+            // Reserved only by a removal that happened or may have (its answer lost); every
+            // other path gave it back.
+            prop_assert_eq!(breaker.reserved(), usize::from((made || lost) && counted));
+            prop_assert_eq!(run.lost.is_some(), lost && counted);
             if !removed {
                 return Ok(());
             }
@@ -901,6 +945,62 @@ mod tests {
         let run = drive(&rules(), &breaker, &target(None), &a);
         assert!(run.finish.is_none());
         assert_eq!(breaker.reserved(), 0);
+    }
+
+    #[test]
+    fn a_lost_answer_keeps_the_reservation_and_a_retry_counts_it_once() {
+        let breaker = Breaker::new(Some("2/10m".parse().unwrap()), None);
+        let mut a = answers();
+        a.removed = Err(LOST);
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert!(run.finish.is_none());
+        let record = run.lost.unwrap();
+        assert_eq!(record.name, RECORD);
+        assert_eq!(record.workload_key.as_deref(), Some("prod/Deployment/web"));
+        assert_eq!(breaker.reserved(), 1);
+        // The retry finds the same pod alive: its removal is the same one, under the same name.
+        let run = drive(&rules(), &breaker, &target(None), &answers());
+        assert_eq!(run.finish.unwrap().breaker_record.unwrap().name, RECORD);
+        assert_eq!(breaker.reserved(), 1);
+        // Once its record is listed too, it still counts once: a second pod fits the budget of 2.
+        let mut a = answers();
+        a.listed = vec![Deletion {
+            key: RECORD.into(),
+            workload: Some("prod/Deployment/web".into()),
+            at: at(-5),
+        }];
+        let other = drive_named(
+            &rules(),
+            &breaker,
+            &target(None),
+            &a,
+            "falco-responder-deleted.other",
+        );
+        assert_eq!(outcome(&other).unwrap().kind, OutcomeKind::Deleted);
+        // ... and the third is refused.
+        let third = drive_named(
+            &rules(),
+            &breaker,
+            &target(None),
+            &a,
+            "falco-responder-deleted.third",
+        );
+        assert_eq!(
+            outcome(&third).unwrap().kind,
+            OutcomeKind::BreakerOpen("Deployment")
+        );
+    }
+
+    #[test]
+    fn a_retry_that_does_not_remove_leaves_the_lost_attempt_counted() {
+        let breaker = Breaker::new(Some("2/10m".parse().unwrap()), None);
+        let mut a = answers();
+        a.removed = Err(LOST);
+        drive(&rules(), &breaker, &target(None), &a);
+        // The retry's removal is refused (403): the lost attempt may still have happened.
+        a.removed = Err("forbidden");
+        drive(&rules(), &breaker, &target(None), &a);
+        assert_eq!(breaker.reserved(), 1);
     }
 
     #[test]

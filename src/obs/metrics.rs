@@ -54,6 +54,8 @@ pub struct Metrics {
     pub rejected: Family<RejectLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deletions: Counter,
+    /// Deletion breaker records that could not be written (the count is then not shared).
+    pub breaker_record_failures: Counter,
     pub kube_errors: Family<ErrorLabels, Counter>,
     pub latency: Histogram,
 }
@@ -100,6 +102,13 @@ impl Metrics {
             "Deletions refused by the open deletion breaker, by workload kind",
             breaker_open.clone(),
         );
+        let breaker_record_failures = Counter::default();
+        registry.register(
+            "breaker_record_failures",
+            "Deletion breaker records that could not be written: those deletions are counted by \
+             this process only",
+            breaker_record_failures.clone(),
+        );
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "http_rejected",
@@ -114,6 +123,7 @@ impl Metrics {
             rejected,
             events,
             deletions,
+            breaker_record_failures,
             kube_errors,
             latency,
         }

@@ -9,6 +9,7 @@ mod binary;
 mod decode_fixtures;
 mod decode_props;
 mod e2e_apiserver;
+mod e2e_breaker;
 mod e2e_faults;
 mod e2e_guards;
 mod fuzz_regressions;
