@@ -12,14 +12,14 @@ use kube::{
     Api, Client,
     api::{DeleteParams, PostParams, Preconditions},
 };
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio_util::task::TaskTracker;
 
 use crate::{
     cluster::{
         client::Clients,
         error::{ApiError, Call, Deadline, error_chain},
-        events::audit_event,
+        events::{RefusalLimiter, audit_event, is_refusal},
         evict::{self, Refused},
         facts::Guards,
         records::BreakerRecords,
@@ -32,7 +32,7 @@ use crate::{
         plan::{Plan, PlanConfig},
         step::{BreakerRecord, Finish, Removal, Removed, Step, Via},
     },
-    obs::metrics::Metrics,
+    obs::metrics::{Metrics, SuppressedLabels},
 };
 
 impl From<&Config> for IdentityConfig {
@@ -69,6 +69,9 @@ pub struct PodRemover {
     guards: Arc<Guards>,
     /// Breaker records that could not be written: the count is no longer shared.
     record_failures: Counter,
+    /// Refusal Events: one per workload and reason per window.
+    refusals: Arc<RefusalLimiter>,
+    suppressed: Family<SuppressedLabels, Counter>,
 }
 
 impl PodRemover {
@@ -97,6 +100,8 @@ impl PodRemover {
             plan: Arc::new(PlanConfig::from(config)),
             guards: Arc::new(Guards::new(&config.guards, records)),
             record_failures: metrics.breaker_record_failures.clone(),
+            refusals: Arc::new(RefusalLimiter::default()),
+            suppressed: metrics.suppressed.clone(),
         }
     }
 
@@ -129,7 +134,10 @@ impl PodRemover {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), target.namespace.as_str());
         let ns = target.namespace.as_str();
         let mut plan = Plan::new(&self.plan, &self.guards.breaker, target, event);
-        let mut step = plan.first();
+        let mut step = plan.start(Timestamp::now());
+        if matches!(step, Step::Finish(_)) {
+            self.suppress("pod_get");
+        }
         let mut pod = None;
         let mut counted = None;
         let finish = loop {
@@ -237,9 +245,25 @@ impl PodRemover {
             self.record((ns, name), r);
         }
         if let Some(audit) = f.audit {
-            self.record_later(audit_event(&self.instance, target, event, audit), None);
+            let workload = outcome.pod.as_ref().and_then(|p| p.workload.as_deref());
+            let about = format!("{ns}/{}", workload.unwrap_or(name));
+            if is_refusal(audit.what)
+                && !self
+                    .refusals
+                    .allow(audit.what, &about, std::time::Instant::now())
+            {
+                self.suppress("refusal_event");
+            } else {
+                self.record_later(audit_event(&self.instance, target, event, audit), None);
+            }
         }
         Ok(outcome)
+    }
+
+    fn suppress(&self, what: &'static str) {
+        self.suppressed
+            .get_or_create(&SuppressedLabels { what })
+            .inc();
     }
 
     /// Writes the breaker's record of the removal of `pod` (after the answer).

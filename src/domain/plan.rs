@@ -21,6 +21,9 @@ use crate::domain::{
     workload::{Replicas, Workload},
 };
 
+/// The workload kind label of a `breaker-open` answered without looking the pod up.
+pub const UNRESOLVED: &str = "unresolved";
+
 /// The configuration the plan reads (built from `Config` by the cluster layer).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlanConfig {
@@ -94,6 +97,24 @@ impl<'a> Plan<'a> {
             checks: Vec::new(),
             ticket: None,
         }
+    }
+
+    /// The first step at `now`: the pod, unless the overall budget is known to be spent
+    /// ([`Breaker::known_open`]): then every deletion is refused, and the event is answered
+    /// `breaker-open` from memory, with no API call (no Event either: no pod was looked at).
+    pub fn start(&mut self, now: Timestamp) -> Step {
+        if !self.config.dry_run
+            && let Some(open) = self.breaker.known_open(now)
+        {
+            self.expect(Due::Start, Due::Nothing);
+            return Self::end(Ok(Outcome {
+                kind: OutcomeKind::BreakerOpen(UNRESOLVED),
+                reason: open.reason_unresolved(),
+                pod: Some(self.pod.clone()),
+                seen: None,
+            }));
+        }
+        self.first()
     }
 
     /// The first step: the pod.
@@ -1001,6 +1022,75 @@ mod tests {
         a.removed = Err("forbidden");
         drive(&rules(), &breaker, &target(None), &a);
         assert_eq!(breaker.reserved(), 1);
+    }
+
+    #[test]
+    fn a_spent_overall_budget_answers_from_memory_and_looks_again_once_per_period() {
+        let breaker = Breaker::new(None, Some("2/1m".parse().unwrap()));
+        let mut a = answers();
+        a.listed = [-50, -10]
+            .into_iter()
+            .enumerate()
+            .map(|(i, ago)| Deletion {
+                key: format!("r{i}"),
+                workload: None,
+                at: at(ago),
+            })
+            .collect();
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert_eq!(
+            outcome(&run).unwrap().kind,
+            OutcomeKind::BreakerOpen("Deployment")
+        );
+        let (r, e, t) = (rules(), event(), target(None));
+        let start = |secs: i64| Plan::new(&r, &breaker, &t, &e).start(at(secs));
+        let from_memory = |s: &Step| {
+            matches!(s, Step::Finish(f) if f.outcome.as_ref().unwrap().kind
+                == OutcomeKind::BreakerOpen(UNRESOLVED) && f.audit.is_none())
+        };
+        // Within the period: no API call.
+        assert!(from_memory(&start(1)));
+        assert!(from_memory(&start(4)));
+        // After it, one event looks (the GET and the count); the others keep the answer.
+        assert_eq!(start(6), Step::GetPod { with_count: true });
+        assert!(from_memory(&start(7)));
+        // Never past the moment the oldest counted deletion leaves the window (-50 + 60).
+        assert_eq!(start(10), Step::GetPod { with_count: true });
+        assert_eq!(start(11), Step::GetPod { with_count: true });
+        // DRY_RUN never answers from memory.
+        let dry = PlanConfig {
+            dry_run: true,
+            ..rules()
+        };
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert!(outcome(&run).is_some());
+        assert_eq!(
+            Plan::new(&dry, &breaker, &t, &e).start(at(1)),
+            Step::GetPod { with_count: true }
+        );
+    }
+
+    #[test]
+    fn a_reservation_given_back_forgets_the_spent_budget() {
+        let breaker = Breaker::new(None, Some("1/1m".parse().unwrap()));
+        let mut gone = answers();
+        gone.removed = Ok(Removed::NotFound);
+        // A deletion in flight holds the only slot; another finds the budget spent ...
+        let held = breaker
+            .admit(&[], None, at(0), "in-flight", true)
+            .unwrap()
+            .unwrap();
+        let run = drive(&rules(), &breaker, &target(None), &answers());
+        assert!(matches!(
+            outcome(&run).unwrap().kind,
+            OutcomeKind::BreakerOpen(_)
+        ));
+        assert!(breaker.known_open(at(1)).is_some());
+        // ... until the one in flight did not happen: then the slot is free again at once.
+        breaker.release(held);
+        assert!(breaker.known_open(at(1)).is_none());
+        let run = drive(&rules(), &breaker, &target(None), &gone);
+        assert_eq!(outcome(&run).unwrap().kind, OutcomeKind::Gone);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The deletion breaker's shared count against a real kube-apiserver: a removal whose answer
 //! is lost still counts (a proxy carries out the DELETE and drops its answer), a process whose
 //! records cannot be written is not ready and says why (then ready once fixed, without a
-//! restart), and the one-shot mode fails when its record cannot be written.
+//! restart), and the one-shot mode fails when its record cannot be written. A storm while the
+//! overall budget is spent costs no API call.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -237,4 +238,57 @@ async fn the_one_shot_mode_fails_when_its_record_cannot_be_written() {
         "{stderr}"
     );
     assert!(scene.terminating("victim").await);
+}
+
+#[tokio::test]
+async fn a_storm_while_the_overall_breaker_is_open_costs_no_api_call() {
+    let scene = Scene::new("spent").await;
+    // The records in a namespace of their own: this test's count only.
+    let home = scene.beside("spent-home").await.ns;
+    let (first, second) = (new_cid(), new_cid());
+    scene.pod("first", &first).await;
+    scene.pod("second", &second).await;
+    let responder = scene
+        .responder(&[("POD_NAMESPACE", home.as_str()), ("MAX_DELETIONS", "1/1m")])
+        .await;
+    let r = responder.shell(&scene.ns, "first", &first).await;
+    assert_eq!(responder.result(&r)["outcome"], "deleted");
+    let server = scene.server();
+    let gets = server.count_audit_in("get", "pods", Some(&scene.ns), "*");
+    let writes = server.count_audit_in("create", "events", Some(&scene.ns), "*");
+    // The first refusal looks: the pod's GET, and its Warning Event.
+    let r = responder.shell(&scene.ns, "second", &second).await;
+    assert_eq!(responder.result(&r)["outcome"], "breaker-open");
+
+    // Forged events for 40 other pods, within the next 5 s: refused from memory.
+    for i in 0..40 {
+        let r = responder
+            .shell(&scene.ns, &format!("forged-{i}"), &new_cid())
+            .await;
+        let v = responder.result(&r);
+        assert_eq!(
+            (r.status, v["outcome"].as_str()),
+            (200, Some("breaker-open")),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        server.count_audit_in("get", "pods", Some(&scene.ns), "*"),
+        gets + 1,
+        "a pod GET per forged event while the breaker is open"
+    );
+    assert_eq!(
+        server.count_audit_in("create", "events", Some(&scene.ns), "*"),
+        writes + 1,
+        "an Event per forged event while the breaker is open"
+    );
+    assert!(
+        responder
+            .metrics()
+            .await
+            .contains(r#"falco_responder_suppressed_total{what="pod_get"} 40"#),
+        "{}",
+        responder.metrics().await
+    );
+    assert!(scene.untouched("second").await);
 }

@@ -875,3 +875,67 @@ async fn a_record_that_cannot_be_written_is_an_error_line_and_a_metric() {
         "{text}"
     );
 }
+
+// --- Refusals are cheap and bounded ------------------------------------------------------------
+
+/// While the overall budget is spent, a storm of forged events for any pods costs nothing more
+/// than the first refusal: the GET, the count and one Event; the rest is answered from memory.
+#[tokio::test]
+async fn a_storm_while_the_overall_breaker_is_open_costs_the_first_refusal_only() {
+    let (app, mut api) = app_with(&[
+        ("MAX_DELETIONS", "1/1m"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+    ]);
+    let app = std::sync::Arc::new(app);
+    let call = handling(app.clone(), event());
+    let spent = records(&["falco-responder-deleted.earlier".to_string()]);
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), spent).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoBreakerOpen");
+    send.send_response(ok(ev.clone()));
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "breaker-open");
+
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        calls.push(handling(
+            app.clone(),
+            terminal_shell(NS, &format!("forged-{i}"), CID),
+        ));
+    }
+    for c in calls {
+        let reply = c.await.unwrap().0;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json()["outcome"], "breaker-open", "{}", reply.json());
+        assert!(said(&reply.json(), "reason").contains("MAX_DELETIONS=1/1m"));
+    }
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains(r#"falco_responder_suppressed_total{what="pod_get"} 50"#),
+        "{metrics}"
+    );
+    no_more_calls(app, api).await;
+}
+
+/// Refusal Events (here the dry run's) are written once per workload and reason per window,
+/// however many events repeat them.
+#[tokio::test]
+async fn repeated_refusals_write_one_event_per_workload_and_reason() {
+    let (app, mut api) = app(&[("DRY_RUN", "true"), ("DEDUP_SECONDS", "0")]);
+    let app = std::sync::Arc::new(app);
+    for i in 0..10 {
+        let call = handling(app.clone(), event());
+        answer_get(&mut api, ok(live())).await;
+        if i == 0 {
+            let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+            assert_eq!(ev["reason"], "FalcoDryRun");
+            send.send_response(ok(ev.clone()));
+        }
+        assert_eq!(call.await.unwrap().0.json()["outcome"], "dry-run");
+    }
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains(r#"falco_responder_suppressed_total{what="refusal_event"} 9"#),
+        "{metrics}"
+    );
+    no_more_calls(app, api).await;
+}
