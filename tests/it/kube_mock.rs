@@ -24,14 +24,12 @@ const UID: &str = "1f4a0c1e-0000-4000-8000-000000000001";
 const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
 
 fn app(vars: &[(&str, &str)]) -> (App, ApiHandle) {
-    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    // The breaker's LIST is its own test (e2e_guards); here the exact pod calls.
+    // The breaker's LIST has its own tests (below, e2e_guards); here the exact pod calls.
     let off = [
         ("MAX_DELETIONS", "off"),
         ("MAX_DELETIONS_PER_WORKLOAD", "off"),
     ];
-    let cfg = config(&[&off[..], vars].concat());
-    (App::new(cfg, Some(Client::new(svc, "default"))), handle)
+    app_with(&[&off[..], vars].concat())
 }
 
 fn event() -> Vec<u8> {
@@ -678,7 +676,7 @@ async fn a_recent_event_from_a_container_not_reported_yet_is_retried_not_stale()
 /// Where the breaker's records live out of a cluster without POD_NAMESPACE.
 const RECORDS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
-/// The app with these breaker settings (no default turned off).
+/// The app with these settings only (the breaker's defaults stay on).
 fn app_with(vars: &[(&str, &str)]) -> (App, ApiHandle) {
     let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
     (
