@@ -32,6 +32,10 @@ use crate::{
     obs::metrics::{AuditLabels, ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
 };
 
+/// The first pause between two checks of the breaker's records, and the longest.
+const RECHECK_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+const RECHECK_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One process's state, shared by every request (and by the actions that outlive them); a
 /// clone is another handle on the same state.
 #[derive(Clone)]
@@ -43,6 +47,9 @@ pub struct Inner {
     /// is built, and an event that comes first waits for it (`Inner::remover`).
     remover: std::sync::OnceLock<Option<PodRemover>>,
     connected: tokio::sync::watch::Sender<bool>,
+    /// Why the process is not ready (`None`: ready): until the deletion breaker's records are
+    /// known to be writable, the budget would not be shared with the other replicas.
+    unready: std::sync::Mutex<Option<String>>,
     pub metrics: Metrics,
     coalescer: Coalescer,
     /// Actions and Event recordings: they run to their end even when the request that started
@@ -58,7 +65,8 @@ impl Deref for App {
 }
 
 impl App {
-    /// `client` is `None` only in DRY_RUN without a cluster: then nothing is looked up.
+    /// `client` is `None` only in DRY_RUN without a cluster: then nothing is looked up. With a
+    /// client and the breaker on, readiness waits for [`App::watch`]'s check of the records.
     pub fn new(config: Config, client: Option<Client>) -> App {
         let app = App::connecting(config);
         app.connect(client.map(|main| Clients { main, evict: None }));
@@ -67,7 +75,15 @@ impl App {
 
     /// An App whose kube client is still being built: `connect` must follow.
     pub fn connecting(config: Config) -> App {
+        let breaker = config.guards.max_deletions.is_some()
+            || config.guards.max_deletions_per_workload.is_some();
+        let unready = breaker.then(|| {
+            "starting: the deletion breaker's records are not checked yet (MAX_DELETIONS, \
+             MAX_DELETIONS_PER_WORKLOAD)"
+                .to_string()
+        });
         App(Arc::new(Inner {
+            unready: std::sync::Mutex::new(unready),
             background: TaskTracker::new(),
             coalescer: Coalescer::new(config.dedup),
             config,
@@ -86,17 +102,68 @@ impl App {
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "falco-responder".into());
-        let remover =
-            clients.map(|c| PodRemover::new(c, config, instance, self.background.clone()));
+        let remover = clients
+            .map(|c| PodRemover::new(c, config, instance, self.background.clone(), &self.metrics));
+        if remover.is_none() {
+            // DRY_RUN without a cluster: no records, nothing to check.
+            self.set_unready(None);
+        }
         let _ = self.remover.set(remover);
         self.connected.send_replace(true);
     }
 
     /// Starts what only a serving process keeps running: the watch that feeds the deletion
-    /// breaker's count (the one-shot mode lists once instead). After `connect`.
+    /// breaker's count (the one-shot mode lists once instead), and the check that its records
+    /// can be written, which readiness waits for. After `connect`.
     pub fn watch(&self) {
         if let Some(Some(remover)) = self.remover.get() {
             remover.watch(self.config.api_timeout);
+            let app = self.clone();
+            let remover = remover.clone();
+            tokio::spawn(async move { app.check_records(&remover).await });
+        }
+    }
+
+    /// Why the process is not ready to take events (`None`: ready).
+    pub fn unready(&self) -> Option<String> {
+        self.unready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_unready(&self, why: Option<String>) {
+        *self.unready.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Checks until it passes that the breaker's records can be written and listed; meanwhile
+    /// readiness answers 503 with what is wrong. An API outage or missing RBAC keeps the
+    /// process unready, alive and retrying: a restart would not fix either.
+    async fn check_records(&self, remover: &PodRemover) {
+        let mut backoff = RECHECK_FIRST;
+        let mut said = None;
+        loop {
+            let why = match remover.check_records().await {
+                None | Some(Ok(())) => {
+                    if said.is_some() {
+                        tracing::info!("the deletion breaker's records can be written: ready");
+                    }
+                    self.set_unready(None);
+                    return;
+                }
+                Some(Err(why)) => why,
+            };
+            if said.as_ref() != Some(&why) {
+                tracing::error!(
+                    error = why.as_str(),
+                    "not ready: the deletion breaker could not share its count with the other \
+                     replicas; checking again"
+                );
+            }
+            self.set_unready(Some(format!("not ready: {why}")));
+            said = Some(why);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RECHECK_MAX);
         }
     }
 

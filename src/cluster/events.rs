@@ -8,6 +8,12 @@ use k8s_openapi::{
     jiff,
 };
 
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use crate::domain::{
     falco::{FalcoEvent, Target},
     step::{Audit, Recorded},
@@ -149,9 +155,95 @@ pub fn breaker_record(
     }
 }
 
+/// How often one workload's refusal Event of one reason is written, at most.
+pub const REFUSAL_EVENT_WINDOW: Duration = Duration::from_secs(60);
+/// How many workload+reason pairs the limiter remembers (each well under 1 KiB: at most
+/// ~1 MiB). Beyond that within one window, refusal Events are not written at all.
+pub const REFUSAL_KEYS_MAX: usize = 1024;
+
+/// Refusal Events (breaker open, held, dry run) are the audit trail of what was *not* done,
+/// written in the pod's namespace at the rate events arrive: a storm of forged events would
+/// write one each. At most one per workload (the pod's, for a pod whose workload was not
+/// resolved) and reason per [`REFUSAL_EVENT_WINDOW`], and at most [`REFUSAL_KEYS_MAX`] per
+/// window in all; the log line of every event says the rest. Kept in memory, per process:
+/// the alternative (a deterministic Event name per workload, reason and window, so a second
+/// create is a 409) still costs an API call per event, which is what this is for.
+#[derive(Debug)]
+pub struct RefusalLimiter {
+    window: Duration,
+    max_keys: usize,
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for RefusalLimiter {
+    fn default() -> Self {
+        RefusalLimiter::new(REFUSAL_EVENT_WINDOW, REFUSAL_KEYS_MAX)
+    }
+}
+
+impl RefusalLimiter {
+    pub fn new(window: Duration, max_keys: usize) -> RefusalLimiter {
+        RefusalLimiter {
+            window,
+            max_keys,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the refusal Event for `what` about `about` (`namespace/Kind/name`, or
+    /// `namespace/pod`) may be written at `now`; a yes is remembered for the window.
+    pub fn allow(&self, what: Recorded, about: &str, now: Instant) -> bool {
+        let key = format!("{what:?}/{about}");
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < self.window;
+        if last.get(&key).is_some_and(fresh) {
+            return false;
+        }
+        if last.len() >= self.max_keys {
+            last.retain(|_, at| fresh(at));
+            if last.len() >= self.max_keys {
+                return false;
+            }
+        }
+        last.insert(key, now);
+        true
+    }
+}
+
+/// Whether an Event about `what` is a refusal (rate-limited), not the record of an action.
+pub fn is_refusal(what: Recorded) -> bool {
+    matches!(
+        what,
+        Recorded::DryRun | Recorded::Held | Recorded::BreakerOpen
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_refusal_event_per_workload_and_reason_per_window_and_a_bounded_memory() {
+        let l = RefusalLimiter::new(Duration::from_secs(60), 3);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let web = "prod/Deployment/web";
+        assert!(l.allow(Recorded::BreakerOpen, web, at(0)));
+        // The same workload and reason: not again within the window ...
+        assert!(!l.allow(Recorded::BreakerOpen, web, at(1)));
+        assert!(!l.allow(Recorded::BreakerOpen, web, at(59)));
+        // ... another reason or workload is another key.
+        assert!(l.allow(Recorded::Held, web, at(1)));
+        assert!(l.allow(Recorded::BreakerOpen, "prod/Deployment/db", at(1)));
+        // Full (3 keys in the window): nothing more is written, not even a new key.
+        assert!(!l.allow(Recorded::BreakerOpen, "prod/Deployment/x", at(2)));
+        // After the window the same workload may be said again, and expired keys make room.
+        assert!(l.allow(Recorded::BreakerOpen, web, at(60)));
+        assert!(l.allow(Recorded::BreakerOpen, "prod/Deployment/x", at(62)));
+        assert!(l.last.lock().unwrap().len() <= 3);
+        assert!(is_refusal(Recorded::DryRun) && !is_refusal(Recorded::Deleted));
+        assert!(!is_refusal(Recorded::GraceShortened));
+    }
 
     #[test]
     fn note_is_bounded_to_one_kilobyte_on_a_char_boundary() {

@@ -12,13 +12,14 @@ use kube::{
     Api, Client,
     api::{DeleteParams, PostParams, Preconditions},
 };
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio_util::task::TaskTracker;
 
 use crate::{
     cluster::{
         client::Clients,
         error::{ApiError, Call, Deadline, error_chain},
-        events::audit_event,
+        events::{RefusalLimiter, audit_event, is_refusal},
         evict::{self, Refused},
         facts::Guards,
         records::BreakerRecords,
@@ -29,8 +30,9 @@ use crate::{
         identity::IdentityConfig,
         outcome::Outcome,
         plan::{Plan, PlanConfig},
-        step::{Finish, Removal, Removed, Step, Via},
+        step::{BreakerRecord, Finish, Removal, Removed, Step, Via},
     },
+    obs::metrics::{Metrics, SuppressedLabels},
 };
 
 impl From<&Config> for IdentityConfig {
@@ -65,6 +67,11 @@ pub struct PodRemover {
     background: TaskTracker,
     plan: Arc<PlanConfig>,
     guards: Arc<Guards>,
+    /// Breaker records that could not be written: the count is no longer shared.
+    record_failures: Counter,
+    /// Refusal Events: one per workload and reason per window.
+    refusals: Arc<RefusalLimiter>,
+    suppressed: Family<SuppressedLabels, Counter>,
 }
 
 impl PodRemover {
@@ -75,6 +82,7 @@ impl PodRemover {
         config: &Config,
         instance: String,
         background: TaskTracker,
+        metrics: &Metrics,
     ) -> PodRemover {
         let own = config
             .policy
@@ -91,7 +99,27 @@ impl PodRemover {
             background,
             plan: Arc::new(PlanConfig::from(config)),
             guards: Arc::new(Guards::new(&config.guards, records)),
+            record_failures: metrics.breaker_record_failures.clone(),
+            refusals: Arc::new(RefusalLimiter::default()),
+            suppressed: metrics.suppressed.clone(),
         }
+    }
+
+    /// Whether the breaker's records can be written and listed (`None`: the breaker is off,
+    /// nothing to check); `Err` names what to fix.
+    pub async fn check_records(&self) -> Option<Result<(), String>> {
+        if !self.guards.breaker.enabled() {
+            return None;
+        }
+        let checked = tokio::time::timeout(self.timeout, self.guards.records.check()).await;
+        Some(checked.unwrap_or_else(|_| {
+            Err(format!(
+                "the deletion breaker's records (Events in namespace {}) could not be checked: \
+                 no answer within API_TIMEOUT_SECONDS ({}s)",
+                self.guards.records.namespace(),
+                self.timeout.as_secs()
+            ))
+        }))
     }
 
     /// Starts the guards' watch (the deletion breaker's records).
@@ -106,7 +134,10 @@ impl PodRemover {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), target.namespace.as_str());
         let ns = target.namespace.as_str();
         let mut plan = Plan::new(&self.plan, &self.guards.breaker, target, event);
-        let mut step = plan.first();
+        let mut step = plan.start(Timestamp::now());
+        if matches!(step, Step::Finish(_)) {
+            self.suppress("pod_get");
+        }
         let mut pod = None;
         let mut counted = None;
         let finish = loop {
@@ -135,18 +166,26 @@ impl PodRemover {
                 }
                 Step::Count => {
                     let listed = counted.take().expect("read alongside the GET")?;
-                    // Named only for a deletion that reached the breaker: the record it would write.
-                    plan.counted(&listed, Timestamp::now(), &BreakerRecords::record_name())
+                    // Named only for a deletion that reached the breaker: the record it would
+                    // write, after the pod it removes.
+                    let live = pod.as_ref().expect("the plan has the pod");
+                    let uid = live.metadata.uid.as_deref().unwrap_or_default();
+                    plan.counted(&listed, Timestamp::now(), &BreakerRecords::record_name(uid))
                 }
                 Step::EvictDryRun(r) => {
                     let live = pod.as_ref().expect("the plan has the pod");
                     let answer = Guards::dry_evict(&self.evict_client, live, &r, deadline).await?;
                     plan.dry_evicted(answer)
                 }
-                Step::Remove(r) => {
-                    let answer = self.removal(&pods, target, &r, deadline).await;
-                    plan.removed(answer)?
-                }
+                Step::Remove(r) => match self.removal(&pods, target, &r, deadline).await {
+                    Err(e) if answer_lost(&e) => {
+                        if let Some(record) = plan.lost() {
+                            self.record((ns, target.name.as_str()), record);
+                        }
+                        return Err(e);
+                    }
+                    answer => plan.removed(answer)?,
+                },
                 Step::Finish(f) => break *f,
             };
         };
@@ -203,24 +242,49 @@ impl PodRemover {
             );
         }
         if let Some(r) = f.breaker_record {
-            self.record_later(self.guards.records.record(
-                r.name,
-                (ns, name),
-                r.workload_key,
-                r.related,
-                Timestamp::now(),
-            ));
+            self.record((ns, name), r);
         }
         if let Some(audit) = f.audit {
-            self.record_later(audit_event(&self.instance, target, event, audit));
+            let workload = outcome.pod.as_ref().and_then(|p| p.workload.as_deref());
+            let about = format!("{ns}/{}", workload.unwrap_or(name));
+            if is_refusal(audit.what)
+                && !self
+                    .refusals
+                    .allow(audit.what, &about, std::time::Instant::now())
+            {
+                self.suppress("refusal_event");
+            } else {
+                self.record_later(audit_event(&self.instance, target, event, audit), None);
+            }
         }
         Ok(outcome)
+    }
+
+    fn suppress(&self, what: &'static str) {
+        self.suppressed
+            .get_or_create(&SuppressedLabels { what })
+            .inc();
+    }
+
+    /// Writes the breaker's record of the removal of `pod` (after the answer).
+    fn record(&self, pod: (&str, &str), r: BreakerRecord) {
+        let record =
+            self.guards
+                .records
+                .record(r.name, pod, r.workload_key, r.related, Timestamp::now());
+        let about = format!("{}/{}", pod.0, pod.1);
+        self.record_later(record, Some((about, self.record_failures.clone())));
     }
 
     /// Records `event` after the answer: the sender should not wait a third API round trip for
     /// the audit trail. A deletion counts even when its Event cannot be recorded (no RBAC for
     /// events). Shutdown and the one-shot mode wait for these (`App::drain`).
-    fn record_later(&self, record: KubeEvent) {
+    ///
+    /// `breaker`: the event is the breaker's record of the removal of that pod. Its failure is
+    /// an error and counted: the other replicas (and the next one-shot run) will not count that
+    /// deletion. A record that exists already (409: an earlier attempt at the same removal) is
+    /// the same count.
+    fn record_later(&self, record: KubeEvent, breaker: Option<(String, Counter)>) {
         let client = self.client.clone();
         let timeout = self.timeout;
         self.background.spawn(async move {
@@ -230,11 +294,34 @@ impl PodRemover {
                 tokio::time::timeout(timeout, api.create(&PostParams::default(), &record)).await;
             let error = match created {
                 Ok(Ok(_)) => return,
+                Ok(Err(kube::Error::Api(s))) if s.code == 409 && breaker.is_some() => return,
                 Ok(Err(e)) => error_chain(&e),
                 Err(_) => format!("no answer within {}s", timeout.as_secs()),
             };
+            if let Some((pod, failures)) = breaker {
+                failures.inc();
+                tracing::error!(
+                    pod = pod.as_str(),
+                    namespace = ns.as_str(),
+                    %error,
+                    "the deletion breaker's record could not be written: other replicas will not \
+                     count this deletion (RBAC: create on events in the function's own namespace)"
+                );
+                return;
+            }
             let pod = record.regarding.and_then(|r| r.name).unwrap_or_default();
             tracing::warn!(pod = %format!("{ns}/{pod}"), %error, "the Kubernetes Event could not be recorded");
         });
+    }
+}
+
+/// Whether a removal's error may hide a removal that happened: no answer in time, a connection
+/// lost, a server error (the request may have been carried out before it failed). A refusal
+/// (403, 422, 429 before admission) did not remove anything.
+fn answer_lost(e: &ApiError) -> bool {
+    match e {
+        ApiError::Timeout { .. } | ApiError::Unreachable { .. } => true,
+        ApiError::Api { code, .. } => *code >= 500,
+        _ => false,
     }
 }

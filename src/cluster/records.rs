@@ -14,6 +14,13 @@
 //! The view is not a lock: replicas deleting at the same instant may each see the budget not
 //! yet spent (overshoot bounded by what is in flight); within one process the breaker's ledger
 //! makes the count exact.
+//!
+//! A record is named after the pod whose removal it counts (its uid): the removal of one pod is
+//! one deletion, however many attempts it took (an answer lost, then the retry) and whichever
+//! replica made them; a second create of the same name is a 409, and the count holds it once.
+//!
+//! Whether the records can be written at all is checked before a serving process says it is
+//! ready ([`BreakerRecords::check`]): without them the budget is per process, not shared.
 
 use std::{
     collections::HashMap,
@@ -32,13 +39,19 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{ListParams, WatchEvent, WatchParams},
+    api::{ListParams, PostParams, WatchEvent, WatchParams},
 };
 
 use crate::{
-    cluster::events::{self, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
+    cluster::{
+        error::error_chain,
+        events::{self, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
+    },
     domain::budget::{Deletion, MAX_WINDOW},
 };
+
+/// What every record's name starts with.
+const RECORD_PREFIX: &str = "falco-responder-deleted.";
 
 /// The longest pause between two attempts to (re)start the watch.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -89,9 +102,58 @@ impl BreakerRecords {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// A new record's name: unique without asking the API.
-    pub fn record_name() -> String {
-        format!("falco-responder-deleted.{}", uuid::Uuid::new_v4().simple())
+    /// The name of the record of the removal of the pod with `uid`; a random one when the pod
+    /// has no valid uid (never from the API server).
+    pub fn record_name(uid: &str) -> String {
+        if crate::domain::ident::PodUid::parse("uid", uid).is_ok() {
+            return format!("{RECORD_PREFIX}{uid}");
+        }
+        format!("{RECORD_PREFIX}{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Can this process write and list its records? A record created with `dryRun=All` (the API
+    /// server authorizes, admits and validates it, and stores nothing), then a one-item LIST.
+    /// The answer names what to fix: the namespace, or the RBAC.
+    pub async fn check(&self) -> Result<(), String> {
+        let probe = self.record(
+            format!("{RECORD_PREFIX}readiness-check"),
+            (&self.namespace, &self.instance),
+            None,
+            None,
+            Timestamp::now(),
+        );
+        let pp = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let ns = &self.namespace;
+        let failed = |what: &str, e: kube::Error| match e {
+            kube::Error::Api(s) if s.is_forbidden() => format!(
+                "the deletion breaker cannot {what} its records (Events) in namespace {ns}: \
+                 {}; grant create, list and watch on events (events.k8s.io) there",
+                s.message
+            ),
+            kube::Error::Api(s) if s.is_not_found() => format!(
+                "the deletion breaker cannot {what} its records (Events) in namespace {ns}: \
+                 {} (does the namespace exist? POD_NAMESPACE)",
+                s.message
+            ),
+            other => format!(
+                "the deletion breaker cannot {what} its records (Events) in namespace {ns}: {}",
+                error_chain(&other)
+            ),
+        };
+        match self.api().create(&pp, &probe).await {
+            Ok(_) => {}
+            // A leftover of that name would only mean the create itself is allowed.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(failed("write", e)),
+        }
+        let lp = ListParams::default().labels(&Self::selector()).limit(1);
+        match self.api().list_metadata(&lp).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(failed("list", e)),
+        }
     }
 
     /// The record of one deletion (see [`events::breaker_record`]).
@@ -269,12 +331,22 @@ mod tests {
     }
 
     #[test]
-    fn record_names_are_valid_and_distinct() {
-        let (a, b) = (BreakerRecords::record_name(), BreakerRecords::record_name());
-        assert_ne!(a, b);
-        assert!(
-            crate::domain::ident::PodName::parse("name", &a).is_ok(),
-            "{a}"
+    fn records_are_named_after_the_pod_removed() {
+        let uid = "0f9a4c1e-1111-2222-3333-444455556666";
+        let a = BreakerRecords::record_name(uid);
+        assert_eq!(a, format!("falco-responder-deleted.{uid}"));
+        assert_eq!(BreakerRecords::record_name(uid), a);
+        // No uid (never from the API server): a name of its own.
+        let (b, c) = (
+            BreakerRecords::record_name(""),
+            BreakerRecords::record_name(""),
         );
+        assert_ne!(b, c);
+        for name in [a, b] {
+            assert!(
+                crate::domain::ident::PodName::parse("name", &name).is_ok(),
+                "{name}"
+            );
+        }
     }
 }

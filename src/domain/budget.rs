@@ -16,6 +16,9 @@ use crate::domain::workload::{Kind, Workload};
 /// The longest window: Events older than the API server's default `--event-ttl` are gone.
 pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
 
+/// How long a spent overall budget answers from memory before one event looks again.
+pub const OPEN_MEMORY: Duration = Duration::from_secs(5);
+
 /// `N/DURATION`, e.g. `3/10m`: at most N deletions in any sliding window of DURATION.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -118,7 +121,28 @@ pub struct Open {
     pub budget: Budget,
 }
 
+/// A spent overall budget, remembered: until `until` events are refused without a look (one
+/// event then looks again); never past `closes_at`, when the deletions it counted leave the
+/// window and it would close by itself.
+#[derive(Debug, Clone)]
+struct Spent {
+    open: Open,
+    until: Timestamp,
+    closes_at: Timestamp,
+}
+
 impl Open {
+    /// The reason when the pod was not looked up: the overall budget refuses every deletion.
+    pub fn reason_unresolved(&self) -> String {
+        format!(
+            "deletion breaker open: {} pods deleted in the last {}s (MAX_DELETIONS={}); a person \
+             must look (answered from memory: every deletion is refused, the pod was not looked up)",
+            self.count,
+            self.budget.window.as_secs(),
+            self.budget
+        )
+    }
+
     pub fn reason(&self, w: &Workload) -> String {
         match self.scope {
             Scope::Workload => format!(
@@ -143,6 +167,9 @@ impl Open {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
     pub key: String,
+    /// The ledger already held this key (an earlier removal of the same pod whose answer was
+    /// lost): giving this ticket back leaves that one counted.
+    pub(crate) held_before: bool,
 }
 
 /// The breaker of one process. Cheap to share (`Arc`); the counting state is the API's.
@@ -152,6 +179,8 @@ pub struct Breaker {
     pub overall: Option<Budget>,
     /// Our own recent deletions, whose Events may not be listed yet.
     ledger: Mutex<Vec<Deletion>>,
+    /// The overall budget, when a deletion found it spent: one cluster-wide fact, not per pod.
+    spent: Mutex<Option<Spent>>,
 }
 
 impl Breaker {
@@ -160,7 +189,49 @@ impl Breaker {
             per_workload,
             overall,
             ledger: Mutex::new(Vec::new()),
+            spent: Mutex::new(None),
         }
+    }
+
+    /// Whether the overall budget is known to be spent, so that an event can be refused without
+    /// any API call. For [`OPEN_MEMORY`] after a deletion found it spent; then the next caller
+    /// gets `None` (it looks: the GET and the count) and the others keep the answer for another
+    /// [`OPEN_MEMORY`]: one look per period, like a token bucket of one. Never past the time
+    /// the deletions counted then leave the window, and forgotten when a reserved deletion is
+    /// given back: a deletion the budget would let through is never refused from memory.
+    pub fn known_open(&self, now: Timestamp) -> Option<Open> {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let s = spent.as_mut()?;
+        if now >= s.closes_at {
+            *spent = None;
+            return None;
+        }
+        if now < s.until {
+            return Some(s.open.clone());
+        }
+        s.until = now
+            .saturating_add(OPEN_MEMORY)
+            .unwrap_or(now)
+            .min(s.closes_at);
+        None
+    }
+
+    fn remember_spent(&self, open: &Open, mut ats: Vec<Timestamp>, now: Timestamp) {
+        // The count falls below the budget once the (count - max + 1) oldest have left it.
+        ats.sort();
+        let Some(oldest) = ats.get(open.count.saturating_sub(open.budget.max as usize)) else {
+            return;
+        };
+        let closes_at = oldest.saturating_add(open.budget.window).unwrap_or(now);
+        let until = now
+            .saturating_add(OPEN_MEMORY)
+            .unwrap_or(now)
+            .min(closes_at);
+        *self.spent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Spent {
+            open: open.clone(),
+            until,
+            closes_at,
+        });
     }
 
     pub fn enabled(&self) -> bool {
@@ -179,6 +250,10 @@ impl Breaker {
     /// Counts `listed` and the ledger within each window and decides. With `reserve`, a
     /// closed breaker records `event_key` (the name of the record to be written) in the ledger
     /// before the DELETE, so this process's concurrent deletions see it at once.
+    ///
+    /// The key names the pod's removal (one per pod uid, `cluster::records`): a deletion already
+    /// counted under it (an earlier attempt whose answer was lost) is this same deletion, so it
+    /// is left out of the count that decides and counted once.
     pub fn admit(
         &self,
         listed: &[Deletion],
@@ -196,6 +271,7 @@ impl Breaker {
                 .iter()
                 .filter(|s| !ledger.iter().any(|l| l.key == s.key))
                 .chain(ledger.iter())
+                .filter(|s| s.key != event_key)
         };
         if let (Some(b), Some(w)) = (self.per_workload, workload) {
             let count = all()
@@ -210,25 +286,36 @@ impl Breaker {
             }
         }
         if let Some(b) = self.overall {
-            let count = all().filter(|s| age(s) <= b.window).count();
-            if count >= b.max as usize {
-                return Err(Open {
+            let counted: Vec<Timestamp> =
+                all().filter(|s| age(s) <= b.window).map(|s| s.at).collect();
+            if counted.len() >= b.max as usize {
+                let open = Open {
                     scope: Scope::Overall,
-                    count,
+                    count: counted.len(),
                     budget: b,
-                });
+                };
+                // Remembered for real deletions only (DRY_RUN reserves nothing).
+                if reserve {
+                    self.remember_spent(&open, counted, now);
+                }
+                return Err(open);
             }
         }
         if !reserve {
             return Ok(None);
         }
-        ledger.push(Deletion {
-            key: event_key.to_string(),
-            workload: workload.map(String::from),
-            at: now,
-        });
+        *self.spent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let held_before = ledger.iter().any(|l| l.key == event_key);
+        if !held_before {
+            ledger.push(Deletion {
+                key: event_key.to_string(),
+                workload: workload.map(String::from),
+                at: now,
+            });
+        }
         Ok(Some(Ticket {
             key: event_key.to_string(),
+            held_before,
         }))
     }
 
@@ -238,10 +325,15 @@ impl Breaker {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The reserved deletion did not happen (gone, stale, refused): it must not count.
+    /// The reserved deletion did not happen (gone, stale, refused): it must not count. A ticket
+    /// taken over from a lost answer leaves that earlier attempt counted: it may have happened.
     pub fn release(&self, t: Ticket) {
+        if t.held_before {
+            return;
+        }
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         ledger.retain(|s| s.key != t.key);
+        *self.spent.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -323,6 +415,29 @@ mod tests {
         assert!(b.admit(&listed, w, ts(31), "ns/e8", false).is_ok());
         // Standalone pods (no workload key) are not held by the workload budget.
         assert!(b.admit(&listed, None, ts(2), "ns/e9", false).is_ok());
+    }
+
+    #[test]
+    fn one_pod_removal_counts_once_however_many_attempts_it_took() {
+        let b = Breaker::new(Some("2/60s".parse().unwrap()), None);
+        let w = Some("ns/Deployment/web");
+        // A removal whose answer was lost keeps its ticket: it counts.
+        let lost = b.admit(&[], w, ts(0), "ns/pod-a", true).unwrap().unwrap();
+        assert!(!lost.held_before);
+        // The retry of the same pod is the same removal: not refused by its own first attempt,
+        // not counted twice, and giving its ticket back leaves the first attempt counted.
+        let retry = b.admit(&[], w, ts(5), "ns/pod-a", true).unwrap().unwrap();
+        assert!(retry.held_before);
+        assert_eq!(b.reserved(), 1);
+        b.release(retry);
+        assert_eq!(b.reserved(), 1);
+        // Listed as well (its record written), still once: one more pod fits a budget of 2.
+        let listed = vec![seen("ns/pod-a", w, 0)];
+        let _ = b.admit(&listed, w, ts(6), "ns/pod-b", true).unwrap();
+        let open = b.admit(&listed, w, ts(7), "ns/pod-c", true).unwrap_err();
+        assert_eq!(open.count, 2);
+        // A full budget still lets the retry of a removal it already counts through.
+        assert!(b.admit(&listed, w, ts(8), "ns/pod-a", true).is_ok());
     }
 
     #[test]

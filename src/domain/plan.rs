@@ -21,6 +21,9 @@ use crate::domain::{
     workload::{Replicas, Workload},
 };
 
+/// The workload kind label of a `breaker-open` answered without looking the pod up.
+pub const UNRESOLVED: &str = "unresolved";
+
 /// The configuration the plan reads (built from `Config` by the cluster layer).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlanConfig {
@@ -94,6 +97,24 @@ impl<'a> Plan<'a> {
             checks: Vec::new(),
             ticket: None,
         }
+    }
+
+    /// The first step at `now`: the pod, unless the overall budget is known to be spent
+    /// ([`Breaker::known_open`]): then every deletion is refused, and the event is answered
+    /// `breaker-open` from memory, with no API call (no Event either: no pod was looked at).
+    pub fn start(&mut self, now: Timestamp) -> Step {
+        if !self.config.dry_run
+            && let Some(open) = self.breaker.known_open(now)
+        {
+            self.expect(Due::Start, Due::Nothing);
+            return Self::end(Ok(Outcome {
+                kind: OutcomeKind::BreakerOpen(UNRESOLVED),
+                reason: open.reason_unresolved(),
+                pod: Some(self.pod.clone()),
+                seen: None,
+            }));
+        }
+        self.first()
     }
 
     /// The first step: the pod.
@@ -270,14 +291,7 @@ impl<'a> Plan<'a> {
                 };
                 let related = self.related();
                 let mut finish = self.finish(kind, reason);
-                finish.breaker_record = self.ticket.take().map(|t| BreakerRecord {
-                    name: t.key,
-                    workload_key: self
-                        .workload
-                        .as_ref()
-                        .and_then(|w| budget::workload_key(self.target.namespace.as_str(), w)),
-                    related: related.clone(),
-                });
+                finish.breaker_record = self.kept();
                 finish.audit = Some(self.audit(self.decided().what, related, None));
                 Step::Finish(Box::new(finish))
             }
@@ -298,6 +312,29 @@ impl<'a> Plan<'a> {
             ),
         };
         Ok(step)
+    }
+
+    /// The removal's answer was lost (the deadline passed, the connection dropped, a 5xx after
+    /// the request was sent): it may have happened, so it counts. The reservation is kept and
+    /// its record returned, to be written; the error passes on (the sender retries). A retry
+    /// whose GET finds the same pod alive and not terminating removes it under the same record
+    /// name, so the pod is counted once.
+    pub fn lost(&mut self) -> Option<BreakerRecord> {
+        self.expect(Due::Removal, Due::Nothing);
+        self.kept()
+    }
+
+    /// The record of the removal the reservation stands for (none when the breaker is off).
+    fn kept(&mut self) -> Option<BreakerRecord> {
+        let t = self.ticket.take()?;
+        Some(BreakerRecord {
+            name: t.key,
+            workload_key: self
+                .workload
+                .as_ref()
+                .and_then(|w| budget::workload_key(self.target.namespace.as_str(), w)),
+            related: self.related(),
+        })
     }
 
     fn expect(&mut self, due: Due, then: Due) {
@@ -469,6 +506,8 @@ mod tests {
     const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
     const NOW: &str = "2026-11-30T10:00:00Z";
     const RECORD: &str = "falco-responder-deleted.test";
+    /// The removal's answer was lost: it may have happened.
+    const LOST: &str = "lost";
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -549,13 +588,27 @@ mod tests {
     struct Run {
         steps: Vec<Step>,
         finish: Option<Finish>,
+        /// The record a lost removal's answer left to write.
+        lost: Option<BreakerRecord>,
     }
 
     fn drive(rules: &PlanConfig, breaker: &Breaker, target: &Target, answers: &Answers) -> Run {
+        drive_named(rules, breaker, target, answers, RECORD)
+    }
+
+    /// [`drive`], the breaker's record (the pod's removal) named `record`.
+    fn drive_named(
+        rules: &PlanConfig,
+        breaker: &Breaker,
+        target: &Target,
+        answers: &Answers,
+        record: &str,
+    ) -> Run {
         let event = event();
         let mut plan = Plan::new(rules, breaker, target, &event);
         let mut steps = Vec::new();
         let mut step = plan.first();
+        let mut lost = None;
         let finish = loop {
             assert!(steps.len() < 10, "the plan does not end: {steps:?}");
             steps.push(step.clone());
@@ -563,8 +616,12 @@ mod tests {
                 Step::GetPod { .. } => plan.pod(answers.pod.as_ref(), ts(NOW)),
                 Step::Resolve => plan.workload(answers.workload.clone()),
                 Step::ReadReplicas(_) => plan.replicas(answers.replicas),
-                Step::Count => plan.counted(&answers.listed, ts(NOW), RECORD),
+                Step::Count => plan.counted(&answers.listed, ts(NOW), record),
                 Step::EvictDryRun(_) => plan.dry_evicted(answers.dry_eviction.clone()),
+                Step::Remove(_) if answers.removed == Err(LOST) => {
+                    lost = plan.lost();
+                    break None;
+                }
                 Step::Remove(_) => match plan.removed(answers.removed.clone()) {
                     Ok(next) => next,
                     Err(_) => break None,
@@ -575,7 +632,11 @@ mod tests {
                 }
             };
         };
-        Run { steps, finish }
+        Run {
+            steps,
+            finish,
+            lost,
+        }
     }
 
     fn outcome(run: &Run) -> Option<&Outcome> {
@@ -659,7 +720,7 @@ mod tests {
             replicas in prop::option::of((0u32..5, 0u32..6)),
             listed in prop::collection::vec((any::<bool>(), 0i64..120), 0..6),
             pdb_allows in any::<bool>(),
-            removed in 0usize..5,
+            removed in 0usize..6,
         ) -> Answers {
             let mut p = pod(uid, ready);
             if protected {
@@ -689,7 +750,8 @@ mod tests {
                     1 => Ok(Removed::NotFound),
                     2 => Ok(Removed::Conflict),
                     3 => Ok(Removed::Budget("web-pdb needs 2".into())),
-                    _ => Err("timeout"),
+                    4 => Err(LOST),
+                    _ => Err("forbidden"),
                 },
             }
         }
@@ -768,9 +830,12 @@ mod tests {
             let run = drive(&rules, &breaker, &t, &a);
             let removed = !removals(&run).is_empty();
             let counted = run.steps.contains(&Step::Count);
+            let lost = removed && a.removed == Err(LOST);
             let made = removed && a.removed == Ok(Removed::Done);
-            // Reserved only by a removal that happened; every other path gave it back.
-            prop_assert_eq!(breaker.reserved(), usize::from(made && counted));
+            // Reserved only by a removal that happened or may have (its answer lost); every
+            // other path gave it back.
+            prop_assert_eq!(breaker.reserved(), usize::from((made || lost) && counted));
+            prop_assert_eq!(run.lost.is_some(), lost && counted);
             if !removed {
                 return Ok(());
             }
@@ -901,6 +966,131 @@ mod tests {
         let run = drive(&rules(), &breaker, &target(None), &a);
         assert!(run.finish.is_none());
         assert_eq!(breaker.reserved(), 0);
+    }
+
+    #[test]
+    fn a_lost_answer_keeps_the_reservation_and_a_retry_counts_it_once() {
+        let breaker = Breaker::new(Some("2/10m".parse().unwrap()), None);
+        let mut a = answers();
+        a.removed = Err(LOST);
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert!(run.finish.is_none());
+        let record = run.lost.unwrap();
+        assert_eq!(record.name, RECORD);
+        assert_eq!(record.workload_key.as_deref(), Some("prod/Deployment/web"));
+        assert_eq!(breaker.reserved(), 1);
+        // The retry finds the same pod alive: its removal is the same one, under the same name.
+        let run = drive(&rules(), &breaker, &target(None), &answers());
+        assert_eq!(run.finish.unwrap().breaker_record.unwrap().name, RECORD);
+        assert_eq!(breaker.reserved(), 1);
+        // Once its record is listed too, it still counts once: a second pod fits the budget of 2.
+        let mut a = answers();
+        a.listed = vec![Deletion {
+            key: RECORD.into(),
+            workload: Some("prod/Deployment/web".into()),
+            at: at(-5),
+        }];
+        let other = drive_named(
+            &rules(),
+            &breaker,
+            &target(None),
+            &a,
+            "falco-responder-deleted.other",
+        );
+        assert_eq!(outcome(&other).unwrap().kind, OutcomeKind::Deleted);
+        // ... and the third is refused.
+        let third = drive_named(
+            &rules(),
+            &breaker,
+            &target(None),
+            &a,
+            "falco-responder-deleted.third",
+        );
+        assert_eq!(
+            outcome(&third).unwrap().kind,
+            OutcomeKind::BreakerOpen("Deployment")
+        );
+    }
+
+    #[test]
+    fn a_retry_that_does_not_remove_leaves_the_lost_attempt_counted() {
+        let breaker = Breaker::new(Some("2/10m".parse().unwrap()), None);
+        let mut a = answers();
+        a.removed = Err(LOST);
+        drive(&rules(), &breaker, &target(None), &a);
+        // The retry's removal is refused (403): the lost attempt may still have happened.
+        a.removed = Err("forbidden");
+        drive(&rules(), &breaker, &target(None), &a);
+        assert_eq!(breaker.reserved(), 1);
+    }
+
+    #[test]
+    fn a_spent_overall_budget_answers_from_memory_and_looks_again_once_per_period() {
+        let breaker = Breaker::new(None, Some("2/1m".parse().unwrap()));
+        let mut a = answers();
+        a.listed = [-50, -10]
+            .into_iter()
+            .enumerate()
+            .map(|(i, ago)| Deletion {
+                key: format!("r{i}"),
+                workload: None,
+                at: at(ago),
+            })
+            .collect();
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert_eq!(
+            outcome(&run).unwrap().kind,
+            OutcomeKind::BreakerOpen("Deployment")
+        );
+        let (r, e, t) = (rules(), event(), target(None));
+        let start = |secs: i64| Plan::new(&r, &breaker, &t, &e).start(at(secs));
+        let from_memory = |s: &Step| {
+            matches!(s, Step::Finish(f) if f.outcome.as_ref().unwrap().kind
+                == OutcomeKind::BreakerOpen(UNRESOLVED) && f.audit.is_none())
+        };
+        // Within the period: no API call.
+        assert!(from_memory(&start(1)));
+        assert!(from_memory(&start(4)));
+        // After it, one event looks (the GET and the count); the others keep the answer.
+        assert_eq!(start(6), Step::GetPod { with_count: true });
+        assert!(from_memory(&start(7)));
+        // Never past the moment the oldest counted deletion leaves the window (-50 + 60).
+        assert_eq!(start(10), Step::GetPod { with_count: true });
+        assert_eq!(start(11), Step::GetPod { with_count: true });
+        // DRY_RUN never answers from memory.
+        let dry = PlanConfig {
+            dry_run: true,
+            ..rules()
+        };
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert!(outcome(&run).is_some());
+        assert_eq!(
+            Plan::new(&dry, &breaker, &t, &e).start(at(1)),
+            Step::GetPod { with_count: true }
+        );
+    }
+
+    #[test]
+    fn a_reservation_given_back_forgets_the_spent_budget() {
+        let breaker = Breaker::new(None, Some("1/1m".parse().unwrap()));
+        let mut gone = answers();
+        gone.removed = Ok(Removed::NotFound);
+        // A deletion in flight holds the only slot; another finds the budget spent ...
+        let held = breaker
+            .admit(&[], None, at(0), "in-flight", true)
+            .unwrap()
+            .unwrap();
+        let run = drive(&rules(), &breaker, &target(None), &answers());
+        assert!(matches!(
+            outcome(&run).unwrap().kind,
+            OutcomeKind::BreakerOpen(_)
+        ));
+        assert!(breaker.known_open(at(1)).is_some());
+        // ... until the one in flight did not happen: then the slot is free again at once.
+        breaker.release(held);
+        assert!(breaker.known_open(at(1)).is_none());
+        let run = drive(&rules(), &breaker, &target(None), &gone);
+        assert_eq!(outcome(&run).unwrap().kind, OutcomeKind::Gone);
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub struct WorkloadLabels {
     pub workload_kind: &'static str,
 }
 
+/// What was not done because it would repeat a refusal: `refusal_event` (a refusal Event
+/// within its window), `pod_get` (an event answered `breaker-open` from memory).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SuppressedLabels {
+    pub what: &'static str,
+}
+
 /// Why a request was refused before it reached decoding: the server's limits.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
@@ -62,6 +69,9 @@ pub struct Metrics {
     pub audit_skipped: Family<AuditLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deletions: Counter,
+    /// Deletion breaker records that could not be written (the count is then not shared).
+    pub breaker_record_failures: Counter,
+    pub suppressed: Family<SuppressedLabels, Counter>,
     pub kube_errors: Family<ErrorLabels, Counter>,
     pub latency: Histogram,
 }
@@ -108,6 +118,20 @@ impl Metrics {
             "Deletions refused by the open deletion breaker, by workload kind",
             breaker_open.clone(),
         );
+        let breaker_record_failures = Counter::default();
+        registry.register(
+            "breaker_record_failures",
+            "Deletion breaker records that could not be written: those deletions are counted by \
+             this process only",
+            breaker_record_failures.clone(),
+        );
+        let suppressed = Family::<SuppressedLabels, Counter>::default();
+        registry.register(
+            "suppressed",
+            "API calls not made because they would repeat a refusal, by what (refusal_event: \
+             a refusal Event within its window; pod_get: breaker-open answered from memory)",
+            suppressed.clone(),
+        );
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "http_rejected",
@@ -130,6 +154,8 @@ impl Metrics {
             rejected,
             events,
             deletions,
+            breaker_record_failures,
+            suppressed,
             kube_errors,
             latency,
         }

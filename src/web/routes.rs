@@ -41,6 +41,15 @@ pub(super) async fn route(
         if server.draining.load(Ordering::Relaxed) && READINESS.contains(&path) {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
         }
+        if READINESS.contains(&path)
+            && let Some(why) = app.unready()
+        {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("{why}\n"),
+            );
+        }
         return plain(StatusCode::OK, "ok\n");
     }
     if path != "/" {

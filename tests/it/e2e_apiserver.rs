@@ -111,7 +111,10 @@ async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
     let (_, kubeconfig) = home.service_account_kubeconfig("falco-responder").await;
     let scene = home.beside("victims").await;
     scene.pod("alpine", CID).await;
-    let responder = scene.responder_as(&kubeconfig, &[]).await;
+    // No rights at all: with the breaker on it would not become ready (its records cannot be
+    // written, e2e_breaker); here the pod calls.
+    let off = [("MAX_DELETIONS_PER_WORKLOAD", "off")];
+    let responder = scene.responder_as(&kubeconfig, &off).await;
     let r = scene.shell(&responder, "alpine", CID).await;
     assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
     let err = said(&r.json(), "error").to_string();
@@ -391,7 +394,14 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
     scene.pod("alpine", CID).await;
 
     let token_path = token_file.to_str().unwrap();
-    let responder = scene.responder(&[("KUBE_TOKEN_FILE", token_path)]).await;
+    // No rights at all: with the breaker on it would not become ready (its records cannot be
+    // written, e2e_breaker); here the credentials the pod calls use.
+    let responder = scene
+        .responder(&[
+            ("KUBE_TOKEN_FILE", token_path),
+            ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+        ])
+        .await;
     let r = scene.shell(&responder, "alpine", CID).await;
     assert_eq!(
         r.status,

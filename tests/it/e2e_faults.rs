@@ -151,11 +151,13 @@ async fn an_apiserver_that_never_answers_gives_503_within_api_timeout() {
     });
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kubeconfig_for(dir.path(), addr);
-    let responder = Responder::start(&[
+    // Never ready (its breaker's records cannot be checked), but alive and answering.
+    let responder = Responder::start_live(&[
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("API_TIMEOUT_SECONDS", "2"),
     ])
     .await;
+    assert_eq!(responder.readyz().await.status, 503);
     let started = Instant::now();
     let r = responder.shell("prod", "web-1", CID).await;
     let took = started.elapsed();
@@ -210,11 +212,14 @@ async fn an_apiserver_answering_500_or_429_gives_503_with_retry_after() {
         let addr = answering(status, reason).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = kubeconfig_for(dir.path(), addr);
-        let responder = Responder::start(&[
+        // Not ready: the breaker's records cannot be checked. Never restarted for it either.
+        let responder = Responder::start_live(&[
             ("KUBECONFIG", kubeconfig.to_str().unwrap()),
             ("API_TIMEOUT_SECONDS", "5"),
         ])
         .await;
+        let ready = responder.readyz().await;
+        assert_eq!(ready.status, 503, "API {status}");
         let started = Instant::now();
         let r = responder.shell("prod", "web-1", CID).await;
         assert_eq!(

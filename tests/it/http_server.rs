@@ -128,7 +128,9 @@ async fn methods_paths_and_probes() {
 }
 
 /// A server answers its probes while its kube client is still being built (`main`); an event
-/// that comes first waits for the client instead of failing or skipping the lookup.
+/// that comes first waits for the client instead of failing or skipping the lookup. Readiness
+/// waits for the deletion breaker's records to be checked: here, DRY_RUN without a cluster has
+/// none, so it is ready once connected.
 #[tokio::test]
 async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -136,7 +138,14 @@ async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
     let s = Server::serve(listener, app.clone());
     let addr = s.addr;
     let none = HeaderMap::new();
-    assert_eq!(http(addr, "GET", "/readyz", &none, b"").await.status, 200);
+    assert_eq!(http(addr, "GET", "/healthz", &none, b"").await.status, 200);
+    let r = http(addr, "GET", "/readyz", &none, b"").await;
+    assert_eq!(r.status, 503);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("deletion breaker's records"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let (headers, body) = wrap(Envelope::Plain, &shell());
     let event = tokio::spawn(async move { http(addr, "POST", "/", &headers, &body).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -148,6 +157,7 @@ async fn probes_answer_while_the_client_is_built_and_an_event_waits_for_it() {
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["outcome"], "dry-run");
+    assert_eq!(http(addr, "GET", "/readyz", &none, b"").await.status, 200);
 }
 
 #[tokio::test]

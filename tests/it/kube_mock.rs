@@ -24,14 +24,12 @@ const UID: &str = "1f4a0c1e-0000-4000-8000-000000000001";
 const CID: &str = "ee97d9c4186f0123456789abcdef0123456789abcdef0123456789abcdef0123";
 
 fn app(vars: &[(&str, &str)]) -> (App, ApiHandle) {
-    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    // The breaker's LIST is its own test (e2e_guards); here the exact pod calls.
+    // The breaker's LIST has its own tests (below, e2e_guards); here the exact pod calls.
     let off = [
         ("MAX_DELETIONS", "off"),
         ("MAX_DELETIONS_PER_WORKLOAD", "off"),
     ];
-    let cfg = config(&[&off[..], vars].concat());
-    (App::new(cfg, Some(Client::new(svc, "default"))), handle)
+    app_with(&[&off[..], vars].concat())
 }
 
 fn event() -> Vec<u8> {
@@ -669,6 +667,273 @@ async fn a_recent_event_from_a_container_not_reported_yet_is_retried_not_stale()
         said(&reply.json(), "error").contains("reports no container"),
         "{}",
         reply.json()
+    );
+    no_more_calls(app, api).await;
+}
+
+// --- The deletion breaker's count: what may have happened counts ------------------------------
+
+/// Where the breaker's records live out of a cluster without POD_NAMESPACE.
+const RECORDS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+/// The app with these settings only (the breaker's defaults stay on).
+fn app_with(vars: &[(&str, &str)]) -> (App, ApiHandle) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (
+        App::new(config(vars), Some(Client::new(svc, "default"))),
+        handle,
+    )
+}
+
+/// The records as the breaker's LIST returns them (metadata only).
+fn records(names: &[String]) -> Response<Body> {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"name": n, "namespace": "default", "creationTimestamp": now}})
+        })
+        .collect();
+    ok(
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "7"}, "items": items}),
+    )
+}
+
+/// Answers the pod's GET (at `path`) and the breaker's LIST, made together, in either order.
+async fn answer_get_and_count(
+    handle: &mut ApiHandle,
+    path: &str,
+    pod: Response<Body>,
+    listed: Response<Body>,
+) {
+    let (mut pod, mut listed) = (Some(pod), Some(listed));
+    for _ in 0..2 {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("the pod's GET and the breaker's LIST")
+            .unwrap();
+        assert_eq!(req.method(), Method::GET, "{}", req.uri());
+        if req.uri().path() == RECORDS_PATH {
+            let q = req.uri().query().unwrap_or_default().to_string();
+            assert!(q.contains("labelSelector=falco-responder"), "{q}");
+            send.send_response(listed.take().expect("one LIST"));
+        } else {
+            assert_eq!(req.uri().path(), path);
+            send.send_response(pod.take().expect("one GET"));
+        }
+    }
+}
+
+/// Takes the POSTs of Events made after an answer, in either order: (records, audit Events).
+async fn posted(handle: &mut ApiHandle, n: usize) -> Vec<(Value, SendResponse<Response<Body>>)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("an Event's POST")
+            .unwrap();
+        assert_eq!(req.method(), Method::POST, "{}", req.uri());
+        let path = req.uri().path().to_string();
+        assert!(path == RECORDS_PATH || path == EVENTS_PATH, "{path}");
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        out.push((serde_json::from_slice(&bytes).unwrap(), send));
+    }
+    out
+}
+
+fn record_name_of(uid: &str) -> String {
+    format!("falco-responder-deleted.{uid}")
+}
+
+#[tokio::test]
+async fn a_removal_whose_answer_is_lost_counts_once_and_is_recorded() {
+    let (app, mut api) = app_with(&[
+        ("MAX_DELETIONS", "1/1m"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+    ]);
+    let app = std::sync::Arc::new(app);
+    // The DELETE is sent and the server fails after it: did the pod go? Unknown.
+    let call = handling(app.clone(), event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    send.send_response(status(500, "InternalError", "etcdserver: leader changed"));
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["retry"], true);
+    // ... so it counts: its record is written, under the pod's uid.
+    let (record, send) = next(&mut api, Method::POST, RECORDS_PATH).await;
+    assert_eq!(record["metadata"]["name"], record_name_of(UID));
+    assert_eq!(
+        record["metadata"]["labels"]["falco-responder/breaker"],
+        "deletion"
+    );
+    send.send_response(ok(record.clone()));
+
+    // The sender's retry finds the same pod alive: the same removal, not refused by its own
+    // first attempt (the budget is 1), and recorded under the same name (409: counted once).
+    let call = handling(app.clone(), event());
+    let listed = records(&[record_name_of(UID)]);
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), listed).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
+    for (body, send) in posted(&mut api, 2).await {
+        if body["metadata"]["name"] == record_name_of(UID) {
+            send.send_response(status(409, "AlreadyExists", "already exists"));
+        } else {
+            assert_eq!(body["reason"], "FalcoPodDeleted");
+            send.send_response(ok(body.clone()));
+        }
+    }
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+
+    // That one removal spent the budget: another pod is refused.
+    const OTHER: &str = "1f4a0c1e-0000-4000-8000-000000000002";
+    let mut other = live();
+    other["metadata"]["name"] = json!("web-2");
+    other["metadata"]["uid"] = json!(OTHER);
+    let call = handling(app.clone(), terminal_shell(NS, "web-2", CID));
+    let listed = records(&[record_name_of(UID)]);
+    let path = "/api/v1/namespaces/prod/pods/web-2";
+    answer_get_and_count(&mut api, path, ok(other), listed).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoBreakerOpen");
+    send.send_response(ok(ev.clone()));
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "breaker-open", "{}", reply.json());
+    app.drain().await;
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains("falco_responder_breaker_record_failures_total 0"),
+        "{metrics}"
+    );
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_removal_without_an_answer_in_time_counts_and_a_refused_one_does_not() {
+    let (app, mut api) = app_with(&[("API_TIMEOUT_SECONDS", "1"), ("MAX_DELETIONS", "5/1m")]);
+    let app = std::sync::Arc::new(app);
+    let call = handling(app.clone(), event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    let (_, _never) = next(&mut api, Method::DELETE, POD_PATH).await;
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    let (record, send) = next(&mut api, Method::POST, RECORDS_PATH).await;
+    assert_eq!(record["metadata"]["name"], record_name_of(UID));
+    send.send_response(ok(record.clone()));
+
+    // A DELETE the API refused (403) removed nothing: no record.
+    let (app, mut api) = app_with(&[("MAX_DELETIONS", "5/1m")]);
+    let call = handling(app, event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    send.send_response(status(403, "Forbidden", "pods \"web-1\" is forbidden"));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_written_is_an_error_line_and_a_metric() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let (app, mut api) = app_with(&[("MAX_DELETIONS", "5/1m")]);
+    let app = std::sync::Arc::new(app);
+    let call = handling(app.clone(), event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
+    for (body, send) in posted(&mut api, 2).await {
+        if body["metadata"]["name"] == record_name_of(UID) {
+            send.send_response(status(
+                403,
+                "Forbidden",
+                "events.events.k8s.io is forbidden: cannot create resource \"events\" in namespace \"default\"",
+            ));
+        } else {
+            send.send_response(ok(body.clone()));
+        }
+    }
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
+    app.drain().await;
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains("falco_responder_breaker_record_failures_total 1"),
+        "{metrics}"
+    );
+    let text = logs.text();
+    assert!(
+        text.contains("ERROR")
+            && text.contains("the deletion breaker's record could not be written"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prod/web-1") && text.contains("forbidden"),
+        "{text}"
+    );
+}
+
+// --- Refusals are cheap and bounded ------------------------------------------------------------
+
+/// While the overall budget is spent, a storm of forged events for any pods costs nothing more
+/// than the first refusal: the GET, the count and one Event; the rest is answered from memory.
+#[tokio::test]
+async fn a_storm_while_the_overall_breaker_is_open_costs_the_first_refusal_only() {
+    let (app, mut api) = app_with(&[
+        ("MAX_DELETIONS", "1/1m"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+    ]);
+    let app = std::sync::Arc::new(app);
+    let call = handling(app.clone(), event());
+    let spent = records(&["falco-responder-deleted.earlier".to_string()]);
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), spent).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoBreakerOpen");
+    send.send_response(ok(ev.clone()));
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "breaker-open");
+
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        calls.push(handling(
+            app.clone(),
+            terminal_shell(NS, &format!("forged-{i}"), CID),
+        ));
+    }
+    for c in calls {
+        let reply = c.await.unwrap().0;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json()["outcome"], "breaker-open", "{}", reply.json());
+        assert!(said(&reply.json(), "reason").contains("MAX_DELETIONS=1/1m"));
+    }
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains(r#"falco_responder_suppressed_total{what="pod_get"} 50"#),
+        "{metrics}"
+    );
+    no_more_calls(app, api).await;
+}
+
+/// Refusal Events (here the dry run's) are written once per workload and reason per window,
+/// however many events repeat them.
+#[tokio::test]
+async fn repeated_refusals_write_one_event_per_workload_and_reason() {
+    let (app, mut api) = app(&[("DRY_RUN", "true"), ("DEDUP_SECONDS", "0")]);
+    let app = std::sync::Arc::new(app);
+    for i in 0..10 {
+        let call = handling(app.clone(), event());
+        answer_get(&mut api, ok(live())).await;
+        if i == 0 {
+            let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+            assert_eq!(ev["reason"], "FalcoDryRun");
+            send.send_response(ok(ev.clone()));
+        }
+        assert_eq!(call.await.unwrap().0.json()["outcome"], "dry-run");
+    }
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains(r#"falco_responder_suppressed_total{what="refusal_event"} 9"#),
+        "{metrics}"
     );
     no_more_calls(app, api).await;
 }

@@ -10,10 +10,11 @@ use crate::testkit::sender::{Envelope, http, terminal_shell, wrap};
 
 const TOKEN: &str = "s3cret-token-0123456789";
 
-/// The binary with a token and no endpoint-propagation delay, then `env`.
+/// The binary with a token and no endpoint-propagation delay, then `env`; once it answers
+/// (an unreachable API keeps it from being ready: its breaker's records are not checked).
 async fn start(env: &[(&str, &str)]) -> Responder {
     let defaults = [("AUTH_TOKEN", TOKEN), ("SHUTDOWN_DELAY_SECONDS", "0")];
-    Responder::start(&[&defaults[..], env].concat()).await
+    Responder::start_live(&[&defaults[..], env].concat()).await
 }
 
 fn authorized(mut h: HeaderMap) -> HeaderMap {

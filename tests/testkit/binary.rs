@@ -54,6 +54,21 @@ impl Responder {
     /// Starts [`command`] with a private `HOME` and `PORT`, then `env` (later entries win);
     /// waits for `/readyz`.
     pub async fn start(env: &[(&str, &str)]) -> Responder {
+        Responder::start_until(env, "/readyz").await
+    }
+
+    /// The same, waiting only for `/healthz`: a process that may not become ready (the deletion
+    /// breaker's records cannot be checked against a broken API server).
+    pub async fn start_live(env: &[(&str, &str)]) -> Responder {
+        Responder::start_until(env, "/healthz").await
+    }
+
+    /// `GET /readyz`.
+    pub async fn readyz(&self) -> HttpReply {
+        http(self.addr, "GET", "/readyz", &HeaderMap::new(), b"").await
+    }
+
+    async fn start_until(env: &[(&str, &str)], probe: &str) -> Responder {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -79,7 +94,7 @@ impl Responder {
         };
         for _ in 0..400 {
             if tokio::net::TcpStream::connect(r.addr).await.is_ok()
-                && http(r.addr, "GET", "/readyz", &HeaderMap::new(), b"")
+                && http(r.addr, "GET", probe, &HeaderMap::new(), b"")
                     .await
                     .status
                     == 200
@@ -88,7 +103,7 @@ impl Responder {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("falco-responder did not become ready:\n{}", r.logs());
+        panic!("falco-responder did not answer {probe}:\n{}", r.logs());
     }
 
     pub fn pid(&self) -> u32 {
