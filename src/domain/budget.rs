@@ -96,7 +96,7 @@ pub fn workload_key(ns: &str, w: &Workload) -> Option<String> {
 pub fn related(ns: &str, w: &Workload) -> Option<ObjectReference> {
     workload_key(ns, w).map(|_| ObjectReference {
         api_version: Some(w.api_version.clone()).filter(|v| !v.is_empty()),
-        kind: Some(w.kind.as_str().to_string()),
+        kind: Some(w.kind.bare().to_string()),
         name: Some(w.name.clone()),
         namespace: Some(ns.to_string()),
         ..Default::default()

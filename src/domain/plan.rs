@@ -613,7 +613,7 @@ mod tests {
             Kind::Job,
             Kind::Mirror,
             Kind::Standalone,
-            Kind::Other("Rollout".into()),
+            Kind::Other("Rollout.argoproj.io".into()),
         ]
     }
 
