@@ -18,7 +18,7 @@ use crate::domain::{
     identity::{IdentityConfig, Verdict, pod_container_ids, verdict},
     outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
     step::{Audit, BreakerRecord, Finish, Recorded, Removal, Removed, Step, Undecided, Via},
-    workload::{Replicas, Workload},
+    workload::{Kind, Replicas, Workload},
 };
 
 /// The configuration the plan reads (built from `Config` by the cluster layer).
@@ -46,15 +46,26 @@ enum Due {
     Nothing,
 }
 
+/// The grace period a StatefulSet pod gets where 0 was asked (GRACE_PERIOD_SECONDS=0 with
+/// ALLOW_FORCE_DELETE, or shortening to 0): a force delete lets the controller start the
+/// replacement while the old pod may still run, two pods with one identity. The smallest
+/// grace above 0 stops the pod as soon as the kubelet can.
+pub const STATEFULSET_MIN_GRACE: u32 = 1;
+
 /// The removal decided so far: what the pod's verdict called for.
 #[derive(Debug)]
 struct Decided {
     uid: String,
     grace: Option<u32>,
-    /// `Deleted`, or `GraceShortened` for a terminating pod (no guards: not a new deletion).
+    /// `Deleted`, or `GraceShortened` for a terminating pod: a removal too (it stops the pod
+    /// sooner), so it passes the same guards but the floor (a terminating pod already left
+    /// `readyReplicas`).
     what: Recorded,
     pod_ready: bool,
     node: Option<String>,
+    created: Option<Timestamp>,
+    /// 0 was asked for a StatefulSet pod: raised to [`STATEFULSET_MIN_GRACE`].
+    grace_raised: bool,
 }
 
 /// One event's plan, fed the API's answers in the order its steps ask for them.
@@ -141,15 +152,12 @@ impl<'a> Plan<'a> {
             what,
             pod_ready: guards::pod_is_ready(pod),
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            grace_raised: false,
         });
-        match what {
-            // The workload-aware guards, for a new deletion (not for shortening a grace period).
-            Recorded::Deleted => {
-                self.due = Due::Workload;
-                Step::Resolve
-            }
-            _ => self.last(),
-        }
+        // The workload-aware guards, for a new deletion and a shortened grace period alike.
+        self.due = Due::Workload;
+        Step::Resolve
     }
 
     /// The pod's workload, resolved.
@@ -159,6 +167,7 @@ impl<'a> Plan<'a> {
         self.checks.push(format!("workload {w}"));
         let node = self.decided().node.as_deref();
         let ruling = guards::by_kind(&w, &self.config.skip_owner_kinds, node);
+        let stateful = w.kind == Kind::StatefulSet;
         self.workload = Some(w);
         if let Ruling::Skip(reason) = ruling {
             if self.config.dry_run {
@@ -166,12 +175,22 @@ impl<'a> Plan<'a> {
             }
             return self.done(OutcomeKind::Skipped, reason);
         }
+        let d = self
+            .decided
+            .as_mut()
+            .expect("the pod's verdict called for a removal");
+        if stateful && d.grace == Some(0) {
+            d.grace = Some(STATEFULSET_MIN_GRACE);
+            d.grace_raised = true;
+        }
+        let what = d.what;
         match self.config.min_available {
-            Some(_) => {
+            Some(_) if what == Recorded::Deleted => {
                 self.due = Due::Replicas;
                 Step::ReadReplicas(self.resolved().clone())
             }
-            None => self.after_floor(),
+            // The floor counts ready replicas: a terminating pod already left them.
+            _ => self.after_floor(),
         }
     }
 
@@ -202,9 +221,12 @@ impl<'a> Plan<'a> {
     /// record it would write, until [`Plan::removed`] says whether it happened.
     pub fn counted(&mut self, listed: &[Deletion], now: Timestamp, record_name: &str) -> Step {
         self.expect(Due::Count, Due::Nothing);
+        // Shortening the grace of a pod whose removal a record already counts is that same
+        // removal: the breaker still says whether it is open, but it counts nothing new.
+        let again = self.decided().what == Recorded::GraceShortened && self.counted_before(listed);
         let w = self.resolved();
         let key = budget::workload_key(self.target.namespace.as_str(), w);
-        let reserve = !self.config.dry_run;
+        let reserve = !self.config.dry_run && !again;
         match self
             .breaker
             .admit(listed, key.as_deref(), now, record_name, reserve)
@@ -268,6 +290,7 @@ impl<'a> Plan<'a> {
                     ),
                     _ => (OutcomeKind::Deleted, format!("Falco rule {rule:?}")),
                 };
+                let reason = reason + self.grace_note();
                 let related = self.related();
                 let mut finish = self.finish(kind, reason);
                 finish.breaker_record = self.ticket.take().map(|t| BreakerRecord {
@@ -298,6 +321,26 @@ impl<'a> Plan<'a> {
             ),
         };
         Ok(step)
+    }
+
+    /// Whether a record names this pod's removal (a record made since the pod was created):
+    /// shortening the grace of a pod the function removed itself is not a second removal.
+    fn counted_before(&self, listed: &[Deletion]) -> bool {
+        let pod = format!("{}/{}", self.target.namespace, self.target.name);
+        let created = self.decided().created;
+        listed
+            .iter()
+            .any(|d| d.pod.as_deref() == Some(pod.as_str()) && created.is_none_or(|c| d.at >= c))
+    }
+
+    /// Said in the reason when a StatefulSet pod got [`STATEFULSET_MIN_GRACE`] instead of 0.
+    fn grace_note(&self) -> &'static str {
+        if self.decided().grace_raised {
+            " (grace 1s, not 0: a StatefulSet pod is never force-deleted, whatever \
+             ALLOW_FORCE_DELETE says: two pods would hold one identity)"
+        } else {
+            ""
+        }
     }
 
     fn expect(&mut self, due: Due, then: Due) {
@@ -461,7 +504,6 @@ mod tests {
         budget::Budget,
         ident::{ContainerId, Namespace, PodName, PodUid},
         identity::PROTECT_ANNOTATION,
-        workload::Kind,
     };
 
     const UID: &str = "0f9a4c1e-1111-2222-3333-444455556666";
@@ -626,7 +668,8 @@ mod tests {
                 (0u32..4).prop_map(MinAvailable::Count),
                 (0u32..=100).prop_map(MinAvailable::Percent),
             ]),
-            grace in prop::option::of(1u32..120),
+            // 0 (a force delete) as often as any other grace period.
+            grace in prop_oneof![Just(None), Just(Some(0)), (1u32..120).prop_map(Some)],
         ) -> PlanConfig {
             PlanConfig {
                 identity: IdentityConfig { grace_period_seconds: grace },
@@ -657,7 +700,7 @@ mod tests {
             terminating in prop::option::of(0i64..7200),
             kind in prop::sample::select(kinds()),
             replicas in prop::option::of((0u32..5, 0u32..6)),
-            listed in prop::collection::vec((any::<bool>(), 0i64..120), 0..6),
+            listed in prop::collection::vec((any::<bool>(), 0i64..7200, any::<bool>()), 0..6),
             pdb_allows in any::<bool>(),
             removed in 0usize..5,
         ) -> Answers {
@@ -677,10 +720,11 @@ mod tests {
                 listed: listed
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (ours, ago))| Deletion {
+                    .map(|(i, (ours, ago, this_pod))| Deletion {
                         key: format!("record-{i}"),
                         workload: Some(if ours { "prod/Deployment/web" } else { "prod/Job/other" }.into()),
                         at: at(-ago),
+                        pod: Some(if this_pod { "prod/web-0" } else { "prod/web-9" }.into()),
                     })
                     .collect(),
                 dry_eviction: if pdb_allows { Ok(()) } else { Err("web-pdb needs 2".into()) },
@@ -767,7 +811,11 @@ mod tests {
         ) {
             let run = drive(&rules, &breaker, &t, &a);
             let removed = !removals(&run).is_empty();
-            let counted = run.steps.contains(&Step::Count);
+            // A shortened grace of a pod whose removal a record already counts is not counted
+            // again (a record made since the pod, created an hour before NOW, was).
+            let shortened = a.pod.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+            let before = a.listed.iter().any(|d| d.pod.as_deref() == Some("prod/web-0") && d.at >= at(-3600));
+            let counted = run.steps.contains(&Step::Count) && !(shortened && before);
             let made = removed && a.removed == Ok(Removed::Done);
             // Reserved only by a removal that happened; every other path gave it back.
             prop_assert_eq!(breaker.reserved(), usize::from(made && counted));
@@ -798,6 +846,28 @@ mod tests {
             }
             if !matches!(a.removed, Ok(Removed::Done)) {
                 prop_assert!(f.breaker_record.is_none());
+            }
+        }
+
+        #[test]
+        fn every_removal_passes_the_kind_guards_and_the_breaker_but_shortening_not_the_floor(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            let skipped = a.workload.kind == Kind::Mirror
+                || rules.skip_owner_kinds.contains(&a.workload.kind);
+            let terminating = a.pod.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+            for r in removals(&run) {
+                prop_assert!(!skipped, "removed a pod its kind skips: {:?}", run.steps);
+                prop_assert!(run.steps.contains(&Step::Resolve));
+                prop_assert!(!breaker.enabled() || run.steps.contains(&Step::Count), "{:?}", run.steps);
+                // Never a force delete of a StatefulSet pod, new or shortened.
+                if a.workload.kind == Kind::StatefulSet {
+                    prop_assert_ne!(r.grace, Some(0), "{:?}", run.steps);
+                }
+            }
+            if terminating {
+                prop_assert!(!run.steps.iter().any(|s| matches!(s, Step::ReadReplicas(_))), "{:?}", run.steps);
             }
         }
 
@@ -950,6 +1020,7 @@ mod tests {
             key: "r".into(),
             workload: None,
             at: at(-1),
+            pod: None,
         }];
         let run = drive(&rules(), &breaker, &target(None), &a);
         let f = run.finish.unwrap();
@@ -958,6 +1029,98 @@ mod tests {
             f.outcome.unwrap().kind,
             OutcomeKind::BreakerOpen("Deployment")
         );
+    }
+
+    /// `prod/web-0` terminating with an hour of grace left.
+    fn terminating() -> Pod {
+        let mut p = pod(UID, false);
+        p.metadata.deletion_timestamp = Some(Time(at(3600)));
+        p.metadata.deletion_grace_period_seconds = Some(3600);
+        p
+    }
+
+    #[test]
+    fn shortening_a_grace_period_passes_the_kind_guards_and_the_breaker_not_the_floor() {
+        let r = PlanConfig {
+            identity: IdentityConfig {
+                grace_period_seconds: Some(5),
+            },
+            ..rules()
+        };
+        let mut a = answers();
+        a.pod = Some(terminating());
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        let removal = Removal {
+            via: Via::Delete,
+            uid: UID.into(),
+            grace: Some(5),
+        };
+        assert_eq!(
+            run.steps,
+            [
+                Step::GetPod { with_count: true },
+                Step::Resolve,
+                Step::Count,
+                Step::Remove(removal),
+            ]
+        );
+        let f = run.finish.unwrap();
+        assert_eq!(f.outcome.unwrap().kind, OutcomeKind::Terminating);
+        assert!(f.breaker_record.is_some());
+        assert_eq!(breaker.reserved(), 1);
+
+        // A record of this pod's removal since it was created: the same removal, not counted
+        // again.
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        a.listed = vec![Deletion {
+            key: "ours".into(),
+            workload: Some("prod/Deployment/web".into()),
+            at: at(-30),
+            pod: Some("prod/web-0".into()),
+        }];
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        let f = run.finish.unwrap();
+        assert_eq!(f.outcome.unwrap().kind, OutcomeKind::Terminating);
+        assert!(f.breaker_record.is_none());
+        assert_eq!(breaker.reserved(), 0);
+        // A record of an older pod of the same name counts nothing for this one.
+        a.listed[0].at = at(-3700);
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        assert!(run.finish.unwrap().breaker_record.is_some());
+
+        // Listed in SKIP_OWNER_KINDS: skipped, not shortened.
+        let skip = PlanConfig {
+            skip_owner_kinds: "Deployment".parse().unwrap(),
+            ..r.clone()
+        };
+        let run = drive(&skip, &Breaker::new(None, None), &target(Some(UID)), &a);
+        assert!(removals(&run).is_empty());
+        assert_eq!(outcome(&run).unwrap().kind, OutcomeKind::Skipped);
+    }
+
+    #[test]
+    fn a_statefulset_pod_is_never_force_deleted() {
+        let r = PlanConfig {
+            identity: IdentityConfig {
+                grace_period_seconds: Some(0),
+            },
+            min_available: None,
+            ..rules()
+        };
+        for p in [pod(UID, true), terminating()] {
+            let mut a = answers();
+            a.pod = Some(p);
+            a.workload = workload(Kind::StatefulSet);
+            let run = drive(&r, &Breaker::new(None, None), &target(Some(UID)), &a);
+            assert_eq!(removals(&run)[0].grace, Some(STATEFULSET_MIN_GRACE));
+            let reason = outcome(&run).unwrap().reason.clone();
+            assert!(reason.contains("never force-deleted"), "{reason}");
+            // Any other kind gets the force delete ALLOW_FORCE_DELETE allowed.
+            a.workload = workload(Kind::Deployment);
+            let run = drive(&r, &Breaker::new(None, None), &target(Some(UID)), &a);
+            assert_eq!(removals(&run)[0].grace, Some(0));
+        }
     }
 
     #[test]

@@ -634,3 +634,136 @@ async fn controllers_make_real_owner_chains_and_replica_counts() {
         None
     );
 }
+
+/// Binds pod `name` to `node-1` (`pods/binding`, as the scheduler does): without a kubelet, a
+/// DELETE of a pod on a node leaves it terminating with the grace period it was given, so the
+/// test can read that grace back (a pod on no node is removed at once, whatever the grace).
+async fn bind(scene: &Scene, name: &str) {
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding", "metadata": { "name": name },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": "node-1" }
+    });
+    scene
+        .pods()
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("binding {name}: {e}"));
+}
+
+/// StatefulSet `name` (label `app: name`) with one pod, made ready on `node-1`.
+async fn stateful_pod(scene: &Scene, name: &str) -> k8s_openapi::api::core::v1::Pod {
+    let s: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 1, "serviceName": name,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "main", "image": "alpine" }] }
+            }
+        }
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(scene.admin.clone(), &scene.ns)
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    let pod = format!("{name}-0");
+    support::wait_for(&format!("pod {pod}"), WAIT, || async {
+        scene.get_pod(&pod).await.map(|_| ())
+    })
+    .await;
+    bind(scene, &pod).await;
+    support::mark_pod_ready(&scene.admin, &scene.ns, &pod, &new_cid()).await
+}
+
+/// The grace period the API holds for a terminating pod.
+async fn grace_of(scene: &Scene, name: &str) -> Option<i64> {
+    let p = scene.get_pod(name).await.expect("still terminating");
+    assert!(
+        p.metadata.deletion_timestamp.is_some(),
+        "{name} is not terminating"
+    );
+    p.metadata.deletion_grace_period_seconds
+}
+
+#[tokio::test]
+async fn a_statefulset_pod_is_never_force_deleted_new_or_terminating() {
+    let scene = Scene::with_controllers("sts").await;
+    let force = [
+        ("GRACE_PERIOD_SECONDS", "0"),
+        ("ALLOW_FORCE_DELETE", "true"),
+    ];
+    let responder = scene.responder(&force).await;
+
+    // A new deletion: 1 s, not 0.
+    let db = stateful_pod(&scene, "db").await;
+    let (_, v) = responder.shell_in(&scene.ns, &db).await;
+    assert_eq!(v["outcome"], "deleted", "{v}\n{}", responder.logs());
+    assert_eq!(v["pod"]["workload"], "StatefulSet/db", "{v}");
+    assert!(said(&v, "reason").contains("never force-deleted"), "{v}");
+    assert_eq!(grace_of(&scene, "db-0").await, Some(1));
+
+    // Shortening the grace of one already terminating: 1 s too.
+    let kv = stateful_pod(&scene, "kv").await;
+    scene
+        .pods()
+        .delete(
+            "kv-0",
+            &kube::api::DeleteParams::default().grace_period(3600),
+        )
+        .await
+        .unwrap();
+    let (_, v) = responder.shell_in(&scene.ns, &kv).await;
+    assert_eq!(v["outcome"], "terminating", "{v}\n{}", responder.logs());
+    assert!(said(&v, "reason").contains("never force-deleted"), "{v}");
+    assert_eq!(grace_of(&scene, "kv-0").await, Some(1));
+
+    // Any other pod gets the force delete ALLOW_FORCE_DELETE asked for.
+    let loner = scene.pod("loner", &new_cid()).await;
+    let (_, v) = responder.shell_in(&scene.ns, &loner).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    assert!(
+        scene.get_pod("loner").await.is_none(),
+        "force-deleted at once"
+    );
+}
+
+#[tokio::test]
+async fn shortening_a_grace_period_passes_the_kind_guards() {
+    let scene = Scene::with_controllers("shorten").await;
+    scene.deployment("web", 1).await;
+    let pod = scene.ready_pods("web", 1, 1).await.remove(0);
+    let name = pod.metadata.name.clone().unwrap();
+    bind(&scene, &name).await;
+    scene
+        .pods()
+        .delete(
+            &name,
+            &kube::api::DeleteParams::default().grace_period(3600),
+        )
+        .await
+        .unwrap();
+    let env = [("GRACE_PERIOD_SECONDS", "5")];
+    let skipping = scene
+        .responder(&[&env[..], &[("SKIP_OWNER_KINDS", "Deployment")]].concat())
+        .await;
+    let (_, v) = skipping.shell_in(&scene.ns, &pod).await;
+    assert_eq!(v["outcome"], "skipped", "{v}\n{}", skipping.logs());
+    assert!(said(&v, "reason").contains("SKIP_OWNER_KINDS"), "{v}");
+    assert_eq!(grace_of(&scene, &name).await, Some(3600), "not shortened");
+
+    // Not listed: shortened, and the floor does not hold it (a terminating pod is already out
+    // of readyReplicas), though MIN_AVAILABLE=1 on a 1-replica Deployment holds any new one.
+    let shortening = scene
+        .responder(&[&env[..], &[("MIN_AVAILABLE", "1")]].concat())
+        .await;
+    let (_, v) = shortening.shell_in(&scene.ns, &pod).await;
+    assert_eq!(v["outcome"], "terminating", "{v}\n{}", shortening.logs());
+    assert_eq!(grace_of(&scene, &name).await, Some(5));
+}
