@@ -38,6 +38,7 @@ pub const ENV_VARS: &[&str] = &[
     "SHUTDOWN_DELAY_SECONDS",
     "BODY_MEMORY_BYTES",
     "ALLOW_FORCE_DELETE",
+    "TRUST_PROTECT_ANNOTATION",
     "RUST_LOG",
     "BODY",
     // Workload-aware guards (domain::guards, domain::budget, cluster::evict).
@@ -95,6 +96,7 @@ struct Raw {
     shutdown_delay_seconds: Option<u64>,
     body_memory_bytes: Option<usize>,
     allow_force_delete: Option<String>,
+    trust_protect_annotation: Option<String>,
     skip_owner_kinds: Option<String>,
     min_available: Option<String>,
     use_eviction: Option<String>,
@@ -116,6 +118,9 @@ pub struct Config {
     pub policy: Policy,
     pub dry_run: bool,
     pub grace_period_seconds: Option<u32>,
+    /// TRUST_PROTECT_ANNOTATION: honour the pod annotation `falco-responder/protect`, which
+    /// whoever creates the pod sets (an attacker's pod too). Off by default.
+    pub trust_protect_annotation: bool,
     /// The expected bearer token: AUTH_TOKEN, or the content of AUTH_TOKEN_FILE once `load_files` ran.
     pub auth_token: Option<String>,
     pub auth_token_file: Option<PathBuf>,
@@ -382,6 +387,10 @@ impl Config {
             },
             dry_run,
             grace_period_seconds,
+            trust_protect_annotation: bool_var(
+                "TRUST_PROTECT_ANNOTATION",
+                raw.trust_protect_annotation,
+            )?,
             auth_token,
             auth_token_file: raw.auth_token_file,
             max_body_bytes,
@@ -564,6 +573,7 @@ mod tests {
             .collect();
         assert_eq!(protected, ["kube-system", "kube-public", "kube-node-lease"]);
         assert!(!c.dry_run);
+        assert!(!c.trust_protect_annotation);
         assert_eq!(c.grace_period_seconds, None);
         assert_eq!(c.auth_token, None);
         assert_eq!(c.max_body_bytes, 1_048_576);
@@ -684,6 +694,7 @@ mod tests {
             ("PORT", "0"),
             ("PORT", "65536"),
             ("ALLOW_FORCE_DELETE", "perhaps"),
+            ("TRUST_PROTECT_ANNOTATION", "perhaps"),
             ("NAMESPACES", "prod,Kube-System"),
             ("PROTECTED_NAMESPACES", "kube-system,vault/x"),
             ("POD_NAMESPACE", "Bad Name"),

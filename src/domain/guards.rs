@@ -7,6 +7,10 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::domain::workload::{Kind, Replicas, Workload};
 
+/// A Namespace labelled `falco-responder/protect=true`: its pods are never removed. Namespace
+/// labels are set by whoever may update namespaces (cluster admins), never by a pod's author.
+pub const NAMESPACE_PROTECT_LABEL: &str = "falco-responder/protect";
+
 /// SKIP_OWNER_KINDS: pods of these workload kinds are skipped. Built-in kinds by name (any
 /// case), others qualified by their API group (`Rollout.argoproj.io`): an owner matches by
 /// kind and group, so an ownerReference with a made-up apiVersion earns no skip.

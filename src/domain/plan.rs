@@ -14,7 +14,7 @@ use k8s_openapi::{
 use crate::domain::{
     budget::{self, Breaker, Deletion, Ticket},
     falco::{FalcoEvent, Target},
-    guards::{self, MinAvailable, Ruling, SkipOwnerKinds},
+    guards::{self, MinAvailable, NAMESPACE_PROTECT_LABEL, Ruling, SkipOwnerKinds},
     identity::{IdentityConfig, Verdict, pod_container_ids, verdict},
     outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
     step::{Audit, BreakerRecord, Finish, Recorded, Removal, Removed, Step, Undecided, Via},
@@ -38,6 +38,7 @@ pub struct PlanConfig {
 enum Due {
     Start,
     Pod,
+    Namespace,
     Workload,
     Replicas,
     Count,
@@ -155,7 +156,24 @@ impl<'a> Plan<'a> {
             created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
             grace_raised: false,
         });
-        // The workload-aware guards, for a new deletion and a shortened grace period alike.
+        // The protections pod authors cannot forge, then the workload-aware guards, for a
+        // new deletion and a shortened grace period alike.
+        self.due = Due::Namespace;
+        Step::ReadNamespace
+    }
+
+    /// Whether the pod's namespace carries the protection label.
+    pub fn namespace(&mut self, protected: bool) -> Step {
+        self.expect(Due::Namespace, Due::Nothing);
+        if protected {
+            return self.done(
+                OutcomeKind::Skipped,
+                format!(
+                    "namespace {} is labelled {NAMESPACE_PROTECT_LABEL}=true",
+                    self.target.namespace
+                ),
+            );
+        }
         self.due = Due::Workload;
         Step::Resolve
     }
@@ -583,6 +601,7 @@ mod tests {
         listed: Vec<Deletion>,
         dry_eviction: Result<(), String>,
         removed: Result<Removed, &'static str>,
+        ns_protected: bool,
     }
 
     /// One event's run: the steps asked for, in order, and the end (`None`: the removal
@@ -603,6 +622,7 @@ mod tests {
             steps.push(step.clone());
             step = match step {
                 Step::GetPod { .. } => plan.pod(answers.pod.as_ref(), ts(NOW)),
+                Step::ReadNamespace => plan.namespace(answers.ns_protected),
                 Step::Resolve => plan.workload(answers.workload.clone()),
                 Step::ReadReplicas(_) => plan.replicas(answers.replicas),
                 Step::Count => plan.counted(&answers.listed, ts(NOW), RECORD),
@@ -638,12 +658,13 @@ mod tests {
     fn rank(s: &Step) -> usize {
         match s {
             Step::GetPod { .. } => 0,
-            Step::Resolve => 1,
-            Step::ReadReplicas(_) => 2,
-            Step::Count => 3,
-            Step::EvictDryRun(_) => 4,
-            Step::Remove(_) => 5,
-            Step::Finish(_) => 6,
+            Step::ReadNamespace => 1,
+            Step::Resolve => 2,
+            Step::ReadReplicas(_) => 3,
+            Step::Count => 4,
+            Step::EvictDryRun(_) => 5,
+            Step::Remove(_) => 6,
+            Step::Finish(_) => 7,
         }
     }
 
@@ -672,7 +693,7 @@ mod tests {
             grace in prop_oneof![Just(None), Just(Some(0)), (1u32..120).prop_map(Some)],
         ) -> PlanConfig {
             PlanConfig {
-                identity: IdentityConfig { grace_period_seconds: grace },
+                identity: IdentityConfig { grace_period_seconds: grace, trust_protect_annotation: true },
                 dry_run,
                 skip_owner_kinds: SkipOwnerKinds(skip),
                 min_available: min,
@@ -703,6 +724,7 @@ mod tests {
             listed in prop::collection::vec((any::<bool>(), 0i64..7200, any::<bool>()), 0..6),
             pdb_allows in any::<bool>(),
             removed in 0usize..5,
+            ns_protected in prop::bool::weighted(0.1),
         ) -> Answers {
             let mut p = pod(uid, ready);
             if protected {
@@ -735,6 +757,7 @@ mod tests {
                     3 => Ok(Removed::Budget("web-pdb needs 2".into())),
                     _ => Err("timeout"),
                 },
+                ns_protected,
             }
         }
     }
@@ -757,6 +780,8 @@ mod tests {
                 }
                 let protected = live.metadata.annotations.is_some();
                 prop_assert!(!protected, "removed a protected pod");
+                prop_assert!(!a.ns_protected, "removed a pod of a protected namespace");
+                prop_assert!(run.steps.contains(&Step::ReadNamespace));
             }
         }
 
@@ -783,20 +808,20 @@ mod tests {
             let twin = Breaker::new(breaker.per_workload, breaker.overall);
             let run = drive(&rules, &breaker, &t, &a);
             let asked = |rank_of: usize| run.steps.iter().any(|s| rank(s) == rank_of);
-            if asked(2) {
+            if asked(3) {
                 let min = rules.min_available.unwrap();
                 let ready = guards::pod_is_ready(a.pod.as_ref().unwrap());
                 if !matches!(guards::floor(&a.workload, min, a.replicas, ready), Ruling::Pass) {
-                    prop_assert!(removals(&run).is_empty() && !asked(3), "{:?}", run.steps);
+                    prop_assert!(removals(&run).is_empty() && !asked(4), "{:?}", run.steps);
                 }
             }
-            if asked(3) {
+            if asked(4) {
                 let key = budget::workload_key("prod", &a.workload);
                 if twin.admit(&a.listed, key.as_deref(), ts(NOW), "x", false).is_err() {
                     prop_assert!(removals(&run).is_empty(), "{:?}", run.steps);
                 }
             }
-            if asked(4) && a.dry_eviction.is_err() {
+            if asked(5) && a.dry_eviction.is_err() {
                 prop_assert!(removals(&run).is_empty());
             }
             let refused = |k| matches!(k, OutcomeKind::BreakerOpen(_) | OutcomeKind::Held(HeldBy::Floor | HeldBy::FloorNever));
@@ -930,6 +955,7 @@ mod tests {
             listed: Vec::new(),
             dry_eviction: Ok(()),
             removed: Ok(Removed::Done),
+            ns_protected: false,
         }
     }
 
@@ -946,6 +972,7 @@ mod tests {
             run.steps,
             [
                 Step::GetPod { with_count: true },
+                Step::ReadNamespace,
                 Step::Resolve,
                 Step::ReadReplicas(workload(Kind::Deployment)),
                 Step::Count,
@@ -1044,6 +1071,7 @@ mod tests {
         let r = PlanConfig {
             identity: IdentityConfig {
                 grace_period_seconds: Some(5),
+                ..IdentityConfig::default()
             },
             ..rules()
         };
@@ -1060,6 +1088,7 @@ mod tests {
             run.steps,
             [
                 Step::GetPod { with_count: true },
+                Step::ReadNamespace,
                 Step::Resolve,
                 Step::Count,
                 Step::Remove(removal),
@@ -1104,6 +1133,7 @@ mod tests {
         let r = PlanConfig {
             identity: IdentityConfig {
                 grace_period_seconds: Some(0),
+                ..IdentityConfig::default()
             },
             min_available: None,
             ..rules()

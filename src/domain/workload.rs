@@ -161,25 +161,45 @@ pub enum Owner {
     Controller(OwnerReference),
 }
 
-pub fn is_mirror(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
-}
-
-/// The controller reference (controller: true). Mirror pods are recognised first: since 1.17 the
-/// kubelet gives them an owner reference to their Node, which is not a workload.
-pub fn owner_of(pod: &Pod) -> Owner {
-    if is_mirror(pod) {
-        return Owner::Mirror;
-    }
+/// The pod's controller reference (controller: true), if any.
+fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
     pod.metadata
         .owner_references
         .iter()
         .flatten()
         .find(|o| o.controller == Some(true))
-        .map_or(Owner::Standalone, |o| Owner::Controller(o.clone()))
+}
+
+/// A static pod's API copy, as the kubelet makes it: the annotation `kubernetes.io/config.mirror`
+/// and (since 1.17) a controller reference to its Node (`kind: Node, apiVersion: v1`), the node
+/// it runs on. The annotation alone is the pod author's word: any pod may carry it.
+pub fn is_mirror(pod: &Pod) -> bool {
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION));
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    annotated
+        && controller_of(pod).is_some_and(|o| {
+            o.kind == "Node" && o.api_version == "v1" && node.is_none_or(|n| n == o.name)
+        })
+}
+
+/// The controller reference (controller: true). Mirror pods are recognised first: their Node
+/// owner is not a workload.
+pub fn owner_of(pod: &Pod) -> Owner {
+    if is_mirror(pod) {
+        return Owner::Mirror;
+    }
+    controller_of(pod).map_or(Owner::Standalone, |o| Owner::Controller(o.clone()))
+}
+
+/// The pod as its own workload: no controller, or one it only claims (a made-up or vanished
+/// owner). Deleted, it is not recreated.
+pub fn standalone(pod: &Pod) -> Workload {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    Workload::new(Kind::Standalone, pod_name, "")
 }
 
 /// The workload from the pod alone, without following ReplicaSets and Jobs up.
@@ -187,7 +207,7 @@ pub fn direct_workload(pod: &Pod) -> Workload {
     let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
     match owner_of(pod) {
         Owner::Mirror => Workload::new(Kind::Mirror, pod_name, ""),
-        Owner::Standalone => Workload::new(Kind::Standalone, pod_name, ""),
+        Owner::Standalone => standalone(pod),
         Owner::Controller(o) => Workload::new(
             Kind::of_owner(&o.kind, &o.api_version),
             &o.name,
@@ -255,6 +275,32 @@ mod tests {
         );
         assert_eq!(owner_of(&p), Owner::Mirror);
         assert_eq!(direct_workload(&p).to_string(), "MirrorPod/etcd-node1");
+    }
+
+    #[test]
+    fn the_mirror_annotation_alone_makes_no_mirror_pod() {
+        let with = |refs: serde_json::Value, node: &str| {
+            pod(json!({"metadata": {"name": "etcd-node1", "namespace": "ns",
+                "annotations": {MIRROR_ANNOTATION: "abc"}, "ownerReferences": refs},
+                "spec": {"nodeName": node, "containers": []}}))
+        };
+        let node = |api: &str, kind: &str, controller: bool| json!([{"apiVersion": api, "kind": kind, "name": "node1", "uid": "n", "controller": controller}]);
+        assert_eq!(
+            owner_of(&with(node("v1", "Node", true), "node1")),
+            Owner::Mirror
+        );
+        for (refs, on) in [
+            (json!([]), "node1"),
+            (node("v1", "Node", false), "node1"),
+            (node("fake/v1", "Node", true), "node1"),
+            (node("v1", "ConfigMap", true), "node1"),
+            // The kubelet's own node, not another one.
+            (node("v1", "Node", true), "node2"),
+        ] {
+            let p = with(refs.clone(), on);
+            assert_ne!(owner_of(&p), Owner::Mirror, "{refs} on {on}");
+            assert_ne!(direct_workload(&p).kind, Kind::Mirror, "{refs} on {on}");
+        }
     }
 
     #[test]
