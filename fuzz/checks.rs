@@ -79,6 +79,9 @@ pub fn config(selector: u8) -> Config {
     if selector & 16 != 0 {
         set("POD_NAME", "falco-responder-0");
     }
+    if selector & 64 != 0 {
+        set("TRUST_PROTECT_ANNOTATION", "true");
+    }
     if selector & 128 != 0 {
         set(
             "GRACE_PERIOD_SECONDS",
@@ -199,7 +202,10 @@ pub fn verdict_one(data: &[u8]) {
         Verdict::Delete { uid, grace } => {
             assert!(names_match && bit(2));
             assert_eq!(uid, live_uid.to_ascii_lowercase());
-            assert!(!bit(4), "deleted a protected pod");
+            assert!(
+                !(bit(4) && cfg.trust_protect_annotation),
+                "deleted a protected pod"
+            );
             assert!(!bit(5), "a plain DELETE for a terminating pod");
             assert_eq!(grace, cfg.grace_period_seconds);
             if let Some(u) = &target.uid {
@@ -207,7 +213,8 @@ pub fn verdict_one(data: &[u8]) {
             }
         }
         Verdict::Shorten { uid, grace, .. } => {
-            assert!(names_match && bit(2) && bit(5) && !bit(4));
+            assert!(names_match && bit(2) && bit(5));
+            assert!(!(bit(4) && cfg.trust_protect_annotation));
             assert_eq!(uid, live_uid.to_ascii_lowercase());
             assert_eq!(Some(grace), cfg.grace_period_seconds);
         }

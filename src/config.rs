@@ -21,6 +21,7 @@ pub const ENV_VARS: &[&str] = &[
     "MIN_PRIORITY",
     "NAMESPACES",
     "PROTECTED_NAMESPACES",
+    "UNPROTECT_BUILTIN_NAMESPACES",
     "DRY_RUN",
     "GRACE_PERIOD_SECONDS",
     "AUTH_TOKEN",
@@ -37,6 +38,7 @@ pub const ENV_VARS: &[&str] = &[
     "SHUTDOWN_DELAY_SECONDS",
     "BODY_MEMORY_BYTES",
     "ALLOW_FORCE_DELETE",
+    "TRUST_PROTECT_ANNOTATION",
     "RUST_LOG",
     "BODY",
     // Workload-aware guards (domain::guards, domain::budget, cluster::evict).
@@ -77,6 +79,7 @@ struct Raw {
     min_priority: Option<String>,
     namespaces: Option<String>,
     protected_namespaces: Option<String>,
+    unprotect_builtin_namespaces: Option<String>,
     dry_run: Option<String>,
     grace_period_seconds: Option<u32>,
     auth_token: Option<String>,
@@ -93,6 +96,7 @@ struct Raw {
     shutdown_delay_seconds: Option<u64>,
     body_memory_bytes: Option<usize>,
     allow_force_delete: Option<String>,
+    trust_protect_annotation: Option<String>,
     skip_owner_kinds: Option<String>,
     min_available: Option<String>,
     use_eviction: Option<String>,
@@ -114,6 +118,9 @@ pub struct Config {
     pub policy: Policy,
     pub dry_run: bool,
     pub grace_period_seconds: Option<u32>,
+    /// TRUST_PROTECT_ANNOTATION: honour the pod annotation `falco-responder/protect`, which
+    /// whoever creates the pod sets (an attacker's pod too). Off by default.
+    pub trust_protect_annotation: bool,
     /// The expected bearer token: AUTH_TOKEN, or the content of AUTH_TOKEN_FILE once `load_files` ran.
     pub auth_token: Option<String>,
     pub auth_token_file: Option<PathBuf>,
@@ -204,13 +211,25 @@ pub const MAX_BODY_RANGE: (u64, u64) = (1024, 16 * 1024 * 1024);
 pub const GRACE_PERIOD_RANGE: (u64, u64) = (0, 86_400);
 
 pub const DEFAULT_RULES: &str = "Terminal shell in container";
-pub const DEFAULT_PROTECTED: &str = "kube-system,kube-public,kube-node-lease";
+/// Always protected: PROTECTED_NAMESPACES adds to these, only UNPROTECT_BUILTIN_NAMESPACES
+/// removes one (a list that replaced them would un-protect kube-system by naming `vault`).
+pub const BUILTIN_PROTECTED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
-fn list(s: &str) -> Vec<String> {
+/// A comma list, trimmed. An empty element (`a,,b`, `,`) is a typo whose meaning nobody can
+/// tell (`NAMESPACES=,` would be read as "every namespace"): it stops the start.
+pub fn list(var: &'static str, s: &str) -> Result<Vec<String>, ConfigError> {
     s.split(',')
         .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
+        .map(|item| {
+            if item.is_empty() {
+                return Err(ConfigError::Value {
+                    var,
+                    value: s.to_string(),
+                    why: "an empty element in the comma list (a stray comma?)".into(),
+                });
+            }
+            Ok(item.to_string())
+        })
         .collect()
 }
 
@@ -229,9 +248,11 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let vars = vars
-            .into_iter()
-            .filter(|(k, v)| ENV_VARS.contains(&k.as_str()) && !v.trim().is_empty());
+        // AUTH_TOKEN is the exception: set but empty it would silently turn authentication
+        // off (an empty AUTH_TOKEN_FILE is refused too).
+        let vars = vars.into_iter().filter(|(k, v)| {
+            ENV_VARS.contains(&k.as_str()) && (!v.trim().is_empty() || k == "AUTH_TOKEN")
+        });
         let raw: Raw = envy::from_iter(vars).map_err(|e| {
             // envy names the variable in lower case; say it as the user wrote it.
             let mut msg = e.to_string();
@@ -248,7 +269,7 @@ impl Config {
         let rules = match raw.rules.as_deref().map(str::trim) {
             Some("*") => Rules::Any,
             Some(s) => {
-                let names = list(s);
+                let names = list("RULES", s)?;
                 if names.iter().any(|n| n == "*") {
                     Rules::Any
                 } else {
@@ -318,12 +339,22 @@ impl Config {
             .map(|s| namespace_list("NAMESPACES", s))
             .transpose()?
             .filter(|l| !l.is_empty());
-        let protected_namespaces = namespace_list(
-            "PROTECTED_NAMESPACES",
-            raw.protected_namespaces
-                .as_deref()
-                .unwrap_or(DEFAULT_PROTECTED),
+        let protected_namespaces = protected_namespaces(
+            raw.protected_namespaces.as_deref(),
+            raw.unprotect_builtin_namespaces.as_deref(),
         )?;
+        let auth_token = match raw.auth_token {
+            Some(t) if t.trim().is_empty() => {
+                return Err(ConfigError::Value {
+                    var: "AUTH_TOKEN",
+                    value: t,
+                    why: "set but empty: that would turn authentication off; unset AUTH_TOKEN \
+                          to run without a token"
+                        .into(),
+                });
+            }
+            t => t.map(|t| t.trim().to_string()),
+        };
         let own_namespace = non_empty(raw.pod_namespace)
             .map(|ns| {
                 Namespace::parse("POD_NAMESPACE", &ns).map_err(|e| ConfigError::Value {
@@ -356,7 +387,11 @@ impl Config {
             },
             dry_run,
             grace_period_seconds,
-            auth_token: non_empty(raw.auth_token),
+            trust_protect_annotation: bool_var(
+                "TRUST_PROTECT_ANNOTATION",
+                raw.trust_protect_annotation,
+            )?,
+            auth_token,
             auth_token_file: raw.auth_token_file,
             max_body_bytes,
             api_timeout: Duration::from_secs(api_timeout_seconds),
@@ -398,7 +433,30 @@ impl Config {
                 .ok()
                 .and_then(|s| Namespace::parse("namespace file", s.trim()).ok());
         }
+        self.check_own_namespace(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())?;
         Ok(self)
+    }
+
+    /// In a cluster the breaker's records must go to the function's own namespace: falling
+    /// back to `default` would write them where others may forge them, or nowhere. Outside a
+    /// cluster `default` stays the fallback (a kubeconfig user, a test).
+    fn check_own_namespace(&self, in_cluster: bool) -> Result<(), ConfigError> {
+        let breaker_on =
+            self.guards.max_deletions.is_some() || self.guards.max_deletions_per_workload.is_some();
+        if in_cluster && breaker_on && self.policy.own_namespace.is_none() {
+            return Err(ConfigError::Value {
+                var: "POD_NAMESPACE",
+                value: String::new(),
+                why: format!(
+                    "running in a cluster (KUBERNETES_SERVICE_HOST is set) with the deletion \
+                     breaker on, but the function's own namespace is unknown (POD_NAMESPACE \
+                     unset, no {SA_NAMESPACE_FILE}): set POD_NAMESPACE (downward API \
+                     metadata.namespace), or turn the breaker off (MAX_DELETIONS=off and \
+                     MAX_DELETIONS_PER_WORKLOAD=off)"
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -417,7 +475,7 @@ fn in_range(var: &'static str, value: u64, (min, max): (u64, u64)) -> Result<u64
 /// A comma list of namespaces, each a valid name: a typo such as `Kube-System` would otherwise
 /// silently protect nothing.
 fn namespace_list(var: &'static str, s: &str) -> Result<Vec<Namespace>, ConfigError> {
-    list(s)
+    list(var, s)?
         .into_iter()
         .map(|ns| {
             Namespace::parse(var, &ns).map_err(|e| ConfigError::Value {
@@ -427,6 +485,46 @@ fn namespace_list(var: &'static str, s: &str) -> Result<Vec<Namespace>, ConfigEr
             })
         })
         .collect()
+}
+
+/// The built-in protected namespaces, less UNPROTECT_BUILTIN_NAMESPACES (each must be one of
+/// them), plus PROTECTED_NAMESPACES.
+fn protected_namespaces(
+    added: Option<&str>,
+    removed: Option<&str>,
+) -> Result<Vec<Namespace>, ConfigError> {
+    let var = "UNPROTECT_BUILTIN_NAMESPACES";
+    let removed = removed.map(|r| namespace_list(var, r)).transpose()?;
+    let removed = removed.unwrap_or_default();
+    if let Some(ns) = removed
+        .iter()
+        .find(|ns| !BUILTIN_PROTECTED.contains(&ns.as_str()))
+    {
+        return Err(ConfigError::Value {
+            var,
+            value: ns.to_string(),
+            why: format!(
+                "not a built-in protected namespace (one of {}); PROTECTED_NAMESPACES only adds",
+                BUILTIN_PROTECTED.join(", ")
+            ),
+        });
+    }
+    let mut all: Vec<Namespace> = BUILTIN_PROTECTED
+        .iter()
+        .map(|ns| Namespace::parse(var, ns).expect("a valid name"))
+        .filter(|ns| !removed.contains(ns))
+        .collect();
+    for ns in added
+        .map(|a| namespace_list("PROTECTED_NAMESPACES", a))
+        .transpose()?
+        .into_iter()
+        .flatten()
+    {
+        if !all.contains(&ns) {
+            all.push(ns);
+        }
+    }
+    Ok(all)
 }
 
 /// A boolean variable; unset is false.
@@ -475,6 +573,7 @@ mod tests {
             .collect();
         assert_eq!(protected, ["kube-system", "kube-public", "kube-node-lease"]);
         assert!(!c.dry_run);
+        assert!(!c.trust_protect_annotation);
         assert_eq!(c.grace_period_seconds, None);
         assert_eq!(c.auth_token, None);
         assert_eq!(c.max_body_bytes, 1_048_576);
@@ -595,6 +694,7 @@ mod tests {
             ("PORT", "0"),
             ("PORT", "65536"),
             ("ALLOW_FORCE_DELETE", "perhaps"),
+            ("TRUST_PROTECT_ANNOTATION", "perhaps"),
             ("NAMESPACES", "prod,Kube-System"),
             ("PROTECTED_NAMESPACES", "kube-system,vault/x"),
             ("POD_NAMESPACE", "Bad Name"),
@@ -621,6 +721,100 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.grace_period_seconds, Some(0));
+    }
+
+    fn protected(c: &Config) -> Vec<&str> {
+        c.policy
+            .protected_namespaces
+            .iter()
+            .map(|n| n.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn the_built_in_protected_namespaces_stay_unless_unprotected_by_name() {
+        let c = cfg(&[("PROTECTED_NAMESPACES", "vault, kube-system")]).unwrap();
+        assert_eq!(
+            protected(&c),
+            ["kube-system", "kube-public", "kube-node-lease", "vault"]
+        );
+        let c = cfg(&[
+            ("UNPROTECT_BUILTIN_NAMESPACES", "kube-public"),
+            ("PROTECTED_NAMESPACES", "vault"),
+        ])
+        .unwrap();
+        assert_eq!(protected(&c), ["kube-system", "kube-node-lease", "vault"]);
+        for bad in ["vault", "kube-public,,kube-system", "Kube-Public"] {
+            let err = cfg(&[("UNPROTECT_BUILTIN_NAMESPACES", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("UNPROTECT_BUILTIN_NAMESPACES"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_element_in_any_list_stops_the_start_naming_the_variable() {
+        for (var, value) in [
+            ("PROTECTED_NAMESPACES", ","),
+            ("PROTECTED_NAMESPACES", "vault,"),
+            ("NAMESPACES", ","),
+            ("NAMESPACES", "prod,,staging"),
+            ("RULES", "a,,b"),
+            ("RULES", "*,"),
+            ("SKIP_OWNER_KINDS", "Job,"),
+            ("UNPROTECT_BUILTIN_NAMESPACES", ","),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(
+                err.contains(var) && err.contains("empty element"),
+                "{var}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_owner_kind_must_be_a_built_in_one() {
+        let err = cfg(&[("SKIP_OWNER_KINDS", "Deployments")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SKIP_OWNER_KINDS") && err.contains("Rollout.argoproj.io"),
+            "{err}"
+        );
+        let c = cfg(&[("SKIP_OWNER_KINDS", "statefulset,Rollout.argoproj.io")]).unwrap();
+        assert_eq!(c.guards.skip_owner_kinds.0.len(), 2);
+    }
+
+    #[test]
+    fn an_auth_token_set_but_empty_stops_the_start() {
+        for value in ["", "  "] {
+            let err = cfg(&[("AUTH_TOKEN", value)]).unwrap_err().to_string();
+            assert!(err.contains("AUTH_TOKEN") && err.contains("empty"), "{err}");
+        }
+        assert_eq!(cfg(&[]).unwrap().auth_token, None);
+        let c = cfg(&[("AUTH_TOKEN", " s3cret ")]).unwrap();
+        assert_eq!(c.auth_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn in_a_cluster_the_breaker_needs_the_functions_own_namespace() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.policy.own_namespace, None);
+        let err = c.check_own_namespace(true).unwrap_err().to_string();
+        assert!(err.contains("POD_NAMESPACE"), "{err}");
+        // Outside a cluster `default` stays the fallback.
+        assert!(c.check_own_namespace(false).is_ok());
+        // Known, or the breaker off: nothing to refuse.
+        let known = cfg(&[("POD_NAMESPACE", "falco")]).unwrap();
+        assert!(known.check_own_namespace(true).is_ok());
+        let off = cfg(&[
+            ("MAX_DELETIONS", "off"),
+            ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+        ])
+        .unwrap();
+        assert!(off.check_own_namespace(true).is_ok());
+        let one = cfg(&[("MAX_DELETIONS", "off")]).unwrap();
+        assert!(one.check_own_namespace(true).is_err());
     }
 
     #[test]

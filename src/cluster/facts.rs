@@ -7,7 +7,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::Pod;
@@ -22,7 +22,7 @@ use crate::{
     },
     domain::{
         budget::{Breaker, Deletion},
-        guards::GuardConfig,
+        guards::{GuardConfig, NAMESPACE_PROTECT_LABEL},
         step::Removal,
         workload::{self, Replicas, Workload},
     },
@@ -31,17 +31,25 @@ use crate::{
 /// Retry-After of a `held` answer: replicas take seconds to tens of seconds to become ready.
 pub const HELD_RETRY_AFTER_SECONDS: u64 = 30;
 
-/// Resolved ReplicaSet/Job owners by uid: a delete loop hits the same owner again and again,
-/// and an owner's own controller does not change. Bounded; cleared when full.
+/// Resolved owners by the whole claim (namespace, apiVersion, kind, name, uid): a delete loop
+/// hits the same owner again and again, and an owner's own controller does not change. Keyed
+/// by the whole claim, not the uid alone, so a pod claiming a real owner's uid under another
+/// name or namespace is proven on its own. Bounded; cleared when full.
 const OWNER_CACHE_MAX: usize = 4096;
 
-/// The guards' per-process state: the breaker's ledger and shared count, and the owner cache.
+/// How long a namespace's protection label is remembered: a storm in one namespace costs one
+/// GET per window; labelling a namespace takes effect within it.
+pub const NAMESPACE_CACHE_TTL: Duration = Duration::from_secs(5);
+const NAMESPACE_CACHE_MAX: usize = 1024;
+
+/// The guards' per-process state: the breaker's ledger and shared count, and the caches.
 #[derive(Debug)]
 pub struct Guards {
     pub breaker: Breaker,
     /// The breaker's shared count: records in the function's own namespace.
     pub records: Arc<BreakerRecords>,
     owners: Mutex<HashMap<String, Workload>>,
+    namespaces: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 impl Guards {
@@ -50,7 +58,48 @@ impl Guards {
             records: Arc::new(records),
             breaker: Breaker::new(c.max_deletions_per_workload, c.max_deletions),
             owners: Mutex::new(HashMap::new()),
+            namespaces: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the pod's namespace is labelled protected (remembered [`NAMESPACE_CACHE_TTL`]).
+    /// An error is an error: the event is answered "retry", never as unprotected.
+    pub async fn namespace_protected(
+        &self,
+        client: &Client,
+        ns: &str,
+        deadline: Deadline,
+    ) -> Result<bool, ApiError> {
+        let now = Instant::now();
+        let cached = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ns)
+            .filter(|(_, at)| now.duration_since(*at) < NAMESPACE_CACHE_TTL)
+            .map(|(p, _)| *p);
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        let protected = deadline
+            .within(
+                "get the namespace",
+                workloads::namespace_protected(client, ns),
+            )
+            .await?
+            .map_err(|e| {
+                Call::guard(
+                    format!("get namespace {ns} (its {NAMESPACE_PROTECT_LABEL} label)"),
+                    "get on namespaces",
+                )
+                .failed(e)
+            })?;
+        let mut cache = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= NAMESPACE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(ns.to_string(), (protected, now));
+        Ok(protected)
     }
 
     /// The breaker's count, to run concurrently with the pod's GET: it does not depend on the
@@ -97,17 +146,20 @@ impl Guards {
                 let (ns, name) = names(pod);
                 Call::guard(
                     format!("get the owner of pod {ns}/{name}"),
-                    "get on replicasets (apps) and jobs (batch)",
+                    "get on replicasets, statefulsets, daemonsets (apps) and jobs (batch)",
                 )
                 .failed(e)
             })
     }
 
-    /// The pod's workload: ReplicaSet → Deployment and Job → CronJob through one metadata GET,
-    /// remembered by owner uid.
+    /// The pod's workload: its owner proven and followed up through one metadata GET,
+    /// remembered by the whole claim.
     async fn resolve(&self, client: &Client, pod: &Pod) -> Result<Workload, kube::Error> {
         let owner_uid = match workload::owner_of(pod) {
-            workload::Owner::Controller(o) => o.uid,
+            workload::Owner::Controller(o) => {
+                let ns = names(pod).0;
+                format!("{ns}/{}/{}/{}/{}", o.api_version, o.kind, o.name, o.uid)
+            }
             _ => return Ok(workload::direct_workload(pod)),
         };
         if let Some(w) = self

@@ -39,6 +39,7 @@ impl From<&Config> for IdentityConfig {
     fn from(c: &Config) -> IdentityConfig {
         IdentityConfig {
             grace_period_seconds: c.grace_period_seconds,
+            trust_protect_annotation: c.trust_protect_annotation,
         }
     }
 }
@@ -156,6 +157,10 @@ impl PodRemover {
                     counted = count;
                     pod = got?.map_err(|e| Call::pod("get", target).failed(e))?;
                     plan.pod(pod.as_ref(), Timestamp::now())
+                }
+                Step::ReadNamespace => {
+                    let g = &self.guards;
+                    plan.namespace(g.namespace_protected(&self.client, ns, deadline).await?)
                 }
                 Step::Resolve => {
                     let live = pod.as_ref().expect("the plan has the pod");

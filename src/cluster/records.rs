@@ -45,7 +45,7 @@ use kube::{
 use crate::{
     cluster::{
         error::error_chain,
-        events::{self, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
+        events::{self, POD_ANNOTATION, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
     },
     domain::budget::{Deletion, MAX_WINDOW},
 };
@@ -298,21 +298,21 @@ impl BreakerRecords {
 
 /// A record as the breaker counts it; `None` for what is not one (no name or time).
 fn seen_of(m: ObjectMeta) -> Option<Deletion> {
-    let workload = m
-        .annotations
-        .and_then(|mut a| a.remove(WORKLOAD_ANNOTATION))
-        .filter(|w| !w.is_empty());
+    let mut annotations = m.annotations.unwrap_or_default();
+    let mut take = |key| annotations.remove(key).filter(|v: &String| !v.is_empty());
+    let workload = take(WORKLOAD_ANNOTATION);
+    let pod = take(POD_ANNOTATION);
     Some(Deletion {
         key: m.name?,
         workload,
         at: m.creation_timestamp?.0,
+        pod,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::events::POD_ANNOTATION;
 
     #[test]
     fn records_are_read_with_their_workload() {
@@ -325,6 +325,7 @@ mod tests {
         let s = seen_of(m).unwrap();
         assert_eq!(s.key, "falco-responder-deleted.1");
         assert_eq!(s.workload.as_deref(), Some("ns/Deployment/web"));
+        assert_eq!(s.pod.as_deref(), Some("ns/web-1"));
         // No time, no count: nothing to place in a window.
         let m: ObjectMeta = serde_json::from_value(serde_json::json!({"name": "x"})).unwrap();
         assert_eq!(seen_of(m), None);

@@ -1,48 +1,83 @@
-//! The GETs behind the workload guards: a pod's owner followed one step up, and a workload's
-//! replica counts (RBAC: `get` on replicasets and jobs for resolution; on deployments,
-//! replicasets, statefulsets, daemonsets for the floor). What they mean is `domain::workload`.
+//! The GETs behind the workload guards: a pod's owner, proven and followed one step up, the
+//! protection label of a namespace, and a workload's replica counts (RBAC: `get` on
+//! replicasets, statefulsets, daemonsets and jobs for resolution, on namespaces for the label;
+//! on deployments, replicasets, statefulsets, daemonsets for the floor). What they mean is
+//! `domain::workload` and `domain::guards`.
 
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
     batch::v1::Job,
-    core::v1::Pod,
+    core::v1::{Namespace, Pod},
 };
-use kube::{Api, Client};
+use kube::{Api, Client, core::PartialObjectMeta};
 
-use crate::domain::workload::{
-    Kind, Owner, Replicas, Workload, direct_workload, owner_of, step_up,
+use crate::domain::{
+    guards::NAMESPACE_PROTECT_LABEL,
+    workload::{Kind, Owner, Replicas, Workload, direct_workload, owner_of, standalone, step_up},
 };
 
-/// The pod's workload, following ReplicaSet → Deployment and Job → CronJob with one metadata
-/// GET. An owner that no longer exists (being deleted) is named as it is; `Err` is the API's
-/// (403 when the ServiceAccount may not get replicasets/jobs).
+/// The pod's workload. An ownerReference is the pod author's claim: for the kinds that make
+/// pods (ReplicaSet, StatefulSet, DaemonSet in `apps`, Job in `batch`), the owner must exist
+/// with that uid (one metadata GET), else the pod is standalone; ReplicaSet → Deployment and
+/// Job → CronJob are followed from the owner's own reference. No controller makes pods
+/// directly as a Deployment or a CronJob: such a claim is standalone too. Other kinds
+/// (custom resources, named group-qualified) are taken as named. `Err` is the API's (403 when
+/// the ServiceAccount may not get the owner, a timeout): never "standalone", which would
+/// lift the floor from a real StatefulSet's pod.
 pub async fn resolve(client: &Client, pod: &Pod) -> Result<Workload, kube::Error> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let direct = direct_workload(pod);
     let Owner::Controller(owner) = owner_of(pod) else {
         return Ok(direct);
     };
-    // Only the apps/batch kinds we know how to follow; a CRD named ReplicaSet is just Other.
-    let meta = match (&direct.kind, owner.api_version.as_str()) {
-        (Kind::ReplicaSet, "apps/v1") => Api::<ReplicaSet>::namespaced(client.clone(), ns)
-            .get_metadata_opt(&owner.name)
-            .await?
-            .map(|m| m.metadata),
-        (Kind::Job, "batch/v1") => Api::<Job>::namespaced(client.clone(), ns)
-            .get_metadata_opt(&owner.name)
-            .await?
-            .map(|m| m.metadata),
+    let name = owner.name.as_str();
+    let c = || client.clone();
+    let meta = match direct.kind {
+        Kind::ReplicaSet => meta(Api::<ReplicaSet>::namespaced(c(), ns), name).await?,
+        Kind::StatefulSet => meta(Api::<StatefulSet>::namespaced(c(), ns), name).await?,
+        Kind::DaemonSet => meta(Api::<DaemonSet>::namespaced(c(), ns), name).await?,
+        Kind::Job => meta(Api::<Job>::namespaced(c(), ns), name).await?,
+        Kind::Deployment | Kind::CronJob => return Ok(standalone(pod)),
         _ => return Ok(direct),
     };
-    // A same-named owner with another uid is not ours (recreated): do not follow it.
+    // Gone, or a same-named owner with another uid (recreated, or never the one claimed).
     let Some(meta) = meta.filter(|m| m.uid.as_deref() == Some(owner.uid.as_str())) else {
-        return Ok(direct);
+        return Ok(standalone(pod));
     };
     let up = match direct.kind {
         Kind::ReplicaSet => Kind::Deployment,
-        _ => Kind::CronJob,
+        Kind::Job => Kind::CronJob,
+        _ => return Ok(direct),
     };
     Ok(step_up(meta.owner_references.as_ref(), up).unwrap_or(direct))
+}
+
+/// An object's metadata; `None` when it does not exist.
+async fn meta<K>(
+    api: Api<K>,
+    name: &str,
+) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .get_metadata_opt(name)
+        .await?
+        .map(|m: PartialObjectMeta<K>| m.metadata))
+}
+
+/// Whether namespace `ns` carries the label `falco-responder/protect=true`: a protection only
+/// whoever may label namespaces can give, never a pod's author. Any error (403, 404, a
+/// timeout) is the caller's error, never "not protected".
+pub async fn namespace_protected(client: &Client, ns: &str) -> Result<bool, kube::Error> {
+    let m = Api::<Namespace>::all(client.clone())
+        .get_metadata(ns)
+        .await?;
+    Ok(m.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(NAMESPACE_PROTECT_LABEL))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")))
 }
 
 fn n(v: Option<i32>) -> u32 {

@@ -84,6 +84,9 @@ pub struct Deletion {
     /// `namespace/Kind/name` of the workload; `None` for standalone pods.
     pub workload: Option<String>,
     pub at: Timestamp,
+    /// `namespace/name` of the pod removed, when the record says (a grace period shortened
+    /// later on the same pod is the same removal, not a second one).
+    pub pod: Option<String>,
 }
 
 /// The key a workload is counted under; standalone and mirror pods have none (they are not
@@ -99,7 +102,7 @@ pub fn workload_key(ns: &str, w: &Workload) -> Option<String> {
 pub fn related(ns: &str, w: &Workload) -> Option<ObjectReference> {
     workload_key(ns, w).map(|_| ObjectReference {
         api_version: Some(w.api_version.clone()).filter(|v| !v.is_empty()),
-        kind: Some(w.kind.as_str().to_string()),
+        kind: Some(w.kind.bare().to_string()),
         name: Some(w.name.clone()),
         namespace: Some(ns.to_string()),
         ..Default::default()
@@ -311,6 +314,7 @@ impl Breaker {
                 key: event_key.to_string(),
                 workload: workload.map(String::from),
                 at: now,
+                pod: None,
             });
         }
         Ok(Some(Ticket {
@@ -350,6 +354,7 @@ mod tests {
             key: key.into(),
             workload: w.map(String::from),
             at: ts(at),
+            pod: None,
         }
     }
 

@@ -7,26 +7,34 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::domain::workload::{Kind, Replicas, Workload};
 
-/// SKIP_OWNER_KINDS: pods of these workload kinds are skipped (names in any case).
+/// A Namespace labelled `falco-responder/protect=true`: its pods are never removed. Namespace
+/// labels are set by whoever may update namespaces (cluster admins), never by a pod's author.
+pub const NAMESPACE_PROTECT_LABEL: &str = "falco-responder/protect";
+
+/// SKIP_OWNER_KINDS: pods of these workload kinds are skipped. Built-in kinds by name (any
+/// case), others qualified by their API group (`Rollout.argoproj.io`): an owner matches by
+/// kind and group, so an ownerReference with a made-up apiVersion earns no skip.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SkipOwnerKinds(pub Vec<Kind>);
 
 impl FromStr for SkipOwnerKinds {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(SkipOwnerKinds(
-            s.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(Kind::parse)
-                .collect(),
-        ))
+        s.split(',')
+            .map(str::trim)
+            .map(|k| match k {
+                "" => Err("an empty element in the comma list (a stray comma?)".into()),
+                k => Kind::parse_listed(k),
+            })
+            .collect::<Result<_, _>>()
+            .map(SkipOwnerKinds)
     }
 }
 
 impl SkipOwnerKinds {
     pub fn contains(&self, kind: &Kind) -> bool {
         self.0.iter().any(|k| match (k, kind) {
+            // Kinds are case-sensitive in the API, but a deployer may write `rollout.argoproj.io`.
             (Kind::Other(a), Kind::Other(b)) => a.eq_ignore_ascii_case(b),
             (a, b) => a == b,
         })
@@ -186,7 +194,8 @@ impl GuardConfig {
             |var, v: &str| crate::domain::budget::parse_budget(v).map_err(|why| err(var, v, why));
         Ok(GuardConfig {
             skip_owner_kinds: skip_owner_kinds
-                .map(|s| s.parse().unwrap_or_default())
+                .map(|s| s.parse().map_err(|why| err("SKIP_OWNER_KINDS", s, why)))
+                .transpose()?
                 .unwrap_or_default(),
             min_available: min_available
                 .map(|v| v.parse().map_err(|why| err("MIN_AVAILABLE", v, why)))
@@ -327,6 +336,10 @@ mod tests {
             (None, None)
         );
         assert!(off.skip_owner_kinds.contains(&Kind::Job));
+        for bad in ["Deployments", "Job,,StatefulSet", ",", "Rollout"] {
+            let e = GuardConfig::parse(Some(bad), None, None, None, None).unwrap_err();
+            assert_eq!((e.0, e.1.as_str()), ("SKIP_OWNER_KINDS", bad));
+        }
         let e = GuardConfig::parse(None, Some("lots"), None, None, None).unwrap_err();
         assert_eq!(e.0, "MIN_AVAILABLE");
         let e = GuardConfig::parse(None, None, None, None, Some("20/1d")).unwrap_err();
@@ -335,7 +348,9 @@ mod tests {
 
     #[test]
     fn mirror_pods_are_skipped_and_skip_owner_kinds_match_by_kind() {
-        let skip: SkipOwnerKinds = "statefulset, Standalone,rollout".parse().unwrap();
+        let skip: SkipOwnerKinds = "statefulset, Standalone,Rollout.argoproj.io"
+            .parse()
+            .unwrap();
         assert!(
             matches!(by_kind(&w(Kind::Mirror), &SkipOwnerKinds::default(), Some("n1")),
             Ruling::Skip(m) if m.contains("no effect") && m.contains("n1"))
@@ -348,9 +363,22 @@ mod tests {
             Ruling::Skip(_)
         ));
         assert!(matches!(
-            by_kind(&w(Kind::Other("Rollout".into())), &skip, None),
+            by_kind(
+                &w(Kind::of_owner("Rollout", "argoproj.io/v1alpha1")),
+                &skip,
+                None
+            ),
             Ruling::Skip(_)
         ));
+        // Same kind, another group: not the listed kind.
+        assert_eq!(
+            by_kind(&w(Kind::of_owner("Rollout", "fake.io/v1")), &skip, None),
+            Ruling::Pass
+        );
+        assert_eq!(
+            by_kind(&w(Kind::of_owner("StatefulSet", "fake/v1")), &skip, None),
+            Ruling::Pass
+        );
         assert_eq!(by_kind(&w(Kind::Deployment), &skip, None), Ruling::Pass);
         assert_eq!(
             by_kind(&w(Kind::Standalone), &SkipOwnerKinds::default(), None),

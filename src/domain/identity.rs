@@ -22,7 +22,9 @@ use crate::{
     domain::ident::ContainerId,
 };
 
-/// Pods that carry this annotation set to "true" are never deleted.
+/// Pods that carry this annotation set to "true" are never deleted, when the deployer trusts
+/// pod authors with it (TRUST_PROTECT_ANNOTATION): whoever creates a pod sets its annotations,
+/// an attacker's pod too.
 pub const PROTECT_ANNOTATION: &str = "falco-responder/protect";
 
 /// How far a node's clock (Falco's event time) may run ahead of the API server's
@@ -42,6 +44,8 @@ pub const STATUS_LAG: Duration = Duration::from_secs(60);
 pub struct IdentityConfig {
     /// GRACE_PERIOD_SECONDS: the grace period of a deletion (`None`: the pod's own).
     pub grace_period_seconds: Option<u32>,
+    /// TRUST_PROTECT_ANNOTATION: honour [`PROTECT_ANNOTATION`].
+    pub trust_protect_annotation: bool,
 }
 
 /// What to do to the live pod.
@@ -153,11 +157,12 @@ pub fn verdict(
         return stale;
     }
 
-    let protected = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PROTECT_ANNOTATION))
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let protected = config.trust_protect_annotation
+        && meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PROTECT_ANNOTATION))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     if protected {
         return Verdict::Skipped {
             reason: format!("the pod is annotated {PROTECT_ANNOTATION}=true"),
@@ -312,6 +317,7 @@ mod tests {
         let grace = vars.iter().find(|(k, _)| *k == "GRACE_PERIOD_SECONDS");
         IdentityConfig {
             grace_period_seconds: grace.map(|(_, v)| v.parse().unwrap()),
+            trust_protect_annotation: vars.contains(&("TRUST_PROTECT_ANNOTATION", "true")),
         }
     }
 
@@ -520,11 +526,15 @@ mod tests {
     }
 
     #[test]
-    fn protected_pods_are_skipped() {
+    fn annotated_pods_are_skipped_only_when_the_deployer_trusts_pod_authors() {
         let mut p = pod("2026-11-30T09:00:00Z", &[CID]);
         p.metadata.annotations = Some([(PROTECT_ANNOTATION.to_string(), " TRUE ".into())].into());
-        let v = run(&p, &target(Some(CID), None), &event(None), &cfg(&[]));
+        let trusting = cfg(&[("TRUST_PROTECT_ANNOTATION", "true")]);
+        let v = run(&p, &target(Some(CID), None), &event(None), &trusting);
         assert!(matches!(v, Verdict::Skipped { .. }), "{v:?}");
+        // By default the annotation is the pod author's word: not a protection.
+        let v = run(&p, &target(Some(CID), None), &event(None), &cfg(&[]));
+        assert!(matches!(v, Verdict::Delete { .. }), "{v:?}");
     }
 
     #[test]
@@ -700,6 +710,7 @@ mod tests {
             uid in prop::option::of(prop::sample::select(vec![UID, OTHER_UID])),
             time_min in prop::option::of(0i64..120),
             grace in prop::option::of(1u32..3600),
+            trust in any::<bool>(),
         ) -> (Target, FalcoEvent, IdentityConfig) {
             let t = Target {
                 namespace: Namespace::parse("ns", "prod").unwrap(),
@@ -708,7 +719,8 @@ mod tests {
                 uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
             };
             let time = time_min.map(|m| Timestamp::from_second(ts("2026-11-30T09:00:00Z").as_second() + m * 60).unwrap().to_string());
-            let c = match grace { Some(g) => cfg(&[("GRACE_PERIOD_SECONDS", &g.to_string())]), None => cfg(&[]) };
+            let mut c = match grace { Some(g) => cfg(&[("GRACE_PERIOD_SECONDS", &g.to_string())]), None => cfg(&[]) };
+            c.trust_protect_annotation = trust;
             (t, event(time.as_deref()), c)
         }
     }
@@ -726,7 +738,7 @@ mod tests {
                     prop_assert_eq!(Some(uid.as_str()), m.uid.as_deref());
                 }
                 let protected = m.annotations.as_ref().is_some_and(|a| a.contains_key(PROTECT_ANNOTATION));
-                prop_assert!(!protected);
+                prop_assert!(!(protected && c.trust_protect_annotation));
                 // Newer than the event, and nothing else proves identity: never.
                 let proven = t.uid.is_some()
                     || t.container_id.as_ref().is_some_and(|c| container_matches(&p, c) == Some(true));

@@ -14,11 +14,11 @@ use k8s_openapi::{
 use crate::domain::{
     budget::{self, Breaker, Deletion, Ticket},
     falco::{FalcoEvent, Target},
-    guards::{self, MinAvailable, Ruling, SkipOwnerKinds},
+    guards::{self, MinAvailable, NAMESPACE_PROTECT_LABEL, Ruling, SkipOwnerKinds},
     identity::{IdentityConfig, Verdict, pod_container_ids, verdict},
     outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
     step::{Audit, BreakerRecord, Finish, Recorded, Removal, Removed, Step, Undecided, Via},
-    workload::{Replicas, Workload},
+    workload::{Kind, Replicas, Workload},
 };
 
 /// The workload kind label of a `breaker-open` answered without looking the pod up.
@@ -41,6 +41,7 @@ pub struct PlanConfig {
 enum Due {
     Start,
     Pod,
+    Namespace,
     Workload,
     Replicas,
     Count,
@@ -49,15 +50,26 @@ enum Due {
     Nothing,
 }
 
+/// The grace period a StatefulSet pod gets where 0 was asked (GRACE_PERIOD_SECONDS=0 with
+/// ALLOW_FORCE_DELETE, or shortening to 0): a force delete lets the controller start the
+/// replacement while the old pod may still run, two pods with one identity. The smallest
+/// grace above 0 stops the pod as soon as the kubelet can.
+pub const STATEFULSET_MIN_GRACE: u32 = 1;
+
 /// The removal decided so far: what the pod's verdict called for.
 #[derive(Debug)]
 struct Decided {
     uid: String,
     grace: Option<u32>,
-    /// `Deleted`, or `GraceShortened` for a terminating pod (no guards: not a new deletion).
+    /// `Deleted`, or `GraceShortened` for a terminating pod: a removal too (it stops the pod
+    /// sooner), so it passes the same guards but the floor (a terminating pod already left
+    /// `readyReplicas`).
     what: Recorded,
     pod_ready: bool,
     node: Option<String>,
+    created: Option<Timestamp>,
+    /// 0 was asked for a StatefulSet pod: raised to [`STATEFULSET_MIN_GRACE`].
+    grace_raised: bool,
 }
 
 /// One event's plan, fed the API's answers in the order its steps ask for them.
@@ -162,15 +174,29 @@ impl<'a> Plan<'a> {
             what,
             pod_ready: guards::pod_is_ready(pod),
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            grace_raised: false,
         });
-        match what {
-            // The workload-aware guards, for a new deletion (not for shortening a grace period).
-            Recorded::Deleted => {
-                self.due = Due::Workload;
-                Step::Resolve
-            }
-            _ => self.last(),
+        // The protections pod authors cannot forge, then the workload-aware guards, for a
+        // new deletion and a shortened grace period alike.
+        self.due = Due::Namespace;
+        Step::ReadNamespace
+    }
+
+    /// Whether the pod's namespace carries the protection label.
+    pub fn namespace(&mut self, protected: bool) -> Step {
+        self.expect(Due::Namespace, Due::Nothing);
+        if protected {
+            return self.done(
+                OutcomeKind::Skipped,
+                format!(
+                    "namespace {} is labelled {NAMESPACE_PROTECT_LABEL}=true",
+                    self.target.namespace
+                ),
+            );
         }
+        self.due = Due::Workload;
+        Step::Resolve
     }
 
     /// The pod's workload, resolved.
@@ -180,6 +206,7 @@ impl<'a> Plan<'a> {
         self.checks.push(format!("workload {w}"));
         let node = self.decided().node.as_deref();
         let ruling = guards::by_kind(&w, &self.config.skip_owner_kinds, node);
+        let stateful = w.kind == Kind::StatefulSet;
         self.workload = Some(w);
         if let Ruling::Skip(reason) = ruling {
             if self.config.dry_run {
@@ -187,12 +214,22 @@ impl<'a> Plan<'a> {
             }
             return self.done(OutcomeKind::Skipped, reason);
         }
+        let d = self
+            .decided
+            .as_mut()
+            .expect("the pod's verdict called for a removal");
+        if stateful && d.grace == Some(0) {
+            d.grace = Some(STATEFULSET_MIN_GRACE);
+            d.grace_raised = true;
+        }
+        let what = d.what;
         match self.config.min_available {
-            Some(_) => {
+            Some(_) if what == Recorded::Deleted => {
                 self.due = Due::Replicas;
                 Step::ReadReplicas(self.resolved().clone())
             }
-            None => self.after_floor(),
+            // The floor counts ready replicas: a terminating pod already left them.
+            _ => self.after_floor(),
         }
     }
 
@@ -223,9 +260,12 @@ impl<'a> Plan<'a> {
     /// record it would write, until [`Plan::removed`] says whether it happened.
     pub fn counted(&mut self, listed: &[Deletion], now: Timestamp, record_name: &str) -> Step {
         self.expect(Due::Count, Due::Nothing);
+        // Shortening the grace of a pod whose removal a record already counts is that same
+        // removal: the breaker still says whether it is open, but it counts nothing new.
+        let again = self.decided().what == Recorded::GraceShortened && self.counted_before(listed);
         let w = self.resolved();
         let key = budget::workload_key(self.target.namespace.as_str(), w);
-        let reserve = !self.config.dry_run;
+        let reserve = !self.config.dry_run && !again;
         match self
             .breaker
             .admit(listed, key.as_deref(), now, record_name, reserve)
@@ -289,6 +329,7 @@ impl<'a> Plan<'a> {
                     ),
                     _ => (OutcomeKind::Deleted, format!("Falco rule {rule:?}")),
                 };
+                let reason = reason + self.grace_note();
                 let related = self.related();
                 let mut finish = self.finish(kind, reason);
                 finish.breaker_record = self.kept();
@@ -335,6 +376,26 @@ impl<'a> Plan<'a> {
                 .and_then(|w| budget::workload_key(self.target.namespace.as_str(), w)),
             related: self.related(),
         })
+    }
+
+    /// Whether a record names this pod's removal (a record made since the pod was created):
+    /// shortening the grace of a pod the function removed itself is not a second removal.
+    fn counted_before(&self, listed: &[Deletion]) -> bool {
+        let pod = format!("{}/{}", self.target.namespace, self.target.name);
+        let created = self.decided().created;
+        listed
+            .iter()
+            .any(|d| d.pod.as_deref() == Some(pod.as_str()) && created.is_none_or(|c| d.at >= c))
+    }
+
+    /// Said in the reason when a StatefulSet pod got [`STATEFULSET_MIN_GRACE`] instead of 0.
+    fn grace_note(&self) -> &'static str {
+        if self.decided().grace_raised {
+            " (grace 1s, not 0: a StatefulSet pod is never force-deleted, whatever \
+             ALLOW_FORCE_DELETE says: two pods would hold one identity)"
+        } else {
+            ""
+        }
     }
 
     fn expect(&mut self, due: Due, then: Due) {
@@ -498,7 +559,6 @@ mod tests {
         budget::Budget,
         ident::{ContainerId, Namespace, PodName, PodUid},
         identity::PROTECT_ANNOTATION,
-        workload::Kind,
     };
 
     const UID: &str = "0f9a4c1e-1111-2222-3333-444455556666";
@@ -580,6 +640,7 @@ mod tests {
         listed: Vec<Deletion>,
         dry_eviction: Result<(), String>,
         removed: Result<Removed, &'static str>,
+        ns_protected: bool,
     }
 
     /// One event's run: the steps asked for, in order, and the end (`None`: the removal
@@ -614,6 +675,7 @@ mod tests {
             steps.push(step.clone());
             step = match step {
                 Step::GetPod { .. } => plan.pod(answers.pod.as_ref(), ts(NOW)),
+                Step::ReadNamespace => plan.namespace(answers.ns_protected),
                 Step::Resolve => plan.workload(answers.workload.clone()),
                 Step::ReadReplicas(_) => plan.replicas(answers.replicas),
                 Step::Count => plan.counted(&answers.listed, ts(NOW), record),
@@ -657,12 +719,13 @@ mod tests {
     fn rank(s: &Step) -> usize {
         match s {
             Step::GetPod { .. } => 0,
-            Step::Resolve => 1,
-            Step::ReadReplicas(_) => 2,
-            Step::Count => 3,
-            Step::EvictDryRun(_) => 4,
-            Step::Remove(_) => 5,
-            Step::Finish(_) => 6,
+            Step::ReadNamespace => 1,
+            Step::Resolve => 2,
+            Step::ReadReplicas(_) => 3,
+            Step::Count => 4,
+            Step::EvictDryRun(_) => 5,
+            Step::Remove(_) => 6,
+            Step::Finish(_) => 7,
         }
     }
 
@@ -674,7 +737,7 @@ mod tests {
             Kind::Job,
             Kind::Mirror,
             Kind::Standalone,
-            Kind::Other("Rollout".into()),
+            Kind::Other("Rollout.argoproj.io".into()),
         ]
     }
 
@@ -687,10 +750,11 @@ mod tests {
                 (0u32..4).prop_map(MinAvailable::Count),
                 (0u32..=100).prop_map(MinAvailable::Percent),
             ]),
-            grace in prop::option::of(1u32..120),
+            // 0 (a force delete) as often as any other grace period.
+            grace in prop_oneof![Just(None), Just(Some(0)), (1u32..120).prop_map(Some)],
         ) -> PlanConfig {
             PlanConfig {
-                identity: IdentityConfig { grace_period_seconds: grace },
+                identity: IdentityConfig { grace_period_seconds: grace, trust_protect_annotation: true },
                 dry_run,
                 skip_owner_kinds: SkipOwnerKinds(skip),
                 min_available: min,
@@ -718,9 +782,14 @@ mod tests {
             terminating in prop::option::of(0i64..7200),
             kind in prop::sample::select(kinds()),
             replicas in prop::option::of((0u32..5, 0u32..6)),
-            listed in prop::collection::vec((any::<bool>(), 0i64..120), 0..6),
+            // Ages within the breaker's windows mostly, some older than the pod (an hour).
+            listed in prop::collection::vec(
+                (any::<bool>(), prop_oneof![3 => 0i64..120, 1 => 0i64..7200], any::<bool>()),
+                0..6,
+            ),
             pdb_allows in any::<bool>(),
             removed in 0usize..6,
+            ns_protected in prop::bool::weighted(0.1),
         ) -> Answers {
             let mut p = pod(uid, ready);
             if protected {
@@ -738,10 +807,11 @@ mod tests {
                 listed: listed
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (ours, ago))| Deletion {
+                    .map(|(i, (ours, ago, this_pod))| Deletion {
                         key: format!("record-{i}"),
                         workload: Some(if ours { "prod/Deployment/web" } else { "prod/Job/other" }.into()),
                         at: at(-ago),
+                        pod: Some(if this_pod { "prod/web-0" } else { "prod/web-9" }.into()),
                     })
                     .collect(),
                 dry_eviction: if pdb_allows { Ok(()) } else { Err("web-pdb needs 2".into()) },
@@ -753,6 +823,7 @@ mod tests {
                     4 => Err(LOST),
                     _ => Err("forbidden"),
                 },
+                ns_protected,
             }
         }
     }
@@ -775,6 +846,8 @@ mod tests {
                 }
                 let protected = live.metadata.annotations.is_some();
                 prop_assert!(!protected, "removed a protected pod");
+                prop_assert!(!a.ns_protected, "removed a pod of a protected namespace");
+                prop_assert!(run.steps.contains(&Step::ReadNamespace));
             }
         }
 
@@ -801,20 +874,20 @@ mod tests {
             let twin = Breaker::new(breaker.per_workload, breaker.overall);
             let run = drive(&rules, &breaker, &t, &a);
             let asked = |rank_of: usize| run.steps.iter().any(|s| rank(s) == rank_of);
-            if asked(2) {
+            if asked(3) {
                 let min = rules.min_available.unwrap();
                 let ready = guards::pod_is_ready(a.pod.as_ref().unwrap());
                 if !matches!(guards::floor(&a.workload, min, a.replicas, ready), Ruling::Pass) {
-                    prop_assert!(removals(&run).is_empty() && !asked(3), "{:?}", run.steps);
+                    prop_assert!(removals(&run).is_empty() && !asked(4), "{:?}", run.steps);
                 }
             }
-            if asked(3) {
+            if asked(4) {
                 let key = budget::workload_key("prod", &a.workload);
                 if twin.admit(&a.listed, key.as_deref(), ts(NOW), "x", false).is_err() {
                     prop_assert!(removals(&run).is_empty(), "{:?}", run.steps);
                 }
             }
-            if asked(4) && a.dry_eviction.is_err() {
+            if asked(5) && a.dry_eviction.is_err() {
                 prop_assert!(removals(&run).is_empty());
             }
             let refused = |k| matches!(k, OutcomeKind::BreakerOpen(_) | OutcomeKind::Held(HeldBy::Floor | HeldBy::FloorNever));
@@ -829,8 +902,12 @@ mod tests {
         ) {
             let run = drive(&rules, &breaker, &t, &a);
             let removed = !removals(&run).is_empty();
-            let counted = run.steps.contains(&Step::Count);
+            // A shortened grace of a pod whose removal a record already counts is not counted
+            // again (a record made since the pod, created an hour before NOW, was).
+            let shortened = a.pod.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+            let before = a.listed.iter().any(|d| d.pod.as_deref() == Some("prod/web-0") && d.at >= at(-3600));
             let lost = removed && a.removed == Err(LOST);
+            let counted = run.steps.contains(&Step::Count) && !(shortened && before);
             let made = removed && a.removed == Ok(Removed::Done);
             // Reserved only by a removal that happened or may have (its answer lost); every
             // other path gave it back.
@@ -863,6 +940,28 @@ mod tests {
             }
             if !matches!(a.removed, Ok(Removed::Done)) {
                 prop_assert!(f.breaker_record.is_none());
+            }
+        }
+
+        #[test]
+        fn every_removal_passes_the_kind_guards_and_the_breaker_but_shortening_not_the_floor(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            let skipped = a.workload.kind == Kind::Mirror
+                || rules.skip_owner_kinds.contains(&a.workload.kind);
+            let terminating = a.pod.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+            for r in removals(&run) {
+                prop_assert!(!skipped, "removed a pod its kind skips: {:?}", run.steps);
+                prop_assert!(run.steps.contains(&Step::Resolve));
+                prop_assert!(!breaker.enabled() || run.steps.contains(&Step::Count), "{:?}", run.steps);
+                // Never a force delete of a StatefulSet pod, new or shortened.
+                if a.workload.kind == Kind::StatefulSet {
+                    prop_assert_ne!(r.grace, Some(0), "{:?}", run.steps);
+                }
+            }
+            if terminating {
+                prop_assert!(!run.steps.iter().any(|s| matches!(s, Step::ReadReplicas(_))), "{:?}", run.steps);
             }
         }
 
@@ -925,6 +1024,7 @@ mod tests {
             listed: Vec::new(),
             dry_eviction: Ok(()),
             removed: Ok(Removed::Done),
+            ns_protected: false,
         }
     }
 
@@ -941,6 +1041,7 @@ mod tests {
             run.steps,
             [
                 Step::GetPod { with_count: true },
+                Step::ReadNamespace,
                 Step::Resolve,
                 Step::ReadReplicas(workload(Kind::Deployment)),
                 Step::Count,
@@ -989,6 +1090,7 @@ mod tests {
             key: RECORD.into(),
             workload: Some("prod/Deployment/web".into()),
             at: at(-5),
+            pod: None,
         }];
         let other = drive_named(
             &rules(),
@@ -1035,6 +1137,7 @@ mod tests {
                 key: format!("r{i}"),
                 workload: None,
                 at: at(ago),
+                pod: None,
             })
             .collect();
         let run = drive(&rules(), &breaker, &target(None), &a);
@@ -1140,6 +1243,7 @@ mod tests {
             key: "r".into(),
             workload: None,
             at: at(-1),
+            pod: None,
         }];
         let run = drive(&rules(), &breaker, &target(None), &a);
         let f = run.finish.unwrap();
@@ -1148,6 +1252,101 @@ mod tests {
             f.outcome.unwrap().kind,
             OutcomeKind::BreakerOpen("Deployment")
         );
+    }
+
+    /// `prod/web-0` terminating with an hour of grace left.
+    fn terminating() -> Pod {
+        let mut p = pod(UID, false);
+        p.metadata.deletion_timestamp = Some(Time(at(3600)));
+        p.metadata.deletion_grace_period_seconds = Some(3600);
+        p
+    }
+
+    #[test]
+    fn shortening_a_grace_period_passes_the_kind_guards_and_the_breaker_not_the_floor() {
+        let r = PlanConfig {
+            identity: IdentityConfig {
+                grace_period_seconds: Some(5),
+                ..IdentityConfig::default()
+            },
+            ..rules()
+        };
+        let mut a = answers();
+        a.pod = Some(terminating());
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        let removal = Removal {
+            via: Via::Delete,
+            uid: UID.into(),
+            grace: Some(5),
+        };
+        assert_eq!(
+            run.steps,
+            [
+                Step::GetPod { with_count: true },
+                Step::ReadNamespace,
+                Step::Resolve,
+                Step::Count,
+                Step::Remove(removal),
+            ]
+        );
+        let f = run.finish.unwrap();
+        assert_eq!(f.outcome.unwrap().kind, OutcomeKind::Terminating);
+        assert!(f.breaker_record.is_some());
+        assert_eq!(breaker.reserved(), 1);
+
+        // A record of this pod's removal since it was created: the same removal, not counted
+        // again.
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        a.listed = vec![Deletion {
+            key: "ours".into(),
+            workload: Some("prod/Deployment/web".into()),
+            at: at(-30),
+            pod: Some("prod/web-0".into()),
+        }];
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        let f = run.finish.unwrap();
+        assert_eq!(f.outcome.unwrap().kind, OutcomeKind::Terminating);
+        assert!(f.breaker_record.is_none());
+        assert_eq!(breaker.reserved(), 0);
+        // A record of an older pod of the same name counts nothing for this one.
+        a.listed[0].at = at(-3700);
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        assert!(run.finish.unwrap().breaker_record.is_some());
+
+        // Listed in SKIP_OWNER_KINDS: skipped, not shortened.
+        let skip = PlanConfig {
+            skip_owner_kinds: "Deployment".parse().unwrap(),
+            ..r.clone()
+        };
+        let run = drive(&skip, &Breaker::new(None, None), &target(Some(UID)), &a);
+        assert!(removals(&run).is_empty());
+        assert_eq!(outcome(&run).unwrap().kind, OutcomeKind::Skipped);
+    }
+
+    #[test]
+    fn a_statefulset_pod_is_never_force_deleted() {
+        let r = PlanConfig {
+            identity: IdentityConfig {
+                grace_period_seconds: Some(0),
+                ..IdentityConfig::default()
+            },
+            min_available: None,
+            ..rules()
+        };
+        for p in [pod(UID, true), terminating()] {
+            let mut a = answers();
+            a.pod = Some(p);
+            a.workload = workload(Kind::StatefulSet);
+            let run = drive(&r, &Breaker::new(None, None), &target(Some(UID)), &a);
+            assert_eq!(removals(&run)[0].grace, Some(STATEFULSET_MIN_GRACE));
+            let reason = outcome(&run).unwrap().reason.clone();
+            assert!(reason.contains("never force-deleted"), "{reason}");
+            // Any other kind gets the force delete ALLOW_FORCE_DELETE allowed.
+            a.workload = workload(Kind::Deployment);
+            let run = drive(&r, &Breaker::new(None, None), &target(Some(UID)), &a);
+            assert_eq!(removals(&run)[0].grace, Some(0));
+        }
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum Step {
     /// GET the pod and, with `with_count`, read the breaker's count alongside (it does not
     /// depend on the pod). Answer with [`Plan::pod`](crate::domain::plan::Plan::pod).
     GetPod { with_count: bool },
+    /// Read whether the pod's namespace is labelled protected (`falco-responder/protect=true`).
+    /// Answer with [`Plan::namespace`](crate::domain::plan::Plan::namespace).
+    ReadNamespace,
     /// Resolve the pod's workload (its owner, one GET unless remembered). Answer with
     /// [`Plan::workload`](crate::domain::plan::Plan::workload).
     Resolve,

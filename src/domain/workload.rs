@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 /// The kubelet sets this on the API copy of a static pod; deleting that copy changes nothing.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
-/// The pod's kind of workload. `Other` keeps an owner kind we do not follow, as it is named.
+/// The pod's kind of workload. `Other` keeps an owner kind we do not follow, group-qualified
+/// as SKIP_OWNER_KINDS writes it (`Rollout.argoproj.io`; a core kind such as `Node` bare).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Kind {
     Deployment,
@@ -22,11 +23,29 @@ pub enum Kind {
     DaemonSet,
     Job,
     CronJob,
-    /// A static pod's API copy (annotation `kubernetes.io/config.mirror`).
+    /// A static pod's API copy (annotation `kubernetes.io/config.mirror` and the kubelet's
+    /// ownerReference to its Node).
     Mirror,
     /// No controller: deleted, it is not recreated.
     Standalone,
     Other(String),
+}
+
+/// The kinds with a name of their own, and the API group of those that are API objects.
+const BUILT_IN: [(Kind, Option<&str>); 8] = [
+    (Kind::Deployment, Some("apps")),
+    (Kind::ReplicaSet, Some("apps")),
+    (Kind::StatefulSet, Some("apps")),
+    (Kind::DaemonSet, Some("apps")),
+    (Kind::Job, Some("batch")),
+    (Kind::CronJob, Some("batch")),
+    (Kind::Mirror, None),
+    (Kind::Standalone, None),
+];
+
+/// The group of an `apiVersion`: `apps` of `apps/v1`, empty for the core `v1`.
+pub fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
 }
 
 impl Kind {
@@ -37,22 +56,59 @@ impl Kind {
         }
     }
 
-    /// Known kinds by name, any case; anything else is `Other` as written.
-    pub fn parse(s: &str) -> Kind {
-        let known = [
-            Kind::Deployment,
-            Kind::ReplicaSet,
-            Kind::StatefulSet,
-            Kind::DaemonSet,
-            Kind::Job,
-            Kind::CronJob,
-            Kind::Mirror,
-            Kind::Standalone,
-        ];
-        known
+    /// The kind as an API object names it (`Rollout` of `Rollout.argoproj.io`).
+    pub fn bare(&self) -> &str {
+        match self {
+            Kind::Other(k) => k.split_once('.').map_or(k.as_str(), |(k, _)| k),
+            known => known.metric_label(),
+        }
+    }
+
+    /// A built-in kind by its bare name, any case.
+    pub fn built_in(s: &str) -> Option<Kind> {
+        BUILT_IN
             .into_iter()
+            .map(|(k, _)| k)
             .find(|k| k.as_str().eq_ignore_ascii_case(s))
-            .unwrap_or_else(|| Kind::Other(s.to_string()))
+    }
+
+    /// The kind an ownerReference names: a built-in kind only when its apiVersion is in that
+    /// kind's group (a `StatefulSet` of `fake/v1` is no StatefulSet: nothing the garbage
+    /// collector or the guards know), else `Other`, group-qualified.
+    pub fn of_owner(kind: &str, api_version: &str) -> Kind {
+        let group = group_of(api_version);
+        let known = BUILT_IN
+            .into_iter()
+            .find(|(k, g)| *g == Some(group) && k.as_str() == kind);
+        match known {
+            Some((k, _)) => k,
+            None if group.is_empty() => Kind::Other(kind.to_string()),
+            None => Kind::Other(format!("{kind}.{group}")),
+        }
+    }
+
+    /// A SKIP_OWNER_KINDS entry: a built-in kind by its bare name (any case), or a kind
+    /// qualified by its API group (`Rollout.argoproj.io`, `StatefulSet.apps`). A bare name
+    /// that is no built-in kind is refused: a typo (`Deployments`) would protect nothing.
+    pub fn parse_listed(s: &str) -> Result<Kind, String> {
+        let Some((kind, group)) = s.split_once('.') else {
+            return Kind::built_in(s).ok_or_else(|| {
+                format!(
+                    "{s:?} is not a built-in kind ({}); write other kinds with their API group, \
+                     e.g. Rollout.argoproj.io",
+                    BUILT_IN.map(|(k, _)| k.metric_label()).join(", ")
+                )
+            });
+        };
+        if kind.is_empty() || group.is_empty() || !group.contains(|c: char| c.is_ascii_alphabetic())
+        {
+            return Err(format!("{s:?}: expected Kind or Kind.group"));
+        }
+        let group = group.to_ascii_lowercase();
+        Ok(BUILT_IN
+            .into_iter()
+            .find(|(k, g)| *g == Some(group.as_str()) && k.as_str().eq_ignore_ascii_case(kind))
+            .map_or_else(|| Kind::Other(format!("{kind}.{group}")), |(k, _)| k))
     }
 
     /// Low-cardinality metric label: unknown kinds collapse to `other`.
@@ -105,25 +161,45 @@ pub enum Owner {
     Controller(OwnerReference),
 }
 
-pub fn is_mirror(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
-}
-
-/// The controller reference (controller: true). Mirror pods are recognised first: since 1.17 the
-/// kubelet gives them an owner reference to their Node, which is not a workload.
-pub fn owner_of(pod: &Pod) -> Owner {
-    if is_mirror(pod) {
-        return Owner::Mirror;
-    }
+/// The pod's controller reference (controller: true), if any.
+fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
     pod.metadata
         .owner_references
         .iter()
         .flatten()
         .find(|o| o.controller == Some(true))
-        .map_or(Owner::Standalone, |o| Owner::Controller(o.clone()))
+}
+
+/// A static pod's API copy, as the kubelet makes it: the annotation `kubernetes.io/config.mirror`
+/// and (since 1.17) a controller reference to its Node (`kind: Node, apiVersion: v1`), the node
+/// it runs on. The annotation alone is the pod author's word: any pod may carry it.
+pub fn is_mirror(pod: &Pod) -> bool {
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION));
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    annotated
+        && controller_of(pod).is_some_and(|o| {
+            o.kind == "Node" && o.api_version == "v1" && node.is_none_or(|n| n == o.name)
+        })
+}
+
+/// The controller reference (controller: true). Mirror pods are recognised first: their Node
+/// owner is not a workload.
+pub fn owner_of(pod: &Pod) -> Owner {
+    if is_mirror(pod) {
+        return Owner::Mirror;
+    }
+    controller_of(pod).map_or(Owner::Standalone, |o| Owner::Controller(o.clone()))
+}
+
+/// The pod as its own workload: no controller, or one it only claims (a made-up or vanished
+/// owner). Deleted, it is not recreated.
+pub fn standalone(pod: &Pod) -> Workload {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    Workload::new(Kind::Standalone, pod_name, "")
 }
 
 /// The workload from the pod alone, without following ReplicaSets and Jobs up.
@@ -131,8 +207,12 @@ pub fn direct_workload(pod: &Pod) -> Workload {
     let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
     match owner_of(pod) {
         Owner::Mirror => Workload::new(Kind::Mirror, pod_name, ""),
-        Owner::Standalone => Workload::new(Kind::Standalone, pod_name, ""),
-        Owner::Controller(o) => Workload::new(Kind::parse(&o.kind), &o.name, &o.api_version),
+        Owner::Standalone => standalone(pod),
+        Owner::Controller(o) => Workload::new(
+            Kind::of_owner(&o.kind, &o.api_version),
+            &o.name,
+            &o.api_version,
+        ),
     }
 }
 
@@ -141,7 +221,7 @@ pub fn direct_workload(pod: &Pod) -> Workload {
 pub fn step_up(refs: Option<&Vec<OwnerReference>>, expected: Kind) -> Option<Workload> {
     refs.into_iter()
         .flatten()
-        .find(|o| o.controller == Some(true) && Kind::parse(&o.kind) == expected)
+        .find(|o| o.controller == Some(true) && Kind::of_owner(&o.kind, &o.api_version) == expected)
         .map(|o| Workload::new(expected.clone(), &o.name, &o.api_version))
 }
 
@@ -178,7 +258,8 @@ mod tests {
         let w = direct_workload(&owned("DaemonSet", "apps/v1", "agent", true));
         assert_eq!(w.kind, Kind::DaemonSet);
         let w = direct_workload(&owned("Rollout", "argoproj.io/v1alpha1", "r", true));
-        assert_eq!(w.to_string(), "Rollout/r");
+        assert_eq!(w.to_string(), "Rollout.argoproj.io/r");
+        assert_eq!(w.kind.bare(), "Rollout");
         assert_eq!(w.kind.metric_label(), "other");
         // Owner references that are not the controller do not make a workload.
         let w = direct_workload(&owned("ReplicaSet", "apps/v1", "rs", false));
@@ -197,6 +278,32 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_annotation_alone_makes_no_mirror_pod() {
+        let with = |refs: serde_json::Value, node: &str| {
+            pod(json!({"metadata": {"name": "etcd-node1", "namespace": "ns",
+                "annotations": {MIRROR_ANNOTATION: "abc"}, "ownerReferences": refs},
+                "spec": {"nodeName": node, "containers": []}}))
+        };
+        let node = |api: &str, kind: &str, controller: bool| json!([{"apiVersion": api, "kind": kind, "name": "node1", "uid": "n", "controller": controller}]);
+        assert_eq!(
+            owner_of(&with(node("v1", "Node", true), "node1")),
+            Owner::Mirror
+        );
+        for (refs, on) in [
+            (json!([]), "node1"),
+            (node("v1", "Node", false), "node1"),
+            (node("fake/v1", "Node", true), "node1"),
+            (node("v1", "ConfigMap", true), "node1"),
+            // The kubelet's own node, not another one.
+            (node("v1", "Node", true), "node2"),
+        ] {
+            let p = with(refs.clone(), on);
+            assert_ne!(owner_of(&p), Owner::Mirror, "{refs} on {on}");
+            assert_ne!(direct_workload(&p).kind, Kind::Mirror, "{refs} on {on}");
+        }
+    }
+
+    #[test]
     fn step_up_follows_only_the_expected_controller_kind() {
         let refs: Vec<OwnerReference> = serde_json::from_value(json!([
             {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d", "controller": true}
@@ -211,9 +318,50 @@ mod tests {
     }
 
     #[test]
-    fn kinds_parse_in_any_case_and_keep_unknown_names() {
-        assert_eq!(Kind::parse("deployment"), Kind::Deployment);
-        assert_eq!(Kind::parse("STANDALONE"), Kind::Standalone);
-        assert_eq!(Kind::parse("Rollout"), Kind::Other("Rollout".into()));
+    fn listed_kinds_are_built_in_names_in_any_case_or_group_qualified() {
+        assert_eq!(Kind::parse_listed("deployment"), Ok(Kind::Deployment));
+        assert_eq!(Kind::parse_listed("STANDALONE"), Ok(Kind::Standalone));
+        assert_eq!(Kind::parse_listed("MirrorPod"), Ok(Kind::Mirror));
+        assert_eq!(
+            Kind::parse_listed("StatefulSet.apps"),
+            Ok(Kind::StatefulSet)
+        );
+        assert_eq!(
+            Kind::parse_listed("Rollout.argoproj.io"),
+            Ok(Kind::Other("Rollout.argoproj.io".into()))
+        );
+        // Not the apps group: another kind that happens to share the name.
+        assert_eq!(
+            Kind::parse_listed("StatefulSet.fake"),
+            Ok(Kind::Other("StatefulSet.fake".into()))
+        );
+        for bad in ["Deployments", "Rollout", "Node", "x.", ".apps", "Rollout.1"] {
+            let e = Kind::parse_listed(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_owner_is_a_built_in_kind_only_in_its_api_group() {
+        assert_eq!(Kind::of_owner("StatefulSet", "apps/v1"), Kind::StatefulSet);
+        assert_eq!(Kind::of_owner("Job", "batch/v1"), Kind::Job);
+        assert_eq!(
+            Kind::of_owner("StatefulSet", "fake/v1"),
+            Kind::Other("StatefulSet.fake".into())
+        );
+        assert_eq!(
+            Kind::of_owner("Job", "apps/v1"),
+            Kind::Other("Job.apps".into())
+        );
+        assert_eq!(
+            Kind::of_owner("ReplicaSet", "v1"),
+            Kind::Other("ReplicaSet".into())
+        );
+        assert_eq!(
+            Kind::of_owner("Rollout", "argoproj.io/v1alpha1"),
+            Kind::parse_listed("Rollout.argoproj.io").unwrap()
+        );
+        // Kinds are case-sensitive in the API: `statefulset` is not the apps kind.
+        assert_ne!(Kind::of_owner("statefulset", "apps/v1"), Kind::StatefulSet);
     }
 }

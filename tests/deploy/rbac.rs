@@ -51,8 +51,9 @@ fn the_function_gets_least_privilege_rbac() {
     let function_rules = json!([
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
-        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets", "statefulsets", "daemonsets"], "verbs": ["get"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     ]);
     // The optional guards (MIN_AVAILABLE, USE_EVICTION), in their own role.
     let guard_rules = json!([
@@ -121,7 +122,7 @@ fn the_function_gets_least_privilege_rbac() {
                     assert_eq!(
                         r.v["rules"],
                         function_rules,
-                        "{}: pods get/delete, events create, replicasets/jobs get only",
+                        "{}: pods get/delete, events create, owners and namespaces get only",
                         r.id()
                     );
                 }

@@ -20,9 +20,43 @@ fn invalid_configuration_stops_the_start_naming_the_variable() {
         ("GRACE_PERIOD_SECONDS", "86401"),
         ("GRACE_PERIOD_SECONDS", "0"),
         ("PROTECTED_NAMESPACES", "Kube-System"),
+        // Configuration that would fail open: an empty list element, an empty token, a bare
+        // owner kind nobody has, a built-in protected namespace un-protected by mistake.
+        ("PROTECTED_NAMESPACES", ","),
+        ("NAMESPACES", ","),
+        ("RULES", "a,,b"),
+        ("SKIP_OWNER_KINDS", "Deployments"),
+        ("AUTH_TOKEN", ""),
+        ("UNPROTECT_BUILTIN_NAMESPACES", "vault"),
     ] {
         let err = binary::refused_start(var, value);
         assert!(!err.contains("panicked"), "{var}={value}: {err}");
+    }
+}
+
+#[test]
+fn in_a_cluster_an_unknown_own_namespace_stops_the_start_while_the_breaker_is_on() {
+    if std::path::Path::new(falco_responder::config::SA_NAMESPACE_FILE).exists() {
+        return; // this machine is a pod: its namespace is known
+    }
+    let err = binary::refused_start("KUBERNETES_SERVICE_HOST", "127.0.0.1");
+    assert!(err.contains("POD_NAMESPACE"), "{err}");
+    // Known, or the breaker off: it starts as far as looking for its cluster.
+    for env in [
+        &[("POD_NAMESPACE", "falco")][..],
+        &[
+            ("MAX_DELETIONS", "off"),
+            ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+        ][..],
+    ] {
+        let out = binary::command()
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", "1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(2), "{env:?}: {err}");
     }
 }
 

@@ -189,7 +189,10 @@ async fn protected_own_namespace_annotation_and_dry_run_leave_pods_untouched() {
         assert!(scene.untouched("alpine").await, "{what}");
         running.push(responder);
     }
-    let responder = scene.responder(&[]).await;
+    // The annotation is the pod author's word: honoured only when the deployer trusts them.
+    let responder = scene
+        .responder(&[("TRUST_PROTECT_ANNOTATION", "true")])
+        .await;
     let result = responder.result(&scene.shell(&responder, "keep", CID).await);
     assert_eq!(result["outcome"], "skipped", "{result}");
     assert!(scene.untouched("keep").await);

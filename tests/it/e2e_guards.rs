@@ -204,14 +204,15 @@ async fn a_pod_disruption_budget_holds_an_eviction_until_it_allows_one() {
 #[tokio::test]
 async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
     let scene = Scene::with_controllers("skip").await;
-    let cid = new_cid();
-    let mirror = scene
-        .annotated_pod(
-            "etcd-node-1",
-            &cid,
-            &[("kubernetes.io/config.mirror", "3f1c0a")],
-        )
-        .await;
+    // As the kubelet makes it: the annotation and a controller reference to its Node.
+    let mirror = owned_pod(
+        &scene,
+        "etcd-node-1",
+        json!({"kubernetes.io/config.mirror": "3f1c0a"}),
+        json!([{"apiVersion": "v1", "kind": "Node", "name": "node-1",
+            "uid": uuid::Uuid::new_v4().to_string(), "controller": true}]),
+    )
+    .await;
     let plain = scene.responder(&[]).await;
     let (r, v) = plain.shell_in(&scene.ns, &mirror).await;
     assert_eq!(
@@ -633,4 +634,252 @@ async fn controllers_make_real_owner_chains_and_replica_counts() {
             .unwrap(),
         None
     );
+}
+
+/// Binds pod `name` to `node-1` (`pods/binding`, as the scheduler does): without a kubelet, a
+/// DELETE of a pod on a node leaves it terminating with the grace period it was given, so the
+/// test can read that grace back (a pod on no node is removed at once, whatever the grace).
+async fn bind(scene: &Scene, name: &str) {
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding", "metadata": { "name": name },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": "node-1" }
+    });
+    scene
+        .pods()
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("binding {name}: {e}"));
+}
+
+/// StatefulSet `name` (label `app: name`) with one pod, made ready on `node-1`.
+async fn stateful_pod(scene: &Scene, name: &str) -> k8s_openapi::api::core::v1::Pod {
+    let s: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 1, "serviceName": name,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "main", "image": "alpine" }] }
+            }
+        }
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(scene.admin.clone(), &scene.ns)
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    let pod = format!("{name}-0");
+    support::wait_for(&format!("pod {pod}"), WAIT, || async {
+        scene.get_pod(&pod).await.map(|_| ())
+    })
+    .await;
+    bind(scene, &pod).await;
+    support::mark_pod_ready(&scene.admin, &scene.ns, &pod, &new_cid()).await
+}
+
+/// The grace period the API holds for a terminating pod.
+async fn grace_of(scene: &Scene, name: &str) -> Option<i64> {
+    let p = scene.get_pod(name).await.expect("still terminating");
+    assert!(
+        p.metadata.deletion_timestamp.is_some(),
+        "{name} is not terminating"
+    );
+    p.metadata.deletion_grace_period_seconds
+}
+
+#[tokio::test]
+async fn a_statefulset_pod_is_never_force_deleted_new_or_terminating() {
+    let scene = Scene::with_controllers("sts").await;
+    let force = [
+        ("GRACE_PERIOD_SECONDS", "0"),
+        ("ALLOW_FORCE_DELETE", "true"),
+    ];
+    let responder = scene.responder(&force).await;
+
+    // A new deletion: 1 s, not 0.
+    let db = stateful_pod(&scene, "db").await;
+    let (_, v) = responder.shell_in(&scene.ns, &db).await;
+    assert_eq!(v["outcome"], "deleted", "{v}\n{}", responder.logs());
+    assert_eq!(v["pod"]["workload"], "StatefulSet/db", "{v}");
+    assert!(said(&v, "reason").contains("never force-deleted"), "{v}");
+    assert_eq!(grace_of(&scene, "db-0").await, Some(1));
+
+    // Shortening the grace of one already terminating: 1 s too.
+    let kv = stateful_pod(&scene, "kv").await;
+    scene
+        .pods()
+        .delete(
+            "kv-0",
+            &kube::api::DeleteParams::default().grace_period(3600),
+        )
+        .await
+        .unwrap();
+    let (_, v) = responder.shell_in(&scene.ns, &kv).await;
+    assert_eq!(v["outcome"], "terminating", "{v}\n{}", responder.logs());
+    assert!(said(&v, "reason").contains("never force-deleted"), "{v}");
+    assert_eq!(grace_of(&scene, "kv-0").await, Some(1));
+
+    // Any other pod gets the force delete ALLOW_FORCE_DELETE asked for.
+    let loner = scene.pod("loner", &new_cid()).await;
+    let (_, v) = responder.shell_in(&scene.ns, &loner).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    assert!(
+        scene.get_pod("loner").await.is_none(),
+        "force-deleted at once"
+    );
+}
+
+#[tokio::test]
+async fn shortening_a_grace_period_passes_the_kind_guards() {
+    let scene = Scene::with_controllers("shorten").await;
+    scene.deployment("web", 1).await;
+    let pod = scene.ready_pods("web", 1, 1).await.remove(0);
+    let name = pod.metadata.name.clone().unwrap();
+    bind(&scene, &name).await;
+    scene
+        .pods()
+        .delete(
+            &name,
+            &kube::api::DeleteParams::default().grace_period(3600),
+        )
+        .await
+        .unwrap();
+    let env = [("GRACE_PERIOD_SECONDS", "5")];
+    let skipping = scene
+        .responder(&[&env[..], &[("SKIP_OWNER_KINDS", "Deployment")]].concat())
+        .await;
+    let (_, v) = skipping.shell_in(&scene.ns, &pod).await;
+    assert_eq!(v["outcome"], "skipped", "{v}\n{}", skipping.logs());
+    assert!(said(&v, "reason").contains("SKIP_OWNER_KINDS"), "{v}");
+    assert_eq!(grace_of(&scene, &name).await, Some(3600), "not shortened");
+
+    // Not listed: shortened, and the floor does not hold it (a terminating pod is already out
+    // of readyReplicas), though MIN_AVAILABLE=1 on a 1-replica Deployment holds any new one.
+    let shortening = scene
+        .responder(&[&env[..], &[("MIN_AVAILABLE", "1")]].concat())
+        .await;
+    let (_, v) = shortening.shell_in(&scene.ns, &pod).await;
+    assert_eq!(v["outcome"], "terminating", "{v}\n{}", shortening.logs());
+    assert_eq!(grace_of(&scene, &name).await, Some(5));
+}
+
+/// A pod on `node-1` with these annotations and ownerReferences, as its author wrote them
+/// (no garbage collector runs here, so a dangling owner stays), started and ready.
+async fn owned_pod(
+    scene: &Scene,
+    name: &str,
+    annotations: serde_json::Value,
+    owners: serde_json::Value,
+) -> k8s_openapi::api::core::v1::Pod {
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": { "name": name, "annotations": annotations, "ownerReferences": owners },
+        "spec": { "nodeName": "node-1", "containers": [{ "name": "main", "image": "alpine" }] }
+    }))
+    .unwrap();
+    scene
+        .pods()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    support::mark_pod_ready(&scene.admin, &scene.ns, name, &new_cid()).await
+}
+
+fn controller(api_version: &str, kind: &str, name: &str) -> serde_json::Value {
+    json!([{"apiVersion": api_version, "kind": kind, "name": name,
+        "uid": uuid::Uuid::new_v4().to_string(), "controller": true}])
+}
+
+#[tokio::test]
+async fn what_a_pod_author_writes_earns_no_skip_and_no_protection() {
+    let scene = Scene::with_controllers("forged").await;
+    let none = json!({});
+    let skipping = scene
+        .responder(&[("SKIP_OWNER_KINDS", "StatefulSet,MirrorPod")])
+        .await;
+    // A StatefulSet of a made-up group: not the apps kind, not skipped.
+    let fake = owned_pod(
+        &scene,
+        "fake",
+        none.clone(),
+        controller("fake/v1", "StatefulSet", "db"),
+    )
+    .await;
+    let (_, v) = skipping.shell_in(&scene.ns, &fake).await;
+    assert_eq!(v["outcome"], "deleted", "{v}\n{}", skipping.logs());
+    assert_eq!(v["pod"]["workload"], "StatefulSet.fake/db", "{v}");
+    // An apps/v1 StatefulSet that does not exist: the pod is standalone.
+    let ghost = owned_pod(
+        &scene,
+        "ghost",
+        none.clone(),
+        controller("apps/v1", "StatefulSet", "db"),
+    )
+    .await;
+    let (_, v) = skipping.shell_in(&scene.ns, &ghost).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    assert_eq!(v["pod"]["workload"], "Standalone/ghost", "{v}");
+    // One that exists, under its real uid: skipped.
+    let real = stateful_pod(&scene, "db").await;
+    let (_, v) = skipping.shell_in(&scene.ns, &real).await;
+    assert_eq!(v["outcome"], "skipped", "{v}");
+    assert!(said(&v, "reason").contains("StatefulSet/db"), "{v}");
+    // The mirror annotation without the kubelet's Node owner: no mirror pod.
+    let mirror = json!({"kubernetes.io/config.mirror": "3f1c0a"});
+    let posing = owned_pod(&scene, "posing", mirror, json!([])).await;
+    let (_, v) = skipping.shell_in(&scene.ns, &posing).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    assert_eq!(v["pod"]["workload"], "Standalone/posing", "{v}");
+
+    // The protect annotation is the author's word: honoured only when the deployer says so.
+    let protect = json!({"falco-responder/protect": "true"});
+    let plain = scene.responder(&[]).await;
+    let annotated = owned_pod(&scene, "annotated", protect.clone(), json!([])).await;
+    let (_, v) = plain.shell_in(&scene.ns, &annotated).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
+    let trusting = scene
+        .responder(&[("TRUST_PROTECT_ANNOTATION", "true")])
+        .await;
+    let trusted = owned_pod(&scene, "trusted", protect, json!([])).await;
+    let (_, v) = trusting.shell_in(&scene.ns, &trusted).await;
+    assert_eq!(v["outcome"], "skipped", "{v}");
+    assert!(scene.exists(&trusted).await);
+}
+
+#[tokio::test]
+async fn a_namespace_labelled_protected_is_left_alone() {
+    let scene = Scene::new("guarded").await;
+    let label = json!({"metadata": {"labels": {"falco-responder/protect": "true"}}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(scene.admin.clone())
+        .patch(
+            &scene.ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&label),
+        )
+        .await
+        .unwrap();
+    let pod = scene.pod("web", &new_cid()).await;
+    let responder = scene.responder(&[]).await;
+    let (r, v) = responder.shell_in(&scene.ns, &pod).await;
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("skipped")),
+        "{v}\n{}",
+        responder.logs()
+    );
+    assert!(
+        said(&v, "reason").contains("falco-responder/protect=true"),
+        "{v}"
+    );
+    assert!(scene.exists(&pod).await);
+    // Unlabelled, next door: deleted.
+    let other = scene.beside("open").await;
+    let pod = other.pod("web", &new_cid()).await;
+    let (_, v) = responder.shell_in(&other.ns, &pod).await;
+    assert_eq!(v["outcome"], "deleted", "{v}");
 }

@@ -97,6 +97,7 @@ async fn answer(
 }
 
 const POD_PATH: &str = "/api/v1/namespaces/prod/pods/web-1";
+const NS_PATH: &str = "/api/v1/namespaces/prod";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
 /// Handles `body` in a task while the test answers its API calls: the reply, and the app for
@@ -114,9 +115,23 @@ async fn answer_get(handle: &mut ApiHandle, response: Response<Body>) {
     answer(handle, Method::GET, POD_PATH, response).await;
 }
 
-/// Answers one whole deletion of `live`: its GET, its DELETE, then its Event.
+/// The namespace's metadata, with `labels`.
+fn namespace(labels: Value) -> Response<Body> {
+    ok(
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": NS, "uid": "ns-uid", "labels": labels}}),
+    )
+}
+
+/// Answers the GET of the pod's namespace (its protection label): not labelled.
+async fn answer_namespace(handle: &mut ApiHandle) {
+    answer(handle, Method::GET, NS_PATH, namespace(json!({}))).await;
+}
+
+/// Answers one whole deletion of `live`: its GET, its namespace's, its DELETE, then its Event.
 async fn answer_deletion(handle: &mut ApiHandle, live: Value) {
     answer(handle, Method::GET, POD_PATH, ok(live.clone())).await;
+    answer_namespace(handle).await;
     answer(handle, Method::DELETE, POD_PATH, ok(live)).await;
     answer(handle, Method::POST, EVENTS_PATH, ok(json!({}))).await;
 }
@@ -136,6 +151,7 @@ async fn deletes_with_uid_precondition_and_grace_period_then_records_an_event() 
     let call = handling(app, event());
 
     answer_get(&mut api, ok(live())).await;
+    answer_namespace(&mut api).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
     assert_eq!(opts["gracePeriodSeconds"], 5, "{opts}");
@@ -178,6 +194,7 @@ async fn without_grace_period_the_pods_own_is_kept() {
     let (app, mut api) = app(&[]);
     let call = handling(app, event());
     answer_get(&mut api, ok(live())).await;
+    answer_namespace(&mut api).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert!(opts.get("gracePeriodSeconds").is_none(), "{opts}");
     send.send_response(ok(live()));
@@ -205,6 +222,7 @@ async fn conflict_on_delete_is_stale() {
     let (app, mut api) = app(&[]);
     let call = handling(app, event());
     answer_get(&mut api, ok(live())).await;
+    answer_namespace(&mut api).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(
         409,
@@ -232,17 +250,46 @@ async fn container_id_mismatch_is_stale_without_a_delete() {
 }
 
 #[tokio::test]
-async fn opt_out_annotation_is_respected() {
-    let (app, mut api) = app(&[]);
+async fn opt_out_annotation_is_respected_only_when_trusted() {
+    let (app, mut api) = app(&[("TRUST_PROTECT_ANNOTATION", "true")]);
     let call = handling(app, event());
-    answer_get(
-        &mut api,
-        ok(pod(CID, json!({"falco-responder/protect": "true"}))),
-    )
-    .await;
+    let annotated = pod(CID, json!({"falco-responder/protect": "true"}));
+    answer_get(&mut api, ok(annotated.clone())).await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.json()["outcome"], "skipped");
     assert!(said(&reply.json(), "reason").contains("falco-responder/protect"));
+    no_more_calls(app, api).await;
+    // By default the annotation is the pod author's word, not a protection.
+    let (app, mut api) = self::app(&[]);
+    let call = handling(app, event());
+    answer_deletion(&mut api, annotated).await;
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
+}
+
+#[tokio::test]
+async fn a_namespace_labelled_protected_is_left_alone_and_its_get_fails_closed() {
+    let (app, mut api) = app(&[]);
+    let call = handling(app, event());
+    answer_get(&mut api, ok(live())).await;
+    let labels = json!({"falco-responder/protect": "true"});
+    answer(&mut api, Method::GET, NS_PATH, namespace(labels)).await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "skipped");
+    assert!(said(&reply.json(), "reason").contains("falco-responder/protect=true"));
+    no_more_calls(app, api).await;
+    // A 403 on the namespace is an error naming the missing right, never "not protected".
+    let (app, mut api) = self::app(&[]);
+    let call = handling(app, event());
+    answer_get(&mut api, ok(live())).await;
+    let forbidden = status(403, "Forbidden", "namespaces \"prod\" is forbidden");
+    answer(&mut api, Method::GET, NS_PATH, forbidden).await;
+    let (reply, app) = call.await.unwrap();
+    assert!(reply.status.is_server_error(), "{:?}", reply.json());
+    assert!(
+        said(&reply.json(), "error").contains("get on namespaces"),
+        "{}",
+        reply.json()
+    );
     no_more_calls(app, api).await;
 }
 
@@ -251,6 +298,7 @@ async fn dry_run_looks_but_never_deletes() {
     let (app, mut api) = app(&[("DRY_RUN", "true")]);
     let call = handling(app, event());
     answer_get(&mut api, ok(live())).await;
+    answer_namespace(&mut api).await;
     // The trial run's audit trail, instead of a DELETE.
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoDryRun");
@@ -267,6 +315,7 @@ async fn forbidden_delete_is_a_5xx_naming_the_service_account() {
     let (app, mut api) = app(&[]);
     let call = handling(app, event());
     answer_get(&mut api, ok(live())).await;
+    answer_namespace(&mut api).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(
         403,
@@ -324,6 +373,7 @@ async fn events_rbac_missing_still_counts_the_deletion() {
     let app = std::sync::Arc::new(app);
     let call = handling(app.clone(), event());
     answer_get(&mut api, ok(live())).await;
+    answer_namespace(&mut api).await;
     answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
     let (_, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     send.send_response(status(
@@ -425,6 +475,7 @@ async fn a_matching_uid_deletes_even_when_the_container_is_unknown() {
     let body = ev.to_string();
     let call = handling(app, body);
     answer_get(&mut api, ok(live())).await;
+    answer_namespace(&mut api).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["preconditions"]["uid"], UID);
     send.send_response(ok(live()));
@@ -481,6 +532,7 @@ async fn a_terminating_pod_gets_the_shorter_grace_period() {
     let (app, mut api) = app(&[("GRACE_PERIOD_SECONDS", "10")]);
     let call = handling(app, event());
     answer_get(&mut api, ok(terminating_pod())).await;
+    answer_namespace(&mut api).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["gracePeriodSeconds"], 10, "{opts}");
     assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
@@ -528,6 +580,7 @@ async fn the_action_outlives_a_caller_that_went_away() {
     call.abort();
     assert!(call.await.err().is_some_and(|e| e.is_cancelled()));
     send.send_response(ok(live()));
+    answer_namespace(&mut api).await;
     // The decided action still runs to its end: DELETE, then the Event.
     answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
@@ -635,6 +688,7 @@ async fn the_event_of_a_pod_with_a_long_name_has_a_valid_name() {
     let mut live = live();
     live["metadata"]["name"] = json!(name);
     answer(&mut api, Method::GET, &path, ok(live.clone())).await;
+    answer_namespace(&mut api).await;
     answer(&mut api, Method::DELETE, &path, ok(live)).await;
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     let ev_name = ev["metadata"]["name"].as_str().unwrap().to_string();
@@ -757,6 +811,7 @@ async fn a_removal_whose_answer_is_lost_counts_once_and_is_recorded() {
     // The DELETE is sent and the server fails after it: did the pod go? Unknown.
     let call = handling(app.clone(), event());
     answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer_namespace(&mut api).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(500, "InternalError", "etcdserver: leader changed"));
     let (reply, _) = call.await.unwrap();
@@ -817,6 +872,7 @@ async fn a_removal_without_an_answer_in_time_counts_and_a_refused_one_does_not()
     let app = std::sync::Arc::new(app);
     let call = handling(app.clone(), event());
     answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer_namespace(&mut api).await;
     let (_, _never) = next(&mut api, Method::DELETE, POD_PATH).await;
     let (reply, _) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -828,6 +884,7 @@ async fn a_removal_without_an_answer_in_time_counts_and_a_refused_one_does_not()
     let (app, mut api) = app_with(&[("MAX_DELETIONS", "5/1m")]);
     let call = handling(app, event());
     answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer_namespace(&mut api).await;
     let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     send.send_response(status(403, "Forbidden", "pods \"web-1\" is forbidden"));
     let (reply, app) = call.await.unwrap();
@@ -843,6 +900,7 @@ async fn a_record_that_cannot_be_written_is_an_error_line_and_a_metric() {
     let app = std::sync::Arc::new(app);
     let call = handling(app.clone(), event());
     answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer_namespace(&mut api).await;
     answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
     for (body, send) in posted(&mut api, 2).await {
         if body["metadata"]["name"] == record_name_of(UID) {
@@ -888,6 +946,7 @@ async fn a_storm_while_the_overall_breaker_is_open_costs_the_first_refusal_only(
     let call = handling(app.clone(), event());
     let spent = records(&["falco-responder-deleted.earlier".to_string()]);
     answer_get_and_count(&mut api, POD_PATH, ok(live()), spent).await;
+    answer_namespace(&mut api).await;
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoBreakerOpen");
     send.send_response(ok(ev.clone()));
@@ -924,6 +983,7 @@ async fn repeated_refusals_write_one_event_per_workload_and_reason() {
         let call = handling(app.clone(), event());
         answer_get(&mut api, ok(live())).await;
         if i == 0 {
+            answer_namespace(&mut api).await;
             let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
             assert_eq!(ev["reason"], "FalcoDryRun");
             send.send_response(ok(ev.clone()));
@@ -935,5 +995,48 @@ async fn repeated_refusals_write_one_event_per_workload_and_reason() {
         metrics.contains(r#"falco_responder_suppressed_total{what="refusal_event"} 9"#),
         "{metrics}"
     );
+    no_more_calls(app, api).await;
+}
+
+/// The pod, claiming StatefulSet `db` (apps/v1) as its controller.
+fn owned_by_statefulset() -> Value {
+    let mut p = live();
+    p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "name": "db", "uid": "5e7a0c1e-0000-4000-8000-000000000005", "controller": true}]);
+    p
+}
+
+const STS_PATH: &str = "/apis/apps/v1/namespaces/prod/statefulsets/db";
+
+#[tokio::test]
+async fn an_owner_that_cannot_be_read_is_an_error_and_one_that_does_not_exist_is_standalone() {
+    // 403: the floor and SKIP_OWNER_KINDS cannot be known; never "standalone".
+    let (app, mut api) = app(&[("SKIP_OWNER_KINDS", "StatefulSet")]);
+    let call = handling(app, event());
+    answer_get(&mut api, ok(owned_by_statefulset())).await;
+    answer_namespace(&mut api).await;
+    let forbidden = status(403, "Forbidden", "statefulsets.apps \"db\" is forbidden");
+    answer(&mut api, Method::GET, STS_PATH, forbidden).await;
+    let (reply, app) = call.await.unwrap();
+    assert!(reply.status.is_server_error(), "{:?}", reply.json());
+    assert!(
+        said(&reply.json(), "error").contains("statefulsets"),
+        "{}",
+        reply.json()
+    );
+    no_more_calls(app, api).await;
+
+    // 404: a claim, not an owner: standalone, deleted though StatefulSets are skipped.
+    let (app, mut api) = self::app(&[("SKIP_OWNER_KINDS", "StatefulSet")]);
+    let call = handling(app, event());
+    answer_get(&mut api, ok(owned_by_statefulset())).await;
+    answer_namespace(&mut api).await;
+    let missing = status(404, "NotFound", "statefulsets.apps \"db\" not found");
+    answer(&mut api, Method::GET, STS_PATH, missing).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(live())).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+    assert_eq!(reply.json()["pod"]["workload"], format!("Standalone/{POD}"));
     no_more_calls(app, api).await;
 }

@@ -85,6 +85,7 @@ PORT is left to Knative, which injects it.
 {{- /* An opt-in: only said when given. */}}
 {{- if not .Values.config.allowForceDelete }}{{ $_ := unset $env "ALLOW_FORCE_DELETE" }}{{ end }}
 {{- if not .Values.config.useEviction }}{{ $_ := unset $env "USE_EVICTION" }}{{ end }}
+{{- if not .Values.config.trustProtectAnnotation }}{{ $_ := unset $env "TRUST_PROTECT_ANNOTATION" }}{{ end }}
 {{- if .Values.auth.enabled }}{{ $_ := set $env "AUTH_TOKEN_FILE" (include "falco-responder.authTokenFile" .) }}{{ end }}
 {{- if and (eq .Values.platform "openfaas") .Values.openfaas.dedicatedToken }}
 {{- $_ := set $env "KUBE_TOKEN_FILE" "/var/openfaas/secrets/token" }}
@@ -117,12 +118,17 @@ PORT is left to Knative, which injects it.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
-# Name the workload above a ReplicaSet or a Job (metadata GET).
+# Prove a pod's owner exists with the uid its ownerReference claims, and name the workload
+# above a ReplicaSet or a Job (metadata GET).
 - apiGroups: ["apps"]
-  resources: ["replicasets"]
+  resources: ["replicasets", "statefulsets", "daemonsets"]
   verbs: ["get"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
+  verbs: ["get"]
+# The protection label falco-responder/protect=true on the pod's namespace (metadata GET).
+- apiGroups: [""]
+  resources: ["namespaces"]
   verbs: ["get"]
 {{- if .Values.config.minAvailable }}
 # MIN_AVAILABLE: the workload's spec.replicas and ready count.
