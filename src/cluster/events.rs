@@ -26,6 +26,12 @@ pub const WORKLOAD_ANNOTATION: &str = "falco-responder/workload";
 /// Annotation of a record: the pod deleted (`namespace/name`), for people.
 pub const POD_ANNOTATION: &str = "falco-responder/pod";
 
+/// Label of a MIN_AVAILABLE reservation record (`cluster::reservations`): the hash of the
+/// workload it holds a slot of, what the LIST of a workload's slots selects.
+pub const RESERVATION_LABEL: &str = "falco-responder/reservation";
+/// Reason of a reservation record.
+pub const RESERVED_REASON: &str = "FalcoDeletionReserved";
+
 /// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
 pub fn event_note(ev: &FalcoEvent) -> String {
     let mut note = format!("Falco rule {:?} ({})", ev.rule, ev.priority);
@@ -138,6 +144,54 @@ pub fn breaker_record(
         reporting_instance: Some(instance.to_string()),
         // An Event must be about an object of its own namespace: this process's pod (in a
         // cluster the instance is the pod's name).
+        regarding: Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(instance.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A MIN_AVAILABLE reservation: slot `slot` of `workload` (its key) held by this process for
+/// the deletion of `pod`, created in the function's own `namespace` under its deterministic
+/// `name` (a second create of the same slot is a 409). RBAC: `create`, `list`, `delete` on
+/// events there.
+pub fn reservation_record(
+    namespace: &str,
+    instance: &str,
+    name: String,
+    hash: &str,
+    workload: &str,
+    pod: (&str, &str),
+    now: jiff::Timestamp,
+) -> KubeEvent {
+    let (pod_ns, pod_name) = pod;
+    let annotations = std::collections::BTreeMap::from([
+        (POD_ANNOTATION.into(), format!("{pod_ns}/{pod_name}")),
+        (WORKLOAD_ANNOTATION.into(), workload.to_string()),
+    ]);
+    KubeEvent {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.to_string()),
+            labels: Some([(RESERVATION_LABEL.into(), hash.to_string())].into()),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(now)),
+        action: Some("Delete".into()),
+        reason: Some(RESERVED_REASON.into()),
+        note: Some(format!(
+            "deleting pod {pod_ns}/{pod_name}: holds one of the deletions MIN_AVAILABLE lets be \
+             in flight for {workload}"
+        )),
+        type_: Some("Normal".into()),
+        reporting_controller: Some(REPORTER.into()),
+        reporting_instance: Some(instance.to_string()),
+        // As for the breaker's records: about this process's pod, in its own namespace.
         regarding: Some(ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),

@@ -15,4 +15,5 @@ pub mod evict;
 pub mod facts;
 pub mod pods;
 pub mod records;
+pub mod reservations;
 pub mod workloads;

@@ -22,6 +22,7 @@ use crate::{
         evict::{self, Refused},
         facts::Guards,
         records::BreakerRecords,
+        reservations::Reservations,
     },
     config::Config,
     domain::{
@@ -65,6 +66,8 @@ pub struct PodRemover {
     background: TaskTracker,
     plan: Arc<PlanConfig>,
     guards: Arc<Guards>,
+    /// MIN_AVAILABLE's slots, beside the breaker's records.
+    reservations: Arc<Reservations>,
 }
 
 impl PodRemover {
@@ -82,7 +85,8 @@ impl PodRemover {
             .as_ref()
             .map_or("default", |n| n.as_str())
             .to_string();
-        let records = BreakerRecords::new(clients.main.clone(), own, instance.clone());
+        let records = BreakerRecords::new(clients.main.clone(), own.clone(), instance.clone());
+        let reservations = Reservations::new(clients.main.clone(), own, instance.clone());
         PodRemover {
             evict_client: clients.evict.unwrap_or_else(|| clients.main.clone()),
             client: clients.main,
@@ -91,6 +95,7 @@ impl PodRemover {
             background,
             plan: Arc::new(PlanConfig::from(config)),
             guards: Arc::new(Guards::new(&config.guards, records)),
+            reservations: Arc::new(reservations),
         }
     }
 
@@ -143,9 +148,19 @@ impl PodRemover {
                     let answer = Guards::dry_evict(&self.evict_client, live, &r, deadline).await?;
                     plan.dry_evicted(answer)
                 }
+                Step::Reserve(r) => {
+                    let (name, reservations) = (target.name.as_str(), &self.reservations);
+                    plan.reserved(reservations.reserve(&r, (ns, name), deadline).await?)
+                }
                 Step::Remove(r) => {
                     let answer = self.removal(&pods, target, &r, deadline).await;
-                    plan.removed(answer)?
+                    let next = plan.removed(answer);
+                    if let Some(back) = plan.given_back()
+                        && let Some(release) = self.reservations.release(&back)
+                    {
+                        self.background.spawn(release);
+                    }
+                    next?
                 }
                 Step::Finish(f) => break *f,
             };
