@@ -242,7 +242,8 @@ impl Reservations {
             .await;
         let created = match created {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(kube::Error::Api(s))) if s.is_conflict() => {
+            // AlreadyExists: the slot is held.
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => {
                 self.drop_local(key, slot);
                 return Ok(false);
             }
@@ -290,7 +291,8 @@ impl Reservations {
         {
             Ok(()) => Ok(true),
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(true),
-            Err(kube::Error::Api(s)) if s.is_conflict() => Ok(false),
+            // The precondition failed: replaced by someone else first.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.call("delete").failed(e)),
         }
     }
