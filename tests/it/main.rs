@@ -11,6 +11,7 @@ mod decode_props;
 mod e2e_apiserver;
 mod e2e_faults;
 mod e2e_guards;
+mod e2e_reserve;
 mod fuzz_regressions;
 mod hostile_load;
 mod http_server;
