@@ -56,11 +56,24 @@ async fn concurrent_events_for_three_replicas_delete_one_with_a_floor_of_two() {
     let home = scene.beside("reserve-home").await.ns;
     scene.deployment("web", 3).await;
     let pods = scene.ready_pods("web", 3, 3).await;
+    // The breaker off: every write in the function's namespace is a reservation.
     let r = scene
-        .responder(&[("MIN_AVAILABLE", "2"), ("POD_NAMESPACE", &home)])
+        .responder(&[
+            ("MIN_AVAILABLE", "2"),
+            ("POD_NAMESPACE", &home),
+            ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+        ])
         .await;
     let answers = at_once(&scene, [(&r, &pods[0]), (&r, &pods[1]), (&r, &pods[2])]).await;
     exactly_one_deleted(&scene, &pods, &answers, &r.logs()).await;
+    // The cost: one POST for the deletion; the two held events asked this process's table,
+    // not the API (no second create, no LIST).
+    let server = scene.server();
+    assert_eq!(
+        server.count_audit_in("create", "events", Some(&home), "*"),
+        1
+    );
+    assert_eq!(server.count_audit_in("list", "events", Some(&home), "*"), 0);
     // One slot (3 ready - floor 2), one record, in the function's own namespace.
     let records = reservations(&scene, &home).await;
     assert_eq!(records.len(), 1, "{records:?}");
