@@ -34,12 +34,14 @@ use crate::{
     cluster::{
         error::{ApiError, Call, Deadline},
         events::{self, RESERVATION_LABEL},
+        facts::HELD_RETRY_AFTER_SECONDS,
     },
     domain::step::{MayHaveHappened, Reserve, Reserved},
 };
 
-/// How long a slot is held after its deletion: see the module's doc.
-pub const HOLD: Duration = Duration::from_secs(30);
+/// How long a slot is held after its deletion: a `held` answer's `Retry-After`, so the
+/// sender's retry finds it free (see the module's doc).
+pub const HOLD: Duration = Duration::from_secs(HELD_RETRY_AFTER_SECONDS);
 
 /// Slots held by this process, at most (each is a deletion within the last [`HOLD`], which the
 /// breaker bounds far below this); when full, a deletion is held rather than unguarded.
