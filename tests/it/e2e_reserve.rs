@@ -50,12 +50,18 @@ async fn reservations(scene: &Scene, home: &str) -> Vec<KubeEvent> {
         .items
 }
 
-#[tokio::test]
-async fn concurrent_events_for_three_replicas_delete_one_with_a_floor_of_two() {
-    let scene = Scene::with_controllers("reserve").await;
-    let home = scene.beside("reserve-home").await.ns;
+/// A Deployment of 3 ready replicas, and a namespace of the function's own.
+async fn three_ready(prefix: &str) -> (Scene, String, Vec<Pod>) {
+    let scene = Scene::with_controllers(prefix).await;
+    let home = scene.beside(&format!("{prefix}-home")).await.ns;
     scene.deployment("web", 3).await;
     let pods = scene.ready_pods("web", 3, 3).await;
+    (scene, home, pods)
+}
+
+#[tokio::test]
+async fn concurrent_events_for_three_replicas_delete_one_with_a_floor_of_two() {
+    let (scene, home, pods) = three_ready("reserve").await;
     // The breaker off: every write in the function's namespace is a reservation.
     let r = scene
         .responder(&[
@@ -83,10 +89,7 @@ async fn concurrent_events_for_three_replicas_delete_one_with_a_floor_of_two() {
 
 #[tokio::test]
 async fn the_reservation_holds_across_two_function_processes() {
-    let scene = Scene::with_controllers("reserve2").await;
-    let home = scene.beside("reserve2-home").await.ns;
-    scene.deployment("web", 3).await;
-    let pods = scene.ready_pods("web", 3, 3).await;
+    let (scene, home, pods) = three_ready("reserve2").await;
     let env = [("MIN_AVAILABLE", "2"), ("POD_NAMESPACE", home.as_str())];
     let a = scene.responder(&env).await;
     let b = scene.responder(&env).await;

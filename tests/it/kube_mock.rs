@@ -725,6 +725,15 @@ fn record(slot: u32, uid: &str, ago: i64) -> Value {
         "eventTime": at.to_string()})
 }
 
+/// Slot 0's create answered 409, then the LIST of the workload's records answered with `held`.
+async fn slot_taken(handle: &mut ApiHandle, held: Value) {
+    let (_, send) = next(handle, Method::POST, RESERVATIONS_PATH).await;
+    send.send_response(status(409, "AlreadyExists", "events \"x\" already exists"));
+    let list = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+        "metadata": {"resourceVersion": "9"}, "items": [held]});
+    answer(handle, Method::GET, RESERVATIONS_PATH, ok(list)).await;
+}
+
 #[tokio::test]
 async fn min_available_reserves_a_slot_with_one_post_before_the_delete() {
     let (app, mut api) = app(&[("MIN_AVAILABLE", "2"), ("POD_NAME", "responder-0")]);
@@ -765,12 +774,7 @@ async fn every_slot_taken_is_held_after_one_list_without_a_delete() {
     let call = handling(app, event());
     answer_guards(&mut api, 3).await;
     // Slot 0 is another replica's (409); the LIST shows it held 5 s ago: held, retry.
-    let (_, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
-    send.send_response(status(409, "AlreadyExists", "events \"x\" already exists"));
-    let (_, send) = next(&mut api, Method::GET, RESERVATIONS_PATH).await;
-    let list = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-        "metadata": {"resourceVersion": "9"}, "items": [record(0, "r-0", 5)]});
-    send.send_response(ok(list));
+    slot_taken(&mut api, record(0, "r-0", 5)).await;
     // The Warning Event on the pod says why.
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoDeleteHeld");
@@ -791,13 +795,8 @@ async fn an_expired_slot_is_deleted_with_preconditions_and_taken_again() {
     let (app, mut api) = app(&[("MIN_AVAILABLE", "2")]);
     let call = handling(app, event());
     answer_guards(&mut api, 3).await;
-    let (_, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
-    send.send_response(status(409, "AlreadyExists", "exists"));
     // Its holder died two minutes ago: the record is past its hold.
-    let list = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-        "metadata": {}, "items": [record(0, "r-old", 120)]});
-    let (_, send) = next(&mut api, Method::GET, RESERVATIONS_PATH).await;
-    send.send_response(ok(list));
+    slot_taken(&mut api, record(0, "r-old", 120)).await;
     let (opts, send) = next(
         &mut api,
         Method::DELETE,
