@@ -160,7 +160,7 @@ impl Reservations {
 
     /// One of `r.slots` slots for the deletion of `pod`, or `None` when every one is held.
     /// The common case is one POST; a slot held elsewhere costs a LIST of the workload's
-    /// records and at most [`MAX_TRIES`] more creates (and DELETEs of expired records).
+    /// records and at most four more creates (and DELETEs of expired records).
     pub async fn reserve(
         &self,
         r: &Reserve,
