@@ -144,6 +144,15 @@ impl Reservations {
         true
     }
 
+    /// How many slots of `key` this process holds.
+    fn held_here(&self, key: &str, now: Instant) -> usize {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        local
+            .iter()
+            .filter(|((k, _), h)| k == key && h.until > now)
+            .count()
+    }
+
     /// The local hold of `slot` is over (its create failed, or it is given back).
     fn drop_local(&self, key: &str, slot: u32) -> Option<Held> {
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,6 +178,11 @@ impl Reservations {
     ) -> Result<Option<Reserved>, ApiError> {
         let hash = workload_hash(&r.workload);
         let key = r.workload.as_str();
+        // This process's own holds count whatever their slot: one taken while more replicas
+        // were ready may lie beyond today's `slots`.
+        if self.held_here(key, Instant::now()) >= r.slots as usize {
+            return Ok(None);
+        }
         // The first slot nobody here holds: free everywhere unless another replica holds it.
         let Some(first) = (0..r.slots).find(|&s| self.take_local(key, s, Instant::now())) else {
             return Ok(None);

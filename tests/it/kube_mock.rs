@@ -891,3 +891,26 @@ async fn concurrent_events_in_one_process_share_the_slots_without_a_second_post(
     answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
     assert_eq!(first.await.unwrap().0.json()["outcome"], "deleted");
 }
+
+#[tokio::test]
+async fn a_removal_whose_answer_was_lost_keeps_its_slot() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "2"), ("API_TIMEOUT_SECONDS", "1")]);
+    let app = std::sync::Arc::new(app);
+    let call = handling(app.clone(), event());
+    answer_guards(&mut api, 3).await;
+    let (_, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    send.send_response(ok(record(0, "r-0", 0)));
+    // The DELETE is sent and never answered: it may have happened.
+    let (_, _never) = next(&mut api, Method::DELETE, POD_PATH).await;
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    app.drain().await;
+    // No DELETE of the record: the slot stays held, and the retry is held from the table.
+    let call = handling(app.clone(), event());
+    answer(&mut api, Method::GET, POD_PATH, ok(replica())).await;
+    answer_replicas(&mut api, 3).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoDeleteHeld");
+    send.send_response(ok(json!({})));
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "held");
+}
