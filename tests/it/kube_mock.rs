@@ -869,16 +869,8 @@ async fn concurrent_events_in_one_process_share_the_slots_without_a_second_post(
     send.send_response(ok(record(0, "r-0", 0)));
     let (_, send_delete) = next(&mut api, Method::DELETE, POD_PATH).await;
     // Another replica of the Deployment, web-2.
-    let cid2 = "ab".repeat(32);
-    let second = handling(app.clone(), terminal_shell(NS, "web-2", &cid2));
-    let mut other = pod(&cid2, json!({}));
-    other["metadata"]["name"] = json!("web-2");
-    other["metadata"]["uid"] = json!("2f4a0c1e-0000-4000-8000-000000000002");
-    other["metadata"]["ownerReferences"] = replica()["metadata"]["ownerReferences"].clone();
-    other["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
-    let path2 = "/api/v1/namespaces/prod/pods/web-2";
-    answer(&mut api, Method::GET, path2, ok(other)).await;
-    answer_replicas(&mut api, 3).await;
+    let second = handling(app.clone(), web_2_event());
+    answer_web_2(&mut api, 3).await;
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(
         ev["reason"], "FalcoDeleteHeld",
@@ -909,6 +901,47 @@ async fn a_removal_whose_answer_was_lost_keeps_its_slot() {
     let call = handling(app.clone(), event());
     answer(&mut api, Method::GET, POD_PATH, ok(replica())).await;
     answer_replicas(&mut api, 3).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoDeleteHeld");
+    send.send_response(ok(json!({})));
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "held");
+}
+
+/// The event for web-2, another ready replica of the Deployment.
+fn web_2_event() -> String {
+    terminal_shell(NS, "web-2", &"ab".repeat(32))
+}
+
+/// web-2's GET and the Deployment's (`ready` of 3 ready); its owner is remembered.
+async fn answer_web_2(handle: &mut ApiHandle, ready: i32) {
+    let mut other = pod(&"ab".repeat(32), json!({}));
+    other["metadata"]["name"] = json!("web-2");
+    other["metadata"]["uid"] = json!("2f4a0c1e-0000-4000-8000-000000000002");
+    other["metadata"]["ownerReferences"] = replica()["metadata"]["ownerReferences"].clone();
+    other["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    let path = "/api/v1/namespaces/prod/pods/web-2";
+    answer(handle, Method::GET, path, ok(other)).await;
+    answer_replicas(handle, ready).await;
+}
+
+#[tokio::test]
+async fn a_process_counts_its_own_holds_beyond_the_slots_the_count_allows_now() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "1")]);
+    let app = std::sync::Arc::new(app);
+    // 3 ready, floor 1: two slots; slot 0 is another replica's, this process takes slot 1.
+    let call = handling(app.clone(), event());
+    answer_guards(&mut api, 3).await;
+    slot_taken(&mut api, record(0, "r-0", 5)).await;
+    let (rec, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    assert_eq!(rec["metadata"]["name"], slot_name(1));
+    send.send_response(ok(record(1, "r-1", 0)));
+    answer(&mut api, Method::DELETE, POD_PATH, ok(replica())).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
+    // The controller counts 2 ready now: one slot, slot 0, which this process does not hold;
+    // but its own hold of slot 1 is a deletion in flight too: held, without a call.
+    let call = handling(app.clone(), web_2_event());
+    answer_web_2(&mut api, 2).await;
     let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
     assert_eq!(ev["reason"], "FalcoDeleteHeld");
     send.send_response(ok(json!({})));
