@@ -150,7 +150,7 @@ impl PodRemover {
                 }
                 Step::Reserve(r) => {
                     let (name, reservations) = (target.name.as_str(), &self.reservations);
-                    plan.reserved(reservations.reserve(&r, (ns, name), deadline).await?)
+                    plan.reserved(reservations.reserve(&r, (ns, name), deadline).await)?
                 }
                 Step::Remove(r) => {
                     let answer = self.removal(&pods, target, &r, deadline).await;

@@ -252,11 +252,14 @@ impl<'a> Plan<'a> {
     }
 
     /// The floor's slot for this deletion, or `None`: every deletion the floor allows is in
-    /// flight or too recent for the controller's count to show it: held.
-    pub fn reserved(&mut self, slot: Option<Reserved>) -> Step {
+    /// flight or too recent for the controller's count to show it: held. `Err` (the records
+    /// could not be read or written) passes through; no deletion, so the breaker's ticket goes
+    /// back.
+    pub fn reserved<E>(&mut self, answer: Result<Option<Reserved>, E>) -> Result<Step, E> {
         self.expect(Due::Reservation, Due::Nothing);
         let asked = self.reserve.take().expect("asked for a slot");
-        match slot {
+        let slot = answer.inspect_err(|_| self.release())?;
+        Ok(match slot {
             Some(s) => {
                 self.reservation = Some(s);
                 self.last()
@@ -265,15 +268,15 @@ impl<'a> Plan<'a> {
                 self.release();
                 let min = self.config.min_available.expect("asked for a slot");
                 let reason = format!(
-                    "workload {}: MIN_AVAILABLE={min} lets {} deletions of its ready replicas be \
-                     in flight at once, and that many are (or were too recently for its ready \
-                     count to show them); retry once replicas recover",
+                    "workload {}: MIN_AVAILABLE={min} lets {} deletion(s) of its ready replicas \
+                     be in flight at once, and that many are (or were too recently for its \
+                     ready count to show them); retry once replicas recover",
                     self.resolved(),
                     asked.slots,
                 );
                 self.held(reason, HeldBy::Floor)
             }
-        }
+        })
     }
 
     /// The slot to give back once the plan is over: its removal did not happen (gone, stale,
@@ -609,8 +612,9 @@ mod tests {
         replicas: Option<Replicas>,
         listed: Vec<Deletion>,
         dry_eviction: Result<(), String>,
-        /// Whether a slot of the floor is free.
+        /// Whether a slot of the floor is free, or the reservation's error.
         slot_free: bool,
+        reserve_fails: Option<&'static str>,
         removed: Result<Removed, &'static str>,
     }
 
@@ -645,10 +649,16 @@ mod tests {
                 Step::ReadReplicas(_) => plan.replicas(answers.replicas),
                 Step::Count => plan.counted(&answers.listed, ts(NOW), RECORD),
                 Step::EvictDryRun(_) => plan.dry_evicted(answers.dry_eviction.clone()),
-                Step::Reserve(r) => plan.reserved(answers.slot_free.then(|| Reserved {
-                    workload: r.workload.clone(),
-                    slot: r.slots - 1,
-                })),
+                Step::Reserve(r) => {
+                    let slot = answers.slot_free.then(|| Reserved {
+                        workload: r.workload.clone(),
+                        slot: r.slots - 1,
+                    });
+                    match plan.reserved(answers.reserve_fails.map_or(Ok(slot), Err)) {
+                        Ok(next) => next,
+                        Err(_) => break None,
+                    }
+                }
                 Step::Remove(_) => match plan.removed(answers.removed.clone()) {
                     Ok(next) => next,
                     Err(_) => break None,
@@ -750,6 +760,7 @@ mod tests {
             listed in prop::collection::vec((any::<bool>(), 0i64..120), 0..6),
             pdb_allows in any::<bool>(),
             slot_free in prop::bool::weighted(0.7),
+            reserve_fails in prop::option::weighted(0.2, Just("forbidden")),
             removed in 0usize..6,
         ) -> Answers {
             let mut p = pod(uid, ready);
@@ -776,6 +787,7 @@ mod tests {
                     .collect(),
                 dry_eviction: if pdb_allows { Ok(()) } else { Err("web-pdb needs 2".into()) },
                 slot_free,
+                reserve_fails,
                 removed: match removed {
                     0 => Ok(Removed::Done),
                     1 => Ok(Removed::NotFound),
@@ -924,6 +936,12 @@ mod tests {
             if reserve.is_some() {
                 prop_assert!(!rules.dry_run && ready);
             }
+            // The records failed: the error passes on, nothing removed, the ticket given back.
+            if reserve.is_some() && a.reserve_fails.is_some() {
+                prop_assert!(removals(&run).is_empty() && run.finish.is_none());
+                prop_assert_eq!(breaker.reserved(), 0);
+                return Ok(());
+            }
             // No slot: held, nothing removed, the breaker's ticket given back.
             if reserve.is_some() && !a.slot_free {
                 prop_assert!(removals(&run).is_empty());
@@ -995,6 +1013,7 @@ mod tests {
             listed: Vec::new(),
             dry_eviction: Ok(()),
             slot_free: true,
+            reserve_fails: None,
             removed: Ok(Removed::Done),
         }
     }
@@ -1069,7 +1088,7 @@ mod tests {
         let f = run.finish.unwrap();
         let o = f.outcome.unwrap();
         assert_eq!(o.kind, OutcomeKind::Held(HeldBy::Floor));
-        assert!(o.reason.contains("lets 1 deletions"), "{}", o.reason);
+        assert!(o.reason.contains("lets 1 deletion(s)"), "{}", o.reason);
         assert!(HeldBy::Floor.retry_helps());
         assert_eq!(f.audit.unwrap().what, Recorded::Held);
         assert_eq!(breaker.reserved(), 0, "the breaker's ticket is given back");
@@ -1085,6 +1104,21 @@ mod tests {
         };
         let run = drive(&dry, &breaker, &target(Some(UID)), &answers());
         assert!(!run.steps.iter().any(|s| matches!(s, Step::Reserve(_))));
+    }
+
+    #[test]
+    fn records_that_fail_pass_their_error_on_and_give_the_breakers_ticket_back() {
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let mut a = answers();
+        a.reserve_fails = Some("forbidden");
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert!(
+            matches!(run.steps.last(), Some(Step::Reserve(_))),
+            "{:?}",
+            run.steps
+        );
+        assert!(run.finish.is_none());
+        assert_eq!(breaker.reserved(), 0);
     }
 
     #[test]
