@@ -7,7 +7,10 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
-use crate::domain::{falco::Target, step::Undecided};
+use crate::domain::{
+    falco::Target,
+    step::{MayHaveHappened, Undecided},
+};
 
 /// The function could not act: the sender must retry (5xx), the event is kept in the log.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -68,6 +71,18 @@ impl ApiError {
             ApiError::Unreachable { .. } => "unreachable",
             ApiError::Mismatch(_) => "mismatch",
             ApiError::NotYet(_) => "not-yet",
+        }
+    }
+}
+
+impl MayHaveHappened for ApiError {
+    /// A call the API refused (4xx) did nothing; a deadline missed, a connection lost or a
+    /// server error (etcd may have committed before the 5xx) leave it open.
+    fn may_have_happened(&self) -> bool {
+        match self {
+            ApiError::Timeout { .. } | ApiError::Unreachable { .. } => true,
+            ApiError::Api { code, .. } => *code >= 500,
+            ApiError::Forbidden { .. } | ApiError::Mismatch(_) | ApiError::NotYet(_) => false,
         }
     }
 }

@@ -32,6 +32,12 @@ pub const WORKLOAD_ANNOTATION: &str = "falco-responder/workload";
 /// Annotation of a record: the pod deleted (`namespace/name`), for people.
 pub const POD_ANNOTATION: &str = "falco-responder/pod";
 
+/// Label of a MIN_AVAILABLE reservation record (`cluster::reservations`): the hash of the
+/// workload it holds a slot of, what the LIST of a workload's slots selects.
+pub const RESERVATION_LABEL: &str = "falco-responder/reservation";
+/// Reason of a reservation record.
+pub const RESERVED_REASON: &str = "FalcoDeletionReserved";
+
 /// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
 pub fn event_note(ev: &FalcoEvent) -> String {
     let mut note = format!("Falco rule {:?} ({})", ev.rule, ev.priority);
@@ -105,6 +111,40 @@ pub fn audit_event(instance: &str, t: &Target, event: &FalcoEvent, audit: Audit)
     }
 }
 
+/// A record in the function's own `namespace` (the breaker's, a reservation): an Event must be
+/// about an object of its own namespace, so it is about this process's pod (in a cluster the
+/// instance is the pod's name).
+fn own_record(
+    namespace: &str,
+    instance: &str,
+    metadata: ObjectMeta,
+    reason: &str,
+    note: String,
+    now: jiff::Timestamp,
+) -> KubeEvent {
+    KubeEvent {
+        metadata: ObjectMeta {
+            namespace: Some(namespace.to_string()),
+            ..metadata
+        },
+        event_time: Some(MicroTime(now)),
+        action: Some("Delete".into()),
+        reason: Some(reason.into()),
+        note: Some(note),
+        type_: Some("Normal".into()),
+        reporting_controller: Some(REPORTER.into()),
+        reporting_instance: Some(instance.to_string()),
+        regarding: Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(instance.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The breaker's record of one deletion, created in the function's own `namespace` after the
 /// pod is removed. RBAC: `create` on events there.
 #[allow(clippy::too_many_arguments)]
@@ -123,35 +163,19 @@ pub fn breaker_record(
     if let Some(w) = workload {
         annotations.insert(WORKLOAD_ANNOTATION.into(), w);
     }
-    KubeEvent {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(namespace.to_string()),
-            labels: Some([(RECORD_LABEL.into(), RECORD_VALUE.into())].into()),
-            annotations: Some(annotations),
-            ..Default::default()
-        },
-        event_time: Some(MicroTime(now)),
-        action: Some("Delete".into()),
-        reason: Some(DELETED_REASON.into()),
-        note: Some(format!(
-            "deleted pod {pod_ns}/{pod_name}: counted by the deletion breaker \
-             (MAX_DELETIONS, MAX_DELETIONS_PER_WORKLOAD)"
-        )),
-        related,
-        type_: Some("Normal".into()),
-        reporting_controller: Some(REPORTER.into()),
-        reporting_instance: Some(instance.to_string()),
-        // An Event must be about an object of its own namespace: this process's pod (in a
-        // cluster the instance is the pod's name).
-        regarding: Some(ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(instance.to_string()),
-            namespace: Some(namespace.to_string()),
-            ..Default::default()
-        }),
+    let metadata = ObjectMeta {
+        name: Some(name),
+        labels: Some([(RECORD_LABEL.into(), RECORD_VALUE.into())].into()),
+        annotations: Some(annotations),
         ..Default::default()
+    };
+    let note = format!(
+        "deleted pod {pod_ns}/{pod_name}: counted by the deletion breaker \
+         (MAX_DELETIONS, MAX_DELETIONS_PER_WORKLOAD)"
+    );
+    KubeEvent {
+        related,
+        ..own_record(namespace, instance, metadata, DELETED_REASON, note, now)
     }
 }
 
@@ -216,6 +240,36 @@ pub fn is_refusal(what: Recorded) -> bool {
         what,
         Recorded::DryRun | Recorded::Held | Recorded::BreakerOpen
     )
+}
+
+/// A MIN_AVAILABLE reservation: a slot of `workload` (its key, hashed to `hash`) held by this
+/// process for the deletion of `pod`, created in the function's own `namespace` under its
+/// deterministic `name` (a second create of the same slot is a 409). RBAC: `create`, `list`,
+/// `delete` on events there.
+pub fn reservation_record(
+    namespace: &str,
+    instance: &str,
+    name: String,
+    hash: &str,
+    workload: &str,
+    pod: (&str, &str),
+    now: jiff::Timestamp,
+) -> KubeEvent {
+    let (pod_ns, pod_name) = pod;
+    let metadata = ObjectMeta {
+        name: Some(name),
+        labels: Some([(RESERVATION_LABEL.into(), hash.to_string())].into()),
+        annotations: Some(std::collections::BTreeMap::from([
+            (POD_ANNOTATION.into(), format!("{pod_ns}/{pod_name}")),
+            (WORKLOAD_ANNOTATION.into(), workload.to_string()),
+        ])),
+        ..Default::default()
+    };
+    let note = format!(
+        "deleting pod {pod_ns}/{pod_name}: holds one of the deletions MIN_AVAILABLE lets be in \
+         flight for {workload}"
+    );
+    own_record(namespace, instance, metadata, RESERVED_REASON, note, now)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`pods`]: one event's steps carried out (GET, removal with the uid precondition, Events);
 //! - [`facts`], [`workloads`], [`evict`]: the guards' facts and the Eviction API;
 //! - [`records`]: the deletion breaker's shared records, watched;
+//! - [`reservations`]: MIN_AVAILABLE's slots, held by records with deterministic names;
 //! - [`events`]: the one vocabulary of the Kubernetes Events we write, and their builders;
 //! - [`error`]: the one error type, its HTTP status and metric label, the event's deadline.
 
@@ -15,4 +16,5 @@ pub mod evict;
 pub mod facts;
 pub mod pods;
 pub mod records;
+pub mod reservations;
 pub mod workloads;

@@ -23,6 +23,7 @@ use crate::{
         evict::{self, Refused},
         facts::Guards,
         records::BreakerRecords,
+        reservations::Reservations,
     },
     config::Config,
     domain::{
@@ -30,7 +31,7 @@ use crate::{
         identity::IdentityConfig,
         outcome::Outcome,
         plan::{Plan, PlanConfig},
-        step::{BreakerRecord, Finish, Removal, Removed, Step, Via},
+        step::{BreakerRecord, Finish, MayHaveHappened, Removal, Removed, Step, Via},
     },
     obs::metrics::{Metrics, SuppressedLabels},
 };
@@ -73,6 +74,8 @@ pub struct PodRemover {
     /// Refusal Events: one per workload and reason per window.
     refusals: Arc<RefusalLimiter>,
     suppressed: Family<SuppressedLabels, Counter>,
+    /// MIN_AVAILABLE's slots, beside the breaker's records.
+    reservations: Arc<Reservations>,
 }
 
 impl PodRemover {
@@ -91,7 +94,8 @@ impl PodRemover {
             .as_ref()
             .map_or("default", |n| n.as_str())
             .to_string();
-        let records = BreakerRecords::new(clients.main.clone(), own, instance.clone());
+        let records = BreakerRecords::new(clients.main.clone(), own.clone(), instance.clone());
+        let reservations = Reservations::new(clients.main.clone(), own, instance.clone());
         PodRemover {
             evict_client: clients.evict.unwrap_or_else(|| clients.main.clone()),
             client: clients.main,
@@ -103,6 +107,7 @@ impl PodRemover {
             record_failures: metrics.breaker_record_failures.clone(),
             refusals: Arc::new(RefusalLimiter::default()),
             suppressed: metrics.suppressed.clone(),
+            reservations: Arc::new(reservations),
         }
     }
 
@@ -182,15 +187,29 @@ impl PodRemover {
                     let answer = Guards::dry_evict(&self.evict_client, live, &r, deadline).await?;
                     plan.dry_evicted(answer)
                 }
-                Step::Remove(r) => match self.removal(&pods, target, &r, deadline).await {
-                    Err(e) if answer_lost(&e) => {
-                        if let Some(record) = plan.lost() {
-                            self.record((ns, target.name.as_str()), record);
+                Step::Reserve(r) => {
+                    let (name, reservations) = (target.name.as_str(), &self.reservations);
+                    plan.reserved(reservations.reserve(&r, (ns, name), deadline).await)?
+                }
+                Step::Remove(r) => {
+                    let next = match self.removal(&pods, target, &r, deadline).await {
+                        // It may have happened: it counts (its record is written) and keeps
+                        // its slot of the floor.
+                        Err(e) if e.may_have_happened() => {
+                            if let Some(record) = plan.lost() {
+                                self.record((ns, target.name.as_str()), record);
+                            }
+                            Err(e)
                         }
-                        return Err(e);
+                        answer => plan.removed(answer),
+                    };
+                    if let Some(back) = plan.given_back()
+                        && let Some(release) = self.reservations.release(&back)
+                    {
+                        self.background.spawn(release);
                     }
-                    answer => plan.removed(answer)?,
-                },
+                    next?
+                }
                 Step::Finish(f) => break *f,
             };
         };
@@ -317,16 +336,5 @@ impl PodRemover {
             let pod = record.regarding.and_then(|r| r.name).unwrap_or_default();
             tracing::warn!(pod = %format!("{ns}/{pod}"), %error, "the Kubernetes Event could not be recorded");
         });
-    }
-}
-
-/// Whether a removal's error may hide a removal that happened: no answer in time, a connection
-/// lost, a server error (the request may have been carried out before it failed). A refusal
-/// (403, 422, 429 before admission) did not remove anything.
-fn answer_lost(e: &ApiError) -> bool {
-    match e {
-        ApiError::Timeout { .. } | ApiError::Unreachable { .. } => true,
-        ApiError::Api { code, .. } => *code >= 500,
-        _ => false,
     }
 }

@@ -162,6 +162,15 @@ pub fn floor(
     ))
 }
 
+/// How many deletions of its ready pods the floor lets be in flight at once: `ready - floor`.
+/// Each in-flight (or recent, not yet reflected in `ready`) deletion holds one of these slots
+/// (`cluster::reservations`), so N concurrent events never take the workload below its floor:
+/// with `ready` counted before any of them, the `ready - floor` slots let exactly that many go.
+/// Zero when none may go.
+pub fn slots(min: MinAvailable, r: Replicas) -> u32 {
+    r.ready.saturating_sub(min.floor(r.desired))
+}
+
 /// MAX_DELETIONS_PER_WORKLOAD default: three pods of one workload in ten minutes. A real
 /// intrusion touches one or two replicas; a delete loop (start-up trips the rule, every
 /// replacement fires again) reaches three within minutes, and is then stopped.
@@ -314,6 +323,42 @@ mod tests {
             floor(&w(Kind::Deployment), MinAvailable::Count(2), r(3, 2), true),
             Ruling::Hold(_)
         ));
+    }
+
+    #[test]
+    fn slots_are_the_ready_replicas_above_the_floor() {
+        let r = |desired, ready| Replicas { desired, ready };
+        assert_eq!(slots(MinAvailable::Count(2), r(3, 3)), 1);
+        assert_eq!(slots(MinAvailable::Count(2), r(3, 2)), 0);
+        assert_eq!(slots(MinAvailable::Count(1), r(5, 5)), 4);
+        assert_eq!(slots(MinAvailable::Percent(50), r(4, 4)), 2);
+        // A surge (more ready than desired) gives its extra replicas.
+        assert_eq!(slots(MinAvailable::Count(2), r(2, 3)), 1);
+        assert_eq!(slots(MinAvailable::Count(5), r(3, 3)), 0);
+    }
+
+    proptest::proptest! {
+        /// The slots are exactly the deletions of ready pods, one after another with the count
+        /// taken down each time, that the floor lets through: N concurrent events each holding
+        /// a distinct slot leave at least the floor ready.
+        #[test]
+        fn slots_match_the_floor_applied_one_deletion_at_a_time(
+            desired in 0u32..20, ready in 0u32..25, count in 0u32..25, pct in 0u32..=100,
+            percent in proptest::bool::ANY,
+        ) {
+            let min = if percent { MinAvailable::Percent(pct) } else { MinAvailable::Count(count) };
+            let w = w(Kind::Deployment);
+            let mut passed = 0;
+            let mut left = ready;
+            while left > 0
+                && floor(&w, min, Some(Replicas { desired, ready: left }), true) == Ruling::Pass
+            {
+                passed += 1;
+                left -= 1;
+            }
+            proptest::prop_assert_eq!(slots(min, Replicas { desired, ready }), passed);
+            proptest::prop_assert!(ready - passed >= min.floor(desired).min(ready));
+        }
     }
 
     #[test]

@@ -17,7 +17,10 @@ use crate::domain::{
     guards::{self, MinAvailable, NAMESPACE_PROTECT_LABEL, Ruling, SkipOwnerKinds},
     identity::{IdentityConfig, Verdict, pod_container_ids, verdict},
     outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
-    step::{Audit, BreakerRecord, Finish, Recorded, Removal, Removed, Step, Undecided, Via},
+    step::{
+        Audit, BreakerRecord, Finish, MayHaveHappened, Recorded, Removal, Removed, Reserve,
+        Reserved, Step, Undecided, Via,
+    },
     workload::{Kind, Replicas, Workload},
 };
 
@@ -46,6 +49,7 @@ enum Due {
     Replicas,
     Count,
     DryEviction,
+    Reservation,
     Removal,
     Nothing,
 }
@@ -87,6 +91,12 @@ pub struct Plan<'a> {
     /// What each guard said, for the dry-run reason.
     checks: Vec<String>,
     ticket: Option<Ticket>,
+    /// The floor's slot to ask for before the removal (a ready pod under MIN_AVAILABLE).
+    reserve: Option<Reserve>,
+    /// The slot held for this removal.
+    reservation: Option<Reserved>,
+    /// The slot to give back: the removal did not happen.
+    give_back: Option<Reserved>,
 }
 
 impl<'a> Plan<'a> {
@@ -108,6 +118,9 @@ impl<'a> Plan<'a> {
             workload: None,
             checks: Vec::new(),
             ticket: None,
+            reserve: None,
+            reservation: None,
+            give_back: None,
         }
     }
 
@@ -237,11 +250,24 @@ impl<'a> Plan<'a> {
     pub fn replicas(&mut self, replicas: Option<Replicas>) -> Step {
         self.expect(Due::Replicas, Due::Nothing);
         let min = self.config.min_available.expect("asked for replicas");
-        let w = self.resolved();
+        let w = &self.resolved().clone();
         match guards::floor(w, min, replicas, self.decided().pod_ready) {
             Ruling::Hold(reason) => self.held(reason, HeldBy::Floor),
             Ruling::Refuse(reason) => self.held(reason, HeldBy::FloorNever),
             _ => {
+                // A ready pod's deletion takes one of the slots the floor allows, so concurrent
+                // events (here or in another replica) cannot all pass on the same count.
+                let key = budget::workload_key(self.target.namespace.as_str(), w);
+                // A floor of 0 holds nothing back: no slot to count.
+                if let (Some(r), Some(workload), true, false) =
+                    (replicas, key, self.decided().pod_ready, self.config.dry_run)
+                    && min.floor(r.desired) > 0
+                {
+                    self.reserve = Some(Reserve {
+                        workload,
+                        slots: guards::slots(min, r),
+                    });
+                }
                 let check = match replicas {
                     Some(r) => format!(
                         "MIN_AVAILABLE={min} holds ({} of {} ready)",
@@ -286,6 +312,40 @@ impl<'a> Plan<'a> {
         self.after_breaker()
     }
 
+    /// The floor's slot for this deletion, or `None`: every deletion the floor allows is in
+    /// flight or too recent for the controller's count to show it: held. `Err` (the records
+    /// could not be read or written) passes through; no deletion, so the breaker's ticket goes
+    /// back.
+    pub fn reserved<E>(&mut self, answer: Result<Option<Reserved>, E>) -> Result<Step, E> {
+        self.expect(Due::Reservation, Due::Nothing);
+        let asked = self.reserve.take().expect("asked for a slot");
+        let slot = answer.inspect_err(|_| self.release())?;
+        Ok(match slot {
+            Some(s) => {
+                self.reservation = Some(s);
+                self.last()
+            }
+            None => {
+                self.release();
+                let min = self.config.min_available.expect("asked for a slot");
+                let reason = format!(
+                    "workload {}: MIN_AVAILABLE={min} lets {} deletion(s) of its ready replicas \
+                     be in flight at once, and that many are (or were too recently for its \
+                     ready count to show them); retry once replicas recover",
+                    self.resolved(),
+                    asked.slots,
+                );
+                self.held(reason, HeldBy::Floor)
+            }
+        })
+    }
+
+    /// The slot to give back once the plan is over: its removal did not happen (gone, stale,
+    /// refused). A removal that happened, or whose answer was lost, keeps it until it expires.
+    pub fn given_back(&mut self) -> Option<Reserved> {
+        self.give_back.take()
+    }
+
     /// The dry-run eviction's answer: allowed, or refused by a PodDisruptionBudget (its message).
     pub fn dry_evicted(&mut self, answer: Result<(), String>) -> Step {
         self.expect(Due::DryEviction, Due::Nothing);
@@ -304,10 +364,18 @@ impl<'a> Plan<'a> {
 
     /// The removal's answer; `Err` (any other refusal, a timeout) passes through. Whatever did
     /// not remove the pod gives its reservation back.
-    pub fn removed<E>(&mut self, answer: Result<Removed, E>) -> Result<Step, E> {
+    pub fn removed<E: MayHaveHappened>(&mut self, answer: Result<Removed, E>) -> Result<Step, E> {
         self.expect(Due::Removal, Due::Nothing);
         if !matches!(answer, Ok(Removed::Done)) {
             self.release();
+        }
+        let kept = match &answer {
+            Ok(Removed::Done) => true,
+            Ok(_) => false,
+            Err(e) => e.may_have_happened(),
+        };
+        if !kept {
+            self.give_back = self.reservation.take();
         }
         let via = self.via();
         let noun = via.noun();
@@ -457,6 +525,10 @@ impl<'a> Plan<'a> {
             self.due = Due::DryEviction;
             return Step::EvictDryRun(self.removal(Via::Eviction));
         }
+        if let Some(r) = &self.reserve {
+            self.due = Due::Reservation;
+            return Step::Reserve(r.clone());
+        }
         self.last()
     }
 
@@ -567,7 +639,7 @@ mod tests {
     const NOW: &str = "2026-11-30T10:00:00Z";
     const RECORD: &str = "falco-responder-deleted.test";
     /// The removal's answer was lost: it may have happened.
-    const LOST: &str = "lost";
+    const LOST: &str = "timeout";
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -639,8 +711,18 @@ mod tests {
         replicas: Option<Replicas>,
         listed: Vec<Deletion>,
         dry_eviction: Result<(), String>,
+        /// Whether a slot of the floor is free, or the reservation's error.
+        slot_free: bool,
+        reserve_fails: Option<&'static str>,
         removed: Result<Removed, &'static str>,
         ns_protected: bool,
+    }
+
+    /// The tests' removal errors: [`LOST`] may have happened, any other is a refusal.
+    impl MayHaveHappened for &'static str {
+        fn may_have_happened(&self) -> bool {
+            *self == LOST
+        }
     }
 
     /// One event's run: the steps asked for, in order, and the end (`None`: the removal
@@ -651,6 +733,8 @@ mod tests {
         finish: Option<Finish>,
         /// The record a lost removal's answer left to write.
         lost: Option<BreakerRecord>,
+        /// The slot the plan gave back.
+        given_back: Option<Reserved>,
     }
 
     fn drive(rules: &PlanConfig, breaker: &Breaker, target: &Target, answers: &Answers) -> Run {
@@ -680,7 +764,23 @@ mod tests {
                 Step::ReadReplicas(_) => plan.replicas(answers.replicas),
                 Step::Count => plan.counted(&answers.listed, ts(NOW), record),
                 Step::EvictDryRun(_) => plan.dry_evicted(answers.dry_eviction.clone()),
-                Step::Remove(_) if answers.removed == Err(LOST) => {
+                Step::Reserve(r) => {
+                    let slot = answers.slot_free.then(|| Reserved {
+                        workload: r.workload.clone(),
+                        slot: r.slots - 1,
+                    });
+                    match plan.reserved(answers.reserve_fails.map_or(Ok(slot), Err)) {
+                        Ok(next) => next,
+                        Err(_) => break None,
+                    }
+                }
+                // As the cluster layer does: an answer that may hide a removal is lost.
+                Step::Remove(_)
+                    if answers
+                        .removed
+                        .as_ref()
+                        .is_err_and(|e| e.may_have_happened()) =>
+                {
                     lost = plan.lost();
                     break None;
                 }
@@ -694,10 +794,12 @@ mod tests {
                 }
             };
         };
+        let given_back = plan.given_back();
         Run {
             steps,
             finish,
             lost,
+            given_back,
         }
     }
 
@@ -724,8 +826,9 @@ mod tests {
             Step::ReadReplicas(_) => 3,
             Step::Count => 4,
             Step::EvictDryRun(_) => 5,
-            Step::Remove(_) => 6,
-            Step::Finish(_) => 7,
+            Step::Reserve(_) => 6,
+            Step::Remove(_) => 7,
+            Step::Finish(_) => 8,
         }
     }
 
@@ -790,6 +893,8 @@ mod tests {
             pdb_allows in any::<bool>(),
             removed in 0usize..6,
             ns_protected in prop::bool::weighted(0.1),
+            slot_free in prop::bool::weighted(0.7),
+            reserve_fails in prop::option::weighted(0.2, Just("forbidden")),
         ) -> Answers {
             let mut p = pod(uid, ready);
             if protected {
@@ -815,6 +920,8 @@ mod tests {
                     })
                     .collect(),
                 dry_eviction: if pdb_allows { Ok(()) } else { Err("web-pdb needs 2".into()) },
+                slot_free,
+                reserve_fails,
                 removed: match removed {
                     0 => Ok(Removed::Done),
                     1 => Ok(Removed::NotFound),
@@ -966,6 +1073,54 @@ mod tests {
         }
 
         #[test]
+        fn a_ready_pods_deletion_under_the_floor_holds_a_slot_and_gives_back_only_what_did_not_happen(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            let reserve = run.steps.iter().find_map(|s| match s {
+                Step::Reserve(r) => Some(r.clone()),
+                _ => None,
+            });
+            let pod = a.pod.as_ref();
+            let ready = pod.is_some_and(guards::pod_is_ready);
+            let deletes = !removals(&run).is_empty()
+                && pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+            // Every deletion of a ready pod of a workload with a replica count, under
+            // MIN_AVAILABLE and not in a dry run, holds a slot first.
+            let key = budget::workload_key("prod", &a.workload);
+            let floored = rules
+                .min_available
+                .zip(a.replicas)
+                .is_some_and(|(min, r)| min.floor(r.desired) > 0);
+            if deletes && ready && floored && key.is_some() {
+                let r = reserve.as_ref().expect("removed without a slot");
+                let min = rules.min_available.unwrap();
+                prop_assert_eq!(r.slots, guards::slots(min, a.replicas.unwrap()));
+                prop_assert!(r.slots >= 1);
+                prop_assert_eq!(Some(&r.workload), key.as_ref());
+            }
+            if reserve.is_some() {
+                prop_assert!(!rules.dry_run && ready);
+            }
+            // The records failed: the error passes on, nothing removed, the ticket given back.
+            if reserve.is_some() && a.reserve_fails.is_some() {
+                prop_assert!(removals(&run).is_empty() && run.finish.is_none());
+                prop_assert_eq!(breaker.reserved(), 0);
+                return Ok(());
+            }
+            // No slot: held, nothing removed, the breaker's ticket given back.
+            if reserve.is_some() && !a.slot_free {
+                prop_assert!(removals(&run).is_empty());
+                prop_assert_eq!(outcome(&run).unwrap().kind, OutcomeKind::Held(HeldBy::Floor));
+                prop_assert_eq!(breaker.reserved(), 0);
+            }
+            // Given back exactly when the removal did not happen and its answer was not lost.
+            let held = reserve.is_some() && a.slot_free && !removals(&run).is_empty();
+            let happened_or_lost = matches!(a.removed, Ok(Removed::Done) | Err(LOST));
+            prop_assert_eq!(run.given_back.is_some(), held && !happened_or_lost);
+        }
+
+        #[test]
         fn mirror_pods_and_skipped_kinds_end_before_any_workload_get(
             rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
         ) {
@@ -1023,6 +1178,8 @@ mod tests {
             }),
             listed: Vec::new(),
             dry_eviction: Ok(()),
+            slot_free: true,
+            reserve_fails: None,
             removed: Ok(Removed::Done),
             ns_protected: false,
         }
@@ -1045,6 +1202,10 @@ mod tests {
                 Step::Resolve,
                 Step::ReadReplicas(workload(Kind::Deployment)),
                 Step::Count,
+                Step::Reserve(Reserve {
+                    workload: "prod/Deployment/web".into(),
+                    slots: 2,
+                }),
                 Step::Remove(removal),
             ]
         );
@@ -1060,10 +1221,100 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_deletions_beyond_the_floors_slots_are_held() {
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let r = PlanConfig {
+            min_available: Some(MinAvailable::Count(2)),
+            ..rules()
+        };
+        // 3 ready, floor 2: one slot.
+        let run = drive(&r, &breaker, &target(Some(UID)), &answers());
+        assert_eq!(
+            run.steps[4..],
+            [
+                Step::Count,
+                Step::Reserve(Reserve {
+                    workload: "prod/Deployment/web".into(),
+                    slots: 1
+                }),
+                Step::Remove(Removal {
+                    via: Via::Delete,
+                    uid: UID.into(),
+                    grace: None
+                }),
+            ]
+        );
+        assert_eq!(
+            run.given_back, None,
+            "a deletion that happened keeps its slot"
+        );
+        // The same count, the slot taken by a concurrent deletion: held, retry.
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let mut a = answers();
+        a.slot_free = false;
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        let f = run.finish.unwrap();
+        let o = f.outcome.unwrap();
+        assert_eq!(o.kind, OutcomeKind::Held(HeldBy::Floor));
+        assert!(o.reason.contains("lets 1 deletion(s)"), "{}", o.reason);
+        assert!(HeldBy::Floor.retry_helps());
+        assert_eq!(f.audit.unwrap().what, Recorded::Held);
+        assert_eq!(breaker.reserved(), 0, "the breaker's ticket is given back");
+        // A pod that is not ready takes no slot: the ready count does not change.
+        let mut a = answers();
+        a.pod = Some(pod(UID, false));
+        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        assert!(!run.steps.iter().any(|s| matches!(s, Step::Reserve(_))));
+        // Nor does a dry run write one.
+        let dry = PlanConfig {
+            dry_run: true,
+            ..r.clone()
+        };
+        let run = drive(&dry, &breaker, &target(Some(UID)), &answers());
+        assert!(!run.steps.iter().any(|s| matches!(s, Step::Reserve(_))));
+    }
+
+    #[test]
+    fn records_that_fail_pass_their_error_on_and_give_the_breakers_ticket_back() {
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let mut a = answers();
+        a.reserve_fails = Some("forbidden");
+        let run = drive(&rules(), &breaker, &target(None), &a);
+        assert!(
+            matches!(run.steps.last(), Some(Step::Reserve(_))),
+            "{:?}",
+            run.steps
+        );
+        assert!(run.finish.is_none());
+        assert_eq!(breaker.reserved(), 0);
+    }
+
+    #[test]
+    fn a_slot_is_given_back_only_when_the_removal_surely_did_not_happen() {
+        for (removed, back) in [
+            (Ok(Removed::Done), false),
+            (Err(LOST), false),
+            (Err("forbidden"), true),
+            (Ok(Removed::NotFound), true),
+            (Ok(Removed::Conflict), true),
+            (Ok(Removed::Budget("pdb".into())), true),
+        ] {
+            let mut a = answers();
+            a.removed = removed.clone();
+            let run = drive(&rules(), &Breaker::new(None, None), &target(None), &a);
+            let expected = back.then(|| Reserved {
+                workload: "prod/Deployment/web".into(),
+                slot: 1,
+            });
+            assert_eq!(run.given_back, expected, "{removed:?}");
+        }
+    }
+
+    #[test]
     fn a_failed_removal_gives_the_reservation_back_and_passes_its_error_on() {
         let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
         let mut a = answers();
-        a.removed = Err("timeout");
+        a.removed = Err("forbidden");
         let run = drive(&rules(), &breaker, &target(None), &a);
         assert!(run.finish.is_none());
         assert_eq!(breaker.reserved(), 0);

@@ -39,6 +39,28 @@ pub struct Removal {
     pub grace: Option<u32>,
 }
 
+/// MIN_AVAILABLE's reservation: hold one of the `slots` deletions the floor lets be in flight
+/// for the workload counted under `workload` (its key, `namespace/Kind/name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserve {
+    pub workload: String,
+    pub slots: u32,
+}
+
+/// A slot held: given back when the removal did not happen, kept (until it expires) when it
+/// happened or may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub workload: String,
+    pub slot: u32,
+}
+
+/// Whether a failed removal may still have happened: its answer was lost (a timeout, a
+/// connection cut, a 5xx), as opposed to a refusal the API answered (nothing was removed).
+pub trait MayHaveHappened {
+    fn may_have_happened(&self) -> bool;
+}
+
 /// The next thing to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
@@ -58,6 +80,9 @@ pub enum Step {
     /// Ask the Eviction API with `dryRun=All` whether a PodDisruptionBudget allows the removal.
     /// Answer with [`Plan::dry_evicted`](crate::domain::plan::Plan::dry_evicted).
     EvictDryRun(Removal),
+    /// Hold a slot of the floor for this deletion (MIN_AVAILABLE, not under DRY_RUN). Answer
+    /// with [`Plan::reserved`](crate::domain::plan::Plan::reserved).
+    Reserve(Reserve),
     /// Remove the pod. Answer with [`Plan::removed`](crate::domain::plan::Plan::removed).
     Remove(Removal),
     /// Nothing more to call (boxed: the other steps are small).

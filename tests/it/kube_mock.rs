@@ -1040,3 +1040,280 @@ async fn an_owner_that_cannot_be_read_is_an_error_and_one_that_does_not_exist_is
     assert_eq!(reply.json()["pod"]["workload"], format!("Standalone/{POD}"));
     no_more_calls(app, api).await;
 }
+
+// --- MIN_AVAILABLE's reservations ------------------------------------------------------------
+
+const RS_PATH: &str = "/apis/apps/v1/namespaces/prod/replicasets/web-5d8f";
+const DEPLOY_PATH: &str = "/apis/apps/v1/namespaces/prod/deployments/web";
+/// The function's own namespace out of a cluster: where the reservations go.
+const RESERVATIONS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+/// The pod, ready, of ReplicaSet web-5d8f of Deployment web.
+fn replica() -> Value {
+    let mut p = live();
+    p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": "web-5d8f", "uid": "rs-uid", "controller": true}]);
+    p["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    p
+}
+
+/// The pod's GET, its namespace's, its ReplicaSet's (metadata) and its Deployment's (3 desired,
+/// `ready` ready).
+async fn answer_guards(handle: &mut ApiHandle, ready: i32) {
+    answer(handle, Method::GET, POD_PATH, ok(replica())).await;
+    answer_namespace(handle).await;
+    answer_owner(handle).await;
+    answer_replicas(handle, ready).await;
+}
+
+/// The ReplicaSet's GET (metadata), once per process: remembered by its uid.
+async fn answer_owner(handle: &mut ApiHandle) {
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-5d8f",
+        "namespace": NS, "uid": "rs-uid", "ownerReferences": [{"apiVersion": "apps/v1",
+        "kind": "Deployment", "name": "web", "uid": "d-uid", "controller": true}]}});
+    answer(handle, Method::GET, RS_PATH, ok(rs)).await;
+}
+
+async fn answer_replicas(handle: &mut ApiHandle, ready: i32) {
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web",
+        "namespace": NS, "uid": "d-uid"}, "spec": {"replicas": 3, "selector": {}, "template": {}},
+        "status": {"readyReplicas": ready}});
+    answer(handle, Method::GET, DEPLOY_PATH, ok(d)).await;
+}
+
+fn slot_name(slot: u32) -> String {
+    use falco_responder::cluster::reservations::{record_name, workload_hash};
+    record_name(&workload_hash("prod/Deployment/web"), slot)
+}
+
+/// The created record, with a uid and a creation time `ago` seconds back.
+fn record(slot: u32, uid: &str, ago: i64) -> Value {
+    let at =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(ago);
+    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": slot_name(slot),
+        "namespace": "default", "uid": uid, "resourceVersion": "7", "creationTimestamp": at.to_string()},
+        "eventTime": at.to_string()})
+}
+
+/// Slot 0's create answered 409, then the LIST of the workload's records answered with `held`.
+async fn slot_taken(handle: &mut ApiHandle, held: Value) {
+    let (_, send) = next(handle, Method::POST, RESERVATIONS_PATH).await;
+    send.send_response(status(409, "AlreadyExists", "events \"x\" already exists"));
+    let list = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+        "metadata": {"resourceVersion": "9"}, "items": [held]});
+    answer(handle, Method::GET, RESERVATIONS_PATH, ok(list)).await;
+}
+
+#[tokio::test]
+async fn min_available_reserves_a_slot_with_one_post_before_the_delete() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "2"), ("POD_NAME", "responder-0")]);
+    let call = handling(app, event());
+    answer_guards(&mut api, 3).await;
+    // 3 ready, floor 2: one slot, slot 0, created under its deterministic name.
+    let (rec, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    assert_eq!(rec["metadata"]["name"], slot_name(0), "{rec}");
+    assert_eq!(rec["metadata"]["namespace"], "default");
+    let hash = falco_responder::cluster::reservations::workload_hash("prod/Deployment/web");
+    assert_eq!(
+        rec["metadata"]["labels"],
+        json!({"falco-responder/reservation": hash})
+    );
+    assert_eq!(
+        rec["metadata"]["annotations"]["falco-responder/workload"],
+        "prod/Deployment/web"
+    );
+    assert_eq!(rec["reason"], "FalcoDeletionReserved");
+    assert!(
+        rec["metadata"]["labels"]
+            .get("falco-responder/breaker")
+            .is_none()
+    );
+    send.send_response(ok(record(0, "r-0", 0)));
+    let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    assert_eq!(opts["preconditions"]["uid"], UID, "{opts}");
+    send.send_response(ok(replica()));
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn every_slot_taken_is_held_after_one_list_without_a_delete() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "2")]);
+    let call = handling(app, event());
+    answer_guards(&mut api, 3).await;
+    // Slot 0 is another replica's (409); the LIST shows it held 5 s ago: held, retry.
+    slot_taken(&mut api, record(0, "r-0", 5)).await;
+    // The Warning Event on the pod says why.
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoDeleteHeld");
+    send.send_response(ok(json!({})));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.json()
+    );
+    assert_eq!(reply.json()["outcome"], "held");
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn an_expired_slot_is_deleted_with_preconditions_and_taken_again() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "2")]);
+    let call = handling(app, event());
+    answer_guards(&mut api, 3).await;
+    // Its holder died two minutes ago: the record is past its hold.
+    slot_taken(&mut api, record(0, "r-old", 120)).await;
+    let (opts, send) = next(
+        &mut api,
+        Method::DELETE,
+        &format!("{RESERVATIONS_PATH}/{}", slot_name(0)),
+    )
+    .await;
+    assert_eq!(
+        opts["preconditions"],
+        json!({"uid": "r-old", "resourceVersion": "7"}),
+        "{opts}"
+    );
+    send.send_response(ok(record(0, "r-old", 120)));
+    let (rec, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    assert_eq!(rec["metadata"]["name"], slot_name(0));
+    send.send_response(ok(record(0, "r-new", 0)));
+    answer(&mut api, Method::DELETE, POD_PATH, ok(replica())).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_removal_that_did_not_happen_gives_its_slot_back() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "1")]);
+    let app = std::sync::Arc::new(app);
+    let call = handling(app.clone(), event());
+    answer_guards(&mut api, 3).await;
+    let (_, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    send.send_response(ok(record(0, "r-0", 0)));
+    let (_, send) = next(&mut api, Method::DELETE, POD_PATH).await;
+    send.send_response(status(
+        409,
+        "Conflict",
+        "Precondition failed: UID in precondition",
+    ));
+    // The record goes, with its own uid as the precondition (never someone else's).
+    let (opts, send) = next(
+        &mut api,
+        Method::DELETE,
+        &format!("{RESERVATIONS_PATH}/{}", slot_name(0)),
+    )
+    .await;
+    assert_eq!(opts["preconditions"]["uid"], "r-0", "{opts}");
+    send.send_response(ok(record(0, "r-0", 0)));
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "stale", "{}", reply.json());
+    app.drain().await;
+    // The slot is free here again: the next event takes slot 0 at once.
+    let call = handling(app.clone(), event());
+    answer(&mut api, Method::GET, POD_PATH, ok(replica())).await;
+    answer_replicas(&mut api, 3).await;
+    let (rec, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    assert_eq!(rec["metadata"]["name"], slot_name(0));
+    send.send_response(ok(record(0, "r-1", 0)));
+    answer(&mut api, Method::DELETE, POD_PATH, ok(replica())).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
+}
+
+#[tokio::test]
+async fn concurrent_events_in_one_process_share_the_slots_without_a_second_post() {
+    // Two pods of one Deployment with one slot between them: the second event is held at once
+    // from the local table, while the first one's DELETE is still in flight.
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "2")]);
+    let app = std::sync::Arc::new(app);
+    let first = handling(app.clone(), event());
+    answer_guards(&mut api, 3).await;
+    let (_, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    send.send_response(ok(record(0, "r-0", 0)));
+    let (_, send_delete) = next(&mut api, Method::DELETE, POD_PATH).await;
+    // Another replica of the Deployment, web-2.
+    let second = handling(app.clone(), web_2_event());
+    answer_web_2(&mut api, 3).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(
+        ev["reason"], "FalcoDeleteHeld",
+        "no POST of a slot: the table said none is free"
+    );
+    send.send_response(ok(json!({})));
+    let (reply, _) = second.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "held", "{}", reply.json());
+    send_delete.send_response(ok(replica()));
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(first.await.unwrap().0.json()["outcome"], "deleted");
+}
+
+#[tokio::test]
+async fn a_removal_whose_answer_was_lost_keeps_its_slot() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "2"), ("API_TIMEOUT_SECONDS", "1")]);
+    let app = std::sync::Arc::new(app);
+    let call = handling(app.clone(), event());
+    answer_guards(&mut api, 3).await;
+    let (_, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    send.send_response(ok(record(0, "r-0", 0)));
+    // The DELETE is sent and never answered: it may have happened.
+    let (_, _never) = next(&mut api, Method::DELETE, POD_PATH).await;
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    app.drain().await;
+    // No DELETE of the record: the slot stays held, and the retry is held from the table.
+    let call = handling(app.clone(), event());
+    answer(&mut api, Method::GET, POD_PATH, ok(replica())).await;
+    answer_replicas(&mut api, 3).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoDeleteHeld");
+    send.send_response(ok(json!({})));
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "held");
+}
+
+/// The event for web-2, another ready replica of the Deployment.
+fn web_2_event() -> String {
+    terminal_shell(NS, "web-2", &"ab".repeat(32))
+}
+
+/// web-2's GET and the Deployment's (`ready` of 3 ready); its owner is remembered.
+async fn answer_web_2(handle: &mut ApiHandle, ready: i32) {
+    let mut other = pod(&"ab".repeat(32), json!({}));
+    other["metadata"]["name"] = json!("web-2");
+    other["metadata"]["uid"] = json!("2f4a0c1e-0000-4000-8000-000000000002");
+    other["metadata"]["ownerReferences"] = replica()["metadata"]["ownerReferences"].clone();
+    other["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    let path = "/api/v1/namespaces/prod/pods/web-2";
+    answer(handle, Method::GET, path, ok(other)).await;
+    answer_replicas(handle, ready).await;
+}
+
+#[tokio::test]
+async fn a_process_counts_its_own_holds_beyond_the_slots_the_count_allows_now() {
+    let (app, mut api) = app(&[("MIN_AVAILABLE", "1")]);
+    let app = std::sync::Arc::new(app);
+    // 3 ready, floor 1: two slots; slot 0 is another replica's, this process takes slot 1.
+    let call = handling(app.clone(), event());
+    answer_guards(&mut api, 3).await;
+    slot_taken(&mut api, record(0, "r-0", 5)).await;
+    let (rec, send) = next(&mut api, Method::POST, RESERVATIONS_PATH).await;
+    assert_eq!(rec["metadata"]["name"], slot_name(1));
+    send.send_response(ok(record(1, "r-1", 0)));
+    answer(&mut api, Method::DELETE, POD_PATH, ok(replica())).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
+    // The controller counts 2 ready now: one slot, slot 0, which this process does not hold;
+    // but its own hold of slot 1 is a deletion in flight too: held, without a call.
+    let call = handling(app.clone(), web_2_event());
+    answer_web_2(&mut api, 2).await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoDeleteHeld");
+    send.send_response(ok(json!({})));
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "held");
+}

@@ -14,6 +14,7 @@ mod e2e_audit;
 mod e2e_breaker;
 mod e2e_faults;
 mod e2e_guards;
+mod e2e_reserve;
 mod fuzz_regressions;
 mod hostile_load;
 mod http_server;

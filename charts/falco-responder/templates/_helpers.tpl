@@ -187,6 +187,42 @@ subjects:
 {{- end }}
 {{- end }}
 
+{{/* MIN_AVAILABLE's reservations (README "Which pod, and when"), in the function's own
+     namespace only: one record (an Event) per deletion in flight, created under a name per
+     workload and slot, listed when a slot is taken, deleted once its hold is over. Argument:
+     as falco-responder.breakerRbac. */}}
+{{- define "falco-responder.reservationRbac" -}}
+{{- if .root.Values.config.minAvailable }}
+---
+# MIN_AVAILABLE: its reservations, here only.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .name }}-reservations
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "falco-responder.labels" .root | nindent 4 }}
+rules:
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create", "list", "delete"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .name }}-reservations
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "falco-responder.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ .name }}-reservations
+subjects:
+  {{- toYaml (list .subject) | nindent 2 }}
+{{- end }}
+{{- end }}
+
 {{/* The URL the platform gives the function, inside the cluster. */}}
 {{- define "falco-responder.url" -}}
 {{- $fullname := include "falco-responder.fullname" . }}
