@@ -17,6 +17,8 @@ use crate::domain::{
 pub const REPORTER: &str = "falco-responder";
 /// Reason of the audit Event of a deletion, and of the breaker's record of one.
 pub const DELETED_REASON: &str = "FalcoPodDeleted";
+/// Reason of the Warning Event about an event whose container is not the pod's.
+pub const FOREIGN_REASON: &str = "FalcoForeignContainer";
 /// The label every breaker record carries (value [`RECORD_VALUE`]): what the watch and the
 /// LIST select.
 pub const RECORD_LABEL: &str = "falco-responder/breaker";
@@ -67,6 +69,7 @@ pub fn audit_event(instance: &str, t: &Target, event: &FalcoEvent, audit: Audit)
         Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
         Recorded::Held => ("Delete", "FalcoDeleteHeld", "Warning"),
         Recorded::BreakerOpen => ("Delete", "FalcoBreakerOpen", "Warning"),
+        Recorded::Foreign => ("Skip", FOREIGN_REASON, "Warning"),
     };
     let now = jiff::Timestamp::now();
     let note = match audit.why {

@@ -96,14 +96,18 @@ pub struct Seen {
 
 impl Seen {
     /// Does `target` carry a pod uid or container id that proves it names this pod? As in the
-    /// verdict, a uid decides first: another uid is no proof, whatever the container.
+    /// verdict, the evidence is combined: another uid is no proof whatever the container, and a
+    /// container id the pod did not report is no proof whatever the uid (a forged event with
+    /// the right uid and a foreign container must not leave an answer a true event would reuse).
     pub fn proves(&self, target: &Target) -> bool {
-        match &target.uid {
-            Some(u) => u.as_str() == self.uid,
-            None => target
-                .container_id
-                .as_ref()
-                .is_some_and(|c| self.container_ids.iter().any(|s| s.matches(c))),
+        let uid = target.uid.as_ref().map(|u| u.as_str() == self.uid);
+        let container = target
+            .container_id
+            .as_ref()
+            .map(|c| self.container_ids.iter().any(|s| s.matches(c)));
+        match (uid, container) {
+            (None, None) => false,
+            (u, c) => u.unwrap_or(true) && c.unwrap_or(true),
         }
     }
 }
@@ -116,4 +120,39 @@ pub struct Outcome {
     pub pod: Option<PodRef>,
     /// The live pod looked at, when there was one.
     pub seen: Option<Seen>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ident::{Namespace, PodName, PodUid};
+
+    const UID: &str = "0f9a4c1e-1111-2222-3333-444455556666";
+    const OTHER_UID: &str = "9a9a4c1e-1111-2222-3333-444455556666";
+
+    fn target(cid: Option<&str>, uid: Option<&str>) -> Target {
+        Target {
+            namespace: Namespace::parse("ns", "prod").unwrap(),
+            name: PodName::parse("pod", "web-0").unwrap(),
+            container_id: cid.map(|c| ContainerId::parse("c", c).unwrap().unwrap()),
+            uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
+        }
+    }
+
+    #[test]
+    fn proof_needs_every_piece_of_evidence_the_event_carries_to_match() {
+        let seen = Seen {
+            uid: UID.into(),
+            container_ids: vec![ContainerId::parse("c", "ee97d9c4186f").unwrap().unwrap()],
+        };
+        let (ours, foreign) = (Some("ee97d9c4186f"), Some("0123456789ab"));
+        assert!(seen.proves(&target(ours, Some(UID))));
+        assert!(seen.proves(&target(None, Some(UID))));
+        assert!(seen.proves(&target(ours, None)));
+        assert!(!seen.proves(&target(None, None)));
+        assert!(!seen.proves(&target(ours, Some(OTHER_UID))));
+        // The right uid with a container the pod never reported proves nothing.
+        assert!(!seen.proves(&target(foreign, Some(UID))));
+        assert!(!seen.proves(&target(foreign, None)));
+    }
 }

@@ -127,7 +127,20 @@ impl<'a> Plan<'a> {
         let (uid, grace, what) = match v {
             Verdict::Stale { reason } => return self.done(OutcomeKind::Stale, reason),
             Verdict::NotYet { reason } => return Self::end(Err(Undecided::NotYet(reason))),
-            Verdict::Skipped { reason } => return self.done(OutcomeKind::Skipped, reason),
+            Verdict::Skipped { reason } | Verdict::Unproven { reason } => {
+                return self.done(OutcomeKind::Skipped, reason);
+            }
+            Verdict::Foreign { reason } => {
+                // A forged event or a container outside the kubelet: the pod's namespace hears of it.
+                let mut finish = self.finish(OutcomeKind::Skipped, reason.clone());
+                finish.audit = Some(Audit {
+                    uid: self.seen.uid.clone(),
+                    what: Recorded::Foreign,
+                    related: None,
+                    why: Some(reason),
+                });
+                return Step::Finish(Box::new(finish));
+            }
             Verdict::Terminating { reason } => {
                 return self.done(OutcomeKind::Terminating, reason);
             }
@@ -451,7 +464,10 @@ mod tests {
     use std::time::Duration;
 
     use k8s_openapi::{
-        api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus},
+        api::core::v1::{
+            ContainerState, ContainerStateRunning, ContainerStatus, PodCondition, PodSpec,
+            PodStatus,
+        },
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     };
     use proptest::prelude::*;
@@ -958,6 +974,36 @@ mod tests {
             f.outcome.unwrap().kind,
             OutcomeKind::BreakerOpen("Deployment")
         );
+    }
+
+    #[test]
+    fn a_foreign_container_is_skipped_with_a_warning_event_and_nothing_else() {
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let mut t = target(Some(UID));
+        t.container_id = Some(ContainerId::parse("c", "0123456789ab").unwrap().unwrap());
+        let mut a = answers();
+        let st = &mut a.pod.as_mut().unwrap().status.as_mut().unwrap();
+        st.container_statuses.as_mut().unwrap()[0].state = Some(ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(Time(at(-3500))),
+            }),
+            ..Default::default()
+        });
+        // The event is a minute old (`event()`): beyond what the kubelet's lag explains.
+        let (rules, e) = (rules(), event());
+        let mut plan = Plan::new(&rules, &breaker, &t, &e);
+        plan.first();
+        let now = Timestamp::from_second(at(-60).as_second() + 3600).unwrap();
+        let Step::Finish(f) = plan.pod(a.pod.as_ref(), now) else {
+            panic!("a foreign container must end the plan");
+        };
+        let o = f.outcome.as_ref().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Skipped);
+        let audit = f.audit.unwrap();
+        assert_eq!((audit.what, audit.uid.as_str()), (Recorded::Foreign, UID));
+        assert!(audit.why.unwrap().contains("not the pod's"));
+        assert!(f.breaker_record.is_none() && f.alarm.is_none());
+        assert_eq!(breaker.reserved(), 0);
     }
 
     #[test]

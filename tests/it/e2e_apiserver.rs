@@ -617,7 +617,7 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
 }
 
 #[tokio::test]
-async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
+async fn a_restarted_container_is_proof_and_a_matching_uid_needs_a_restart() {
     let scene = Scene::new("restart").await;
     // The attacker killed PID 1: the container runs again under a new id; the shell was in
     // the previous one.
@@ -642,10 +642,40 @@ async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
     assert!(scene.terminating("restarted").await);
 
-    // The event's uid matches; its container id is one the pod never reported.
+    // The event's uid matches; its container id is one the pod never reported. Every container
+    // has been running since before the event (2023): the container is not the pod's.
+    let running_since = |at: &str| {
+        json!({"status": {"containerStatuses": [{
+            "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 2,
+            "containerID": format!("containerd://{OTHER_CID}"),
+            "state": {"running": {"startedAt": at}}
+        }]}})
+    };
+    let status = running_since("2020-01-01T00:00:00Z");
+    pods.patch_status(
+        "by-uid",
+        &Default::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
     let mut ev: serde_json::Value =
         serde_json::from_str(&terminal_shell(&scene.ns, "by-uid", CID)).unwrap();
     ev["output_fields"]["k8smeta.pod.uid"] = json!(uid_pod.metadata.uid);
+    let r = responder.send(Envelope::Plain, &ev.to_string()).await;
+    assert_eq!(r.json()["outcome"], "skipped", "{}", r.json());
+    assert!(scene.untouched("by-uid").await);
+    let warning = scene.wait_event("by-uid", "FalcoForeignContainer").await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    // Restarted since the event (twice: its id left lastState): the uid proves the pod.
+    let status = running_since(&k8s_openapi::jiff::Timestamp::now().to_string());
+    pods.patch_status(
+        "by-uid",
+        &Default::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
     let r = responder.send(Envelope::Plain, &ev.to_string()).await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
     assert!(scene.terminating("by-uid").await);

@@ -221,15 +221,17 @@ async fn conflict_on_delete_is_stale() {
 }
 
 #[tokio::test]
-async fn container_id_mismatch_is_stale_without_a_delete() {
+async fn container_id_mismatch_is_foreign_without_a_delete() {
     let (app, mut api) = app(&[]);
     let call = handling(app, event());
     let (_, send) = next(&mut api, Method::GET, POD_PATH).await;
     let other = "0123456789ab".repeat(5) + "cdef";
     send.send_response(ok(pod(&other, json!({}))));
+    // Not `stale`: nothing says the pod is newer than the event. A Warning Event, no DELETE.
+    let ev = answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(ev["reason"], "FalcoForeignContainer", "{ev}");
     let (reply, app) = call.await.unwrap();
-    assert_eq!(reply.json()["outcome"], "stale");
-    assert!(said(&reply.json(), "reason").contains("replaced"));
+    assert_eq!(reply.json()["outcome"], "skipped");
     no_more_calls(app, api).await;
 }
 
@@ -418,19 +420,54 @@ async fn a_storm_for_one_pod_costs_one_get_and_one_delete() {
     no_more_calls(app, api).await;
 }
 
+/// `live()` whose container (re)started at `started`.
+fn started_at(started: &str) -> Value {
+    let mut p = live();
+    p["status"]["containerStatuses"][0]["state"] = json!({"running": {"startedAt": started}});
+    p
+}
+
+/// A matching uid proves the pod, not the container: an unknown container id deletes only when
+/// restarts after the event may have hidden it; otherwise the container is not the pod's.
 #[tokio::test]
-async fn a_matching_uid_deletes_even_when_the_container_is_unknown() {
-    let (app, mut api) = app(&[]);
+async fn a_matching_uid_deletes_an_unknown_container_only_after_a_restart() {
     let mut ev: Value = serde_json::from_slice(&event()).unwrap();
     ev["output_fields"]["k8smeta.pod.uid"] = json!(UID);
     ev["output_fields"]["container.id"] = json!("0123456789ab");
     let body = ev.to_string();
-    let call = handling(app, body);
-    answer_get(&mut api, ok(live())).await;
+    // The event is from 2023 (the fixture): a restart in 2026 may have hidden its container.
+    let (responder, mut api) = app(&[]);
+    let call = handling(responder, body.clone());
+    answer_get(&mut api, ok(started_at("2026-11-30T09:00:00Z"))).await;
     let (opts, send) = next(&mut api, Method::DELETE, POD_PATH).await;
     assert_eq!(opts["preconditions"]["uid"], UID);
     send.send_response(ok(live()));
     answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
+
+    // Running since before the event: a container outside the kubelet with the pod's uid.
+    let (responder, mut api) = app(&[]);
+    let call = handling(responder, body);
+    answer_get(&mut api, ok(started_at("2020-01-01T00:00:00Z"))).await;
+    let ev = answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(
+        (ev["reason"].as_str(), ev["type"].as_str()),
+        (Some("FalcoForeignContainer"), Some("Warning")),
+        "{ev}"
+    );
+    let (reply, responder) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "skipped", "{}", reply.json());
+    no_more_calls(responder, api).await;
+
+    // No uid: a pod created before the event, restarted since, is the pod Falco saw (a name is
+    // unique at any instant), never `stale` on container ids alone.
+    let mut ev: Value = serde_json::from_slice(&event()).unwrap();
+    ev["output_fields"]["container.id"] = json!("0123456789ab");
+    let mut restarted = started_at("2026-11-30T09:00:00Z");
+    restarted["metadata"]["creationTimestamp"] = json!("2020-01-01T00:00:00Z");
+    let (responder, mut api) = app(&[]);
+    let call = handling(responder, ev.to_string());
+    answer_deletion(&mut api, restarted).await;
     assert_eq!(call.await.unwrap().0.json()["outcome"], "deleted");
 }
 
@@ -571,18 +608,22 @@ async fn our_own_result_coming_back_is_an_empty_2xx_without_any_call() {
     no_more_calls(app, api).await;
 }
 
-/// A forged (or replayed) event that names the pod with another container id is `stale`. That
-/// answer is about the event, not the pod: it must never be reused for the genuine event that
-/// proves the pod (its container id matches). Otherwise a process in the pod that keeps posting
-/// such events (no AUTH_TOKEN) makes every real Falco event `stale` and the pod is never deleted.
+/// A forged event that names the pod with another container id is `skipped` (the container is
+/// not the pod's). That answer is about the event, not the pod: it must never be reused for the
+/// genuine event that proves the pod (its container id matches). Otherwise a process in the pod
+/// that keeps posting such events (no AUTH_TOKEN) spares the pod every real Falco event.
 #[tokio::test]
-async fn a_stale_answer_is_never_reused_for_an_event_that_proves_the_pod() {
+async fn an_answer_about_a_forged_event_is_never_reused_for_an_event_that_proves_the_pod() {
     let (app, mut api) = app(&[]);
     let app = std::sync::Arc::new(app);
-    let forged = terminal_shell(NS, POD, &"0123456789ab".repeat(2));
-    let call = handling(app.clone(), forged);
+    let mut forged: Value =
+        serde_json::from_str(&terminal_shell(NS, POD, &"0123456789ab".repeat(2))).unwrap();
+    // With the pod's own uid: the container still decides.
+    forged["output_fields"]["k8smeta.pod.uid"] = json!(UID);
+    let call = handling(app.clone(), forged.to_string());
     answer_get(&mut api, ok(live())).await;
-    assert_eq!(call.await.unwrap().0.json()["outcome"], "stale");
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(call.await.unwrap().0.json()["outcome"], "skipped");
 
     // The genuine event (container CID) within DEDUP_SECONDS: the pod is looked at and deleted.
     let call = handling(app.clone(), event());
