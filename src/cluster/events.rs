@@ -50,11 +50,7 @@ fn event_name(pod: &str, now: jiff::Timestamp) -> String {
 /// At most 1 kB (the API's limit for a note), cut on a char boundary.
 fn bounded(mut note: String) -> String {
     if note.len() > 1024 {
-        let mut cut = 1021;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
+        note.truncate(crate::fastfmt::cut(&note, 1021).len());
         note.push_str("...");
     }
     note
