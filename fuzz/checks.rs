@@ -220,7 +220,11 @@ pub fn verdict_one(data: &[u8]) {
         }
         Verdict::Terminating { .. } => assert!(bit(5)),
         Verdict::Mismatch { .. } => assert!(!names_match || !bit(2)),
-        Verdict::Stale { reason } | Verdict::Skipped { reason } | Verdict::NotYet { reason } => {
+        Verdict::Stale { reason }
+        | Verdict::Skipped { reason }
+        | Verdict::NotYet { reason }
+        | Verdict::Unproven { reason }
+        | Verdict::Foreign { reason } => {
             assert!(!reason.is_empty())
         }
     }

@@ -228,6 +228,7 @@ mod tests {
         Outcome {
             kind: OutcomeKind::Deleted,
             reason: "r".into(),
+            why: crate::domain::outcome::Why::Said(crate::domain::outcome::why::DELETED),
             pod: None,
             seen: Some(Seen {
                 uid: "0f9a4c1e-1111-2222-3333-444455556666".into(),

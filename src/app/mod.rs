@@ -19,13 +19,13 @@ use tokio_util::task::TaskTracker;
 use crate::{
     app::{
         coalesce::Coalescer,
-        reply::{Failed, Handled, Reply, ReplyBody},
+        reply::{Failed, Handled, Named, REASON_MAX, RULE_MAX, Reply, ReplyBody, bounded},
     },
     cluster::client::Clients,
     cluster::{error::ApiError, pods::PodRemover},
     config::Config,
     domain::falco::Target,
-    domain::outcome::{Outcome, OutcomeKind, PodRef},
+    domain::outcome::{Outcome, OutcomeKind, PodRef, Why},
     domain::policy::{Decision, decide},
     ingest::decode::{DecodeError, Decoded, InputKind, decode},
     obs::logs,
@@ -251,6 +251,7 @@ impl App {
                 let outcome = Outcome {
                     kind: OutcomeKind::Skipped,
                     reason,
+                    why: Why::Policy,
                     pod: target.as_ref().map(PodRef::of),
                     seen: None,
                 };
@@ -332,6 +333,8 @@ impl Inner {
                     "DRY_RUN without a Kubernetes cluster: would delete pod {}/{} (not looked up)",
                     target.namespace, target.name
                 ),
+                // Nothing was looked up: the event's own names.
+                why: Why::Policy,
                 pod: Some(PodRef::of(target)),
                 seen: None,
             }),
@@ -365,7 +368,7 @@ impl Inner {
                 error: format!("{e}: the event cannot name a Kubernetes pod"),
                 field: Some(e.field.clone()),
                 retry: Some(false),
-                rule: Some(ev.rule.clone()),
+                rule: Some(bounded(ev.rule.clone(), RULE_MAX)),
                 priority: Some(ev.priority),
                 input: Some(d.kind),
             }),
@@ -394,6 +397,8 @@ impl Inner {
             ("priority", peek.priority.as_str()),
             ("input", InputKind::Plain.as_str()),
             ("reason", reason.as_str()),
+            ("uid", "-"),
+            ("workload", "-"),
             ("uuid", uuid),
             ("ce_id", "-"),
         ];
@@ -407,8 +412,10 @@ impl Inner {
                 priority = fields[3].1,
                 input = fields[4].1,
                 reason = fields[5].1,
-                uuid = fields[6].1,
-                ce_id = fields[7].1,
+                uid = fields[6].1,
+                workload = fields[7].1,
+                uuid = fields[8].1,
+                ce_id = fields[9].1,
                 ms,
                 "event handled"
             );
@@ -417,9 +424,10 @@ impl Inner {
             status: StatusCode::OK,
             body: ReplyBody::Handled(Handled {
                 outcome: OutcomeKind::Skipped,
-                reason,
+                // The policy's reason: about the event and the configuration only.
+                reason: bounded(reason, REASON_MAX),
                 pod: None,
-                rule: peek.rule.to_string(),
+                rule: bounded(peek.rule.to_string(), RULE_MAX),
                 priority: peek.priority,
                 input: InputKind::Plain,
                 retry: None,
@@ -453,7 +461,15 @@ impl Inner {
                     rule = ev.rule.as_str(),
                     priority = ev.priority.as_str(),
                     input,
+                    // The details the reply leaves out: the whole reason, the live pod's uid and
+                    // its workload.
                     reason = o.reason.as_str(),
+                    uid = o.seen.as_ref().map_or("-", |s| s.uid.as_str()),
+                    workload = o
+                        .pod
+                        .as_ref()
+                        .and_then(|p| p.workload.as_deref())
+                        .unwrap_or("-"),
                     // Redeliveries of one event carry the same ids: correlate them.
                     uuid = uuid_of(d),
                     ce_id = ce_id_of(d),
@@ -471,9 +487,9 @@ impl Inner {
                     },
                     body: ReplyBody::Handled(Handled {
                         outcome: o.kind,
-                        reason: o.reason,
-                        pod: o.pod,
-                        rule: ev.rule.clone(),
+                        reason: bounded(o.public_reason().to_string(), REASON_MAX),
+                        pod: o.pod.as_ref().map(Named::from),
+                        rule: bounded(ev.rule.clone(), RULE_MAX),
                         priority: ev.priority,
                         input: d.kind,
                         retry: held.then_some(true),
@@ -508,10 +524,10 @@ impl Inner {
                 Reply {
                     status,
                     body: ReplyBody::Failed(Failed {
-                        error: e.to_string(),
+                        error: e.public(),
                         field: None,
                         retry: Some(status == StatusCode::SERVICE_UNAVAILABLE),
-                        rule: Some(ev.rule.clone()),
+                        rule: Some(bounded(ev.rule.clone(), RULE_MAX)),
                         priority: Some(ev.priority),
                         input: Some(d.kind),
                     }),

@@ -1,5 +1,6 @@
 //! One-shot mode for Argo Workflows: one event from env `BODY` (what a WorkflowTemplate passes)
-//! or stdin, acted on exactly as the server would, the JSON result on stdout.
+//! or stdin, acted on exactly as the server would, the JSON result on stdout: the same reply as
+//! over HTTP, which names no live-object data (the details are in the log line, on stderr).
 
 use std::process::ExitCode;
 

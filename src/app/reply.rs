@@ -1,4 +1,9 @@
 //! The answer to one event, before it is written as HTTP (`web`) or printed (`once`).
+//!
+//! A reply goes to whoever could send the event, forgers included: it carries the outcome, the
+//! input kind, the namespace and name the event named, the rule and priority (bounded) and a
+//! reason that names no live-object data (`Outcome::public_reason`). The details (uids, times,
+//! counts, workloads, nodes, other objects) go to the log line and the Kubernetes Event.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -9,16 +14,45 @@ use crate::{
         falco::Priority,
         outcome::{OutcomeKind, PodRef},
     },
-    fastfmt::push_json_str,
+    fastfmt::{cut, push_json_str},
     ingest::decode::{CloudEventInfo, InputKind},
 };
+
+/// How much of the event's rule a reply echoes, in bytes (Falco's rule names are far shorter).
+pub const RULE_MAX: usize = 256;
+/// How much of a reason a reply gives, in bytes (a policy reason may quote the rule).
+pub const REASON_MAX: usize = 512;
+
+/// `s` cut to `max` bytes on a char boundary: what a reply echoes of the sender's text.
+pub fn bounded(mut s: String, max: usize) -> String {
+    s.truncate(cut(&s, max).len());
+    s
+}
+
+/// The pod as the event named it: no uid, workload or anything else read from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Named {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl From<&PodRef> for Named {
+    fn from(p: &PodRef) -> Named {
+        Named {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+        }
+    }
+}
 
 /// The answer to an event that was handled (every outcome is a success for the sender).
 #[derive(Debug, Clone, Serialize)]
 pub struct Handled {
     pub outcome: OutcomeKind,
+    /// Bounded ([`REASON_MAX`]); never live-object data.
     pub reason: String,
-    pub pod: Option<PodRef>,
+    pub pod: Option<Named>,
+    /// Bounded ([`RULE_MAX`]).
     pub rule: String,
     pub priority: Priority,
     pub input: InputKind,
@@ -60,6 +94,7 @@ impl Handled {
 /// The answer to a request that could not be handled.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failed {
+    /// Names no live-object data (`ApiError::public`).
     pub error: String,
     /// The event field that was wrong (400 for an invalid identifier).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,6 +162,36 @@ impl Reply {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_pod_is_only_what_the_event_named_and_echoes_are_bounded() {
+        let live = PodRef {
+            namespace: "prod".into(),
+            name: "web-0".into(),
+            uid: Some("0f9a4c1e-1111-2222-3333-444455556666".into()),
+            workload: Some("Deployment/web".into()),
+        };
+        let h = Handled {
+            outcome: OutcomeKind::Deleted,
+            reason: "the pod was deleted".into(),
+            pod: Some(Named::from(&live)),
+            rule: bounded("é".repeat(RULE_MAX), RULE_MAX),
+            priority: Priority::Warning,
+            input: InputKind::Plain,
+            retry: None,
+        };
+        let v: Value = serde_json::from_slice(&h.to_json()).unwrap();
+        assert_eq!(
+            v["pod"],
+            serde_json::json!({"namespace": "prod", "name": "web-0"})
+        );
+        let rule = v["rule"].as_str().unwrap();
+        assert!(
+            rule.len() <= RULE_MAX && rule.len() > RULE_MAX - 2,
+            "{}",
+            rule.len()
+        );
+    }
 
     proptest! {
         #[test]

@@ -62,6 +62,34 @@ impl ApiError {
         }
     }
 
+    /// The message a reply gives: what failed and what to grant, never the names, uids or
+    /// messages of live objects (the API server's messages quote them; a guard's call names the
+    /// pod's workload). The log line carries the whole error.
+    pub fn public(&self) -> String {
+        match self {
+            ApiError::Timeout { .. } => self.to_string(),
+            ApiError::Forbidden { grant, see, .. } => format!(
+                "forbidden: the Kubernetes API refused a call this event needed (grant {grant} \
+                 to this ServiceAccount: see {see}); the log line names the call"
+            ),
+            ApiError::Api { code, .. } => format!(
+                "the Kubernetes API answered {code} to a call this event needed; the log line \
+                 names the call"
+            ),
+            // Not the transport's message: a response that failed to decode quotes its data.
+            ApiError::Unreachable { .. } => "the Kubernetes API is unreachable or did not answer \
+                                             within API_TIMEOUT_SECONDS (the client's read \
+                                             timeout); the log line has the cause"
+                .into(),
+            ApiError::Mismatch(_) => {
+                "refusing to act: the API returned another object than the one asked for".into()
+            }
+            ApiError::NotYet(_) => "cannot decide yet: the pod's status has not caught up with \
+                                    the event; retry"
+                .into(),
+        }
+    }
+
     /// Low-cardinality label for the API error metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -198,5 +226,42 @@ impl Deadline {
                 step,
                 timeout: self.timeout,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_message_names_no_live_object() {
+        let secret = "web-7d9f-x2 0f9a4c1e-1111-2222-3333-444455556666 node-1";
+        for e in [
+            ApiError::Forbidden {
+                what: format!("get the owner of pod {secret}"),
+                grant: "get on replicasets (apps) and jobs (batch)".into(),
+                see: "the guards' RBAC in the README",
+                message: secret.into(),
+            },
+            ApiError::Api {
+                what: secret.into(),
+                code: 422,
+                message: secret.into(),
+            },
+            ApiError::Unreachable {
+                what: secret.into(),
+                message: secret.into(),
+            },
+            ApiError::Mismatch(secret.into()),
+            ApiError::NotYet(secret.into()),
+        ] {
+            let public = e.public();
+            assert!(e.to_string().contains(secret), "{e}");
+            assert!(
+                !public.contains("node-1") && !public.contains("web-7d9f"),
+                "{public}"
+            );
+            assert!(!public.contains("0f9a4c1e"), "{public}");
+        }
     }
 }

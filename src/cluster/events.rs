@@ -23,6 +23,8 @@ use crate::domain::{
 pub const REPORTER: &str = "falco-responder";
 /// Reason of the audit Event of a deletion, and of the breaker's record of one.
 pub const DELETED_REASON: &str = "FalcoPodDeleted";
+/// Reason of the Warning Event about an event whose container is not the pod's.
+pub const FOREIGN_REASON: &str = "FalcoForeignContainer";
 /// The label every breaker record carries (value [`RECORD_VALUE`]): what the watch and the
 /// LIST select.
 pub const RECORD_LABEL: &str = "falco-responder/breaker";
@@ -60,11 +62,7 @@ fn event_name(pod: &str, now: jiff::Timestamp) -> String {
 /// At most 1 kB (the API's limit for a note), cut on a char boundary.
 fn bounded(mut note: String) -> String {
     if note.len() > 1024 {
-        let mut cut = 1021;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
+        note.truncate(crate::fastfmt::cut(&note, 1021).len());
         note.push_str("...");
     }
     note
@@ -79,6 +77,7 @@ pub fn audit_event(instance: &str, t: &Target, event: &FalcoEvent, audit: Audit)
         Recorded::GraceShortened => ("Delete", "FalcoGraceShortened", "Warning"),
         Recorded::Held => ("Delete", "FalcoDeleteHeld", "Warning"),
         Recorded::BreakerOpen => ("Delete", "FalcoBreakerOpen", "Warning"),
+        Recorded::Foreign => ("Skip", FOREIGN_REASON, "Warning"),
     };
     let now = jiff::Timestamp::now();
     let note = match audit.why {

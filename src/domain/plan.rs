@@ -16,7 +16,7 @@ use crate::domain::{
     falco::{FalcoEvent, Target},
     guards::{self, MinAvailable, NAMESPACE_PROTECT_LABEL, Ruling, SkipOwnerKinds},
     identity::{IdentityConfig, Verdict, pod_container_ids, verdict},
-    outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen},
+    outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen, Why, why},
     step::{
         Audit, BreakerRecord, Finish, MayHaveHappened, Recorded, Removal, Removed, Reserve,
         Reserved, Step, Undecided, Via,
@@ -135,6 +135,7 @@ impl<'a> Plan<'a> {
             return Self::end(Ok(Outcome {
                 kind: OutcomeKind::BreakerOpen(UNRESOLVED),
                 reason: open.reason_unresolved(),
+                why: Why::Said(why::BREAKER_OPEN),
                 pod: Some(self.pod.clone()),
                 seen: None,
             }));
@@ -157,6 +158,7 @@ impl<'a> Plan<'a> {
             return Self::end(Ok(Outcome {
                 kind: OutcomeKind::Gone,
                 reason: "the pod no longer exists".into(),
+                why: Why::Said(why::GONE),
                 pod: Some(self.pod.clone()),
                 seen: None,
             }));
@@ -171,11 +173,27 @@ impl<'a> Plan<'a> {
         };
         self.pod.uid = Some(self.seen.uid.clone());
         let (uid, grace, what) = match v {
-            Verdict::Stale { reason } => return self.done(OutcomeKind::Stale, reason),
+            Verdict::Stale { reason } => return self.done(OutcomeKind::Stale, reason, why::STALE),
             Verdict::NotYet { reason } => return Self::end(Err(Undecided::NotYet(reason))),
-            Verdict::Skipped { reason } => return self.done(OutcomeKind::Skipped, reason),
+            Verdict::Skipped { reason } => {
+                return self.done(OutcomeKind::Skipped, reason, why::PROTECTED);
+            }
+            Verdict::Unproven { reason } => {
+                return self.done(OutcomeKind::Skipped, reason, why::UNPROVEN);
+            }
+            Verdict::Foreign { reason } => {
+                // A forged event or a container outside the kubelet: the pod's namespace hears of it.
+                let mut finish = self.finish(OutcomeKind::Skipped, reason.clone(), why::FOREIGN);
+                finish.audit = Some(Audit {
+                    uid: self.seen.uid.clone(),
+                    what: Recorded::Foreign,
+                    related: None,
+                    why: Some(reason),
+                });
+                return Step::Finish(Box::new(finish));
+            }
             Verdict::Terminating { reason } => {
-                return self.done(OutcomeKind::Terminating, reason);
+                return self.done(OutcomeKind::Terminating, reason, why::TERMINATING);
             }
             Verdict::Mismatch { .. } => unreachable!("handled above"),
             Verdict::Delete { uid, grace } => (uid, grace, Recorded::Deleted),
@@ -206,6 +224,7 @@ impl<'a> Plan<'a> {
                     "namespace {} is labelled {NAMESPACE_PROTECT_LABEL}=true",
                     self.target.namespace
                 ),
+                why::PROTECTED,
             );
         }
         self.due = Due::Workload;
@@ -223,9 +242,9 @@ impl<'a> Plan<'a> {
         self.workload = Some(w);
         if let Ruling::Skip(reason) = ruling {
             if self.config.dry_run {
-                return self.dry(format!("would skip: {reason}"));
+                return self.dry(format!("would skip: {reason}"), why::DRY_SKIP);
             }
-            return self.done(OutcomeKind::Skipped, reason);
+            return self.done(OutcomeKind::Skipped, reason, why::KIND_SKIPPED);
         }
         let d = self
             .decided
@@ -300,10 +319,11 @@ impl<'a> Plan<'a> {
             Err(open) => {
                 let reason = open.reason(w);
                 if self.config.dry_run {
-                    return self.dry(format!("would be refused: {reason}"));
+                    return self.dry(format!("would be refused: {reason}"), why::DRY_BREAKER);
                 }
                 let kind = OutcomeKind::BreakerOpen(w.kind.metric_label());
-                let mut finish = self.refused(Recorded::BreakerOpen, kind, reason);
+                let mut finish =
+                    self.refused(Recorded::BreakerOpen, kind, reason, why::BREAKER_OPEN);
                 finish.alarm = Some("deletion breaker open: not deleting; a person must look");
                 return Step::Finish(Box::new(finish));
             }
@@ -383,23 +403,29 @@ impl<'a> Plan<'a> {
         let step = match answer? {
             Removed::Done => {
                 let d = self.decided();
-                let (kind, reason) = match d.what {
+                let (kind, reason, said) = match d.what {
                     Recorded::GraceShortened => (
                         OutcomeKind::Terminating,
                         format!(
                             "the pod was already terminating: grace shortened to {}s (Falco rule {rule:?})",
                             d.grace.unwrap_or_default(),
                         ),
+                        why::SHORTENED,
                     ),
                     _ if via == Via::Eviction => (
                         OutcomeKind::Deleted,
                         format!("Falco rule {rule:?} (evicted through the Eviction API)"),
+                        why::EVICTED,
                     ),
-                    _ => (OutcomeKind::Deleted, format!("Falco rule {rule:?}")),
+                    _ => (
+                        OutcomeKind::Deleted,
+                        format!("Falco rule {rule:?}"),
+                        why::DELETED,
+                    ),
                 };
                 let reason = reason + self.grace_note();
                 let related = self.related();
-                let mut finish = self.finish(kind, reason);
+                let mut finish = self.finish(kind, reason, said);
                 finish.breaker_record = self.kept();
                 finish.audit = Some(self.audit(self.decided().what, related, None));
                 Step::Finish(Box::new(finish))
@@ -409,15 +435,22 @@ impl<'a> Plan<'a> {
                     "eviction refused by a PodDisruptionBudget: {msg}; retry once replicas recover"
                 );
                 let kind = OutcomeKind::Held(HeldBy::Pdb);
-                Step::Finish(Box::new(self.refused(Recorded::Held, kind, reason)))
+                Step::Finish(Box::new(self.refused(
+                    Recorded::Held,
+                    kind,
+                    reason,
+                    HeldBy::Pdb.why(),
+                )))
             }
             Removed::NotFound => self.done(
                 OutcomeKind::Gone,
                 format!("the pod disappeared before the {noun}"),
+                why::GONE,
             ),
             Removed::Conflict => self.done(
                 OutcomeKind::Stale,
                 format!("the pod was replaced between check and {noun} (uid precondition failed)"),
+                why::REPLACED,
             ),
         };
         Ok(step)
@@ -540,30 +573,30 @@ impl<'a> Plan<'a> {
             return Step::Remove(self.removal(via));
         }
         let d = self.decided();
-        let what = match d.what {
-            Recorded::GraceShortened => "shorten the grace period of",
-            _ if via == Via::Eviction => "evict",
-            _ => "delete",
+        let (what, said) = match d.what {
+            Recorded::GraceShortened => ("shorten the grace period of", why::DRY_SHORTEN),
+            _ if via == Via::Eviction => ("evict", why::DRY_EVICT),
+            _ => ("delete", why::DRY_DELETE),
         };
         let checks = match self.workload {
             Some(_) => format!(" ({})", self.checks.join("; ")),
             None => String::new(),
         };
         let (ns, name) = (&self.target.namespace, &self.target.name);
-        let mut finish = self.finish(
-            OutcomeKind::DryRun,
-            format!("DRY_RUN: would {what} pod {ns}/{name}{checks}"),
-        );
-        finish.audit = Some(self.audit(Recorded::DryRun, self.related(), None));
+        let reason = format!("DRY_RUN: would {what} pod {ns}/{name}{checks}");
+        // The Event carries what each guard said; the reply only what would have been done.
+        let audit = self.audit(Recorded::DryRun, self.related(), Some(reason.clone()));
+        let mut finish = self.finish(OutcomeKind::DryRun, reason, said);
+        finish.audit = Some(audit);
         Step::Finish(Box::new(finish))
     }
 
     /// Held by a guard: not now (503, retry), or never by retrying (`FloorNever`: 200, loud).
     fn held(&mut self, reason: String, by: HeldBy) -> Step {
         if self.config.dry_run {
-            return self.dry(format!("would hold: {reason}"));
+            return self.dry(format!("would hold: {reason}"), why::DRY_HOLD);
         }
-        let mut finish = self.refused(Recorded::Held, OutcomeKind::Held(by), reason);
+        let mut finish = self.refused(Recorded::Held, OutcomeKind::Held(by), reason, by.why());
         if by == HeldBy::FloorNever {
             finish.alarm =
                 Some("held for good: the availability floor can never be met; a person must look");
@@ -571,10 +604,16 @@ impl<'a> Plan<'a> {
         Step::Finish(Box::new(finish))
     }
 
-    /// A removal a guard refused: its Warning Event says why.
-    fn refused(&self, what: Recorded, kind: OutcomeKind, reason: String) -> Finish {
+    /// A removal a guard refused: its Warning Event says why (the reply only `said`).
+    fn refused(
+        &self,
+        what: Recorded,
+        kind: OutcomeKind,
+        reason: String,
+        said: &'static str,
+    ) -> Finish {
         let audit = self.audit(what, self.related(), Some(reason.clone()));
-        let mut finish = self.finish(kind, reason);
+        let mut finish = self.finish(kind, reason, said);
         finish.audit = Some(audit);
         finish
     }
@@ -593,19 +632,21 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn dry(&self, verdict: String) -> Step {
-        self.done(OutcomeKind::DryRun, format!("DRY_RUN: {verdict}"))
+    fn dry(&self, verdict: String, said: &'static str) -> Step {
+        self.done(OutcomeKind::DryRun, format!("DRY_RUN: {verdict}"), said)
     }
 
-    fn done(&self, kind: OutcomeKind, reason: String) -> Step {
-        Step::Finish(Box::new(self.finish(kind, reason)))
+    fn done(&self, kind: OutcomeKind, reason: String, said: &'static str) -> Step {
+        Step::Finish(Box::new(self.finish(kind, reason, said)))
     }
 
-    /// An outcome about the live pod, nothing recorded (yet).
-    fn finish(&self, kind: OutcomeKind, reason: String) -> Finish {
+    /// An outcome about the live pod, nothing recorded (yet): `reason` for the log line and
+    /// the Events, `said` (one of `outcome::why`) for the reply.
+    fn finish(&self, kind: OutcomeKind, reason: String, said: &'static str) -> Finish {
         Finish::of(Ok(Outcome {
             kind,
             reason,
+            why: Why::Said(said),
             pod: Some(self.pod.clone()),
             seen: Some(self.seen.clone()),
         }))
@@ -621,7 +662,10 @@ mod tests {
     use std::time::Duration;
 
     use k8s_openapi::{
-        api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus},
+        api::core::v1::{
+            ContainerState, ContainerStateRunning, ContainerStatus, PodCondition, PodSpec,
+            PodStatus,
+        },
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     };
     use proptest::prelude::*;
@@ -955,6 +999,21 @@ mod tests {
                 prop_assert!(!protected, "removed a protected pod");
                 prop_assert!(!a.ns_protected, "removed a pod of a protected namespace");
                 prop_assert!(run.steps.contains(&Step::ReadNamespace));
+            }
+        }
+
+        #[test]
+        fn the_reply_names_nothing_live(
+            rules in any_rules(), breaker in any_breaker(), t in any_target(), a in any_answers(),
+        ) {
+            let run = drive(&rules, &breaker, &t, &a);
+            if let Some(o) = outcome(&run) {
+                // Every outcome of the plan is about live objects: a fixed sentence, no more.
+                prop_assert!(matches!(o.why, Why::Said(_)), "{:?}", o);
+                let public = o.public_reason();
+                for live in [UID, OTHER_UID, "node-1", "web", "2026", "record-", "3 ready", "/"] {
+                    prop_assert!(!public.contains(live), "{live:?} in {public:?}");
+                }
             }
         }
 
@@ -1598,6 +1657,36 @@ mod tests {
             let run = drive(&r, &Breaker::new(None, None), &target(Some(UID)), &a);
             assert_eq!(removals(&run)[0].grace, Some(0));
         }
+    }
+
+    #[test]
+    fn a_foreign_container_is_skipped_with_a_warning_event_and_nothing_else() {
+        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        let mut t = target(Some(UID));
+        t.container_id = Some(ContainerId::parse("c", "0123456789ab").unwrap().unwrap());
+        let mut a = answers();
+        let st = &mut a.pod.as_mut().unwrap().status.as_mut().unwrap();
+        st.container_statuses.as_mut().unwrap()[0].state = Some(ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(Time(at(-3500))),
+            }),
+            ..Default::default()
+        });
+        // The event is a minute old (`event()`): beyond what the kubelet's lag explains.
+        let (rules, e) = (rules(), event());
+        let mut plan = Plan::new(&rules, &breaker, &t, &e);
+        plan.first();
+        let now = Timestamp::from_second(at(-60).as_second() + 3600).unwrap();
+        let Step::Finish(f) = plan.pod(a.pod.as_ref(), now) else {
+            panic!("a foreign container must end the plan");
+        };
+        let o = f.outcome.as_ref().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Skipped);
+        let audit = f.audit.unwrap();
+        assert_eq!((audit.what, audit.uid.as_str()), (Recorded::Foreign, UID));
+        assert!(audit.why.unwrap().contains("not the pod's"));
+        assert!(f.breaker_record.is_none() && f.alarm.is_none());
+        assert_eq!(breaker.reserved(), 0);
     }
 
     #[test]

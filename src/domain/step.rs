@@ -120,6 +120,8 @@ pub enum Recorded {
     Held,
     /// The deletion breaker refused it (FalcoBreakerOpen).
     BreakerOpen,
+    /// The event's container is not the pod's (FalcoForeignContainer): not deleted.
+    Foreign,
 }
 
 /// The Kubernetes Event about the pod: what was done, with the workload in `related` and the

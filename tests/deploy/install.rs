@@ -278,7 +278,8 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     ));
 
     // Upgrade to namespace-scoped RBAC: the ClusterRoleBinding goes, a RoleBinding in `victims`
-    // only; a pod elsewhere is now forbidden (500 naming the ServiceAccount), not deleted.
+    // only; a pod elsewhere is now forbidden (500 naming what to grant; the log line names the
+    // ServiceAccount), not deleted.
     ok(helm_on(
         server,
         &[
@@ -307,9 +308,18 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
     assert_eq!(status, 500, "{result}");
     let err = result["error"].as_str().unwrap_or_default();
     assert!(
-        err.contains(&format!("system:serviceaccount:{release}:{release}"))
-            && err.contains("forbidden"),
+        err.contains("forbidden") && err.contains("grant get on pods"),
         "{err}"
+    );
+    let account = format!("system:serviceaccount:{release}:{release}");
+    assert!(
+        responder
+            .responder
+            .logs_with(&account)
+            .await
+            .contains(&account),
+        "{}",
+        responder.logs()
     );
     assert_eq!(pod_state(&admin, &elsewhere, "alpine").await, "running");
     apiserver::create_pod(&admin, &victims, "busybox", CID, &[]).await;

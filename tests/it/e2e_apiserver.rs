@@ -36,9 +36,14 @@ async fn the_blog_scenario_in_every_input_shape() {
         );
         let result = responder.result(&r);
         assert_eq!(result["outcome"], "deleted", "{envelope:?}: {result}");
-        assert_eq!(
-            result["pod"]["uid"],
-            json!(created.metadata.uid),
+        // The live uid is in the log line, never in the reply.
+        let uid = created.metadata.uid.clone().unwrap();
+        assert!(!result.to_string().contains(&uid), "{envelope:?}: {result}");
+        assert!(
+            responder
+                .line_of(&result)
+                .await
+                .contains(&format!("uid={uid}")),
             "{envelope:?}"
         );
         assert_eq!(result["input"], envelope.input_kind());
@@ -117,17 +122,22 @@ async fn without_the_binding_it_is_a_5xx_naming_the_service_account() {
     let responder = scene.responder_as(&kubeconfig, &off).await;
     let r = scene.shell(&responder, "alpine", CID).await;
     assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    // The reply says what to grant; the log line names the ServiceAccount and the namespace.
     let err = said(&r.json(), "error").to_string();
     assert!(
-        err.contains(&format!(
-            "system:serviceaccount:{}:falco-responder",
-            home.ns
-        )),
+        err.contains("forbidden") && err.contains("get on pods"),
         "{err}"
     );
+    assert!(!err.contains(&home.ns), "{err}");
+    let account = format!("system:serviceaccount:{}:falco-responder", home.ns);
+    let logs = responder.logs_with(&account).await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("could not act on event"))
+        .unwrap_or_else(|| panic!("no error line in:\n{logs}"));
     assert!(
-        err.contains("forbidden") && err.contains(&scene.ns),
-        "{err}"
+        line.contains(&account) && line.contains(&scene.ns),
+        "{line}"
     );
     assert!(scene.untouched("alpine").await);
     // The log keeps the whole event for a replay.
@@ -152,7 +162,9 @@ async fn a_recreated_pod_with_the_same_name_is_left_alone() {
         .await;
     let result = responder.result(&r);
     assert_eq!(result["outcome"], "stale", "{result}");
-    assert_eq!(result["pod"]["uid"], json!(new.metadata.uid));
+    let uid = new.metadata.uid.clone().unwrap();
+    assert!(!result.to_string().contains(&uid), "{result}");
+    assert!(responder.line_of(&result).await.contains(&uid));
     assert!(scene.untouched("web-0").await);
 }
 
@@ -412,9 +424,9 @@ async fn kube_token_file_replaces_the_inferred_credentials() {
         "admin credentials must not be used: {}",
         String::from_utf8_lossy(&r.body)
     );
-    assert!(
-        said(&r.json(), "error").contains(&format!("system:serviceaccount:{}:no-rights", home.ns))
-    );
+    assert!(said(&r.json(), "error").contains("forbidden"));
+    let account = format!("system:serviceaccount:{}:no-rights", home.ns);
+    assert!(responder.logs_with(&account).await.contains(&account));
     assert!(scene.untouched("alpine").await);
 
     // With the token of the account the RBAC manifests bind, it deletes.
@@ -530,6 +542,13 @@ async fn hostile_identifiers_are_400_and_the_protected_pod_stays_running() {
     );
 }
 
+/// Sets the status of pod `name` as a kubelet would report it.
+async fn reported(pods: &Api<Pod>, name: &str, status: &serde_json::Value) -> Pod {
+    pods.patch_status(name, &Default::default(), &kube::api::Patch::Merge(status))
+        .await
+        .unwrap()
+}
+
 /// A Terminal-shell event at `time` for `ns/pod`, with container `cid` or none.
 fn event_at(ns: &str, pod: &str, cid: Option<&str>, time: &str) -> String {
     let mut ev: serde_json::Value = serde_json::from_str(&terminal_shell(ns, pod, CID)).unwrap();
@@ -571,11 +590,11 @@ async fn a_late_event_never_deletes_the_replacement_pod() {
             .await;
         let result = r.json();
         assert_eq!(result["outcome"], "stale", "{cid:?}: {result}");
-        assert!(
-            said(&result, "reason").contains("after the event"),
-            "{result}"
-        );
-        assert_eq!(result["pod"]["uid"], json!(replacement.metadata.uid));
+        let line = responder.line_of(&result).await;
+        assert!(line.contains("after the event"), "{line}");
+        let uid = replacement.metadata.uid.clone().unwrap();
+        assert!(line.contains(&uid), "{line}");
+        assert!(!result.to_string().contains(&uid), "{result}");
     }
     assert!(scene.untouched("web-0").await);
     assert_eq!(
@@ -614,7 +633,12 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
         )
         .await;
     assert_eq!(again.json()["outcome"], "deleted");
-    assert!(said(&again.json(), "reason").starts_with("already handled"));
+    assert!(
+        responder
+            .line_of(&again.json())
+            .await
+            .contains("reason=\"already handled")
+    );
     // The same event without uid or container id proves nothing about the new pod: looked at
     // again, and stale.
     let r = responder
@@ -630,7 +654,7 @@ async fn storm_memory_never_answers_for_a_recreated_pod() {
 }
 
 #[tokio::test]
-async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
+async fn a_restarted_container_is_proof_and_a_matching_uid_needs_a_restart() {
     let scene = Scene::new("restart").await;
     // The attacker killed PID 1: the container runs again under a new id; the shell was in
     // the previous one.
@@ -641,13 +665,7 @@ async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
         "lastState": {"terminated": {"exitCode": 137, "containerID": format!("containerd://{CID}")}}
     }]}});
     let pods = scene.pods();
-    pods.patch_status(
-        "restarted",
-        &Default::default(),
-        &kube::api::Patch::Merge(&status),
-    )
-    .await
-    .unwrap();
+    reported(&pods, "restarted", &status).await;
     let uid_pod = scene.pod("by-uid", OTHER_CID).await;
     let responder = scene.responder(&[]).await;
 
@@ -655,10 +673,28 @@ async fn a_restarted_container_and_a_matching_uid_are_proof_enough() {
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
     assert!(scene.terminating("restarted").await);
 
-    // The event's uid matches; its container id is one the pod never reported.
+    // The event's uid matches; its container id is one the pod never reported. Every container
+    // has been running since before the event (2023): the container is not the pod's.
+    let running_since = |at: &str| {
+        json!({"status": {"containerStatuses": [{
+            "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 2,
+            "containerID": format!("containerd://{OTHER_CID}"),
+            "state": {"running": {"startedAt": at}}
+        }]}})
+    };
+    let status = running_since("2020-01-01T00:00:00Z");
+    reported(&pods, "by-uid", &status).await;
     let mut ev: serde_json::Value =
         serde_json::from_str(&terminal_shell(&scene.ns, "by-uid", CID)).unwrap();
     ev["output_fields"]["k8smeta.pod.uid"] = json!(uid_pod.metadata.uid);
+    let r = responder.send(Envelope::Plain, &ev.to_string()).await;
+    assert_eq!(r.json()["outcome"], "skipped", "{}", r.json());
+    assert!(scene.untouched("by-uid").await);
+    let warning = scene.wait_event("by-uid", "FalcoForeignContainer").await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    // Restarted since the event (twice: its id left lastState): the uid proves the pod.
+    let status = running_since(&k8s_openapi::jiff::Timestamp::now().to_string());
+    reported(&pods, "by-uid", &status).await;
     let r = responder.send(Envelope::Plain, &ev.to_string()).await;
     assert_eq!(r.json()["outcome"], "deleted", "{}", r.json());
     assert!(scene.terminating("by-uid").await);
@@ -691,7 +727,7 @@ async fn a_terminating_pod_gets_a_shorter_grace_and_no_second_delete_otherwise()
     let result = r.json();
     assert_eq!(result["outcome"], "terminating", "{result}");
     assert!(
-        said(&result, "reason").contains("shortened to 5s"),
+        responder.line_of(&result).await.contains("shortened to 5s"),
         "{result}"
     );
     let live = scene.get_pod("slow").await.unwrap();
@@ -811,4 +847,118 @@ async fn a_pod_with_a_name_at_the_length_limit_gets_its_event() {
         "{}",
         responder.logs()
     );
+}
+
+/// Forged events against the real API server: a wrong uid, a foreign container with the right
+/// uid, and the forger's usual event (no uid, no container, the time now) for a pod whose
+/// workload is skipped. Each reply tells the outcome and nothing of the live pod (uid,
+/// creationTimestamp, workload, node); the log line and the Kubernetes Event have the details.
+#[tokio::test]
+async fn a_forged_event_learns_the_outcome_and_nothing_of_the_live_pod() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let scene = Scene::new("oracle").await;
+    let labels = json!({"app": "vault"});
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "vault-6f7d9c8b5d", "namespace": scene.ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "main", "image": "alpine"}]}}}
+    }))
+    .unwrap();
+    // No controller runs here: the ReplicaSet makes no pods of its own.
+    let rs = Api::<ReplicaSet>::namespaced(scene.admin.clone(), &scene.ns)
+        .create(&Default::default(), &rs)
+        .await
+        .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "vault-0", "namespace": scene.ns, "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": rs.metadata.name, "uid": rs.metadata.uid, "controller": true}]},
+        "spec": {"nodeName": "node-7f3a", "containers": [{"name": "main", "image": "alpine"}]}
+    }))
+    .unwrap();
+    let pods = scene.pods();
+    pods.create(&Default::default(), &pod).await.unwrap();
+    let status = json!({"status": {"phase": "Running", "containerStatuses": [{
+        "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 0,
+        "containerID": format!("containerd://{CID}"),
+        "state": {"running": {"startedAt": "2020-01-01T00:00:00Z"}}}]}});
+    let live = reported(&pods, "vault-0", &status).await;
+    let uid = live.metadata.uid.clone().unwrap();
+    let created = live.metadata.creation_timestamp.clone().unwrap().0;
+    let secrets = [
+        uid.clone(),
+        created.to_string(),
+        "vault-6f7d9c8b5d".to_string(),
+        "node-7f3a".to_string(),
+    ];
+    let responder = scene.responder(&[("SKIP_OWNER_KINDS", "ReplicaSet")]).await;
+    // The reply's result, once checked that neither its body nor its headers leak.
+    let answered = |r: &sender::HttpReply, outcome: &str| {
+        let result = responder.result(r);
+        assert_eq!(result["outcome"], outcome, "{result}");
+        let sent = format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body));
+        let leaked: Vec<_> = secrets
+            .iter()
+            .filter(|s| sent.contains(s.as_str()))
+            .collect();
+        assert!(leaked.is_empty(), "{leaked:?} in {sent}");
+        result
+    };
+    let base: serde_json::Value =
+        serde_json::from_str(&terminal_shell(&scene.ns, "vault-0", CID)).unwrap();
+
+    // 1. Another pod uid: `stale`, in the HTTP body and in the result CloudEvent alike.
+    let mut wrong_uid = base.clone();
+    wrong_uid["output_fields"]["k8smeta.pod.uid"] = json!("0f9a4c1e-1111-2222-3333-444455556666");
+    for envelope in [Envelope::Plain, Envelope::CloudEventBinary] {
+        let r = responder.send(envelope, &wrong_uid.to_string()).await;
+        let result = answered(&r, "stale");
+        assert_eq!(
+            result["pod"],
+            json!({"namespace": scene.ns, "name": "vault-0"})
+        );
+        let line = responder.line_of(&result).await;
+        assert!(
+            line.contains(&uid),
+            "the log line names the live uid: {line}"
+        );
+    }
+
+    // 2. The right uid, a container the pod never had, every container running since 2020:
+    // `skipped`, and a Warning Event with the details.
+    let mut foreign = base.clone();
+    foreign["output_fields"]["k8smeta.pod.uid"] = json!(uid);
+    foreign["output_fields"]["container.id"] = json!(&OTHER_CID[..12]);
+    let r = responder.send(Envelope::Plain, &foreign.to_string()).await;
+    answered(&r, "skipped");
+    let warning = scene.wait_event("vault-0", "FalcoForeignContainer").await;
+    let note = warning.note.unwrap_or_default();
+    assert!(
+        note.contains(&OTHER_CID[..12]) && note.contains("running since before the event"),
+        "{note}"
+    );
+    assert_eq!(
+        warning.regarding.and_then(|r| r.uid).as_deref(),
+        Some(uid.as_str())
+    );
+    assert!(scene.untouched("vault-0").await);
+
+    // 3. No uid, no container id, the time now (what a forger sends): the pod is the one
+    // named, its workload is in SKIP_OWNER_KINDS: `skipped`, the workload only in the log.
+    tokio::time::sleep(falco_responder::domain::identity::CLOCK_SKEW + Duration::from_millis(1200))
+        .await;
+    let mut bare = base;
+    bare["time"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    let fields = bare["output_fields"].as_object_mut().unwrap();
+    fields.remove("evt.time");
+    fields.remove("container.id");
+    let r = responder.send(Envelope::Plain, &bare.to_string()).await;
+    let result = answered(&r, "skipped");
+    let line = responder.line_of(&result).await;
+    assert!(
+        line.contains("workload=ReplicaSet/vault-6f7d9c8b5d") && line.contains(&uid),
+        "{line}"
+    );
+    assert!(scene.untouched("vault-0").await);
 }

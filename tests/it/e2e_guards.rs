@@ -31,12 +31,14 @@ async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
     assert_eq!(r.status, 503, "{v}\n{}", strict.logs());
     assert_eq!(v["outcome"], "held", "{v}");
     assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
-    let reason = said(&v, "reason");
+    let reason = strict.line_of(&v).await;
     assert!(
         reason.contains("Deployment/web") && reason.contains("MIN_AVAILABLE=2"),
         "{reason}"
     );
-    assert_eq!(v["pod"]["workload"], "Deployment/web", "{v}");
+    // The reply names no workload; the log line does.
+    assert!(v["pod"].get("workload").is_none(), "{v}");
+    assert!(strict.line_of(&v).await.contains("workload=Deployment/web"));
     assert!(scene.exists(&pods[0]).await, "a held pod keeps running");
     let e = scene
         .wait_event(pods[0].metadata.name.as_deref().unwrap(), "FalcoDeleteHeld")
@@ -78,7 +80,14 @@ async fn the_floor_holds_the_last_ready_replicas_and_names_the_workload() {
         "{v}\n{}",
         lenient.logs()
     );
-    assert_eq!(v["pod"]["workload"], "Deployment/web");
+    // The reply names no workload; the log line does.
+    assert!(v["pod"].get("workload").is_none(), "{v}");
+    assert!(
+        lenient
+            .line_of(&v)
+            .await
+            .contains("workload=Deployment/web")
+    );
     assert!(!scene.exists(&pods[0]).await);
     let e = scene
         .wait_event(pods[0].metadata.name.as_deref().unwrap(), "FalcoPodDeleted")
@@ -105,7 +114,7 @@ async fn percentage_floors_are_of_desired_replicas_rounded_up() {
         (503, Some("held")),
         "{v}"
     );
-    assert!(said(&v, "reason").contains("(2 replicas)"), "{v}");
+    assert!(half.line_of(&v).await.contains("(2 replicas)"), "{v}");
     // The pod that is not ready does not count: deleting it leaves 2 ready, the floor holds.
     let (_, v) = half.shell_in(&scene.ns, &pods[2]).await;
     assert_eq!(v["outcome"], "deleted", "{v}");
@@ -165,7 +174,7 @@ async fn a_pod_disruption_budget_holds_an_eviction_until_it_allows_one() {
         "{v}\n{}",
         responder.logs()
     );
-    assert!(said(&v, "reason").contains("db-pdb"), "{v}");
+    assert!(responder.line_of(&v).await.contains("db-pdb"), "{v}");
     assert!(scene.exists(&pods[0]).await);
     scene
         .wait_event(pods[0].metadata.name.as_deref().unwrap(), "FalcoDeleteHeld")
@@ -220,7 +229,7 @@ async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
         (200, Some("skipped")),
         "{v}"
     );
-    let reason = said(&v, "reason");
+    let reason = plain.line_of(&v).await;
     assert!(
         reason.contains("no effect") && reason.contains("node-1"),
         "{reason}"
@@ -235,15 +244,25 @@ async fn mirror_pods_and_skip_owner_kinds_are_skipped() {
         .await;
     let (_, v) = skipping.shell_in(&scene.ns, &pods[0]).await;
     assert_eq!(v["outcome"], "skipped", "{v}");
-    assert!(said(&v, "reason").contains("Deployment/web"), "{v}");
+    assert!(skipping.line_of(&v).await.contains("Deployment/web"), "{v}");
     let (_, v) = skipping.shell_in(&scene.ns, &loner).await;
     assert_eq!(v["outcome"], "skipped", "{v}");
-    assert!(said(&v, "reason").contains("Standalone/loner"), "{v}");
+    assert!(
+        skipping.line_of(&v).await.contains("Standalone/loner"),
+        "{v}"
+    );
     assert!(scene.exists(&pods[0]).await && scene.exists(&loner).await);
     // Standalone pods stay deletable by default (attackers use them).
     let (_, v) = plain.shell_in(&scene.ns, &loner).await;
     assert_eq!(v["outcome"], "deleted", "{v}");
-    assert_eq!(v["pod"]["workload"], "Standalone/loner");
+    // The reply names no workload; the log line does.
+    assert!(v["pod"].get("workload").is_none(), "{v}");
+    assert!(
+        plain
+            .line_of(&v)
+            .await
+            .contains("workload=Standalone/loner")
+    );
 }
 
 #[tokio::test]
@@ -265,7 +284,7 @@ async fn the_workload_breaker_opens_after_its_budget_and_closes_after_the_window
         (200, Some("breaker-open")),
         "{v}"
     );
-    let reason = said(&v, "reason");
+    let reason = responder.line_of(&v).await;
     assert!(
         reason.contains("2 pods of workload Deployment/looper"),
         "{reason}"
@@ -346,7 +365,7 @@ async fn the_overall_breaker_holds_across_two_instances() {
             (200, Some("breaker-open")),
             "{v}"
         );
-        assert!(said(&v, "reason").contains("MAX_DELETIONS=2/1m"), "{v}");
+        assert!(r.line_of(&v).await.contains("MAX_DELETIONS=2/1m"), "{v}");
     }
     assert!(scene.exists(&pods[2]).await);
 }
@@ -365,7 +384,7 @@ async fn dry_run_reports_each_guard() {
         (200, Some("dry-run")),
         "{v}"
     );
-    let reason = said(&v, "reason");
+    let reason = held.line_of(&v).await;
     assert!(
         reason.contains("would hold") && reason.contains("MIN_AVAILABLE=2"),
         "{reason}"
@@ -378,7 +397,7 @@ async fn dry_run_reports_each_guard() {
         ])
         .await;
     let (_, v) = ok.shell_in(&scene.ns, &pods[0]).await;
-    let reason = said(&v, "reason");
+    let reason = ok.line_of(&v).await;
     assert_eq!(v["outcome"], "dry-run", "{v}");
     assert!(
         reason.contains("would evict")
@@ -429,7 +448,9 @@ async fn the_shipped_rbac_covers_the_default_and_optional_guards() {
         "{v}\n{}",
         base.logs()
     );
-    assert_eq!(v["pod"]["workload"], "Deployment/web");
+    // The reply names no workload; the log line does.
+    assert!(v["pod"].get("workload").is_none(), "{v}");
+    assert!(base.line_of(&v).await.contains("workload=Deployment/web"));
 
     // The optional guards without their rules: a 500 naming what to grant.
     let env = [
@@ -581,7 +602,9 @@ async fn forged_events_cannot_hold_the_breaker_open_and_the_records_are_watched(
     let (_, v) = b.shell_in(&scene.ns, &pods[1]).await;
     assert_eq!(v["outcome"], "breaker-open", "{v}\n{}", b.logs());
     assert!(
-        said(&v, "reason").contains("1 pods of workload Deployment/web"),
+        b.line_of(&v)
+            .await
+            .contains("1 pods of workload Deployment/web"),
         "{v}"
     );
     assert!(scene.exists(&pods[1]).await);
@@ -706,8 +729,9 @@ async fn a_statefulset_pod_is_never_force_deleted_new_or_terminating() {
     let db = stateful_pod(&scene, "db").await;
     let (_, v) = responder.shell_in(&scene.ns, &db).await;
     assert_eq!(v["outcome"], "deleted", "{v}\n{}", responder.logs());
-    assert_eq!(v["pod"]["workload"], "StatefulSet/db", "{v}");
-    assert!(said(&v, "reason").contains("never force-deleted"), "{v}");
+    let line = responder.line_of(&v).await;
+    assert!(line.contains("workload=StatefulSet/db"), "{line}");
+    assert!(line.contains("never force-deleted"), "{line}");
     assert_eq!(grace_of(&scene, "db-0").await, Some(1));
 
     // Shortening the grace of one already terminating: 1 s too.
@@ -722,7 +746,8 @@ async fn a_statefulset_pod_is_never_force_deleted_new_or_terminating() {
         .unwrap();
     let (_, v) = responder.shell_in(&scene.ns, &kv).await;
     assert_eq!(v["outcome"], "terminating", "{v}\n{}", responder.logs());
-    assert!(said(&v, "reason").contains("never force-deleted"), "{v}");
+    let line = responder.line_of(&v).await;
+    assert!(line.contains("never force-deleted"), "{line}");
     assert_eq!(grace_of(&scene, "kv-0").await, Some(1));
 
     // Any other pod gets the force delete ALLOW_FORCE_DELETE asked for.
@@ -756,7 +781,8 @@ async fn shortening_a_grace_period_passes_the_kind_guards() {
         .await;
     let (_, v) = skipping.shell_in(&scene.ns, &pod).await;
     assert_eq!(v["outcome"], "skipped", "{v}\n{}", skipping.logs());
-    assert!(said(&v, "reason").contains("SKIP_OWNER_KINDS"), "{v}");
+    let line = skipping.line_of(&v).await;
+    assert!(line.contains("SKIP_OWNER_KINDS"), "{line}");
     assert_eq!(grace_of(&scene, &name).await, Some(3600), "not shortened");
 
     // Not listed: shortened, and the floor does not hold it (a terminating pod is already out
@@ -812,7 +838,8 @@ async fn what_a_pod_author_writes_earns_no_skip_and_no_protection() {
     .await;
     let (_, v) = skipping.shell_in(&scene.ns, &fake).await;
     assert_eq!(v["outcome"], "deleted", "{v}\n{}", skipping.logs());
-    assert_eq!(v["pod"]["workload"], "StatefulSet.fake/db", "{v}");
+    let line = skipping.line_of(&v).await;
+    assert!(line.contains("workload=StatefulSet.fake/db"), "{line}");
     // An apps/v1 StatefulSet that does not exist: the pod is standalone.
     let ghost = owned_pod(
         &scene,
@@ -823,18 +850,21 @@ async fn what_a_pod_author_writes_earns_no_skip_and_no_protection() {
     .await;
     let (_, v) = skipping.shell_in(&scene.ns, &ghost).await;
     assert_eq!(v["outcome"], "deleted", "{v}");
-    assert_eq!(v["pod"]["workload"], "Standalone/ghost", "{v}");
+    let line = skipping.line_of(&v).await;
+    assert!(line.contains("workload=Standalone/ghost"), "{line}");
     // One that exists, under its real uid: skipped.
     let real = stateful_pod(&scene, "db").await;
     let (_, v) = skipping.shell_in(&scene.ns, &real).await;
     assert_eq!(v["outcome"], "skipped", "{v}");
-    assert!(said(&v, "reason").contains("StatefulSet/db"), "{v}");
+    let line = skipping.line_of(&v).await;
+    assert!(line.contains("StatefulSet/db"), "{line}");
     // The mirror annotation without the kubelet's Node owner: no mirror pod.
     let mirror = json!({"kubernetes.io/config.mirror": "3f1c0a"});
     let posing = owned_pod(&scene, "posing", mirror, json!([])).await;
     let (_, v) = skipping.shell_in(&scene.ns, &posing).await;
     assert_eq!(v["outcome"], "deleted", "{v}");
-    assert_eq!(v["pod"]["workload"], "Standalone/posing", "{v}");
+    let line = skipping.line_of(&v).await;
+    assert!(line.contains("workload=Standalone/posing"), "{line}");
 
     // The protect annotation is the author's word: honoured only when the deployer says so.
     let protect = json!({"falco-responder/protect": "true"});
@@ -872,10 +902,9 @@ async fn a_namespace_labelled_protected_is_left_alone() {
         "{v}\n{}",
         responder.logs()
     );
-    assert!(
-        said(&v, "reason").contains("falco-responder/protect=true"),
-        "{v}"
-    );
+    assert_eq!(v["reason"], "the pod is protected", "{v}");
+    let line = responder.line_of(&v).await;
+    assert!(line.contains("falco-responder/protect=true"), "{line}");
     assert!(scene.exists(&pod).await);
     // Unlabelled, next door: deleted.
     let other = scene.beside("open").await;

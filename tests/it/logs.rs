@@ -155,7 +155,7 @@ async fn the_early_skip_line_is_the_usual_event_line_in_every_format() {
                         " INFO event handled outcome=skipped pod=- \
                          rule=\"Terminal shell in container\" priority=Critical input=plain \
                          reason=\"rule \\\"Terminal shell in container\\\" is not in RULES\" \
-                         uuid={uuid} ce_id=-"
+                         uid=- workload=- uuid={uuid} ce_id=-"
                     )
                 );
                 assert!(ms.parse::<f64>().is_ok(), "{line}");

@@ -127,6 +127,29 @@ impl Responder {
         self.logs()
     }
 
+    /// The log line of the event `reply` answered: the last "event handled" line about its pod
+    /// with its outcome. The details a reply leaves out (the whole reason, the live uid, the
+    /// workload) are there.
+    pub async fn line_of(&self, reply: &Value) -> String {
+        let pod = format!(
+            "pod={}/{}",
+            reply["pod"]["namespace"].as_str().unwrap_or_default(),
+            reply["pod"]["name"].as_str().unwrap_or_default()
+        );
+        let outcome = format!("outcome={} ", reply["outcome"].as_str().unwrap_or_default());
+        for _ in 0..80 {
+            let logs = self.logs();
+            let line = logs.lines().rev().find(|l| {
+                l.contains(" event handled ") && l.contains(&outcome) && l.contains(&pod)
+            });
+            if let Some(line) = line {
+                return line.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no line for {reply} in:\n{}", self.logs())
+    }
+
     /// Sends SIGTERM, as the kubelet does.
     pub fn sigterm(&self) {
         let killed = std::process::Command::new("kill")
