@@ -437,22 +437,25 @@ impl Config {
         Ok(self)
     }
 
-    /// In a cluster the breaker's records must go to the function's own namespace: falling
-    /// back to `default` would write them where others may forge them, or nowhere. Outside a
-    /// cluster `default` stays the fallback (a kubeconfig user, a test).
+    /// In a cluster the breaker's records and MIN_AVAILABLE's reservations must go to the
+    /// function's own namespace: falling back to `default` would write them where others may
+    /// forge them, or nowhere. Outside a cluster `default` stays the fallback (a kubeconfig
+    /// user, a test).
     fn check_own_namespace(&self, in_cluster: bool) -> Result<(), ConfigError> {
-        let breaker_on =
-            self.guards.max_deletions.is_some() || self.guards.max_deletions_per_workload.is_some();
-        if in_cluster && breaker_on && self.policy.own_namespace.is_none() {
+        let records = self.guards.max_deletions.is_some()
+            || self.guards.max_deletions_per_workload.is_some()
+            || self.guards.min_available.is_some();
+        if in_cluster && records && self.policy.own_namespace.is_none() {
             return Err(ConfigError::Value {
                 var: "POD_NAMESPACE",
                 value: String::new(),
                 why: format!(
                     "running in a cluster (KUBERNETES_SERVICE_HOST is set) with the deletion \
-                     breaker on, but the function's own namespace is unknown (POD_NAMESPACE \
-                     unset, no {SA_NAMESPACE_FILE}): set POD_NAMESPACE (downward API \
-                     metadata.namespace), or turn the breaker off (MAX_DELETIONS=off and \
-                     MAX_DELETIONS_PER_WORKLOAD=off)"
+                     breaker or MIN_AVAILABLE on, but the function's own namespace, where their \
+                     records go, is unknown (POD_NAMESPACE unset, no {SA_NAMESPACE_FILE}): set \
+                     POD_NAMESPACE (downward API metadata.namespace), or turn the breaker off \
+                     (MAX_DELETIONS=off and MAX_DELETIONS_PER_WORKLOAD=off) and MIN_AVAILABLE \
+                     with it"
                 ),
             });
         }
@@ -815,6 +818,14 @@ mod tests {
         assert!(off.check_own_namespace(true).is_ok());
         let one = cfg(&[("MAX_DELETIONS", "off")]).unwrap();
         assert!(one.check_own_namespace(true).is_err());
+        // MIN_AVAILABLE's reservations go there too.
+        let floor = cfg(&[
+            ("MAX_DELETIONS", "off"),
+            ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+            ("MIN_AVAILABLE", "1"),
+        ])
+        .unwrap();
+        assert!(floor.check_own_namespace(true).is_err());
     }
 
     #[test]

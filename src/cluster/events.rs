@@ -233,11 +233,12 @@ impl RefusalLimiter {
     }
 }
 
-/// Whether an Event about `what` is a refusal (rate-limited), not the record of an action.
+/// Whether an Event about `what` is a refusal (rate-limited), not the record of an action. A
+/// foreign container's Warning is one too: a forged event can name it at any rate.
 pub fn is_refusal(what: Recorded) -> bool {
     matches!(
         what,
-        Recorded::DryRun | Recorded::Held | Recorded::BreakerOpen
+        Recorded::DryRun | Recorded::Held | Recorded::BreakerOpen | Recorded::Foreign
     )
 }
 
@@ -295,6 +296,7 @@ mod tests {
         assert!(l.allow(Recorded::BreakerOpen, "prod/Deployment/x", at(62)));
         assert!(l.last.lock().unwrap().len() <= 3);
         assert!(is_refusal(Recorded::DryRun) && !is_refusal(Recorded::Deleted));
+        assert!(is_refusal(Recorded::Foreign));
         assert!(!is_refusal(Recorded::GraceShortened));
     }
 
