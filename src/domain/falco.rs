@@ -121,6 +121,19 @@ pub struct Target {
     pub uid: Option<PodUid>,
 }
 
+#[cfg(test)]
+impl Target {
+    /// `prod/web-0` with this container id and pod uid: the unit tests' target.
+    pub(crate) fn prod_web_0(cid: Option<&str>, uid: Option<&str>) -> Target {
+        Target {
+            namespace: Namespace::parse("ns", "prod").unwrap(),
+            name: PodName::parse("pod", "web-0").unwrap(),
+            container_id: cid.map(|c| ContainerId::parse("c", c).unwrap().unwrap()),
+            uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
+        }
+    }
+}
+
 /// Why an event names no pod we could act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoTarget {

@@ -434,12 +434,7 @@ mod tests {
     }
 
     fn target(cid: Option<&str>, uid: Option<&str>) -> Target {
-        Target {
-            namespace: Namespace::parse("ns", "prod").unwrap(),
-            name: PodName::parse("pod", "web-0").unwrap(),
-            container_id: cid.map(|c| ContainerId::parse("c", c).unwrap().unwrap()),
-            uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
-        }
+        Target::prod_web_0(cid, uid)
     }
 
     fn event(time: Option<&str>) -> FalcoEvent {

@@ -195,18 +195,12 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ident::{Namespace, PodName, PodUid};
 
     const UID: &str = "0f9a4c1e-1111-2222-3333-444455556666";
     const OTHER_UID: &str = "9a9a4c1e-1111-2222-3333-444455556666";
 
     fn target(cid: Option<&str>, uid: Option<&str>) -> Target {
-        Target {
-            namespace: Namespace::parse("ns", "prod").unwrap(),
-            name: PodName::parse("pod", "web-0").unwrap(),
-            container_id: cid.map(|c| ContainerId::parse("c", c).unwrap().unwrap()),
-            uid: uid.map(|u| PodUid::parse("u", u).unwrap()),
-        }
+        Target::prod_web_0(cid, uid)
     }
 
     #[test]
