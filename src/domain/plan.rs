@@ -254,14 +254,24 @@ impl<'a> Plan<'a> {
             d.grace = Some(STATEFULSET_MIN_GRACE);
             d.grace_raised = true;
         }
-        let what = d.what;
+        // The breaker before the floor: its count is in hand (read alongside the pod's GET), and
+        // while it is open an event costs no GET of the workload's replicas.
+        if self.breaker.enabled() {
+            self.due = Due::Count;
+            return Step::Count;
+        }
+        self.floor()
+    }
+
+    /// The floor's replica counts, for a new deletion under MIN_AVAILABLE.
+    fn floor(&mut self) -> Step {
         match self.config.min_available {
-            Some(_) if what == Recorded::Deleted => {
+            Some(_) if self.decided().what == Recorded::Deleted => {
                 self.due = Due::Replicas;
                 Step::ReadReplicas(self.resolved().clone())
             }
             // The floor counts ready replicas: a terminating pod already left them.
-            _ => self.after_floor(),
+            _ => self.after_breaker(),
         }
     }
 
@@ -295,7 +305,7 @@ impl<'a> Plan<'a> {
                     None => format!("MIN_AVAILABLE={min} does not apply to {}", w.kind.as_str()),
                 };
                 self.checks.push(check);
-                self.after_floor()
+                self.after_breaker()
             }
         }
     }
@@ -329,7 +339,7 @@ impl<'a> Plan<'a> {
             }
         }
         self.checks.push("deletion breaker closed".into());
-        self.after_breaker()
+        self.floor()
     }
 
     /// The floor's slot for this deletion, or `None`: every deletion the floor allows is in
@@ -544,14 +554,6 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn after_floor(&mut self) -> Step {
-        if self.breaker.enabled() {
-            self.due = Due::Count;
-            return Step::Count;
-        }
-        self.after_breaker()
-    }
-
     fn after_breaker(&mut self) -> Step {
         // Under DRY_RUN the Eviction API itself says whether a budget would allow it.
         if self.config.dry_run && self.config.use_eviction {
@@ -593,6 +595,8 @@ impl<'a> Plan<'a> {
 
     /// Held by a guard: not now (503, retry), or never by retrying (`FloorNever`: 200, loud).
     fn held(&mut self, reason: String, by: HeldBy) -> Step {
+        // Nothing is removed: the breaker's reservation goes back.
+        self.release();
         if self.config.dry_run {
             return self.dry(format!("would hold: {reason}"), why::DRY_HOLD);
         }
@@ -867,8 +871,8 @@ mod tests {
             Step::GetPod { .. } => 0,
             Step::ReadNamespace => 1,
             Step::Resolve => 2,
-            Step::ReadReplicas(_) => 3,
-            Step::Count => 4,
+            Step::Count => 3,
+            Step::ReadReplicas(_) => 4,
             Step::EvictDryRun(_) => 5,
             Step::Reserve(_) => 6,
             Step::Remove(_) => 7,
@@ -1040,17 +1044,20 @@ mod tests {
             let twin = Breaker::new(breaker.per_workload, breaker.overall);
             let run = drive(&rules, &breaker, &t, &a);
             let asked = |rank_of: usize| run.steps.iter().any(|s| rank(s) == rank_of);
+            // The breaker is asked first: open, the floor is not even read.
             if asked(3) {
-                let min = rules.min_available.unwrap();
-                let ready = guards::pod_is_ready(a.pod.as_ref().unwrap());
-                if !matches!(guards::floor(&a.workload, min, a.replicas, ready), Ruling::Pass) {
+                let key = budget::workload_key("prod", &a.workload);
+                if twin.admit(&a.listed, key.as_deref(), ts(NOW), "x", false).is_err() {
                     prop_assert!(removals(&run).is_empty() && !asked(4), "{:?}", run.steps);
                 }
             }
             if asked(4) {
-                let key = budget::workload_key("prod", &a.workload);
-                if twin.admit(&a.listed, key.as_deref(), ts(NOW), "x", false).is_err() {
+                let min = rules.min_available.unwrap();
+                let ready = guards::pod_is_ready(a.pod.as_ref().unwrap());
+                if !matches!(guards::floor(&a.workload, min, a.replicas, ready), Ruling::Pass) {
                     prop_assert!(removals(&run).is_empty(), "{:?}", run.steps);
+                    // Held by the floor: the breaker's reservation went back.
+                    prop_assert_eq!(breaker.reserved(), 0);
                 }
             }
             if asked(5) && a.dry_eviction.is_err() {
@@ -1259,8 +1266,8 @@ mod tests {
                 Step::GetPod { with_count: true },
                 Step::ReadNamespace,
                 Step::Resolve,
-                Step::ReadReplicas(workload(Kind::Deployment)),
                 Step::Count,
+                Step::ReadReplicas(workload(Kind::Deployment)),
                 Step::Reserve(Reserve {
                     workload: "prod/Deployment/web".into(),
                     slots: 2,
@@ -1289,9 +1296,8 @@ mod tests {
         // 3 ready, floor 2: one slot.
         let run = drive(&r, &breaker, &target(Some(UID)), &answers());
         assert_eq!(
-            run.steps[4..],
+            run.steps[5..],
             [
-                Step::Count,
                 Step::Reserve(Reserve {
                     workload: "prod/Deployment/web".into(),
                     slots: 1
@@ -1518,8 +1524,8 @@ mod tests {
         let o = run.finish.unwrap().outcome.unwrap();
         assert_eq!(
             o.reason,
-            "DRY_RUN: would evict pod prod/web-0 (workload Deployment/web; MIN_AVAILABLE=1 holds \
-             (3 of 3 ready); deletion breaker closed; the PodDisruptionBudgets allow an eviction)"
+            "DRY_RUN: would evict pod prod/web-0 (workload Deployment/web; deletion breaker closed; \
+             MIN_AVAILABLE=1 holds (3 of 3 ready); the PodDisruptionBudgets allow an eviction)"
         );
         let mut a = answers();
         a.dry_eviction = Err("web-pdb needs 2".into());

@@ -73,10 +73,11 @@ pub enum Step {
     /// Resolve the pod's workload (its owner, one GET unless remembered). Answer with
     /// [`Plan::workload`](crate::domain::plan::Plan::workload).
     Resolve,
+    /// Hand in the breaker's count read alongside the GET (before the floor: an open
+    /// breaker costs no GET of the replicas). Answer with [`Plan::counted`](crate::domain::plan::Plan::counted).
+    Count,
     /// GET the workload's replica counts (MIN_AVAILABLE). Answer with [`Plan::replicas`](crate::domain::plan::Plan::replicas).
     ReadReplicas(Workload),
-    /// Hand in the breaker's count read alongside the GET. Answer with [`Plan::counted`](crate::domain::plan::Plan::counted).
-    Count,
     /// Ask the Eviction API with `dryRun=All` whether a PodDisruptionBudget allows the removal.
     /// Answer with [`Plan::dry_evicted`](crate::domain::plan::Plan::dry_evicted).
     EvictDryRun(Removal),

@@ -1369,3 +1369,32 @@ async fn a_process_counts_its_own_holds_beyond_the_slots_the_count_allows_now() 
     send.send_response(ok(json!({})));
     assert_eq!(call.await.unwrap().0.json()["outcome"], "held");
 }
+
+/// While a workload's own budget is spent, an event for one of its pods is refused on the count
+/// read alongside the pod's GET: the breaker is asked before the floor, so no GET of the
+/// workload's replicas (the owner's GET is remembered per process).
+#[tokio::test]
+async fn a_spent_workload_budget_refuses_before_the_floors_get() {
+    let (app, mut api) = app_with(&[
+        ("MIN_AVAILABLE", "1"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "1/10m"),
+        ("MAX_DELETIONS", "off"),
+    ]);
+    let call = handling(app, event());
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let spent = ok(
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "7"}, "items": [{"kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1", "metadata": {"name": "falco-responder-deleted.other",
+        "namespace": "default", "creationTimestamp": now, "annotations": {
+            "falco-responder/workload": "prod/Deployment/web", "falco-responder/pod": "prod/web-0"}}}]}),
+    );
+    answer_get_and_count(&mut api, POD_PATH, ok(replica()), spent).await;
+    answer_namespace(&mut api).await;
+    answer_owner(&mut api).await;
+    let ev = answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    assert_eq!(ev["reason"], "FalcoBreakerOpen", "{ev}");
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "breaker-open", "{}", reply.json());
+    no_more_calls(app, api).await;
+}
