@@ -18,6 +18,8 @@
 //! BENCH_CONNECTIONS (64), BENCH_SECONDS (4 per wrk run), BENCH_ROUNDS (5), BENCH_PODS (400 per
 //! latency series), BENCH_BURST (200), BENCH_STARTS (20), BENCH_QUIET_WAIT (180: seconds to wait
 //! for a quiet machine before measuring). Loopback only; every loop is bounded.
+//! BENCH_ONLY=guards runs only the guards' section (its own apiserver, the same environment;
+//! the release binary built) and prints its table without writing BENCH_OUT.
 
 #[path = "../tests/testkit/sender.rs"]
 mod common;
@@ -684,7 +686,8 @@ async fn floor_pair_event(client: &Client, ns: &str, name: &str, event: &Value) 
 // guards (workload resolution, both breakers: the count from the watched records, a record
 // written after the answer),
 // for a standalone pod and for a pod of a Deployment (ReplicaSet → Deployment resolved once, then
-// remembered), and with MIN_AVAILABLE (one more GET, of the Deployment).
+// remembered), and with MIN_AVAILABLE and its reservation (one more GET, of the Deployment, and
+// the POST of the slot's record in the function's own namespace).
 
 #[derive(Default)]
 struct GuardCost {
@@ -695,15 +698,24 @@ struct GuardCost {
     min_available: Vec<f64>,
     /// The breaker's records in its namespace at the end (what the watch follows).
     events_listed: usize,
+    /// The ready replicas the Deployment reports (MIN_AVAILABLE=1: one fewer slots).
+    ready_replicas: i32,
+    /// MIN_AVAILABLE's reservation records in the function's namespace right after the
+    /// measured deletions (each is held 30 s): the slots really taken.
+    reservations_listed: usize,
+    /// How long the measured deletions took, in seconds (under 30: no slot was freed meanwhile).
+    loop_seconds: f64,
 }
 
-/// Pods owned by ReplicaSet `rs` (controller reference), with the container id events carry.
+/// Pods owned by ReplicaSet `rs` (controller reference), with the container id events carry;
+/// `ready`: with the condition Ready=True too (what MIN_AVAILABLE's reservation is taken for).
 async fn create_owned_pods(
     client: &Client,
     ns: &str,
     prefix: &str,
     n: usize,
     rs: &k8s_openapi::api::apps::v1::ReplicaSet,
+    ready: bool,
 ) -> Vec<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let owner = serde_json::json!([{
@@ -721,9 +733,13 @@ async fn create_owned_pods(
         pods.create(&PostParams::default(), &pod)
             .await
             .expect("owned pod");
-        let status = serde_json::json!({ "status": { "phase": "Running", "containerStatuses": [{
+        let mut status = serde_json::json!({ "status": { "phase": "Running", "containerStatuses": [{
             "name": "main", "image": "alpine", "imageID": "", "ready": true, "restartCount": 0,
             "containerID": format!("containerd://{CID}"), "state": { "running": {} } }] } });
+        if ready {
+            status["status"]["conditions"] =
+                serde_json::json!([{ "type": "Ready", "status": "True" }]);
+        }
         pods.patch_status(
             &name,
             &Default::default(),
@@ -765,22 +781,39 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
     ]);
     let (_on, on_addr) = start(&on);
     let mut with_min = on.to_vec();
-    with_min.push(("MIN_AVAILABLE", "0"));
+    with_min.push(("MIN_AVAILABLE", "1"));
     let (_min, min_addr) = start(&with_min);
 
+    // Few enough that the listed window holds about what default budgets allow (at most 20 a
+    // minute overall): 4 × n deletions in about a minute.
+    let n = s.pods.div_ceil(10).clamp(10, 50);
     // An inert Deployment and ReplicaSet (no controller manager here): the ownership chain is
-    // what the guards read.
+    // what the guards read. Its status (patched: nothing else writes it) reports enough ready
+    // replicas that every MIN_AVAILABLE deletion passes the floor and takes a free slot of the
+    // `ready - 1`, even if all of them fell within one 30 s hold.
+    let ready = 2 * (n as i32 + 1) + 1;
     let d: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "web" },
-        "spec": { "replicas": 0, "selector": { "matchLabels": { "app": "web" } },
+        "spec": { "replicas": ready, "selector": { "matchLabels": { "app": "web" } },
             "template": { "metadata": { "labels": { "app": "web" } },
                 "spec": { "containers": [{ "name": "main", "image": "alpine" }] } } }
     }))
     .unwrap();
-    let d = Api::<Deployment>::namespaced(admin.clone(), &ns)
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    let d = deployments
         .create(&PostParams::default(), &d)
         .await
         .expect("Deployment");
+    let status = serde_json::json!({ "status": { "observedGeneration": 1, "replicas": ready,
+        "updatedReplicas": ready, "readyReplicas": ready, "availableReplicas": ready } });
+    deployments
+        .patch_status(
+            "web",
+            &Default::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .expect("Deployment status");
     let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "web-5d9c7b8f9", "ownerReferences": [{
             "apiVersion": "apps/v1", "kind": "Deployment", "controller": true,
@@ -795,14 +828,11 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
         .await
         .expect("ReplicaSet");
 
-    // Few enough that the listed window holds about what default budgets allow (at most 20 a
-    // minute overall): 4 × n deletions in about a minute.
-    let n = s.pods.div_ceil(10).clamp(10, 50);
     let floor = create_pods(admin, &ns, "f", n).await;
     let off = create_pods(admin, &ns, "o", n).await;
     let alone = create_pods(admin, &ns, "s", n).await;
-    let owned = create_owned_pods(admin, &ns, "d", n, &rs).await;
-    let owned_min = create_owned_pods(admin, &ns, "m", n, &rs).await;
+    let owned = create_owned_pods(admin, &ns, "d", n, &rs, false).await;
+    let owned_min = create_owned_pods(admin, &ns, "m", n, &rs, true).await;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     let mut conns = [
         KeepAlive::connect(off_addr).await,
@@ -812,8 +842,10 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
     // Warm-up, not counted: connections, and the owner cache's first (cold) resolution.
     {
         let w = create_pods(admin, &ns, "w", 2).await;
-        let wo = create_owned_pods(admin, &ns, "wo", 2, &rs).await;
-        for (c, name) in [(0, &w[0]), (1, &w[1]), (1, &wo[0]), (2, &wo[1])] {
+        let wo = create_owned_pods(admin, &ns, "wo", 1, &rs, false).await;
+        // Ready: the warm-up of MIN_AVAILABLE takes a slot too (its first record's POST).
+        let wm = create_owned_pods(admin, &ns, "wm", 1, &rs, true).await;
+        for (c, name) in [(0, &w[0]), (1, &w[1]), (1, &wo[0]), (2, &wm[0])] {
             let (h, b) = wrap(Envelope::Plain, &terminal_shell(&ns, name, CID));
             assert_eq!(
                 outcome(&conns[c].post(&h, &b).await),
@@ -823,7 +855,11 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut g = GuardCost::default();
+    let mut g = GuardCost {
+        ready_replicas: ready,
+        ..Default::default()
+    };
+    let looped = Instant::now();
     for i in 0..n {
         for k in 0..5 {
             let (conn, name, out) = match (i + k) % 5 {
@@ -844,19 +880,35 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
             out.push(ms(dt));
         }
     }
+    g.loop_seconds = looped.elapsed().as_secs_f64();
+    // Every MIN_AVAILABLE deletion took a slot: its record is there for 30 s.
+    g.reservations_listed = Api::<KubeEvent>::namespaced(admin.clone(), &home)
+        .list(
+            &kube::api::ListParams::default()
+                .labels(falco_responder::cluster::events::RESERVATION_LABEL),
+        )
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0);
+    assert!(
+        g.reservations_listed > 0,
+        "MIN_AVAILABLE took no slot: its row would not measure the reservation"
+    );
     g.events_listed = Api::<KubeEvent>::namespaced(admin.clone(), &home)
         .list(&kube::api::ListParams::default().labels("falco-responder/breaker=deletion"))
         .await
         .map(|l| l.items.len())
         .unwrap_or(0);
     say(&format!(
-        "guards: floor {:.2} ms, off {:.2} ms, default (standalone) {:.2} ms, default (Deployment) {:.2} ms, MIN_AVAILABLE {:.2} ms; {} breaker records followed",
+        "guards: floor {:.2} ms, off {:.2} ms, default (standalone) {:.2} ms, default (Deployment) {:.2} ms, MIN_AVAILABLE {:.2} ms; {} breaker records followed; {} reservation records after {:.1} s",
         median(&g.floor),
         median(&g.off),
         median(&g.standalone),
         median(&g.deployment),
         median(&g.min_available),
-        g.events_listed
+        g.events_listed,
+        g.reservations_listed,
+        g.loop_seconds
     ));
     g
 }
@@ -875,9 +927,16 @@ fn write_guards(w: &mut String, g: &GuardCost) {
          call per deletion; {} records in the function's namespace by the end of the section), \
          and each deletion writes one record after the answer, beside its audit Event. Budgets \
          are raised so the breaker never opens; the other sections run with the breaker off. \
-         Target: default guards within 1.3× the floor.\n",
+         MIN_AVAILABLE=1 on the Deployment, whose status reports {} ready replicas, for pods \
+         that are Ready: each deletion passes the floor and first takes one of its slots (the \
+         POST of a record in the function's namespace, held 30 s; {} records there right after \
+         the {:.1} s of measured deletions). Target: default guards, and MIN_AVAILABLE with its \
+         reservation, within 1.3× the floor.\n",
         g.floor.len(),
-        g.events_listed
+        g.events_listed,
+        g.ready_replicas,
+        g.reservations_listed,
+        g.loop_seconds
     );
     let _ = writeln!(
         w,
@@ -897,9 +956,9 @@ fn write_guards(w: &mut String, g: &GuardCost) {
             Some(1.3),
         ),
         (
-            "+ MIN_AVAILABLE (GET of the Deployment)",
+            "+ MIN_AVAILABLE (GET of the Deployment, the slot's POST)",
             &g.min_available,
-            None,
+            Some(1.3),
         ),
     ] {
         let m = median(v);
@@ -1959,6 +2018,11 @@ fn spread(v: &[f64]) -> String {
 
 fn main() {
     let s = Settings::from_env();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    assert!(
+        only.is_empty() || only == "guards",
+        "BENCH_ONLY={only}: only `guards` is known"
+    );
     let begun = Instant::now();
     let load_before = loadavg();
     say("starting kube-apiserver + etcd");
@@ -1980,6 +2044,28 @@ fn main() {
         say(&format!(
             "warning: still busy ({busy_before:.0}% of 2 cores): the numbers will be skewed"
         ));
+    }
+
+    if only == "guards" {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let guards = runtime.block_on(async {
+            let admin = server.admin_client().await;
+            guard_costs(&s, &server, &admin).await
+        });
+        drop(runtime);
+        let mut md = String::new();
+        write_guards(&mut md, &guards);
+        println!("{md}");
+        say(&format!(
+            "guards only (BENCH_ONLY=guards): {busy_before:.0}% busy before, nothing written, \
+             {:.0} s",
+            begun.elapsed().as_secs_f64()
+        ));
+        drop(server);
+        return;
     }
 
     // (1) first, on a quiet apiserver; synchronous (wrk runs as a child process).
