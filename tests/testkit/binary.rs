@@ -131,6 +131,13 @@ impl Responder {
     /// with its outcome. The details a reply leaves out (the whole reason, the live uid, the
     /// workload) are there.
     pub async fn line_of(&self, reply: &Value) -> String {
+        self.line_with(reply, "").await
+    }
+
+    /// [`Responder::line_of`], waiting for a line that also contains `needle`: when an earlier
+    /// event of the same pod had the same outcome, its line may be the last one until this
+    /// event's line is flushed.
+    pub async fn line_with(&self, reply: &Value, needle: &str) -> String {
         let pod = format!(
             "pod={}/{}",
             reply["pod"]["namespace"].as_str().unwrap_or_default(),
@@ -140,14 +147,17 @@ impl Responder {
         for _ in 0..80 {
             let logs = self.logs();
             let line = logs.lines().rev().find(|l| {
-                l.contains(" event handled ") && l.contains(&outcome) && l.contains(&pod)
+                l.contains(" event handled ")
+                    && l.contains(&outcome)
+                    && l.contains(&pod)
+                    && l.contains(needle)
             });
             if let Some(line) = line {
                 return line.to_string();
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("no line for {reply} in:\n{}", self.logs())
+        panic!("no line for {reply} with {needle:?} in:\n{}", self.logs())
     }
 
     /// Sends SIGTERM, as the kubelet does.
