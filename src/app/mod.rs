@@ -36,6 +36,28 @@ use crate::{
 const RECHECK_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
 const RECHECK_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What a request holds of the body budget (BODY_MEMORY_BYTES), from the HTTP layer: grown to
+/// cover the decoded event beside its body, and kept with the event until it is dropped (an
+/// action that outlives its caller keeps it to the end).
+pub trait Memory: Send + 'static {
+    /// Bytes held.
+    fn bytes(&self) -> usize;
+    /// Grows to `to` bytes if they are free now; false (and unchanged) if not.
+    fn grow(&mut self, to: usize) -> bool;
+}
+
+/// No budget: the one-shot mode reads one event.
+pub struct Unmetered;
+
+impl Memory for Unmetered {
+    fn bytes(&self) -> usize {
+        0
+    }
+    fn grow(&mut self, _: usize) -> bool {
+        true
+    }
+}
+
 /// One process's state, shared by every request (and by the actions that outlive them); a
 /// clone is another handle on the same state.
 #[derive(Clone)]
@@ -184,7 +206,19 @@ impl App {
         }
     }
 
+    /// One event without a memory budget (the one-shot mode).
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Reply {
+        self.handle_within(headers, body, Unmetered).await
+    }
+
+    /// One event, its decoded form charged to `memory` (what the body already holds of the
+    /// budget) until it is dropped.
+    pub async fn handle_within(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        mut memory: impl Memory,
+    ) -> Reply {
         let started = Instant::now();
         // Skipping is cheap: a plain event is first read for the few fields the decision to
         // skip needs (rule, priority, source); only an event that passes them is built whole.
@@ -235,6 +269,16 @@ impl App {
                 );
             }
         };
+        // The decoded event is held beside the body (bounded: `domain::falco`); past the budget
+        // it is refused as a body would be, and the sender retries.
+        if !memory.grow(memory.bytes() + decoded.heap_bytes()) {
+            self.metrics.reject("body_memory");
+            tracing::warn!(
+                "refused an event: BODY_MEMORY_BYTES of request bodies and decoded events already \
+                 in memory"
+            );
+            return Reply::memory_busy();
+        }
         let target = match decide(&decoded.event, &self.config.policy) {
             Decision::Skip {
                 reason,
@@ -264,6 +308,7 @@ impl App {
         // the caller disconnects or shutdown begins: a deletion never goes unrecorded.
         let inner = self.0.clone();
         let task = self.background.spawn(async move {
+            let _memory = memory;
             let result = inner.respond(&target, &decoded).await;
             inner.finish(&decoded, result, started)
         });

@@ -145,6 +145,18 @@ impl Reply {
         }
     }
 
+    /// 503 + `Retry-After`: BODY_MEMORY_BYTES is taken by other requests' bodies and events.
+    pub fn memory_busy() -> Reply {
+        let mut reply = Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in memory at once (BODY_MEMORY_BYTES): retry later",
+        );
+        if let ReplyBody::Failed(f) = &mut reply.body {
+            f.retry = Some(true);
+        }
+        reply
+    }
+
     pub fn outcome(&self) -> Option<&str> {
         match &self.body {
             ReplyBody::Handled(h) => Some(h.outcome.as_str()),

@@ -5,9 +5,15 @@ use std::{fmt, str::FromStr};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::domain::ident::{ContainerId, InvalidIdent, Namespace, PodName, PodUid};
+
+mod fields;
+
+pub use fields::{
+    FieldValue, Fields, MAX_FIELDS, MAX_KEY_BYTES, MAX_LIST_BYTES, MAX_LISTS_BYTES, MAX_TAGS,
+    MAX_TEXT_BYTES,
+};
 
 /// Falco's priorities, least severe first so that `Ord` reads as "at least as severe".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -87,24 +93,42 @@ impl<'de> Deserialize<'de> for Priority {
 
 /// One Falco event. Only `rule` and `priority` are required: every other key is absent in some
 /// Falco version or output (see docs/wire-formats in the README). Key order is irrelevant.
+///
+/// Bounded by construction (README, "Limits"): `output_fields` is flat ([`Fields`]); `output`,
+/// `hostname`, the tags and every field's text are cut to [`MAX_TEXT_BYTES`], marked as cut.
+/// What the decision reads whole (`rule`, `source`) or correlates on (`uuid`, `time`) is
+/// kept whole: it costs what the body costs, and the body budget holds it. Keys that are no
+/// field of the event are skipped without being read into memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FalcoEvent {
     pub rule: String,
     pub priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "fields::cut_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "fields::cut_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "fields::cut_tags",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tags: Option<Vec<String>>,
     #[serde(default)]
-    pub output_fields: Map<String, Value>,
+    pub output_fields: Fields,
 }
 
 /// The pod an event names, with what can prove it is still the same pod. Every part is
@@ -163,9 +187,26 @@ impl FalcoEvent {
     /// (`<NA>` in the text); numbers are never names.
     pub fn field(&self, key: &str) -> Option<&str> {
         match self.output_fields.get(key) {
-            Some(Value::String(s)) if !s.trim().is_empty() && s != "<NA>" => Some(s.as_str()),
+            Some(FieldValue::String(s)) if !s.trim().is_empty() && s != "<NA>" => Some(s.as_str()),
             _ => None,
         }
+    }
+
+    /// Heap bytes the decoded event holds (what the body budget is charged for it).
+    pub fn heap_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let tags = self.tags.as_ref().map_or(0, |t| {
+            t.capacity() * std::mem::size_of::<String>()
+                + t.iter().map(String::capacity).sum::<usize>()
+        });
+        self.rule.capacity()
+            + text(&self.uuid)
+            + text(&self.output)
+            + text(&self.time)
+            + text(&self.source)
+            + text(&self.hostname)
+            + tags
+            + self.output_fields.heap_bytes()
     }
 
     /// The first of `keys` with a value, and which key it was (named in validation errors).
@@ -267,7 +308,7 @@ impl FalcoEvent {
 mod tests {
     use super::*;
 
-    fn ev(source: Option<&str>, fields: Value) -> FalcoEvent {
+    fn ev(source: Option<&str>, fields: serde_json::Value) -> FalcoEvent {
         FalcoEvent {
             rule: "r".into(),
             priority: Priority::Notice,
@@ -277,7 +318,7 @@ mod tests {
             source: source.map(String::from),
             hostname: None,
             tags: None,
-            output_fields: fields.as_object().unwrap().clone(),
+            output_fields: serde_json::from_value(fields).unwrap(),
         }
     }
 
@@ -423,7 +464,7 @@ mod tests {
         e.time = Some("2021-01-14T23:39:45.5Z".into());
         assert_eq!(e.occurred_at().unwrap().as_second(), 1610667585);
         e.time = Some("yesterday".into());
-        e.output_fields.clear();
+        e.output_fields = Fields::default();
         assert_eq!(e.occurred_at(), None);
     }
 

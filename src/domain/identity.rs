@@ -666,8 +666,8 @@ mod tests {
         let p = pod("2026-11-30T09:00:05Z", &[]);
         let mut e = event(None);
         e.output_fields.insert(
-            "evt.time".into(),
-            serde_json::json!(ts("2026-11-30T09:00:00Z").as_nanosecond() as i64),
+            "evt.time",
+            (ts("2026-11-30T09:00:00Z").as_nanosecond() as i64).into(),
         );
         let v = run(&p, &target(None, None), &e, &cfg(&[]));
         assert!(matches!(v, Verdict::Stale { .. }), "{v:?}");

@@ -142,7 +142,7 @@ const INTO_THE_POD: &[&str] = &["exec", "attach", "portforward"];
 ///   `update`/`patch` of the pod object, and every other subresource (`log`, `status`,
 ///   `binding`, `eviction`, `proxy` ...).
 fn audit_evidence(event: &FalcoEvent) -> Option<(AuditSkip, String)> {
-    use serde_json::Value;
+    use crate::domain::falco::FieldValue;
     let unproven = |field: &str| {
         Some((
             AuditSkip::Unproven,
@@ -153,11 +153,11 @@ fn audit_evidence(event: &FalcoEvent) -> Option<(AuditSkip, String)> {
             ),
         ))
     };
-    let code = match event.output_fields.get("ka.response.code") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s != "<NA>" => {
-            s.trim().parse::<u16>().ok()
+    let (shown_code, code) = match event.output_fields.get("ka.response.code") {
+        Some(v @ FieldValue::String(s)) if !s.trim().is_empty() && s != "<NA>" => {
+            (v, s.trim().parse::<u16>().ok())
         }
-        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Some(v @ FieldValue::Number(n)) => (v, n.as_u64().and_then(|n| u16::try_from(n).ok())),
         _ => return unproven("ka.response.code"),
     };
     let Some(verb) = event.field("ka.verb") else {
@@ -175,13 +175,13 @@ fn audit_evidence(event: &FalcoEvent) -> Option<(AuditSkip, String)> {
             format!(
                 "k8s_audit ka.response.code={}: the API request did not succeed, so nothing \
                  happened in the pod",
-                shown(&event.output_fields["ka.response.code"])
+                shown(shown_code)
             ),
         ));
     }
     match event.output_fields.get("ka.auth.decision") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(d)) if d == "allow" || d == "<NA>" || d.is_empty() => {}
+        None | Some(FieldValue::Null) => {}
+        Some(FieldValue::String(d)) if d == "allow" || d == "<NA>" || d.is_empty() => {}
         Some(other) => {
             return Some((
                 AuditSkip::Refused,
@@ -212,9 +212,9 @@ fn audit_evidence(event: &FalcoEvent) -> Option<(AuditSkip, String)> {
     ))
 }
 
-fn shown(v: &serde_json::Value) -> String {
+fn shown(v: &crate::domain::falco::FieldValue) -> String {
     match v {
-        serde_json::Value::String(s) => bounded(s),
+        crate::domain::falco::FieldValue::String(s) => bounded(s),
         other => bounded(&other.to_string()),
     }
 }
@@ -323,14 +323,14 @@ mod tests {
     }
 
     fn shell(ns: Option<&str>, pod: Option<&str>, priority: Priority) -> FalcoEvent {
-        let mut fields = serde_json::Map::new();
+        let mut fields = crate::domain::falco::Fields::default();
         if let Some(ns) = ns {
-            fields.insert("k8s.ns.name".into(), ns.into());
+            fields.insert("k8s.ns.name", ns.into());
         }
         if let Some(pod) = pod {
-            fields.insert("k8s.pod.name".into(), pod.into());
+            fields.insert("k8s.pod.name", pod.into());
         }
-        fields.insert("container.id".into(), "ee97d9c4186f".into());
+        fields.insert("container.id", "ee97d9c4186f".into());
         FalcoEvent {
             rule: "Terminal shell in container".into(),
             priority,
@@ -464,8 +464,7 @@ mod tests {
             .contains("no namespace")
         );
         let mut host = shell(None, None, Priority::Notice);
-        host.output_fields
-            .insert("container.id".into(), "host".into());
+        host.output_fields.insert("container.id", "host".into());
         assert!(reason(decide(&host, &cfg(&[]))).contains("host"));
     }
 
@@ -491,7 +490,7 @@ mod tests {
             source: Some("k8s_audit".into()),
             hostname: None,
             tags: Some(vec!["k8s".into()]),
-            output_fields: output_fields.as_object().unwrap().clone(),
+            output_fields: serde_json::from_value(output_fields).unwrap(),
         }
     }
 
@@ -567,12 +566,12 @@ mod tests {
         assert!(reason.contains("without ka.response.code"), "{reason}");
         let mut null = stock.clone();
         null.output_fields
-            .insert("ka.response.code".into(), serde_json::Value::Null);
+            .insert("ka.response.code", crate::domain::falco::FieldValue::Null);
         assert_eq!(audit_skip(decide(&null, &c)).0, AuditSkip::Unproven);
         let mut no_verb = stock.clone();
         no_verb
             .output_fields
-            .insert("ka.response.code".into(), "101".into());
+            .insert("ka.response.code", "101".into());
         let (why, reason) = audit_skip(decide(&no_verb, &c));
         assert_eq!(why, AuditSkip::Unproven);
         assert!(reason.contains("without ka.verb"), "{reason}");
@@ -630,7 +629,7 @@ mod tests {
         let mut syscall = shell(Some("prod"), Some("web"), Priority::Notice);
         syscall
             .output_fields
-            .insert("ka.response.code".into(), "403".into());
+            .insert("ka.response.code", "403".into());
         assert!(matches!(decide(&syscall, &c), Decision::Delete(_)));
     }
 

@@ -6,15 +6,21 @@
 //!   `{"<dest>": "<falco JSON string>"}`, the whole Argo event `{"context", "data": base64}`
 //!   (v0.14+ and older context keys) and the decoded webhook data `{"header", "body"}`.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, ops::Range};
 
 use base64::Engine;
-use cloudevents::{AttributesReader, Data};
+use cloudevents::AttributesReader;
 use http::{HeaderMap, header::CONTENT_TYPE};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{
+    Deserialize, Serialize,
+    de::{self, MapAccess, Visitor},
+};
+use serde_json::value::RawValue;
 
-use crate::domain::falco::{FalcoEvent, Priority};
+use crate::{
+    domain::falco::{FalcoEvent, Priority},
+    ingest::unique::Key,
+};
 
 /// The CloudEvent type Falcosidekick gives Falco events.
 pub const FALCO_CE_TYPE: &str = "falco.rule.output.v1";
@@ -83,6 +89,17 @@ pub struct Decoded {
     pub event: FalcoEvent,
     pub kind: InputKind,
     pub cloudevent: Option<CloudEventInfo>,
+}
+
+impl Decoded {
+    /// Memory it holds (what the body budget is charged for it beside the body).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Decoded>()
+            + self.event.heap_bytes()
+            + self.cloudevent.as_ref().map_or(0, |c| {
+                c.id.capacity() + c.source.capacity() + c.ty.capacity()
+            })
+    }
 }
 
 /// Why a body is not a Falco event. Every variant is the sender's fault (4xx).
@@ -170,8 +187,92 @@ fn parse_priority(s: crate::ingest::peek::Str<'_>) -> Option<Priority> {
 
 /// Envelopes nest (a CloudEvent from an Argo event ...): bound the unwrapping.
 const MAX_DEPTH: usize = 5;
+/// A structured CloudEvent's attributes and extensions (all of it but the data): the SDK builds
+/// its own tree of them. The specification asks producers to keep a whole event under 64 KiB.
+pub const MAX_CE_ATTRIBUTES_BYTES: usize = 64 << 10;
 
+/// The request's Falco event, decoded into its bounded form (`domain::falco`).
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
+    locate(headers, body)?.decode()
+}
+
+/// Where a request's Falco event is, found without building it: its JSON text within the body
+/// (or within the one buffer a JSON string or base64 envelope was decoded into), which envelope
+/// it came in, and the CloudEvent's attributes. A first look (`peek::scan`) at [`Found::json`]
+/// can decide a skip before anything else is built.
+pub struct Found<'a> {
+    text: Text<'a>,
+    pub kind: InputKind,
+    pub cloudevent: Option<CloudEventInfo>,
+}
+
+impl Found<'_> {
+    /// The Falco event's JSON text: an object whose `rule` is a string.
+    pub fn json(&self) -> &[u8] {
+        self.text.bytes()
+    }
+
+    /// Builds the event, within its bounds (a field nested or in excess is named in the error).
+    pub fn decode(self) -> Result<Decoded, DecodeError> {
+        let event = serde_json::from_slice::<FalcoEvent>(self.json())
+            .map_err(|e| DecodeError::NotFalco(e.to_string()))?;
+        Ok(Decoded {
+            event,
+            kind: self.kind,
+            cloudevent: self.cloudevent,
+        })
+    }
+}
+
+/// JSON text: part of the body, or of the one buffer an envelope's string or base64 was
+/// decoded into (the only copy an envelope costs).
+enum Text<'a> {
+    Body(&'a [u8]),
+    Decoded(Vec<u8>, Range<usize>),
+}
+
+impl<'a> Text<'a> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Body(b) => b,
+            Text::Decoded(buf, r) => &buf[r.clone()],
+        }
+    }
+
+    /// The part of `self.bytes()` at `r`.
+    fn narrow(self, r: Range<usize>) -> Text<'a> {
+        match self {
+            Text::Body(b) => Text::Body(&b[r]),
+            Text::Decoded(buf, at) => Text::Decoded(buf, at.start + r.start..at.start + r.end),
+        }
+    }
+
+    /// Decoded JSON text: its keys are checked as the body's were.
+    fn decoded(buf: Vec<u8>) -> Result<Text<'a>, DecodeError> {
+        unique(&buf)?;
+        let n = buf.len();
+        Ok(Text::Decoded(buf, 0..n))
+    }
+}
+
+/// Where `inner`, a part of `outer`, lies in it.
+fn span(outer: &[u8], inner: &str) -> Range<usize> {
+    let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
+    start..start + inner.len()
+}
+
+/// The contents of a JSON string (quoted, already validated): borrowed unless it has escapes.
+fn json_str(quoted: &[u8]) -> Result<Cow<'_, str>, serde_json::Error> {
+    if !quoted.contains(&b'\\')
+        && let Ok(s) = std::str::from_utf8(&quoted[1..quoted.len().saturating_sub(1).max(1)])
+    {
+        return Ok(Cow::Borrowed(s));
+    }
+    serde_json::from_slice::<String>(quoted).map(Cow::Owned)
+}
+
+/// Finds the Falco event in a request (see [`Found`]); `decode` builds it.
+pub fn locate<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Found<'a>, DecodeError> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -183,196 +284,465 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> 
     }
     let structured = content_type.starts_with("application/cloudevents+json");
     if structured || headers.contains_key("ce-specversion") {
-        // The whole envelope (structured) or the data (binary): the SDK keeps the last value.
-        unique(body)?;
-        if structured {
-            unique_base64_data(body)?;
-        }
-        return decode_cloudevent(headers, body, structured);
+        return locate_cloudevent(headers, body, structured);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
-    // The scan that peeks a Falco event also proves its keys unique, for a fraction of the
-    // check's cost; a body it does not read is checked in full.
-    if crate::ingest::peek::scan(body).is_none() {
-        unique(body)?;
-    }
-    // Fast path: the body is the Falco event itself (Falco, Falcosidekick webhook/openfaas).
-    // Anything else takes the general path below, which also explains what is wrong.
-    if let Ok(event) = serde_json::from_slice::<FalcoEvent>(body) {
-        return Ok(Decoded {
-            event,
+    // The body is the Falco event itself (Falco, Falcosidekick webhook/openfaas): the scan that
+    // peeks it also proves its keys unique, for a fraction of the check's cost.
+    if crate::ingest::peek::scan(body).is_some() {
+        return Ok(Found {
+            text: Text::Body(body),
             kind: InputKind::Plain,
             cloudevent: None,
         });
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
-    let (event, kind) = unwrap_value(value, InputKind::Plain, 0)?;
-    Ok(Decoded {
-        event,
+    // Anything else takes the general path, which also explains what is wrong.
+    unique(body)?;
+    let (text, kind) = unwrap(
+        Text::Body(body),
+        InputKind::Plain,
+        0,
+        &|e| DecodeError::Json(e.to_string()),
+        None,
+    )?;
+    Ok(Found {
+        text,
         kind,
         cloudevent: None,
     })
 }
 
-fn decode_cloudevent(
+fn locate_cloudevent<'a>(
     headers: &HeaderMap,
-    body: &[u8],
+    body: &'a [u8],
     structured: bool,
-) -> Result<Decoded, DecodeError> {
-    let ce = cloudevents::binding::http::to_event(headers, body.to_vec())
-        .map_err(|e| DecodeError::CloudEvent(e.to_string()))?;
+) -> Result<Found<'a>, DecodeError> {
+    // The whole envelope (structured) or the data (binary): the SDK keeps the last value.
+    unique(body)?;
+    // What the SDK reads as structured mode (its test of the Content-Type is case-sensitive).
+    let sdk_structured = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/cloudevents+json"));
+    let (ce, data) = if sdk_structured {
+        let envelope = Envelope::read(body)?;
+        let ce = sdk_event(headers, envelope.for_sdk(body))?;
+        let data = envelope.data(&ce, body)?;
+        (ce, data)
+    } else {
+        // Binary mode: the SDK reads the attributes from the headers, and would take the body
+        // as its data in a copy of its own; it is read here, in place.
+        let ce = sdk_event(headers, Vec::new())?;
+        (ce, (!body.is_empty()).then_some(Text::Body(body)))
+    };
     let info = CloudEventInfo {
         id: ce.id().to_string(),
         source: ce.source().to_string(),
         ty: ce.ty().to_string(),
     };
+    drop(ce);
     if info.ty == RESULT_CE_TYPE {
         return Err(DecodeError::OwnResult(format!(
             "CloudEvent type {RESULT_CE_TYPE}"
         )));
     }
-    let value = match ce.data() {
-        Some(Data::Json(v)) => v.clone(),
-        Some(Data::Binary(bytes)) => {
-            unique(bytes)?;
-            serde_json::from_slice(bytes)
-                .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?
-        }
-        Some(Data::String(s)) => {
-            unique(s.as_bytes())?;
-            serde_json::from_str(s)
-                .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?
-        }
-        None => return Err(DecodeError::NoData(info.ty)),
+    let Some(data) = data else {
+        return Err(DecodeError::NoData(info.ty));
     };
-    // A result of ours (or of a look-alike) under another type: `outcome` is no Falco field.
-    if info.ty != FALCO_CE_TYPE && value.get("outcome").is_some() {
-        return Err(DecodeError::OwnResult(format!(
-            "CloudEvent type {:?} whose data has an \"outcome\"",
-            info.ty
-        )));
-    }
     let kind = if structured {
         InputKind::CloudEventStructured
     } else {
         InputKind::CloudEventBinary
     };
     // The data is the Falco event; a CloudEvent wrapping an Argo payload is unusual but harmless.
-    let (event, _) = unwrap_value(value, kind, 0)?;
-    Ok(Decoded {
-        event,
+    let (text, _) = unwrap(
+        data,
+        kind,
+        0,
+        &|e| DecodeError::Json(format!("CloudEvent data: {e}")),
+        // A result of ours (or of a look-alike) under another type: `outcome` is no Falco field.
+        (info.ty != FALCO_CE_TYPE).then_some(info.ty.as_str()),
+    )?;
+    Ok(Found {
+        text,
         kind,
         cloudevent: Some(info),
     })
 }
 
-fn is_falco(map: &serde_json::Map<String, Value>) -> bool {
-    map.get("rule").is_some_and(Value::is_string)
-        && (map.contains_key("priority") || map.contains_key("output_fields"))
+fn sdk_event(headers: &HeaderMap, body: Vec<u8>) -> Result<cloudevents::Event, DecodeError> {
+    cloudevents::binding::http::to_event(headers, body)
+        .map_err(|e| DecodeError::CloudEvent(e.to_string()))
 }
 
-/// Peels Argo envelopes until a Falco event appears. `kind` is the outermost envelope seen.
-fn unwrap_value(
-    value: Value,
+/// A structured CloudEvent read as parts of the body: the SDK is given the envelope with its
+/// data replaced by a stand-in, so that its tree (it builds one of the whole envelope) holds
+/// only the attributes, and the data is read here in place.
+struct Envelope<'a> {
+    data: Option<&'a RawValue>,
+    data_base64: Option<&'a RawValue>,
+    /// CloudEvents 0.3's `datacontentencoding`.
+    encoding: Option<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    fn read(body: &'a [u8]) -> Result<Envelope<'a>, DecodeError> {
+        let envelope: Envelope =
+            serde_json::from_slice(body).map_err(|e| DecodeError::CloudEvent(e.to_string()))?;
+        let data_len = |d: Option<&RawValue>| d.map_or(0, |d| d.get().len());
+        let attributes = body.len() - data_len(envelope.data) - data_len(envelope.data_base64);
+        if attributes > MAX_CE_ATTRIBUTES_BYTES {
+            return Err(DecodeError::CloudEvent(format!(
+                "{attributes} bytes of attributes and extensions besides the data, over \
+                 {MAX_CE_ATTRIBUTES_BYTES}: a Falco event's CloudEvent has a few hundred"
+            )));
+        }
+        Ok(envelope)
+    }
+
+    /// The envelope with each data member replaced by a stand-in of the same JSON type: the
+    /// SDK validates what it validated before (the attributes, the data's type; `"e30="` is
+    /// both a string and the base64 of `{}`), without a copy or a tree of the data.
+    fn for_sdk(&self, body: &[u8]) -> Vec<u8> {
+        let mut parts: Vec<(Range<usize>, &[u8])> = [self.data, self.data_base64]
+            .into_iter()
+            .flatten()
+            .map(|raw| {
+                let text = raw.get().as_bytes();
+                let stand_in: &[u8] = match text.first() {
+                    Some(b'{') => b"{}",
+                    Some(b'[') => b"[]",
+                    Some(b'"') => b"\"e30=\"",
+                    _ => text,
+                };
+                (span(body, raw.get()), stand_in)
+            })
+            .collect();
+        parts.sort_by_key(|(r, _)| r.start);
+        let mut out = Vec::with_capacity(body.len().min(MAX_CE_ATTRIBUTES_BYTES + 64));
+        let mut at = 0;
+        for (r, stand_in) in parts {
+            out.extend_from_slice(&body[at..r.start]);
+            out.extend_from_slice(stand_in);
+            at = r.end;
+        }
+        out.extend_from_slice(&body[at..]);
+        out
+    }
+
+    /// The data as the SDK would read it from the original envelope: with a JSON content type
+    /// any JSON value, otherwise a string holding JSON; `data_base64` (0.3: `data` with
+    /// `datacontentencoding: base64`) decoded.
+    fn data(
+        &self,
+        ce: &cloudevents::Event,
+        body: &'a [u8],
+    ) -> Result<Option<Text<'a>>, DecodeError> {
+        let ct = ce.datacontenttype().unwrap_or("application/json");
+        let json = ct.starts_with("application/json")
+            || ct.starts_with("text/json")
+            || ct.ends_with("+json");
+        let (raw, base64) = if ce.specversion() == cloudevents::event::SpecVersion::V03 {
+            let base64 = self
+                .encoding
+                .and_then(|e| json_str(e.get().as_bytes()).ok())
+                .is_some_and(|e| e.eq_ignore_ascii_case("base64"));
+            (self.data, base64)
+        } else if self.data_base64.is_some() {
+            (self.data_base64, true)
+        } else {
+            (self.data, false)
+        };
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let quoted = raw.get().as_bytes();
+        let bad = |e: serde_json::Error| DecodeError::CloudEvent(e.to_string());
+        if base64 {
+            let b64 = json_str(quoted).map_err(bad)?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| DecodeError::CloudEvent(format!("data: decode error `{e}`")))?;
+            return Text::decoded(bytes).map(Some);
+        }
+        if json {
+            return Ok(Some(Text::Body(&body[span(body, raw.get())])));
+        }
+        // Another content type: the SDK took the data as a string (and refused anything else).
+        match json_str(quoted).map_err(bad)? {
+            Cow::Borrowed(s) => {
+                unique(s.as_bytes())?;
+                Ok(Some(Text::Body(&body[span(body, s)])))
+            }
+            Cow::Owned(s) => Text::decoded(s.into_bytes()).map(Some),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a CloudEvent (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let mut e = Envelope {
+                    data: None,
+                    data_base64: None,
+                    encoding: None,
+                };
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match &*key.0 {
+                        "data" => e.data = Some(value),
+                        "data_base64" => e.data_base64 = Some(value),
+                        other => {
+                            if other == "datacontentencoding" {
+                                e.encoding = Some(value);
+                            }
+                            let first = value.get().as_bytes().first();
+                            if let Some(b'{' | b'[') = first {
+                                return Err(de::Error::custom(format_args!(
+                                    "the attribute {} is {}: CloudEvent attributes are \
+                                     strings, numbers or booleans",
+                                    named(other),
+                                    json_type(first)
+                                )));
+                            }
+                        }
+                    }
+                }
+                Ok(e)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A name as an error shows it: quoted, at most 64 characters.
+fn named(key: &str) -> String {
+    let cut = crate::fastfmt::cut(key, 64);
+    if cut.len() < key.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// What an object is, read without a tree: which keys it has (the values are parts of the text).
+struct Shape<'a> {
+    len: usize,
+    rule_is_string: bool,
+    priority: bool,
+    output_fields: bool,
+    context: bool,
+    outcome: bool,
+    data: Option<&'a RawValue>,
+    body: Option<&'a RawValue>,
+    first: Option<(Key<'a>, &'a RawValue)>,
+    /// The smallest keys, sorted: named when the object is none of the shapes we read.
+    keys: Vec<Key<'a>>,
+}
+
+/// Keys an error lists.
+const LISTED_KEYS: usize = 8;
+
+impl<'de> Deserialize<'de> for Shape<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape<'de>, A::Error> {
+                let mut s = Shape {
+                    len: 0,
+                    rule_is_string: false,
+                    priority: false,
+                    output_fields: false,
+                    context: false,
+                    outcome: false,
+                    data: None,
+                    body: None,
+                    first: None,
+                    keys: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match &*key.0 {
+                        "rule" => s.rule_is_string = value.get().starts_with('"'),
+                        "priority" => s.priority = true,
+                        "output_fields" => s.output_fields = true,
+                        "context" => s.context = true,
+                        "outcome" => s.outcome = true,
+                        "data" => s.data = Some(value),
+                        "body" => s.body = Some(value),
+                        _ => {}
+                    }
+                    s.len += 1;
+                    let at = s.keys.partition_point(|k| k.0 < key.0);
+                    if at < LISTED_KEYS {
+                        s.keys.insert(at, key.clone());
+                        s.keys.truncate(LISTED_KEYS);
+                    }
+                    if s.first.is_none() {
+                        s.first = Some((key, value));
+                    }
+                }
+                Ok(s)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// What `unwrap` does next with an object, decided while its shape borrows the text.
+enum Next {
+    Falco,
+    ArgoData { at: Range<usize>, base64: bool },
+    ArgoBody(Range<usize>),
+    Single { at: Range<usize>, key: String },
+    NotFalco(String),
+}
+
+/// Peels Argo envelopes (and JSON strings holding JSON) until a Falco event appears: its text,
+/// and the outermost envelope seen (`kind`). `invalid` says what is wrong when `text` is not
+/// JSON; under `result_type` (a CloudEvent's type), an object with an `outcome` is our own
+/// result.
+fn unwrap<'a>(
+    text: Text<'a>,
     kind: InputKind,
     depth: usize,
-) -> Result<(FalcoEvent, InputKind), DecodeError> {
+    invalid: &dyn Fn(serde_json::Error) -> DecodeError,
+    result_type: Option<&str>,
+) -> Result<(Text<'a>, InputKind), DecodeError> {
     if depth > MAX_DEPTH {
         return Err(DecodeError::NotFalco(format!(
             "envelopes nested more than {MAX_DEPTH} deep"
         )));
     }
     let first = |k: InputKind| if kind == InputKind::Plain { k } else { kind };
-    let mut map = match value {
-        Value::Object(map) => map,
+    let valid = |e: serde_json::Error| DecodeError::NotFalco(e.to_string());
+    let bytes = text.bytes();
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    match start.map(|i| bytes[i]) {
+        Some(b'{') => {}
         // `{"dest": "<json>"}` (Argo without useRawData) or a JSON string body.
-        Value::String(s) => {
-            unique(s.as_bytes())?;
-            let inner: Value = serde_json::from_str(&s)
-                .map_err(|e| DecodeError::NotFalco(format!("a string that is not JSON ({e})")))?;
-            return unwrap_value(inner, kind, depth + 1);
+        Some(b'"') => {
+            let s: String = serde_json::from_slice(bytes).map_err(invalid)?;
+            let inner = Text::decoded(s.into_bytes())?;
+            return unwrap(
+                inner,
+                kind,
+                depth + 1,
+                &|e| DecodeError::NotFalco(format!("a string that is not JSON ({e})")),
+                result_type,
+            );
         }
         other => {
+            serde_json::from_slice::<de::IgnoredAny>(bytes).map_err(invalid)?;
             return Err(DecodeError::NotFalco(format!(
                 "expected a JSON object, found {}",
-                json_type(&other)
+                json_type(other.as_ref())
             )));
         }
-    };
-    if is_falco(&map) {
-        let event: FalcoEvent = serde_json::from_value(Value::Object(map))
-            .map_err(|e| DecodeError::NotFalco(e.to_string()))?;
-        return Ok((event, kind));
     }
-    // The whole Argo event: `data` is base64 of `{"header": .., "body": ..}`.
-    if map.contains_key("context") && map.contains_key("data") {
-        let data = map.remove("data").unwrap_or(Value::Null);
-        let inner = match data {
-            Value::String(b64) => {
+    let next = {
+        let shape: Shape = serde_json::from_slice(bytes).map_err(invalid)?;
+        if let Some(ty) = result_type
+            && shape.outcome
+        {
+            return Err(DecodeError::OwnResult(format!(
+                "CloudEvent type {ty:?} whose data has an \"outcome\""
+            )));
+        }
+        if shape.rule_is_string && (shape.priority || shape.output_fields) {
+            Next::Falco
+        } else if let (true, Some(data)) = (shape.context, shape.data) {
+            // The whole Argo event: `data` is base64 of `{"header": .., "body": ..}`.
+            Next::ArgoData {
+                at: span(bytes, data.get()),
+                base64: data.get().starts_with('"'),
+            }
+        } else if let Some(body) = shape.body {
+            Next::ArgoBody(span(bytes, body.get()))
+        } else if let (1, Some((key, value))) = (shape.len, &shape.first) {
+            // `{"<dest>": falco}`: a single key holding the event.
+            match value.get().as_bytes().first() {
+                Some(b'{' | b'"') => Next::Single {
+                    at: span(bytes, value.get()),
+                    key: named(&key.0),
+                },
+                other => Next::NotFalco(format!(
+                    "expected a Falco event under the single key, found {}",
+                    json_type(other)
+                )),
+            }
+        } else {
+            let keys: Vec<&str> = shape.keys.iter().map(|k| &*k.0).collect();
+            Next::NotFalco(format!(
+                "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a \
+                 CloudEvent / Argo Events envelope of one), found keys {keys:?}"
+            ))
+        }
+    };
+    match next {
+        Next::Falco => Ok((text, kind)),
+        Next::ArgoData { at, base64: true } => {
+            let inner = {
+                let b64 = json_str(&text.bytes()[at]).map_err(valid)?;
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64.trim())
                     .map_err(|e| {
                         DecodeError::NotFalco(format!("Argo event data is not base64: {e}"))
                     })?;
-                unique(&bytes)?;
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    DecodeError::NotFalco(format!("Argo event data is not JSON: {e}"))
-                })?
-            }
-            other => other,
-        };
-        return unwrap_value(inner, first(InputKind::ArgoEvent), depth + 1)
-            .map_err(|e| within("in the Argo event's data", e));
-    }
-    if let Some(body) = map.remove("body") {
-        return unwrap_value(body, first(InputKind::ArgoWebhook), depth + 1)
-            .map_err(|e| within("under \"body\"", e));
-    }
-    // `{"<dest>": falco}`: a single key holding the event.
-    if map.len() == 1 {
-        let (key, inner) = map.into_iter().next().expect("one entry");
-        if inner.is_object() || inner.is_string() {
-            return unwrap_value(inner, first(InputKind::ArgoPayload), depth + 1)
-                .map_err(|e| within(&format!("under {key:?}"), e));
+                Text::decoded(bytes)?
+            };
+            let invalid = |e| DecodeError::NotFalco(format!("Argo event data is not JSON: {e}"));
+            unwrap(
+                inner,
+                first(InputKind::ArgoEvent),
+                depth + 1,
+                &invalid,
+                None,
+            )
+            .map_err(|e| within("in the Argo event's data", e))
         }
-        return Err(DecodeError::NotFalco(format!(
-            "expected a Falco event under the single key, found {}",
-            json_type(&inner)
-        )));
+        Next::ArgoData { at, base64: false } => unwrap(
+            text.narrow(at),
+            first(InputKind::ArgoEvent),
+            depth + 1,
+            &valid,
+            None,
+        )
+        .map_err(|e| within("in the Argo event's data", e)),
+        Next::ArgoBody(at) => unwrap(
+            text.narrow(at),
+            first(InputKind::ArgoWebhook),
+            depth + 1,
+            &valid,
+            None,
+        )
+        .map_err(|e| within("under \"body\"", e)),
+        Next::Single { at, key } => unwrap(
+            text.narrow(at),
+            first(InputKind::ArgoPayload),
+            depth + 1,
+            &valid,
+            None,
+        )
+        .map_err(|e| within(&format!("under {key}"), e)),
+        Next::NotFalco(why) => Err(DecodeError::NotFalco(why)),
     }
-    let mut keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
-    keys.sort_unstable();
-    Err(DecodeError::NotFalco(format!(
-        "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a CloudEvent / Argo \
-         Events envelope of one), found keys {keys:?}"
-    )))
 }
 
 fn unique(json: &[u8]) -> Result<(), DecodeError> {
     crate::ingest::unique::check(json).map_err(DecodeError::DuplicateKey)
-}
-
-/// A structured CloudEvent's `data_base64` holding JSON: the SDK decodes and parses it (keeping
-/// the last of two keys) before we see it, so its keys are checked here.
-fn unique_base64_data(body: &[u8]) -> Result<(), DecodeError> {
-    #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow, default)]
-        data_base64: Option<Cow<'a, str>>,
-    }
-    let Ok(Envelope {
-        data_base64: Some(b64),
-    }) = serde_json::from_slice::<Envelope>(body)
-    else {
-        return Ok(()); // the SDK says what is wrong, if anything
-    };
-    match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-        Ok(bytes) => unique(&bytes),
-        Err(_) => Ok(()),
-    }
 }
 
 /// Says where in the envelopes a nested error was found.
@@ -383,14 +753,15 @@ fn within(location: &str, e: DecodeError) -> DecodeError {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// The JSON type of a value, from its first byte.
+fn json_type(first: Option<&u8>) -> &'static str {
+    match first {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
     }
 }
 
@@ -411,8 +782,11 @@ mod tests {
         assert_eq!(d.kind, InputKind::Plain);
         assert_eq!(d.event.field("k8s.pod.name"), Some("alpine"));
         assert_eq!(
-            d.event.output_fields["evt.time"],
-            serde_json::json!(1610667584834631763u64)
+            d.event
+                .output_fields
+                .get("evt.time")
+                .and_then(|v| v.as_u64()),
+            Some(1610667584834631763)
         );
     }
 
@@ -420,7 +794,7 @@ mod tests {
     fn peek_reads_what_decode_reads_or_nothing() {
         let ok = [
             FALCO.to_string(),
-            r#"{"rule":"r","priority":"info","output_fields":{"a":[1,{"b":null}]},"tags":["x"],"output":null}"#.into(),
+            r#"{"rule":"r","priority":"info","output_fields":{"a":[1,"b",null]},"tags":["x"],"output":null,"x":{"y":[{}]}}"#.into(),
             r#"{"rule":"r\u0041","priority":"Notice","source":"internal","uuid":"u"}"#.into(),
         ];
         for body in &ok {
@@ -444,6 +818,7 @@ mod tests {
             r#"{"rule":"r","priority":"Notice","tags":[1]}"#,
             r#"{"rule":"r","priority":"Notice","hostname":5}"#,
             r#"{"rule":"r","rule":"s","priority":"Notice"}"#,
+            r#"{"rule":"r","priority":"info","output_fields":{"a":[1,{"b":null}]}}"#,
             deep.as_str(),
         ] {
             // decode decides about these (an error, or its general path): never the peek.
@@ -568,6 +943,174 @@ mod tests {
         assert!(peek_plain(&HeaderMap::new(), twice.as_bytes()).is_some());
     }
 
+    /// Every envelope a sender uses, around `falco` (a Falco event's JSON).
+    fn every_envelope(falco: &str) -> Vec<(HeaderMap, String)> {
+        let plain = HeaderMap::new();
+        let webhook = format!(r#"{{"header":{{}},"body":{falco}}}"#);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&webhook);
+        let mut structured = HeaderMap::new();
+        structured.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
+        vec![
+            (plain.clone(), falco.to_string()),
+            (plain.clone(), format!(r#"{{"event": {falco}}}"#)),
+            (
+                plain.clone(),
+                serde_json::json!({ "falco": falco }).to_string(),
+            ),
+            (plain.clone(), webhook),
+            (
+                plain,
+                serde_json::json!({"context": {"id": "1"}, "data": b64}).to_string(),
+            ),
+            (binary_ce("s", FALCO_CE_TYPE), falco.to_string()),
+            (
+                structured.clone(),
+                format!(
+                    r#"{{"specversion":"1.0","id":"1","source":"s","type":"{FALCO_CE_TYPE}","data":{falco}}}"#
+                ),
+            ),
+            (
+                structured.clone(),
+                serde_json::json!({"specversion": "1.0", "id": "1", "source": "s",
+                    "type": FALCO_CE_TYPE, "datacontenttype": "text/plain", "data": falco})
+                .to_string(),
+            ),
+            (
+                structured,
+                serde_json::json!({"specversion": "1.0", "id": "1", "source": "s",
+                    "type": FALCO_CE_TYPE,
+                    "data_base64": base64::engine::general_purpose::STANDARD.encode(falco)})
+                .to_string(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_envelope_is_found_in_place_and_decodes_to_the_same_event() {
+        let reference = plain(FALCO).unwrap().event;
+        for (h, body) in every_envelope(FALCO) {
+            let found = locate(&h, body.as_bytes()).unwrap();
+            // The event's own text, before anything is built from it.
+            let text: serde_json::Value = serde_json::from_slice(found.json()).unwrap();
+            assert_eq!(
+                text,
+                serde_json::from_str::<serde_json::Value>(FALCO).unwrap()
+            );
+            let d = found.decode().unwrap();
+            assert_eq!(
+                serde_json::to_value(&d.event).unwrap(),
+                serde_json::to_value(&reference).unwrap(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn nested_output_fields_are_refused_naming_the_field_in_every_envelope() {
+        for (fields, what) in [
+            (
+                r#"{"k8s.pod.name":"p","ka.req.pod":{"spec":{}}}"#,
+                "an object",
+            ),
+            (
+                r#"{"k8s.pod.name":"p","ka.req.pod":[["a"]]}"#,
+                "a list in a list",
+            ),
+        ] {
+            let falco = format!(r#"{{"rule":"r","priority":"Notice","output_fields":{fields}}}"#);
+            for (h, body) in every_envelope(&falco) {
+                let e = decode(&h, body.as_bytes()).unwrap_err();
+                assert!(matches!(e, DecodeError::NotFalco(_)), "{body}: {e}");
+                let e = e.to_string();
+                assert!(
+                    e.contains("\"ka.req.pod\"") && e.contains(what),
+                    "{body}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_strings_are_cut_never_refused() {
+        let long = "x".repeat(1 << 20);
+        let falco = serde_json::json!({"rule": "Terminal shell in container",
+            "priority": "Notice", "output": long, "hostname": long, "tags": [long],
+            "output_fields": {"k8s.ns.name": "prod", "k8s.pod.name": "web-0",
+                "proc.cmdline": long, "ka.req.pod.containers.image": [long, "nginx"]}})
+        .to_string();
+        for (h, body) in every_envelope(&falco) {
+            let d = decode(&h, body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            let ev = &d.event;
+            assert_eq!(ev.target().unwrap().name.as_str(), "web-0");
+            for text in [
+                ev.output.as_deref().unwrap(),
+                ev.hostname.as_deref().unwrap(),
+                &ev.tags.as_ref().unwrap()[0],
+                ev.field("proc.cmdline").unwrap(),
+            ] {
+                assert!(
+                    text.len() < 4200 && text.ends_with(" bytes]"),
+                    "{}",
+                    text.len()
+                );
+            }
+            assert!(ev.heap_bytes() < 64 << 10, "{}", ev.heap_bytes());
+        }
+    }
+
+    #[test]
+    fn a_cloudevent_envelope_is_bounded_before_the_sdk_reads_it() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
+        // An extension the SDK would build a tree of: refused first, named.
+        let list = format!("[{}1]", "1,".repeat(200_000));
+        let body = format!(
+            r#"{{"specversion":"1.0","id":"1","source":"s","type":"{FALCO_CE_TYPE}","big":{list},"data":{FALCO}}}"#
+        );
+        let e = decode(&h, body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("\"big\" is an array"), "{e}");
+        // Attributes beyond the bound.
+        let body = format!(
+            r#"{{"specversion":"1.0","id":"1","source":"s","type":"{FALCO_CE_TYPE}","big":"{}","data":{FALCO}}}"#,
+            "x".repeat(MAX_CE_ATTRIBUTES_BYTES)
+        );
+        let e = decode(&h, body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("attributes and extensions"), "{e}");
+        // What the SDK checks of the data's type still holds: not a string under text/plain.
+        let body = format!(
+            r#"{{"specversion":"1.0","id":"1","source":"s","type":"{FALCO_CE_TYPE}","datacontenttype":"text/plain","data":{FALCO}}}"#
+        );
+        assert!(matches!(
+            decode(&h, body.as_bytes()),
+            Err(DecodeError::CloudEvent(_))
+        ));
+        // Both data and data_base64, and a data_base64 that is not base64.
+        for data in [r#""data":{},"data_base64":"e30=""#, r#""data_base64":"!!""#] {
+            let body = format!(
+                r#"{{"specversion":"1.0","id":"1","source":"s","type":"{FALCO_CE_TYPE}",{data}}}"#
+            );
+            assert!(
+                matches!(decode(&h, body.as_bytes()), Err(DecodeError::CloudEvent(_))),
+                "{body}"
+            );
+        }
+        // CloudEvents 0.3: data in base64 by datacontentencoding.
+        let body = serde_json::json!({"specversion": "0.3", "id": "1", "source": "s",
+            "type": FALCO_CE_TYPE, "datacontentencoding": "Base64",
+            "data": base64::engine::general_purpose::STANDARD.encode(FALCO)})
+        .to_string();
+        assert_eq!(
+            decode(&h, body.as_bytes()).unwrap().event.rule,
+            "Terminal shell in container"
+        );
+    }
+
     #[test]
     fn nesting_is_bounded() {
         let mut v = FALCO.to_string();
@@ -635,7 +1178,7 @@ mod tests {
         );
         let body = serde_json::json!({"specversion": "1.0", "id": "1", "source": "falco.org",
             "type": FALCO_CE_TYPE, "datacontenttype": "application/json",
-            "data": serde_json::from_str::<Value>(FALCO).unwrap()});
+            "data": serde_json::from_str::<serde_json::Value>(FALCO).unwrap()});
         let d = decode(&h, body.to_string().as_bytes()).unwrap();
         assert_eq!(d.kind, InputKind::CloudEventStructured);
         assert_eq!(d.cloudevent.unwrap().source, "falco.org");

@@ -9,6 +9,9 @@
 //! accept (a surrogate `\u` escape, an escaped top-level key, a number near the f64 range,
 //! deep nesting, a top-level array) gets `None`, and `decode` decides as before.
 //!
+//! `output_fields` must be what `domain::falco::Fields` reads: scalars and arrays of scalars,
+//! names within its bound (long strings are fine: decode cuts them, it never refuses them).
+//!
 //! A key given twice in one object (anywhere: top level, `output_fields`, deeper) gets `None`
 //! too, and `decode` refuses the body: serde_json alone would keep the last value while other
 //! readers of the same body (Argo's filter) take the first. The keys are checked in a small
@@ -16,6 +19,8 @@
 //!
 //! Why not serde_json itself: reading a 1.6 KB event through serde's visitors cost about 24k
 //! instructions per request, half of a skipped event's CPU (callgrind); this scanner ~4k.
+
+use crate::domain::falco::{MAX_FIELDS, MAX_KEY_BYTES};
 
 /// Deeper than this is left to serde_json (its own limit is 128).
 const MAX_DEPTH: u32 = 64;
@@ -27,6 +32,8 @@ const MAX_EXPONENT: i64 = 308;
 const MAX_KEYS: usize = 96;
 /// Slots of the key table: a power of two, with room to spare so that probing stays short.
 const SLOTS: usize = 128;
+// A body the scan reads never has more fields than `Fields` takes.
+const _: () = assert!(MAX_KEYS <= MAX_FIELDS);
 /// The length recorded in `Keys::slots` for a key that was JSON-escaped: its text is in
 /// `Keys::unescaped`.
 const UNESCAPED: u32 = u32::MAX;
@@ -94,12 +101,7 @@ pub(crate) fn scan(body: &[u8]) -> Option<Spans<'_>> {
                         s.strings()?
                     }
                 }
-                256 => {
-                    if s.peek()? != b'{' {
-                        return None;
-                    }
-                    s.value(1)?
-                }
+                256 => s.fields()?,
                 _ => {
                     let v = if s.null() { None } else { Some(s.string()?) };
                     match bit {
@@ -379,6 +381,65 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// `output_fields`: an object of scalars and arrays of scalars (`domain::falco::Fields`;
+    /// the number of fields is bounded by the key table, far below what `Fields` holds).
+    fn fields(&mut self) -> Option<()> {
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        let obj = self.keys.new_object();
+        loop {
+            self.ws();
+            let key = self.string()?;
+            if key.quoted.len() - 2 > MAX_KEY_BYTES {
+                return None;
+            }
+            self.keys.insert(self.b, obj, key)?;
+            self.colon()?;
+            if self.peek()? == b'[' {
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.ws();
+                        self.scalar()?;
+                        self.ws();
+                        match self.next()? {
+                            b',' => continue,
+                            b']' => break,
+                            _ => return None,
+                        }
+                    }
+                }
+            } else {
+                self.scalar()?;
+            }
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string, number, boolean or null.
+    fn scalar(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => None,
+        }
+    }
+
     /// `tags`: an array of strings.
     fn strings(&mut self) -> Option<()> {
         self.expect(b'[')?;
@@ -419,8 +480,8 @@ impl<'a> Scanner<'a> {
                     let key = self.string()?;
                     self.keys.insert(self.b, obj, key)?;
                     self.colon()?;
-                    // The values of `output_fields` are strings, numbers and nulls: read
-                    // here, without a recursive call each (a third of the scan's cost).
+                    // Most values are strings, numbers and nulls: read here, without a
+                    // recursive call each.
                     match self.peek()? {
                         b'"' => {
                             self.string()?;
@@ -556,13 +617,13 @@ mod tests {
 
     #[test]
     fn a_key_twice_in_any_object_is_not_peeked() {
-        let ok = r#"{"rule":"r","priority":"Notice","output_fields":{"a":1,"b":{"a":2,"c":[{"a":3}]}},"x":{"a":4},"y":1}"#;
+        let ok = r#"{"rule":"r","priority":"Notice","output_fields":{"a":1,"b":[2,"a"]},"x":{"a":4,"b":{"a":2,"c":[{"a":3}]}},"y":1}"#;
         assert!(peeked(ok));
         for body in [
             r#"{"rule":"r","priority":"Notice","rule":"s"}"#,
             r#"{"rule":"r","priority":"Notice","x":1,"x":2}"#,
             r#"{"rule":"r","priority":"Notice","output_fields":{"k8s.ns.name":"a","k8s.ns.name":"b"}}"#,
-            r#"{"rule":"r","priority":"Notice","output_fields":{"a":{"b":1,"c":2,"b":3}}}"#,
+            r#"{"rule":"r","priority":"Notice","x":{"a":{"b":1,"c":2,"b":3}}}"#,
             r#"{"rule":"r","priority":"Notice","output_fields":{"ab":1,"a\u0062":2}}"#,
             r#"{"rule":"r","priority":"Notice","output_fields":{"a\u0062":1,"ab":2}}"#,
         ] {
@@ -572,6 +633,33 @@ mod tests {
         assert!(peeked(
             r#"{"rule":"r","priority":"Notice","output_fields":{"a\u0062":1,"a\u0063":2,"abcdefgh-1-ijklmnop":1,"abcdefgh-2-ijklmnop":2}}"#
         ));
+    }
+
+    #[test]
+    fn output_fields_are_peeked_only_as_flat_as_decode_reads_them() {
+        let with = |fields: &str| {
+            format!(r#"{{"rule":"r","priority":"Notice","output_fields":{fields}}}"#)
+        };
+        let long = "k".repeat(MAX_KEY_BYTES);
+        for ok in [
+            r#"{}"#.to_string(),
+            r#"{"a":"x","b":-1.5e3,"c":true,"d":false,"e":null,"f":[],"g":["x",1,null,true]}"#
+                .into(),
+            format!(r#"{{"{long}":1}}"#),
+            format!(r#"{{"a":"{}"}}"#, "x".repeat(100_000)),
+        ] {
+            assert!(peeked(&with(&ok)), "{ok}");
+        }
+        for refused in [
+            r#"{"a":{}}"#.to_string(),
+            r#"{"a":[[1]]}"#.into(),
+            r#"{"a":[{"b":1}]}"#.into(),
+            r#"{"a":[1,]}"#.into(),
+            r#"null"#.into(),
+            format!(r#"{{"{long}k":1}}"#),
+        ] {
+            assert!(!peeked(&with(&refused)), "{refused}");
+        }
     }
 
     #[test]

@@ -101,8 +101,8 @@ impl<'de> Visitor<'de> for Unique<'_> {
 }
 
 /// A key, borrowed from the body unless it was escaped.
-#[derive(PartialEq, Eq, Hash)]
-struct Key<'de>(Cow<'de, str>);
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

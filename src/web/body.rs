@@ -12,25 +12,25 @@ use super::{
     budget::Reservation,
     render::{json_error, render},
 };
-use crate::app::reply::{Reply, ReplyBody};
+use crate::app::reply::Reply;
 
 /// A body of unknown length (chunked) reserves memory in steps, starting with this much.
 const FIRST_RESERVATION: usize = 64 << 10;
 
 /// A request body in memory, with the BODY_MEMORY_BYTES it holds.
-pub(super) struct HeldBody<'a> {
+pub(super) struct HeldBody {
     pub(super) bytes: Bytes,
-    _memory: Reservation<'a>,
+    pub(super) memory: Reservation,
 }
 
 /// Reads the body into one buffer (no second copy), within MAX_BODY_BYTES, BODY_MEMORY_BYTES
 /// and the request deadline; the error is the answer.
-pub(super) async fn read_body<'a>(
-    server: &'a Server,
+pub(super) async fn read_body(
+    server: &Server,
     headers: &HeaderMap,
     mut body: Incoming,
     deadline: Instant,
-) -> Result<HeldBody<'a>, HttpResponse> {
+) -> Result<HeldBody, HttpResponse> {
     let app = &server.app;
     let max = app.config.max_body_bytes;
     let too_large = || {
@@ -45,14 +45,7 @@ pub(super) async fn read_body<'a>(
     let busy = || {
         app.metrics.reject("body_memory");
         tracing::warn!("refused a request: BODY_MEMORY_BYTES of request bodies already in memory");
-        let mut reply = Reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many request bodies in memory at once (BODY_MEMORY_BYTES): retry later",
-        );
-        if let ReplyBody::Failed(f) = &mut reply.body {
-            f.retry = Some(true);
-        }
-        render(reply)
+        render(Reply::memory_busy())
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -101,7 +94,7 @@ pub(super) async fn read_body<'a>(
         if bytes.is_empty() && Some(data.len()) == declared {
             return Ok(HeldBody {
                 bytes: data,
-                _memory: memory,
+                memory,
             });
         }
         let len = bytes.len() + data.len();
@@ -119,6 +112,6 @@ pub(super) async fn read_body<'a>(
     }
     Ok(HeldBody {
         bytes: bytes.into(),
-        _memory: memory,
+        memory,
     })
 }

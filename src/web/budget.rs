@@ -1,7 +1,10 @@
 //! BODY_MEMORY_BYTES: how many bytes of request bodies may be in memory at once, and what each
 //! body being read holds of it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 /// BODY_MEMORY_BYTES, counted in bytes of request body held in memory. Bodies over
 /// SMALL_BODY also take from `large`, a quarter smaller: that quarter stays free for ordinary
@@ -17,9 +20,10 @@ pub(super) struct BodyBudget {
 /// Every real Falco event, in any envelope, is far below this.
 const SMALL_BODY: usize = 64 << 10;
 
-/// What one body holds of the budget; given back on drop.
-pub(super) struct Reservation<'a> {
-    budget: &'a BodyBudget,
+/// What one body holds of the budget, and then its decoded event (`app::Memory`): it may
+/// outlive the request with an action that runs to its end. Given back on drop.
+pub(super) struct Reservation {
+    budget: Arc<BodyBudget>,
     bytes: usize,
     large_bytes: usize,
 }
@@ -32,9 +36,9 @@ impl BodyBudget {
         }
     }
 
-    pub(super) fn reserve(&self) -> Reservation<'_> {
+    pub(super) fn reserve(self: &Arc<Self>) -> Reservation {
         Reservation {
-            budget: self,
+            budget: self.clone(),
             bytes: 0,
             large_bytes: 0,
         }
@@ -49,7 +53,7 @@ fn take(free: &AtomicUsize, n: usize) -> bool {
             .is_ok()
 }
 
-impl Reservation<'_> {
+impl Reservation {
     /// Bytes held.
     pub(super) fn bytes(&self) -> usize {
         self.bytes
@@ -73,7 +77,17 @@ impl Reservation<'_> {
     }
 }
 
-impl Drop for Reservation<'_> {
+impl crate::app::Memory for Reservation {
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn grow(&mut self, to: usize) -> bool {
+        Reservation::grow(self, to)
+    }
+}
+
+impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.all.fetch_add(self.bytes, Ordering::AcqRel);
         self.budget

@@ -70,7 +70,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let limits = app.config.limits.clone();
     let server = Arc::new(Server {
-        body_memory: BodyBudget::new(limits.body_memory_bytes),
+        body_memory: Arc::new(BodyBudget::new(limits.body_memory_bytes)),
         draining: AtomicBool::new(false),
         app: app.clone(),
     });

@@ -48,5 +48,5 @@ struct Server {
     app: App,
     /// Set on SIGTERM: readiness answers 503 and answers close their connection.
     draining: AtomicBool,
-    body_memory: budget::BodyBudget,
+    body_memory: std::sync::Arc<budget::BodyBudget>,
 }

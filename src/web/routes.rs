@@ -86,8 +86,12 @@ pub(super) async fn route(
     };
     // The request is in: from here on API_TIMEOUT_SECONDS bounds the work, not our deadline.
     state.set(Phase::Answering, false);
-    let reply = app.handle(&parts.headers, &body.bytes).await;
-    drop(body);
+    // The budget's reservation goes with the event: the app grows it by the decoded event and
+    // keeps it until the event is dropped.
+    let reply = app
+        .handle_within(&parts.headers, &body.bytes, body.memory)
+        .await;
+    drop(body.bytes);
     render(reply)
 }
 

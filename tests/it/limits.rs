@@ -403,3 +403,79 @@ async fn a_new_connection_that_stays_silent_is_closed_after_the_request_timeout(
     .await;
     assert_about_one_second(silent_connection(s.addr).await);
 }
+
+/// What a request holds of BODY_MEMORY_BYTES, as the app sees it: counted here.
+struct Counted {
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
+    bytes: usize,
+    largest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl falco_responder::app::Memory for Counted {
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+    fn grow(&mut self, to: usize) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        if to > self.limit {
+            return false;
+        }
+        self.held.fetch_add(to - self.bytes, SeqCst);
+        self.largest.fetch_max(to, SeqCst);
+        self.bytes = to;
+        true
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.held
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The decoded event is charged to the body budget beside its body, and given back with it;
+/// when the budget has no room for it the event gets the body budget's 503 (retry later).
+#[tokio::test]
+async fn a_decoded_event_is_charged_to_the_body_budget_until_it_is_dropped() {
+    use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering::SeqCst};
+    let app = App::new(config(&[("DRY_RUN", "true")]), None);
+    let body = shell();
+    let decoded = falco_responder::ingest::decode::decode(&HeaderMap::new(), body.as_bytes())
+        .unwrap()
+        .heap_bytes();
+    assert!(decoded > 500, "{decoded}");
+    let (held, largest) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let memory = |limit| {
+        held.fetch_add(body.len(), SeqCst);
+        Counted {
+            held: held.clone(),
+            limit,
+            bytes: body.len(),
+            largest: largest.clone(),
+        }
+    };
+    let reply = app
+        .handle_within(&HeaderMap::new(), body.as_bytes(), memory(usize::MAX))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(largest.load(SeqCst), body.len() + decoded);
+    assert_eq!(held.load(SeqCst), 0, "given back with the event");
+    // No room beside the body.
+    let reply = app
+        .handle_within(
+            &HeaderMap::new(),
+            body.as_bytes(),
+            memory(body.len() + decoded - 1),
+        )
+        .await;
+    assert_eq!(reply.status, 503);
+    let v = reply.json();
+    assert_eq!(v["retry"], true, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("BODY_MEMORY_BYTES"),
+        "{v}"
+    );
+    assert_eq!(held.load(SeqCst), 0);
+}
