@@ -24,10 +24,40 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     names.sort();
+    let mut sources: Vec<(String, String)> = names
+        .iter()
+        .map(|path| {
+            let json = std::fs::read_to_string(path).expect("fixture");
+            (
+                path.file_stem().unwrap().to_string_lossy().to_string(),
+                json,
+            )
+        })
+        .collect();
+    // The shapes the parser bounds (README, "Limits"): a list field, a long one, a nested field.
+    let docs = sources
+        .iter()
+        .find(|(stem, _)| stem == "falco-docs-terminal-shell-k8s-critical")
+        .expect("the docs fixture")
+        .1
+        .clone();
+    for (stem, value) in [
+        (
+            "list-field",
+            serde_json::json!(["nginx:1.27", "busybox", true, 1, null]),
+        ),
+        ("long-list-field", serde_json::json!(vec![1u16; 2100])),
+        (
+            "nested-field",
+            serde_json::json!({"spec": {"containers": [{}]}}),
+        ),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_str(&docs).expect("the docs fixture");
+        v["output_fields"]["ka.req.pod.containers.image"] = value;
+        sources.push((format!("bounds-{stem}"), v.to_string()));
+    }
     let mut n = 0;
-    for path in names {
-        let json = std::fs::read_to_string(&path).expect("fixture");
-        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+    for (stem, json) in sources {
         let mut seeds = vec![(format!("{stem}.raw"), json.clone().into_bytes())];
         if serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|v| v.is_object()) {
             for &env in ENVELOPES {

@@ -8,9 +8,13 @@
 
 use falco_responder::{
     config::Config,
+    domain::falco::{
+        FalcoEvent, FieldValue, MAX_FIELDS, MAX_KEY_BYTES, MAX_LIST_BYTES, MAX_LISTS_BYTES,
+        MAX_TAGS, MAX_TEXT_BYTES,
+    },
     domain::identity::{IdentityConfig, PROTECT_ANNOTATION, Verdict, verdict},
     domain::policy::{Decision, Rules, TEST_RULE, decide},
-    ingest::decode::{InputKind, decode, peek_plain},
+    ingest::decode::{Decoded, InputKind, decode, locate, peek_plain},
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use k8s_openapi::{
@@ -50,13 +54,56 @@ pub fn decode_one(data: &[u8]) {
         assert_eq!(d.event.source.as_deref(), p.source.as_deref());
         assert_eq!(d.event.uuid.as_deref(), p.uuid.as_deref());
     }
+    // Finding the event without building it agrees with decoding it.
+    let found = locate(&headers, body).map(|f| (f.kind, f.json().to_vec()));
     if let Ok(d) = decode(&headers, body) {
+        let (kind, json) = found.expect("decode found what locate did not");
+        assert_eq!(kind, d.kind);
+        let again: FalcoEvent = serde_json::from_slice(&json).expect("the found text decodes");
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&d.event).unwrap()
+        );
+        bounded(&d, body.len());
         // A CloudEvent reply is promised exactly for CloudEvent inputs.
         assert_eq!(d.kind.is_cloudevent(), d.cloudevent.is_some());
         // The failure log line and replays serialise the event.
         serde_json::to_string(&d.event).expect("a decoded event serialises");
         let _ = d.event.target();
     }
+}
+
+/// A decoded event is flat and within its bounds, and costs at most about its body (a JSON tree
+/// of the same body costs up to ~17 times it).
+fn bounded(d: &Decoded, body_len: usize) {
+    let ev = &d.event;
+    // A cut string keeps MAX_TEXT_BYTES and says how much it lost.
+    let text = |s: &str| assert!(s.len() <= MAX_TEXT_BYTES + 32, "{} bytes", s.len());
+    ev.output.as_deref().map(text);
+    ev.hostname.as_deref().map(text);
+    if let Some(tags) = &ev.tags {
+        assert!(tags.len() <= MAX_TAGS + 1);
+        tags.iter().for_each(|t| text(t));
+    }
+    assert!(ev.output_fields.len() <= MAX_FIELDS);
+    let mut lists = 0;
+    for (key, value) in ev.output_fields.iter() {
+        assert!(key.len() <= MAX_KEY_BYTES);
+        match value {
+            FieldValue::String(s) => text(s),
+            FieldValue::List(l) => {
+                assert!(l.get().len() <= MAX_LIST_BYTES + 32, "{key}");
+                lists += l.get().len();
+            }
+            _ => {}
+        }
+    }
+    assert!(lists <= MAX_LISTS_BYTES + 32 * ev.output_fields.len());
+    assert!(
+        d.heap_bytes() <= 2 * body_len + (128 << 10),
+        "{} bytes decoded from {body_len}",
+        d.heap_bytes()
+    );
 }
 
 /// The configurations `decide` is fuzzed under, chosen by one byte.

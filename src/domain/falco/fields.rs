@@ -21,8 +21,8 @@ pub const MAX_FIELDS: usize = 1024;
 /// (`k8s.pod.label[<prefix>/<name>]`, at most 253 + 1 + 63 bytes of key).
 pub const MAX_KEY_BYTES: usize = 512;
 /// A string (a field's value, `output`, `hostname`, a tag) beyond this is cut, marked as cut.
-/// The kernel drivers capture at most a page of a process's arguments, so a real command
-/// line fits; the Event note and the log line keep less.
+/// Falco's modern eBPF driver captures at most 4096 bytes of a process's arguments, so a real
+/// command line fits; the Event note and the log line keep less.
 pub const MAX_TEXT_BYTES: usize = 4096;
 /// A list field's JSON text: beyond it, the list keeps its first elements and a last element
 /// says how many were cut.
