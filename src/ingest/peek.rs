@@ -384,48 +384,13 @@ impl<'a> Scanner<'a> {
     /// `output_fields`: an object of scalars and arrays of scalars (`domain::falco::Fields`;
     /// the number of fields is bounded by the key table, far below what `Fields` holds).
     fn fields(&mut self) -> Option<()> {
-        self.expect(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        let obj = self.keys.new_object();
-        loop {
-            self.ws();
-            let key = self.string()?;
-            if key.quoted.len() - 2 > MAX_KEY_BYTES {
-                return None;
-            }
-            self.keys.insert(self.b, obj, key)?;
-            self.colon()?;
-            if self.peek()? == b'[' {
-                self.i += 1;
-                self.ws();
-                if self.peek()? == b']' {
-                    self.i += 1;
-                } else {
-                    loop {
-                        self.ws();
-                        self.scalar()?;
-                        self.ws();
-                        match self.next()? {
-                            b',' => continue,
-                            b']' => break,
-                            _ => return None,
-                        }
-                    }
-                }
+        self.object(MAX_KEY_BYTES, |s| {
+            if s.peek()? == b'[' {
+                s.array(Self::scalar)
             } else {
-                self.scalar()?;
+                s.scalar()
             }
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+        })
     }
 
     /// A string, number, boolean or null.
@@ -442,6 +407,45 @@ impl<'a> Scanner<'a> {
 
     /// `tags`: an array of strings.
     fn strings(&mut self) -> Option<()> {
+        self.array(|s| s.string().map(|_| ()))
+    }
+
+    /// An object (at its `{`): each key, of at most `max_key` bytes, recorded in the key table
+    /// (none twice), each value read by `value`.
+    #[inline(always)]
+    fn object(
+        &mut self,
+        max_key: usize,
+        mut value: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        let obj = self.keys.new_object();
+        loop {
+            self.ws();
+            let key = self.string()?;
+            if key.quoted.len() - 2 > max_key {
+                return None;
+            }
+            self.keys.insert(self.b, obj, key)?;
+            self.colon()?;
+            value(self)?;
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array (at its `[`), each element read by `element`.
+    #[inline(always)]
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.expect(b'[')?;
         self.ws();
         if self.peek()? == b']' {
@@ -450,7 +454,7 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.ws();
-            self.string()?;
+            element(self)?;
             self.ws();
             match self.next()? {
                 b',' => continue,
@@ -464,61 +468,16 @@ impl<'a> Scanner<'a> {
     fn value(&mut self, depth: u32) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(|_| ()),
-            b'{' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.i += 1;
-                self.ws();
-                if self.peek()? == b'}' {
-                    self.i += 1;
-                    return Some(());
-                }
-                let obj = self.keys.new_object();
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    self.keys.insert(self.b, obj, key)?;
-                    self.colon()?;
-                    // Most values are strings, numbers and nulls: read here, without a
-                    // recursive call each.
-                    match self.peek()? {
-                        b'"' => {
-                            self.string()?;
-                        }
-                        b'-' | b'0'..=b'9' => self.number()?,
-                        b'n' => self.literal(b"null")?,
-                        _ => self.value(depth + 1)?,
-                    }
-                    self.ws();
-                    match self.next()? {
-                        b',' => continue,
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.i += 1;
-                self.ws();
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.ws();
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => continue,
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
+            // Most values are strings, numbers and nulls: read here, without a recursive call
+            // each.
+            b'{' => self.object(usize::MAX, |s| match s.peek()? {
+                b'"' => s.string().map(|_| ()),
+                b'-' | b'0'..=b'9' => s.number(),
+                b'n' => s.literal(b"null"),
+                _ => s.value(depth + 1),
+            }),
+            b'[' => self.array(|s| s.value(depth + 1)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
