@@ -263,8 +263,9 @@ fn span(outer: &[u8], inner: &str) -> Range<usize> {
 
 /// The contents of a JSON string (quoted, already validated): borrowed unless it has escapes.
 fn json_str(quoted: &[u8]) -> Result<Cow<'_, str>, serde_json::Error> {
-    if !quoted.contains(&b'\\')
-        && let Ok(s) = std::str::from_utf8(&quoted[1..quoted.len().saturating_sub(1).max(1)])
+    if let [b'"', inner @ .., b'"'] = quoted
+        && !inner.contains(&b'\\')
+        && let Ok(s) = std::str::from_utf8(inner)
     {
         return Ok(Cow::Borrowed(s));
     }
