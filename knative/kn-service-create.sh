@@ -46,7 +46,7 @@ exec kn service create falco-responder \
   --scale-min 1 --scale-max 3 --scale-target 10 \
   --concurrency-limit 50 \
   --timeout 60 \
-  --probe-readiness http::8080:/health/readiness --probe-readiness-opts PeriodSeconds=5 \
+  --probe-readiness http::8080:/health/readiness \
   --probe-liveness http::8080:/health/liveness --probe-liveness-opts PeriodSeconds=10,FailureThreshold=3 \
   --request cpu=10m,memory=16Mi \
   --limit cpu=200m,memory=64Mi \

@@ -399,3 +399,36 @@ fn the_helm_guides_commands_render() {
         "only {rendered} helm commands of the chart in the guide"
     );
 }
+
+/// Helm's standard labels (helm.sh docs, "Labels and Annotations": name, instance, version,
+/// managed-by, helm.sh/chart) on every object the chart renders, in every setup.
+#[test]
+fn every_object_carries_the_standard_labels() {
+    const STANDARD: &[&str] = &[
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/managed-by",
+        "helm.sh/chart",
+    ];
+    let mut seen = 0;
+    for set in [
+        "platform=kubernetes,serviceMonitor.enabled=true,autoscaling.enabled=true",
+        "platform=knative,auth.enabled=false,knative.eventing.enabled=true,knative.eventing.eventDisplay=true",
+        "platform=openfaas,argo.enabled=true,argo.eventBus.create=true",
+        "argo.enabled=true,argo.trigger=workflow",
+    ] {
+        for d in template(&["--set", &format!("{set},{NAMED_SECRETS}")]) {
+            seen += 1;
+            for label in STANDARD {
+                assert!(
+                    d["metadata"]["labels"][label].is_string(),
+                    "{set}: {} {} lacks {label}",
+                    d["kind"],
+                    d["metadata"]["name"]
+                );
+            }
+        }
+    }
+    assert!(seen >= 30, "{seen}");
+}

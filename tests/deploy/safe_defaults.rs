@@ -388,3 +388,30 @@ fn the_workflow_routes_event_fits_in_one_environment_string() {
     ));
     assert!(err.contains("MAX_ARG_STRLEN"), "{err}");
 }
+
+/// queue-proxy probes a readiness probe without periodSeconds every 50 ms until the pod is
+/// ready; a period turns that off (knative/serving knative-v1.22.0
+/// pkg/queue/readiness/probe.go l.122-124 and l.184-186), and a new pod then waits up to the
+/// period longer before the activator sends it events.
+#[test]
+fn knative_readiness_probes_keep_queue_proxys_aggressive_probing() {
+    for k in objs(KSVC, "Service") {
+        for c in k.v["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(
+                c["readinessProbe"]["periodSeconds"].as_u64().unwrap_or(0) == 0,
+                "{}: readinessProbe.periodSeconds",
+                k.id()
+            );
+        }
+    }
+    let kn = kn_create_words();
+    assert!(
+        !flag_values(&kn, "--probe-readiness-opts")
+            .iter()
+            .any(|o| o.contains("PeriodSeconds")),
+        "kn --probe-readiness-opts PeriodSeconds"
+    );
+}

@@ -23,6 +23,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "falco-responder.labels" -}}
 {{ include "falco-responder.selectorLabels" . }}
+{{ include "falco-responder.releaseLabels" . }}
+{{- end }}
+
+{{/* The standard labels besides name and instance (every object carries them). */}}
+{{- define "falco-responder.releaseLabels" -}}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
