@@ -174,6 +174,24 @@ fn pods_of(d: &Value) -> Option<Vec<(String, Vec<String>)>> {
                 restricted_violations(&t["securityContext"], &[main], &arr(&t["volumes"])),
             )]
         }
+        (ARGO, "EventBus") => {
+            // argo-events v1.9.11 pkg/reconciler/eventbus/installer/jetstream.go l.246-430:
+            // a StatefulSet whose pod gets jetstream.securityContext and whose containers
+            // main, reloader and metrics get their container templates' securityContext.
+            let js = &spec["jetstream"];
+            let containers: Vec<Value> = [
+                ("main", "containerTemplate"),
+                ("reloader", "reloaderContainerTemplate"),
+                ("metrics", "metricsContainerTemplate"),
+            ]
+            .iter()
+            .map(|(n, t)| json!({"name": n, "securityContext": js[t]["securityContext"]}))
+            .collect();
+            vec![(
+                id,
+                restricted_violations(&js["securityContext"], &containers, &[]),
+            )]
+        }
         (ARGO, "WorkflowTemplate") => {
             // argo-workflows v3.7.0 workflow/controller/workflowpod.go: the pod gets the
             // template's or the workflow's securityContext (l.829-832), the containers `init`
@@ -244,10 +262,12 @@ fn assert_restricted(what: &str, docs: &[Value]) -> usize {
 #[test]
 fn every_pod_of_the_plain_manifests_is_pod_security_restricted() {
     let docs: Vec<Value> = objects().iter().map(|o| o.v.clone()).collect();
-    // Deployment (kubernetes/), 2 Knative Services + event_display, EventSource, 3 Sensors,
-    // WorkflowTemplate.
+    let mut docs = docs;
+    docs.extend(crate::files::yaml_docs("kubernetes/falco-responder.yaml"));
+    // Deployment (kubernetes/), 2 Knative Services + event_display, EventBus, EventSource,
+    // 3 Sensors, WorkflowTemplate.
     let n = assert_restricted("plain manifests", &docs);
-    assert!(n >= 8, "only {n} pods found");
+    assert!(n >= 10, "only {n} pods found");
 }
 
 #[test]
@@ -259,13 +279,13 @@ fn every_pod_the_chart_makes_is_pod_security_restricted() {
         "platform=kubernetes".to_string(),
         "platform=knative,auth.enabled=false,knative.eventing.enabled=true,knative.eventing.eventDisplay=true".into(),
         "platform=knative,argo.enabled=true".into(),
-        "platform=openfaas,argo.enabled=true".into(),
+        "platform=openfaas,argo.enabled=true,argo.eventBus.create=true".into(),
         "argo.enabled=true,argo.trigger=workflow".into(),
     ] {
         let set = format!("{set},{secrets}");
         n += assert_restricted(&set, &template(&["--set", &set]));
     }
-    assert!(n >= 9, "only {n} pods found");
+    assert!(n >= 10, "only {n} pods found");
 }
 
 /// OpenFaaS is the exception: the Function (and faas-cli's stack) has no securityContext field,

@@ -415,3 +415,89 @@ fn knative_readiness_probes_keep_queue_proxys_aggressive_probing() {
         "kn --probe-readiness-opts PeriodSeconds"
     );
 }
+
+/// Every image and chart version the chart, the manifests and the guides install is pinned:
+/// no `latest`, no missing tag (a digest counts). Knative's event display is the exception the
+/// chart README states: Knative publishes it untagged (only a digest pins it).
+#[test]
+fn every_image_and_chart_version_installed_is_pinned() {
+    let pinned = |image: &str| {
+        image.contains("@sha256:")
+            || image
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once(':'))
+                .is_some_and(|(_, tag)| tag != "latest" && !tag.is_empty())
+    };
+    let mut docs: Vec<Value> = crate::files::objects()
+        .iter()
+        .map(|o| o.v.clone())
+        .collect();
+    docs.extend(yaml_docs("kubernetes/falco-responder.yaml"));
+    docs.extend(render(
+        "argo.enabled=true,argo.eventBus.create=true,argo.trigger=workflow",
+    ));
+    let mut seen = 0;
+    for d in &docs {
+        let text = serde_json::to_string(d).unwrap();
+        for part in text.split("\"image\":\"").skip(1) {
+            let image = part.split('"').next().unwrap();
+            if image.ends_with("/eventing/cmd/event_display") {
+                continue;
+            }
+            seen += 1;
+            assert!(
+                pinned(image),
+                "{} {}: image {image} is not pinned",
+                d["kind"],
+                d["metadata"]["name"]
+            );
+        }
+        if d["kind"] == "EventBus" {
+            let v = d["spec"]["jetstream"]["version"].as_str().unwrap();
+            assert!(
+                v != "latest",
+                "EventBus {}: jetstream version latest",
+                d["metadata"]["name"]
+            );
+        }
+    }
+    assert!(seen >= 5, "{seen}");
+    // The guides' helm installs of other charts name a --version; their manifests a release.
+    // (The chart is the first word with a slash that is no flag: `repo/chart`.)
+    for guide in [
+        "docs/deploy-helm.md",
+        "docs/deploy-knative.md",
+        "docs/deploy-openfaas.md",
+        "docs/deploy-argo.md",
+    ] {
+        for line in crate::shell::doc_shell_lines(&read(guide)) {
+            let words = crate::shell::words(&line);
+            if words.first().map(String::as_str) == Some("helm")
+                && words.iter().any(|w| w == "install" || w == "--install")
+                && let Some(chart) = words
+                    .iter()
+                    .find(|w| w.contains('/') && !w.starts_with('-'))
+                && !chart.starts_with("charts/")
+            {
+                assert!(
+                    words
+                        .iter()
+                        .any(|w| w == "--version" || w.starts_with("--version=")),
+                    "{guide}: {line}"
+                );
+            }
+            for url in crate::shell::words(&line)
+                .iter()
+                .filter(|w| w.starts_with("https://"))
+            {
+                assert!(
+                    !url.contains("/master/")
+                        && !url.contains("/main/")
+                        && !url.contains("/latest/"),
+                    "{guide}: {url} is not pinned to a release"
+                );
+            }
+        }
+    }
+}
