@@ -501,3 +501,66 @@ fn every_image_and_chart_version_installed_is_pinned() {
         }
     }
 }
+
+/// `helm test` (a Pod with the hook `test`) reaches the function the platform's way and
+/// expects 401 without the token wherever the token is on; on the kubernetes platform the
+/// NetworkPolicy admits that one pod, and nothing else new.
+#[test]
+fn helm_test_checks_the_function_and_its_token_on_every_platform() {
+    for (set, url, token) in [
+        (
+            "platform=kubernetes",
+            "http://x-falco-responder.default.svc.cluster.local:80",
+            true,
+        ),
+        (
+            "platform=knative",
+            "http://x-falco-responder.default.svc.cluster.local",
+            true,
+        ),
+        (
+            "platform=knative,auth.enabled=false,knative.eventing.enabled=true",
+            "http://x-falco-responder.default.svc.cluster.local",
+            false,
+        ),
+        (
+            "platform=openfaas",
+            "http://gateway.openfaas:8080/function/x-falco-responder.default",
+            true,
+        ),
+    ] {
+        let chart = chart();
+        let out = crate::tools::ok(run(
+            "helm",
+            None,
+            &[
+                "template",
+                "x",
+                chart.to_str().unwrap(),
+                "-n",
+                "default",
+                "--set",
+                &format!("{set},{SECRETS}"),
+            ],
+        ));
+        let docs = crate::files::parse_yaml(&out);
+        let pod = docs
+            .iter()
+            .find(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+            .unwrap_or_else(|| panic!("{set}: no helm test pod"));
+        let script = pod["spec"]["containers"][0]["args"][0].as_str().unwrap();
+        assert!(
+            script.contains(&format!("url=\"{url}\"")),
+            "{set}: {script}"
+        );
+        assert!(script.contains("/health/readiness"), "{set}: {script}");
+        assert_eq!(script.contains("= 401"), token, "{set}: {script}");
+        let np = docs.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap();
+        let admits_test = np["spec"]["ingress"][0]["from"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "helm-test");
+        assert_eq!(admits_test, set == "platform=kubernetes", "{set}: {np}");
+    }
+}
