@@ -290,7 +290,7 @@ fn every_pod_the_chart_makes_is_pod_security_restricted() {
 
 /// OpenFaaS is the exception: the Function (and faas-cli's stack) has no securityContext field,
 /// and faas-netes sets only runAsUser (with `setNonRootUser`) and readOnlyRootFilesystem on the
-/// function's container (faas-netes 0.18.17 pkg/k8s/securityContext.go l.12-35). The pod is
+/// function's container (faas-netes 0.18.17 pkg/k8s/securityContext.go l.18-60). The pod is
 /// refused by `restricted`: SECURITY.md and the OpenFaaS guide say so; this test keeps that
 /// statement true (it fails once an OpenFaaS pod passes, and the exception can go).
 #[test]
