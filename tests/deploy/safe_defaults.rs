@@ -77,19 +77,19 @@ fn helm_template_refuses_to_invent_a_token_and_names_the_value_to_set() {
     }
 }
 
+/// Falco's namespace and Knative's own: the activator, the Broker, the ingress gateway.
+const KNATIVE_PROTECTED: &[&str] = &[
+    "falco",
+    "knative-serving",
+    "knative-eventing",
+    "kourier-system",
+];
+
 #[test]
 fn protected_namespaces_include_falco_and_the_platforms_own_by_default() {
     let cases: &[(&str, &[&str])] = &[
         ("platform=kubernetes", &["falco"]),
-        (
-            "platform=knative",
-            &[
-                "falco",
-                "knative-serving",
-                "knative-eventing",
-                "kourier-system",
-            ],
-        ),
+        ("platform=knative", KNATIVE_PROTECTED),
         ("platform=openfaas", &["falco", "openfaas"]),
         (
             "platform=openfaas,argo.enabled=true",
@@ -122,15 +122,7 @@ fn protected_namespaces_include_falco_and_the_platforms_own_by_default() {
     // The plain manifests, as SECURITY.md says: Falco's and the platform's namespaces.
     for (file, want) in [
         ("kubernetes/falco-responder.yaml", &["falco"][..]),
-        (
-            "knative/service.yaml",
-            &[
-                "falco",
-                "knative-serving",
-                "knative-eventing",
-                "kourier-system",
-            ],
-        ),
+        ("knative/service.yaml", KNATIVE_PROTECTED),
         ("openfaas/function.yaml", &["falco", "openfaas"]),
         (
             "argo/workflowtemplate.yaml",
