@@ -40,12 +40,17 @@ pub const RESERVATION_LABEL: &str = "falco-responder/reservation";
 /// Reason of a reservation record.
 pub const RESERVED_REASON: &str = "FalcoDeletionReserved";
 
-/// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
+/// The API's limit for an Event's note, in bytes.
+const NOTE_MAX: usize = 1024;
+
+/// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's
+/// limit). The sender's strings are cut before they are quoted or copied.
 pub fn event_note(ev: &FalcoEvent) -> String {
-    let mut note = format!("Falco rule {:?} ({})", ev.rule, ev.priority);
+    let rule = crate::fastfmt::bounded(&ev.rule, crate::fastfmt::ECHO_MAX);
+    let mut note = format!("Falco rule {rule:?} ({})", ev.priority);
     if let Some(out) = &ev.output {
         note.push_str(": ");
-        note.push_str(out);
+        note.push_str(crate::fastfmt::cut(out, NOTE_MAX));
     }
     bounded(note)
 }
@@ -59,13 +64,9 @@ fn event_name(pod: &str, now: jiff::Timestamp) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// At most 1 kB (the API's limit for a note), cut on a char boundary.
-fn bounded(mut note: String) -> String {
-    if note.len() > 1024 {
-        note.truncate(crate::fastfmt::cut(&note, 1021).len());
-        note.push_str("...");
-    }
-    note
+/// At most 1 kB (the API's limit for a note), cut on a char boundary and marked as cut.
+fn bounded(note: String) -> String {
+    crate::fastfmt::bounded_string(note, NOTE_MAX)
 }
 
 /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
@@ -306,6 +307,12 @@ mod tests {
             "rule": "r", "priority": "Notice", "output": "é".repeat(2000)}))
         .unwrap();
         let note = event_note(&ev);
-        assert!(note.len() <= 1024 && note.ends_with("..."));
+        assert!(note.len() <= NOTE_MAX && note.ends_with(crate::fastfmt::CUT_MARK));
+        // A megabyte of rule is cut before it is quoted.
+        let ev: FalcoEvent = serde_json::from_value(serde_json::json!({
+            "rule": "\u{1}".repeat(1 << 20), "priority": "Notice"}))
+        .unwrap();
+        let note = event_note(&ev);
+        assert!(note.len() <= NOTE_MAX && note.ends_with(crate::fastfmt::CUT_MARK));
     }
 }
