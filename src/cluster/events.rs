@@ -181,8 +181,8 @@ pub fn breaker_record(
 
 /// How often one workload's refusal Event of one reason is written, at most.
 pub const REFUSAL_EVENT_WINDOW: Duration = Duration::from_secs(60);
-/// How many workload+reason pairs the limiter remembers (each well under 1 KiB: at most
-/// ~1 MiB). Beyond that within one window, refusal Events are not written at all.
+/// How many workload+reason pairs the limiter remembers (each key cut to well under 1 KiB:
+/// at most ~1 MiB). Beyond that within one window, refusal Events are not written at all.
 pub const REFUSAL_KEYS_MAX: usize = 1024;
 
 /// Refusal Events (breaker open, held, dry run) are the audit trail of what was *not* done,
@@ -217,6 +217,8 @@ impl RefusalLimiter {
     /// Whether the refusal Event for `what` about `about` (`namespace/Kind/name`, or
     /// `namespace/pod`) may be written at `now`; a yes is remembered for the window.
     pub fn allow(&self, what: Recorded, about: &str, now: Instant) -> bool {
+        // `about` names a workload its pod's author may have named: the key is bounded.
+        let about = crate::fastfmt::bounded(about, 2 * crate::fastfmt::ECHO_MAX);
         let key = format!("{what:?}/{about}");
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = |at: &Instant| now.saturating_duration_since(*at) < self.window;

@@ -126,7 +126,15 @@ name_type!(
     dns1123_subdomain
 );
 
-/// A pod uid: a UUID in its hyphenated form, kept lowercase so comparisons are exact.
+name_type!(
+    /// The name of a namespaced object other than a pod (an owner: a ReplicaSet, a Job ...):
+    /// a DNS-1123 subdomain, the widest rule Kubernetes applies to the kinds we look up.
+    ObjectName,
+    dns1123_subdomain
+);
+
+/// A pod uid: a UUID in its hyphenated form, kept lowercase so comparisons are exact. (Every
+/// object's uid has this form: it is also the type of an owner's uid.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct PodUid(String);

@@ -17,6 +17,11 @@ async fn start(env: &[(&str, &str)]) -> Responder {
     Responder::start_live(&[&defaults[..], env].concat()).await
 }
 
+/// `body` POSTed to `s` with the token.
+async fn post(s: &Responder, body: &[u8]) -> crate::testkit::sender::HttpReply {
+    http(s.addr, "POST", "/", &authorized(HeaderMap::new()), body).await
+}
+
 fn authorized(mut h: HeaderMap) -> HeaderMap {
     h.insert(
         header::AUTHORIZATION,
@@ -80,14 +85,7 @@ async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
     event["output"] = Value::from("o".repeat(100_000));
     event["output_fields"]["proc.cmdline"] = Value::from("c".repeat(100_000));
     let body = event.to_string();
-    let r = http(
-        s.addr,
-        "POST",
-        "/",
-        &authorized(HeaderMap::new()),
-        body.as_bytes(),
-    )
-    .await;
+    let r = post(&s, body.as_bytes()).await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     let log = s.stop().await;
     let line = log
@@ -210,14 +208,7 @@ async fn megabytes_of_rule_priority_or_keys_are_echoed_and_logged_bounded() {
         ])
         .await;
         for (what, body, status) in &cases {
-            let r = http(
-                s.addr,
-                "POST",
-                "/",
-                &authorized(HeaderMap::new()),
-                body.as_bytes(),
-            )
-            .await;
+            let r = post(&s, body.as_bytes()).await;
             assert_eq!(
                 r.status,
                 *status,
