@@ -5,7 +5,7 @@
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 
-use crate::testkit::binary::{Responder, closed_port, kubeconfig_for};
+use crate::testkit::binary::{Responder, closed_port, command, kubeconfig_for};
 use crate::testkit::sender::{Envelope, http, terminal_shell, wrap};
 
 const TOKEN: &str = "s3cret-token-0123456789";
@@ -250,4 +250,46 @@ async fn megabytes_of_rule_priority_or_keys_are_echoed_and_logged_bounded() {
             log.len()
         );
     }
+}
+
+/// The one-shot mode prints the same bounded reply on stdout, and a bounded line on stderr.
+#[test]
+fn the_one_shot_mode_echoes_a_megabyte_of_rule_bounded() {
+    use std::{io::Write, process::Stdio};
+    let mut event: Value =
+        serde_json::from_str(&terminal_shell("prod", "web-1", "ee97d9c4186f")).unwrap();
+    event["rule"] = "a\"\\\u{1}".repeat(1 << 18).into();
+    let mut child = command()
+        .args(["once"])
+        .env("DRY_RUN", "true")
+        .env("RULES", "Terminal shell in container")
+        .env("MAX_BODY_BYTES", "8388608")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(event.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["outcome"], "skipped", "{v}");
+    assert!(v["rule"].as_str().unwrap().ends_with("…(cut)"), "{v}");
+    assert!(
+        stdout.len() < 2 * 1024,
+        "a result of {} bytes",
+        stdout.len()
+    );
+    assert!(stderr.len() < 8 * 1024, "stderr of {} bytes", stderr.len());
 }
