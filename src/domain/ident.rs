@@ -17,14 +17,13 @@ pub struct InvalidIdent {
     pub why: String,
 }
 
+/// How much of a refused value its error shows, in bytes (cut and marked as cut).
+const SHOWN_MAX: usize = 80;
+
 fn invalid(field: &str, value: &str, why: impl Into<String>) -> InvalidIdent {
-    let mut shown: String = value.chars().take(80).collect();
-    if value.chars().count() > 80 {
-        shown.push('…');
-    }
     InvalidIdent {
         field: field.to_string(),
-        value: shown,
+        value: crate::fastfmt::bounded(value, SHOWN_MAX).into_owned(),
         why: why.into(),
     }
 }
