@@ -246,13 +246,16 @@ fn decode_cloudevent(
             serde_json::from_str(s)
                 .map_err(|e| DecodeError::Json(format!("CloudEvent data: {e}")))?
         }
-        None => return Err(DecodeError::NoData(info.ty)),
+        None => {
+            let ty = crate::fastfmt::bounded_string(info.ty, crate::fastfmt::ECHO_MAX);
+            return Err(DecodeError::NoData(ty));
+        }
     };
     // A result of ours (or of a look-alike) under another type: `outcome` is no Falco field.
     if info.ty != FALCO_CE_TYPE && value.get("outcome").is_some() {
         return Err(DecodeError::OwnResult(format!(
             "CloudEvent type {:?} whose data has an \"outcome\"",
-            info.ty
+            crate::fastfmt::bounded(&info.ty, crate::fastfmt::ECHO_MAX)
         )));
     }
     let kind = if structured {
@@ -336,20 +339,28 @@ fn unwrap_value(
         let (key, inner) = map.into_iter().next().expect("one entry");
         if inner.is_object() || inner.is_string() {
             return unwrap_value(inner, first(InputKind::ArgoPayload), depth + 1)
-                .map_err(|e| within(&format!("under {key:?}"), e));
+                .map_err(|e| within(&format!("under {:?}", named(&key)), e));
         }
         return Err(DecodeError::NotFalco(format!(
             "expected a Falco event under the single key, found {}",
             json_type(&inner)
         )));
     }
-    let mut keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
+    let mut keys: Vec<Cow<'_, str>> = map.keys().map(|k| named(k)).take(8).collect();
     keys.sort_unstable();
     Err(DecodeError::NotFalco(format!(
         "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a CloudEvent / Argo \
          Events envelope of one), found keys {keys:?}"
     )))
 }
+
+/// A key of the sender's as an error names it: cut (and marked) before it is quoted.
+fn named(key: &str) -> Cow<'_, str> {
+    crate::fastfmt::bounded(key, KEY_NAMED_MAX)
+}
+
+/// How much of a key an error names, in bytes.
+const KEY_NAMED_MAX: usize = 64;
 
 fn unique(json: &[u8]) -> Result<(), DecodeError> {
     crate::ingest::unique::check(json).map_err(DecodeError::DuplicateKey)
