@@ -11,6 +11,10 @@
 # capabilities and sets seccompProfile RuntimeDefault: knative client pkg/flags/podspec_helper.go
 # DefaultStrictSecCon); use service.yaml when those matter. Like `func deploy`, kn leaves the
 # container unnamed, so Knative calls it `user-container` (as service.yaml does too).
+# kn puts no labels of its own on the revision's pods: --label-revision gives them the ones
+# knative/networkpolicy.yaml selects, without which any pod could reach port 8080 directly.
+# --timeout is also the pods' grace period (Knative sets one from the other), inside which
+# queue-proxy's preStop drain holds SIGTERM back at least 30 s (README, "Shutdown").
 set -euo pipefail
 
 IMAGE=${IMAGE:-ghcr.io/falco-responder/falco-responder:0.1.0}
@@ -21,6 +25,8 @@ exec kn service create falco-responder \
   --port http1:8080 \
   --service-account falco-responder \
   --cluster-local \
+  --label-revision app.kubernetes.io/name=falco-responder \
+  --label-revision app.kubernetes.io/instance=falco-responder \
   --env "RULES=Terminal shell in container" \
   --env MIN_PRIORITY=Notice \
   --env PROTECTED_NAMESPACES=kube-system,kube-public,kube-node-lease,falco,falco-responder,knative-serving,knative-eventing,kourier-system \
@@ -39,8 +45,8 @@ exec kn service create falco-responder \
   --env BODY_MEMORY_BYTES=16777216 \
   --scale-min 1 --scale-max 3 --scale-target 10 \
   --concurrency-limit 50 \
-  --timeout 30 \
-  --probe-readiness http::8080:/health/readiness --probe-readiness-opts PeriodSeconds=5 \
+  --timeout 60 \
+  --probe-readiness http::8080:/health/readiness \
   --probe-liveness http::8080:/health/liveness --probe-liveness-opts PeriodSeconds=10,FailureThreshold=3 \
   --request cpu=10m,memory=16Mi \
   --limit cpu=200m,memory=64Mi \

@@ -78,6 +78,36 @@ pub fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// How much of one string the sender chose (a rule, a priority, a key name, an id) a reply, a
+/// log line or a Kubernetes Event echoes, in bytes: Falco's own values are far shorter, and an
+/// attacker's megabyte must not come back, or fill the log, at the price of one request.
+pub const ECHO_MAX: usize = 256;
+
+/// What ends a string that [`bounded`] cut: the one mark of an echo cut short.
+pub const CUT_MARK: &str = "…(cut)";
+
+/// `s` whole when it fits in `max` bytes, else its longest prefix that fits with [`CUT_MARK`]
+/// after it (cut on a char boundary): never more than `max` bytes (`max` ≥ the mark's 8).
+/// Borrowed when whole: the common case costs no allocation.
+pub fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(max);
+    out.push_str(cut(s, max.saturating_sub(CUT_MARK.len())));
+    out.push_str(CUT_MARK);
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`bounded`] for an owned string, cut in place.
+pub fn bounded_string(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        s.truncate(cut(&s, max.saturating_sub(CUT_MARK.len())).len());
+        s.push_str(CUT_MARK);
+    }
+    s
+}
+
 /// Appends `n` in decimal.
 pub fn push_u64(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
@@ -119,6 +149,24 @@ mod tests {
         fn find_is_position(s in proptest::collection::vec(any::<u8>(), 0..80), x in any::<u8>()) {
             let hit = |b: u8| (b == x) | (b == b'"');
             prop_assert_eq!(find(&s, hit), s.iter().position(|&b| hit(b)));
+        }
+
+        #[test]
+        fn bounded_is_whole_or_a_marked_prefix_within_the_bound(s in any::<String>(), wide in "[é😀a]{0,300}", max in 8usize..300) {
+            for s in [s, wide] {
+                let b = bounded(&s, max);
+                prop_assert!(b.len() <= max);
+                prop_assert_eq!(&*b, &*bounded_string(s.clone(), max));
+                if s.len() <= max {
+                    prop_assert_eq!(&*b, s.as_str());
+                } else {
+                    let kept = b.strip_suffix(CUT_MARK).unwrap();
+                    prop_assert!(s.starts_with(kept));
+                    // The longest prefix that fits: one more char would not.
+                    let next = s[kept.len()..].chars().next().unwrap();
+                    prop_assert!(kept.len() + next.len_utf8() + CUT_MARK.len() > max);
+                }
+            }
         }
 
         #[test]

@@ -4,7 +4,9 @@
 //! it. The map of the house, one line a room, bottom up: a room imports only from the rooms
 //! above it in this list (ARCHITECTURE.md walks one event through them and says where each kind
 //! of change goes).
-//! - `fastfmt`: string writers for the per-event path, used by every layer;
+//! - `fastfmt`: string writers for the per-event path, used by every layer, and the one bound
+//!   on what is echoed of a sender's string; `cache`: the one cache type (time to live, entry
+//!   and byte bounds), used by every per-process memory;
 //! - [`domain`]: the pure core (event, identifiers, policy, identity verdict, guards, budget,
 //!   workloads, outcomes, and the plan that turns the API's answers into the next step);
 //! - [`ingest`]: request → Falco event, for every envelope, and the cheap first look (pure);
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub(crate) mod cache;
 pub mod cluster;
 pub mod config;
 pub mod domain;

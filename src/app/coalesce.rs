@@ -5,8 +5,10 @@
 //! proves it names the same pod (its uid or container id matches the pod the outcome was decided
 //! on): a pod recreated under the same name is always looked at again. Only outcomes about the
 //! pod itself are remembered (the event proved it was that pod, and it was not `stale`): an
-//! answer about one event (`stale`, nothing proves it) never answers another. Failures are never
-//! remembered: the next event tries again.
+//! answer about one event (`stale`, nothing proves it) never answers another. Nor is a state of
+//! the guards (`breaker-open`, `held`, and their dry runs): the breaker may close, replicas
+//! recover, and the pod's next event must then be acted on. Failures are never remembered: the
+//! next event tries again. The memory is bounded in entries and bytes, and forgets on time.
 
 use std::{
     collections::HashMap,
@@ -18,18 +20,45 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
+    cache::TtlMap,
     cluster::error::ApiError,
     domain::falco::Target,
     domain::ident::{Namespace, PodName},
-    domain::outcome::{Outcome, OutcomeKind},
+    domain::outcome::{Outcome, OutcomeKind, Why, why},
 };
 
 type Shared = Option<Result<Outcome, ApiError>>;
 
-/// Beyond this many remembered pods, expired ones are swept on insert.
-const SWEEP_ABOVE: usize = 1024;
+/// At most this many pods remembered, weighing at most this many bytes (an entry is a few
+/// hundred bytes: its reason is cut to `LOG_REASON_MAX`).
+const DONE_MAX: usize = 4096;
+const DONE_BYTES: usize = 2 << 20;
 
-#[derive(Default)]
+type Done = TtlMap<(Namespace, PodName), Outcome>;
+
+/// What a remembered outcome holds, in bytes.
+fn done_weight((ns, name): &(Namespace, PodName), o: &Outcome) -> usize {
+    let pod = o.pod.as_ref().map_or(0, |p| {
+        p.namespace.len()
+            + p.name.len()
+            + p.uid.as_ref().map_or(0, String::len)
+            + p.workload.as_ref().map_or(0, String::len)
+    });
+    let seen = o
+        .seen
+        .as_ref()
+        .map_or(0, |s| s.uid.len() + s.container_ids.len() * 64);
+    ns.as_str().len() + name.as_str().len() + o.reason.len() + pod + seen
+}
+
+/// Whether `o` says something about the pod itself that another event may be answered with:
+/// not about the event (`stale`), nor a state of the guards, which may change at any time.
+fn about_the_pod(o: &Outcome) -> bool {
+    let guards = matches!(o.kind, OutcomeKind::Held(_) | OutcomeKind::BreakerOpen(_))
+        || matches!(o.why, Why::Said(s) if s == why::DRY_BREAKER || s == why::DRY_HOLD);
+    o.kind != OutcomeKind::Stale && !guards
+}
+
 struct State {
     /// Keyed by the whole target, with the leader's event time: only identical events (same
     /// target, same time) share a result as it is. The verdict compares the event's time with the
@@ -37,12 +66,11 @@ struct State {
     /// not hand its `stale` to a current one; those only take what the memory can prove.
     in_flight: HashMap<Target, (Option<Timestamp>, watch::Receiver<Shared>)>,
     /// Keyed by the pod's name; reused only when the event proves it is the same pod.
-    done: HashMap<(Namespace, PodName), (Instant, Outcome)>,
+    done: Done,
 }
 
 #[derive(Clone)]
 pub struct Coalescer {
-    window: Duration,
     state: Arc<Mutex<State>>,
 }
 
@@ -73,8 +101,10 @@ fn name_of(t: &Target) -> (Namespace, PodName) {
 impl Coalescer {
     pub fn new(window: Duration) -> Coalescer {
         Coalescer {
-            window,
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(State {
+                in_flight: HashMap::new(),
+                done: TtlMap::new(window, DONE_MAX, DONE_BYTES, done_weight),
+            })),
         }
     }
 
@@ -98,14 +128,14 @@ impl Coalescer {
         loop {
             let (tx, mut waiting) = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((at, outcome)) = state.done.get(&name_of(key))
-                    && at.elapsed() < self.window
+                let now = Instant::now().into_std();
+                if let Some((outcome, at)) = state.done.get(&name_of(key), now)
                     && outcome.seen.as_ref().is_some_and(|s| s.proves(key))
                 {
                     let mut o = outcome.clone();
                     o.reason = format!(
                         "already handled {} ms ago: {}",
-                        at.elapsed().as_millis(),
+                        now.saturating_duration_since(at).as_millis(),
                         o.reason
                     );
                     return Ok(o);
@@ -116,10 +146,6 @@ impl Coalescer {
                     }
                     Some(_) => (None, None),
                     None => {
-                        if state.done.len() > SWEEP_ABOVE {
-                            let window = self.window;
-                            state.done.retain(|_, (at, _)| at.elapsed() < window);
-                        }
                         let (tx, rx) = watch::channel(None);
                         state.in_flight.insert(key.clone(), (at, rx));
                         (Some(tx), None)
@@ -162,25 +188,28 @@ impl Coalescer {
                 match &result {
                     // Only an outcome about the pod itself (this event proved it was that pod)
                     // may answer another event: `stale` and "nothing proves it" are about the
-                    // event, and reusing them would spare the pod a true event. `held` is not
-                    // remembered either: its retries must look again.
+                    // event, and reusing them would spare the pod a true event. `held` and
+                    // `breaker-open` are not remembered either: they are the guards' state,
+                    // and the pod's next event must look again once they have changed.
                     Ok(outcome)
-                        if !self.window.is_zero()
-                            && outcome.kind != OutcomeKind::Stale
-                            && !matches!(outcome.kind, OutcomeKind::Held(_))
+                        if about_the_pod(outcome)
                             && outcome.seen.as_ref().is_some_and(|s| s.proves(key)) =>
                     {
+                        let mut o = outcome.clone();
+                        o.reason =
+                            crate::fastfmt::bounded_string(o.reason, crate::app::LOG_REASON_MAX);
                         state
                             .done
-                            .insert(name_of(key), (Instant::now(), outcome.clone()));
+                            .insert(name_of(key), o, Instant::now().into_std());
                     }
                     // A failure, or an outcome about no pod or another one: the next event looks
                     // again. An outcome about this event only leaves what is known of the pod.
                     _ => {
                         let name = name_of(key);
                         let uid = |o: &Outcome| o.seen.as_ref().map(|s| s.uid.clone());
-                        let same_pod = matches!((&result, state.done.get(&name)),
-                            (Ok(o), Some((_, known))) if uid(o).is_some() && uid(o) == uid(known));
+                        let now = Instant::now().into_std();
+                        let same_pod = matches!((&result, state.done.get(&name, now)),
+                            (Ok(o), Some((known, _))) if uid(o).is_some() && uid(o) == uid(known));
                         if !same_pod {
                             state.done.remove(&name);
                         }
@@ -258,6 +287,16 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap().kind, OutcomeKind::Deleted);
         }
         calls.load(Ordering::SeqCst)
+    }
+
+    /// An event for pod `p` whose action (counted in `calls`) deletes it, unless remembered.
+    async fn deletes(c: &Coalescer, calls: &AtomicUsize) -> Outcome {
+        c.run(&target("p"), None, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(deleted())
+        })
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -372,16 +411,94 @@ mod tests {
             };
             c.run(&other, None, about_event).await.unwrap();
             // The event that proves the pod (container CID) must look again.
-            let o = c
-                .run(&target("p"), None, || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Ok(deleted())
-                })
-                .await
-                .unwrap();
+            let o = deletes(&c, &calls).await;
             assert_eq!(o.kind, OutcomeKind::Deleted, "after {kind:?}: {}", o.reason);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn the_guards_state_is_never_remembered_for_the_pod() {
+        use crate::domain::outcome::{HeldBy, Why, why};
+        let calls = AtomicUsize::new(0);
+        let c = Coalescer::new(Duration::from_secs(5));
+        // Outcomes that say what the breaker or the floor allowed then, about a proven pod.
+        for (kind, said) in [
+            (OutcomeKind::BreakerOpen("Deployment"), why::BREAKER_OPEN),
+            (OutcomeKind::Held(HeldBy::Floor), why::HELD_FLOOR),
+            (OutcomeKind::Held(HeldBy::FloorNever), why::HELD_FOR_GOOD),
+            (OutcomeKind::DryRun, why::DRY_BREAKER),
+            (OutcomeKind::DryRun, why::DRY_HOLD),
+        ] {
+            let refused = || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(Outcome {
+                    kind,
+                    why: Why::Said(said),
+                    ..deleted()
+                })
+            };
+            assert_eq!(c.run(&target("p"), None, refused).await.unwrap().kind, kind);
+            // The breaker closed (the floor recovered): the pod's next event acts.
+            let o = deletes(&c, &calls).await;
+            assert_eq!(o.kind, OutcomeKind::Deleted, "after {kind:?}: {}", o.reason);
+            assert!(!o.reason.starts_with("already handled"), "{}", o.reason);
+            // Start again with nothing remembered.
+            c.state.lock().unwrap().done.remove(&name_of(&target("p")));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+        // A dry run that would delete is about the pod: remembered.
+        let dry = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Outcome {
+                kind: OutcomeKind::DryRun,
+                why: Why::Said(why::DRY_DELETE),
+                ..deleted()
+            })
+        };
+        c.run(&target("p"), None, dry).await.unwrap();
+        assert!(
+            c.run(&target("p"), None, dry)
+                .await
+                .unwrap()
+                .reason
+                .starts_with("already handled")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_memory_is_bounded_and_forgets_on_time() {
+        let c = Coalescer::new(Duration::from_secs(5));
+        let long = || async {
+            Ok(Outcome {
+                reason: "r".repeat(1 << 20),
+                ..deleted()
+            })
+        };
+        c.run(&target("p"), None, long).await.unwrap();
+        let again = c.run(&target("p"), None, long).await.unwrap();
+        assert!(again.reason.starts_with("already handled"));
+        assert!(
+            again.reason.len() < crate::app::LOG_REASON_MAX + 64,
+            "{}",
+            again.reason.len()
+        );
+        for i in 0..DONE_MAX + 10 {
+            c.run(&target(&format!("p{i}")), None, || async { Ok(deleted()) })
+                .await
+                .unwrap();
+        }
+        let (len, bytes) = {
+            let s = c.state.lock().unwrap();
+            (s.done.len(), s.done.bytes())
+        };
+        assert!(len <= DONE_MAX && bytes <= DONE_BYTES, "{len} {bytes}");
+        // Forgotten once the window has passed, on the next look, however few there are.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        c.run(&target("other"), None, || async { Ok(deleted()) })
+            .await
+            .unwrap();
+        assert_eq!(c.state.lock().unwrap().done.len(), 1);
     }
 
     #[tokio::test]

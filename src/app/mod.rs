@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     app::{
         coalesce::Coalescer,
-        reply::{Failed, Handled, Named, REASON_MAX, RULE_MAX, Reply, ReplyBody, bounded},
+        reply::{Failed, Handled, Named, REASON_MAX, RULE_MAX, Reply, ReplyBody},
     },
     cluster::client::Clients,
     cluster::{error::ApiError, pods::PodRemover},
@@ -27,6 +27,7 @@ use crate::{
     domain::falco::Target,
     domain::outcome::{Outcome, OutcomeKind, PodRef, Why},
     domain::policy::{Decision, decide},
+    fastfmt::{ECHO_MAX, bounded, bounded_string},
     ingest::decode::{DecodeError, Decoded, InputKind, decode},
     obs::logs,
     obs::metrics::{AuditLabels, ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
@@ -239,7 +240,7 @@ impl App {
                 tracing::info!(
                     outcome = "skipped",
                     reason = "our own result",
-                    what = what.as_str(),
+                    what = &*bounded(&what, REASON_MAX),
                     "ignored our own result: check the Trigger's filter (it must not deliver our replies)"
                 );
                 return Reply {
@@ -252,11 +253,14 @@ impl App {
                 self.count("unknown", "invalid");
                 let excerpt = String::from_utf8_lossy(&body[..body.len().min(512)]);
                 let ce_id = headers.get("ce-id").and_then(|v| v.to_str().ok());
+                // The message may quote the sender's strings (keys, a priority): cut once, for
+                // the line and the reply alike.
+                let error = bounded_string(e.to_string(), REASON_MAX);
                 tracing::warn!(
                     outcome = "invalid",
-                    ce_id = ce_id.unwrap_or("-"),
-                    error = %e,
-                    body = %excerpt,
+                    ce_id = &*bounded(ce_id.unwrap_or("-"), ECHO_MAX),
+                    error = error.as_str(),
+                    body = &*excerpt,
                     "rejected a request that is not a Falco event"
                 );
                 return Reply::error(
@@ -265,7 +269,7 @@ impl App {
                     } else {
                         StatusCode::BAD_REQUEST
                     },
-                    e.to_string(),
+                    error,
                 );
             }
         };
@@ -397,13 +401,14 @@ impl Inner {
     fn invalid(&self, d: &Decoded, e: crate::domain::ident::InvalidIdent) -> Reply {
         let ev = &d.event;
         self.count(d.kind.as_str(), "invalid");
+        let rule = bounded(&ev.rule, RULE_MAX);
         tracing::warn!(
             outcome = "invalid",
-            rule = ev.rule.as_str(),
+            rule = &*rule,
             priority = ev.priority.as_str(),
             input = d.kind.as_str(),
-            uuid = uuid_of(d),
-            ce_id = ce_id_of(d),
+            uuid = &*uuid_of(d),
+            ce_id = &*ce_id_of(d),
             error = %e,
             "rejected an event naming an invalid identifier"
         );
@@ -413,7 +418,7 @@ impl Inner {
                 error: format!("{e}: the event cannot name a Kubernetes pod"),
                 field: Some(e.field.clone()),
                 retry: Some(false),
-                rule: Some(bounded(ev.rule.clone(), RULE_MAX)),
+                rule: Some(rule.into_owned()),
                 priority: Some(ev.priority),
                 input: Some(d.kind),
             }),
@@ -431,20 +436,23 @@ impl Inner {
         let elapsed = started.elapsed().as_secs_f64();
         self.metrics.latency.observe(elapsed);
         self.metrics.plain_skipped().inc();
-        let uuid = peek.uuid.as_deref().unwrap_or("-");
+        let uuid = bounded(peek.uuid.as_deref().unwrap_or("-"), ECHO_MAX);
         let ms = elapsed * 1000.0;
+        // Cut once for the line and the reply (borrowed when short: the usual case).
+        let rule = bounded(&peek.rule, RULE_MAX);
+        let reason = bounded_string(reason, REASON_MAX);
         // The same line as `answer`'s; written directly where the text format allows (the
         // flood of events we skip is the hot path).
         let fields = [
             ("outcome", OutcomeKind::Skipped.as_str()),
             ("pod", "-"),
-            ("rule", &*peek.rule),
+            ("rule", &*rule),
             ("priority", peek.priority.as_str()),
             ("input", InputKind::Plain.as_str()),
             ("reason", reason.as_str()),
             ("uid", "-"),
             ("workload", "-"),
-            ("uuid", uuid),
+            ("uuid", &*uuid),
             ("ce_id", "-"),
         ];
         if tracing::enabled!(tracing::Level::INFO)
@@ -470,9 +478,9 @@ impl Inner {
             body: ReplyBody::Handled(Handled {
                 outcome: OutcomeKind::Skipped,
                 // The policy's reason: about the event and the configuration only.
-                reason: bounded(reason, REASON_MAX),
+                reason,
                 pod: None,
-                rule: bounded(peek.rule.to_string(), RULE_MAX),
+                rule: rule.into_owned(),
                 priority: peek.priority,
                 input: InputKind::Plain,
                 retry: None,
@@ -499,25 +507,29 @@ impl Inner {
                     .pod
                     .as_ref()
                     .map(|p| format!("{}/{}", p.namespace, p.name));
+                let rule = bounded(&ev.rule, RULE_MAX);
                 tracing::info!(
                     outcome = o.kind.as_str(),
                     pod = pod.as_deref().unwrap_or("-"),
                     // &str fields, not `%` Display: no formatting pass per event.
-                    rule = ev.rule.as_str(),
+                    rule = &*rule,
                     priority = ev.priority.as_str(),
                     input,
                     // The details the reply leaves out: the whole reason, the live pod's uid and
                     // its workload.
-                    reason = o.reason.as_str(),
+                    // (A workload is named by the pod's author: cut like the sender's strings.)
+                    reason = &*bounded(&o.reason, LOG_REASON_MAX),
                     uid = o.seen.as_ref().map_or("-", |s| s.uid.as_str()),
-                    workload = o
-                        .pod
-                        .as_ref()
-                        .and_then(|p| p.workload.as_deref())
-                        .unwrap_or("-"),
+                    workload = &*bounded(
+                        o.pod
+                            .as_ref()
+                            .and_then(|p| p.workload.as_deref())
+                            .unwrap_or("-"),
+                        ECHO_MAX
+                    ),
                     // Redeliveries of one event carry the same ids: correlate them.
-                    uuid = uuid_of(d),
-                    ce_id = ce_id_of(d),
+                    uuid = &*uuid_of(d),
+                    ce_id = &*ce_id_of(d),
                     ms,
                     "event handled"
                 );
@@ -532,9 +544,9 @@ impl Inner {
                     },
                     body: ReplyBody::Handled(Handled {
                         outcome: o.kind,
-                        reason: bounded(o.public_reason().to_string(), REASON_MAX),
+                        reason: bounded(o.public_reason(), REASON_MAX).into_owned(),
                         pod: o.pod.as_ref().map(Named::from),
-                        rule: bounded(ev.rule.clone(), RULE_MAX),
+                        rule: rule.into_owned(),
                         priority: ev.priority,
                         input: d.kind,
                         retry: held.then_some(true),
@@ -553,14 +565,15 @@ impl Inner {
                 // The sender is told to retry; the log keeps the event for replay, bounded
                 // (LOG_EVENT_MAX_BYTES: largest fields cut first, never its identifiers).
                 let event = logs::bounded_event(ev, logs::LOG_EVENT_MAX_BYTES);
+                let rule = bounded(&ev.rule, RULE_MAX);
                 tracing::error!(
                     outcome = "error",
-                    rule = ev.rule.as_str(),
+                    rule = &*rule,
                     priority = ev.priority.as_str(),
                     input,
-                    uuid = uuid_of(d),
-                    ce_id = ce_id_of(d),
-                    error = %e,
+                    uuid = &*uuid_of(d),
+                    ce_id = &*ce_id_of(d),
+                    error = &*bounded_string(e.to_string(), LOG_REASON_MAX),
                     event = event.as_str(),
                     ms,
                     "could not act on event; the sender should retry"
@@ -572,7 +585,7 @@ impl Inner {
                         error: e.public(),
                         field: None,
                         retry: Some(status == StatusCode::SERVICE_UNAVAILABLE),
-                        rule: Some(bounded(ev.rule.clone(), RULE_MAX)),
+                        rule: Some(rule.into_owned()),
                         priority: Some(ev.priority),
                         input: Some(d.kind),
                     }),
@@ -583,12 +596,19 @@ impl Inner {
     }
 }
 
-/// Falco's `uuid` of the event, `-` when it has none (before Falco 0.33, or stripped).
-fn uuid_of(d: &Decoded) -> &str {
-    d.event.uuid.as_deref().unwrap_or("-")
+/// How much of a reason or an error a log line gives, in bytes: the whole story (live objects'
+/// names and uids) fits; a pod author's megabyte of owner name does not.
+pub const LOG_REASON_MAX: usize = 1024;
+
+/// Falco's `uuid` of the event, `-` when it has none (before Falco 0.33, or stripped); bounded.
+fn uuid_of(d: &Decoded) -> std::borrow::Cow<'_, str> {
+    bounded(d.event.uuid.as_deref().unwrap_or("-"), ECHO_MAX)
 }
 
-/// The CloudEvent `id` the event came with, `-` when it was not a CloudEvent.
-fn ce_id_of(d: &Decoded) -> &str {
-    d.cloudevent.as_ref().map_or("-", |c| c.id.as_str())
+/// The CloudEvent `id` the event came with, `-` when it was not a CloudEvent; bounded.
+fn ce_id_of(d: &Decoded) -> std::borrow::Cow<'_, str> {
+    bounded(
+        d.cloudevent.as_ref().map_or("-", |c| c.id.as_str()),
+        ECHO_MAX,
+    )
 }

@@ -14,20 +14,15 @@ use crate::{
         falco::Priority,
         outcome::{OutcomeKind, PodRef},
     },
-    fastfmt::{cut, push_json_str},
+    fastfmt::{ECHO_MAX, bounded_string, push_json_str},
     ingest::decode::{CloudEventInfo, InputKind},
 };
 
 /// How much of the event's rule a reply echoes, in bytes (Falco's rule names are far shorter).
-pub const RULE_MAX: usize = 256;
-/// How much of a reason a reply gives, in bytes (a policy reason may quote the rule).
+pub const RULE_MAX: usize = ECHO_MAX;
+/// How much of a reason or an error message a reply gives, in bytes (a policy reason or a
+/// decode error may quote the sender's strings, each cut to `ECHO_MAX` first).
 pub const REASON_MAX: usize = 512;
-
-/// `s` cut to `max` bytes on a char boundary: what a reply echoes of the sender's text.
-pub fn bounded(mut s: String, max: usize) -> String {
-    s.truncate(cut(&s, max).len());
-    s
-}
 
 /// The pod as the event named it: no uid, workload or anything else read from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,11 +125,12 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A failure; the message is cut to [`REASON_MAX`] (it may quote the sender's strings).
     pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
         Reply {
             status,
             body: ReplyBody::Failed(Failed {
-                error: message.into(),
+                error: bounded_string(message.into(), REASON_MAX),
                 field: None,
                 retry: None,
                 rule: None,
@@ -187,7 +183,7 @@ mod tests {
             outcome: OutcomeKind::Deleted,
             reason: "the pod was deleted".into(),
             pod: Some(Named::from(&live)),
-            rule: bounded("é".repeat(RULE_MAX), RULE_MAX),
+            rule: bounded_string("é".repeat(RULE_MAX), RULE_MAX),
             priority: Priority::Warning,
             input: InputKind::Plain,
             retry: None,
@@ -203,6 +199,19 @@ mod tests {
             "{}",
             rule.len()
         );
+    }
+
+    #[test]
+    fn an_unknown_priority_is_never_echoed_whole() {
+        let e = "\u{1}".repeat(1 << 20).parse::<Priority>().unwrap_err();
+        // Cut to ECHO_MAX before quoting (six bytes a control character), then the sentence.
+        assert!(e.len() < 6 * ECHO_MAX + 200, "{}", e.len());
+        assert!(e.contains(crate::fastfmt::CUT_MARK), "{e}");
+        let r = Reply::error(StatusCode::BAD_REQUEST, e);
+        let ReplyBody::Failed(f) = &r.body else {
+            panic!("{r:?}")
+        };
+        assert!(f.error.len() <= REASON_MAX && f.error.ends_with(crate::fastfmt::CUT_MARK));
     }
 
     proptest! {

@@ -40,12 +40,17 @@ pub const RESERVATION_LABEL: &str = "falco-responder/reservation";
 /// Reason of a reservation record.
 pub const RESERVED_REASON: &str = "FalcoDeletionReserved";
 
-/// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's limit).
+/// The API's limit for an Event's note, in bytes.
+const NOTE_MAX: usize = 1024;
+
+/// A note for `kubectl get events`: rule, priority and Falco's output line (≤ 1 kB, the API's
+/// limit). The sender's strings are cut before they are quoted or copied.
 pub fn event_note(ev: &FalcoEvent) -> String {
-    let mut note = format!("Falco rule {:?} ({})", ev.rule, ev.priority);
+    let rule = crate::fastfmt::bounded(&ev.rule, crate::fastfmt::ECHO_MAX);
+    let mut note = format!("Falco rule {rule:?} ({})", ev.priority);
     if let Some(out) = &ev.output {
         note.push_str(": ");
-        note.push_str(out);
+        note.push_str(crate::fastfmt::cut(out, NOTE_MAX));
     }
     bounded(note)
 }
@@ -59,13 +64,9 @@ fn event_name(pod: &str, now: jiff::Timestamp) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// At most 1 kB (the API's limit for a note), cut on a char boundary.
-fn bounded(mut note: String) -> String {
-    if note.len() > 1024 {
-        note.truncate(crate::fastfmt::cut(&note, 1021).len());
-        note.push_str("...");
-    }
-    note
+/// At most 1 kB (the API's limit for a note), cut on a char boundary and marked as cut.
+fn bounded(note: String) -> String {
+    crate::fastfmt::bounded_string(note, NOTE_MAX)
 }
 
 /// The Event for `kubectl get events`: who deleted the pod (or would have, under DRY_RUN),
@@ -180,8 +181,8 @@ pub fn breaker_record(
 
 /// How often one workload's refusal Event of one reason is written, at most.
 pub const REFUSAL_EVENT_WINDOW: Duration = Duration::from_secs(60);
-/// How many workload+reason pairs the limiter remembers (each well under 1 KiB: at most
-/// ~1 MiB). Beyond that within one window, refusal Events are not written at all.
+/// How many workload+reason pairs the limiter remembers (each key cut to well under 1 KiB:
+/// at most ~1 MiB). Beyond that within one window, refusal Events are not written at all.
 pub const REFUSAL_KEYS_MAX: usize = 1024;
 
 /// Refusal Events (breaker open, held, dry run) are the audit trail of what was *not* done,
@@ -216,6 +217,8 @@ impl RefusalLimiter {
     /// Whether the refusal Event for `what` about `about` (`namespace/Kind/name`, or
     /// `namespace/pod`) may be written at `now`; a yes is remembered for the window.
     pub fn allow(&self, what: Recorded, about: &str, now: Instant) -> bool {
+        // `about` names a workload its pod's author may have named: the key is bounded.
+        let about = crate::fastfmt::bounded(about, 2 * crate::fastfmt::ECHO_MAX);
         let key = format!("{what:?}/{about}");
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = |at: &Instant| now.saturating_duration_since(*at) < self.window;
@@ -306,6 +309,12 @@ mod tests {
             "rule": "r", "priority": "Notice", "output": "é".repeat(2000)}))
         .unwrap();
         let note = event_note(&ev);
-        assert!(note.len() <= 1024 && note.ends_with("..."));
+        assert!(note.len() <= NOTE_MAX && note.ends_with(crate::fastfmt::CUT_MARK));
+        // A megabyte of rule is cut before it is quoted.
+        let ev: FalcoEvent = serde_json::from_value(serde_json::json!({
+            "rule": "\u{1}".repeat(1 << 20), "priority": "Notice"}))
+        .unwrap();
+        let note = event_note(&ev);
+        assert!(note.len() <= NOTE_MAX && note.ends_with(crate::fastfmt::CUT_MARK));
     }
 }

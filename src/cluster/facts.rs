@@ -5,7 +5,6 @@
 //! the guards' API calls within the event's deadline.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -14,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 
 use crate::{
+    cache::TtlMap,
     cluster::{
         error::{ApiError, Call, Deadline},
         evict::{self, Refused},
@@ -23,24 +23,77 @@ use crate::{
     domain::{
         budget::{Breaker, Deletion},
         guards::{GuardConfig, NAMESPACE_PROTECT_LABEL},
+        ident::{Namespace, ObjectName, PodUid},
         step::Removal,
-        workload::{self, Replicas, Workload},
+        workload::{self, Kind, Replicas, Workload},
     },
 };
 
 /// Retry-After of a `held` answer: replicas take seconds to tens of seconds to become ready.
 pub const HELD_RETRY_AFTER_SECONDS: u64 = 30;
 
-/// Resolved owners by the whole claim (namespace, apiVersion, kind, name, uid): a delete loop
-/// hits the same owner again and again, and an owner's own controller does not change. Keyed
-/// by the whole claim, not the uid alone, so a pod claiming a real owner's uid under another
-/// name or namespace is proven on its own. Bounded; cleared when full.
+/// Resolved owners by the whole claim (namespace, kind, name, uid), only for the kinds whose
+/// owner is looked up and only when every part is a valid identifier (the uid a UUID, the
+/// name a DNS-1123 subdomain): a delete loop hits the same owner again and again, and an
+/// owner's own controller does not change. Keyed by the whole claim, not the uid alone, so a
+/// pod claiming a real owner's uid under another name or namespace is proven on its own. A
+/// claim that is no valid identifier is resolved each time and never remembered: nothing a
+/// pod's author writes becomes a key unchecked.
 const OWNER_CACHE_MAX: usize = 4096;
+const OWNER_CACHE_BYTES: usize = 1 << 20;
+/// An owner's uid names one object for its life: the time to live only makes room.
+const OWNER_CACHE_TTL: Duration = Duration::from_secs(600);
 
 /// How long a namespace's protection label is remembered: a storm in one namespace costs one
 /// GET per window; labelling a namespace takes effect within it.
 pub const NAMESPACE_CACHE_TTL: Duration = Duration::from_secs(5);
 const NAMESPACE_CACHE_MAX: usize = 1024;
+const NAMESPACE_CACHE_BYTES: usize = 256 << 10;
+
+/// An owner claim made only of validated identifiers, of a kind that is looked up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct OwnerKey {
+    namespace: Namespace,
+    kind: Kind,
+    name: ObjectName,
+    uid: PodUid,
+}
+
+/// The cache key of the pod's owner claim: `None` when nothing is looked up for it (no
+/// controller, a kind not proven by a GET) or when a part is not a valid identifier.
+fn owner_key(pod: &Pod) -> Option<OwnerKey> {
+    let workload::Owner::Controller(o) = workload::owner_of(pod) else {
+        return None;
+    };
+    let kind = Kind::of_owner(&o.kind, &o.api_version);
+    if !matches!(
+        kind,
+        Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet | Kind::Job
+    ) {
+        return None;
+    }
+    Some(OwnerKey {
+        namespace: Namespace::parse("namespace", names(pod).0).ok()?,
+        kind,
+        name: ObjectName::parse("ownerReference name", &o.name).ok()?,
+        uid: PodUid::parse("ownerReference uid", &o.uid).ok()?,
+    })
+}
+
+/// What an owner entry holds, in bytes (the workload's strings: a name and apiVersion read
+/// from objects a pod's author may have written, counted whole).
+fn owner_weight(k: &OwnerKey, w: &Workload) -> usize {
+    k.namespace.as_str().len()
+        + k.name.as_str().len()
+        + k.uid.as_str().len()
+        + w.name.len()
+        + w.api_version.len()
+        + w.kind.as_str().len()
+}
+
+fn namespace_weight(k: &Namespace, _: &bool) -> usize {
+    k.as_str().len()
+}
 
 /// The guards' per-process state: the breaker's ledger and shared count, and the caches.
 #[derive(Debug)]
@@ -48,8 +101,8 @@ pub struct Guards {
     pub breaker: Breaker,
     /// The breaker's shared count: records in the function's own namespace.
     pub records: Arc<BreakerRecords>,
-    owners: Mutex<HashMap<String, Workload>>,
-    namespaces: Mutex<HashMap<String, (bool, Instant)>>,
+    owners: Mutex<TtlMap<OwnerKey, Workload>>,
+    namespaces: Mutex<TtlMap<Namespace, bool>>,
 }
 
 impl Guards {
@@ -57,8 +110,18 @@ impl Guards {
         Guards {
             records: Arc::new(records),
             breaker: Breaker::new(c.max_deletions_per_workload, c.max_deletions),
-            owners: Mutex::new(HashMap::new()),
-            namespaces: Mutex::new(HashMap::new()),
+            owners: Mutex::new(TtlMap::new(
+                OWNER_CACHE_TTL,
+                OWNER_CACHE_MAX,
+                OWNER_CACHE_BYTES,
+                owner_weight,
+            )),
+            namespaces: Mutex::new(TtlMap::new(
+                NAMESPACE_CACHE_TTL,
+                NAMESPACE_CACHE_MAX,
+                NAMESPACE_CACHE_BYTES,
+                namespace_weight,
+            )),
         }
     }
 
@@ -70,16 +133,16 @@ impl Guards {
         ns: &str,
         deadline: Deadline,
     ) -> Result<bool, ApiError> {
-        let now = Instant::now();
-        let cached = self
-            .namespaces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(ns)
-            .filter(|(_, at)| now.duration_since(*at) < NAMESPACE_CACHE_TTL)
-            .map(|(p, _)| *p);
-        if let Some(p) = cached {
-            return Ok(p);
+        // The live pod's namespace: valid unless the API server is not one.
+        let key = Namespace::parse("namespace", ns).ok();
+        if let Some(key) = &key
+            && let Some((p, _)) = self
+                .namespaces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key, Instant::now())
+        {
+            return Ok(*p);
         }
         let protected = deadline
             .within(
@@ -94,11 +157,12 @@ impl Guards {
                 )
                 .failed(e)
             })?;
-        let mut cache = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= NAMESPACE_CACHE_MAX {
-            cache.clear();
+        if let Some(key) = key {
+            self.namespaces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, protected, Instant::now());
         }
-        cache.insert(ns.to_string(), (protected, now));
         Ok(protected)
     }
 
@@ -153,29 +217,24 @@ impl Guards {
     }
 
     /// The pod's workload: its owner proven and followed up through one metadata GET,
-    /// remembered by the whole claim.
+    /// remembered by the whole claim when it is made of valid identifiers.
     async fn resolve(&self, client: &Client, pod: &Pod) -> Result<Workload, kube::Error> {
-        let owner_uid = match workload::owner_of(pod) {
-            workload::Owner::Controller(o) => {
-                let ns = names(pod).0;
-                format!("{ns}/{}/{}/{}/{}", o.api_version, o.kind, o.name, o.uid)
-            }
-            _ => return Ok(workload::direct_workload(pod)),
+        let Some(key) = owner_key(pod) else {
+            return workloads::resolve(client, pod).await;
         };
-        if let Some(w) = self
+        if let Some((w, _)) = self
             .owners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&owner_uid)
+            .get(&key, Instant::now())
         {
             return Ok(w.clone());
         }
         let w = workloads::resolve(client, pod).await?;
-        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-        if owners.len() >= OWNER_CACHE_MAX {
-            owners.clear();
-        }
-        owners.insert(owner_uid, w.clone());
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, w.clone(), Instant::now());
         Ok(w)
     }
 
@@ -226,4 +285,51 @@ fn names(pod: &Pod) -> (&str, &str) {
         m.namespace.as_deref().unwrap_or_default(),
         m.name.as_deref().unwrap_or_default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(kind: &str, api_version: &str, name: &str, uid: &str) -> Pod {
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "prod",
+            "ownerReferences": [{"apiVersion": api_version, "kind": kind, "name": name,
+            "uid": uid, "controller": true}]}}),
+        )
+        .unwrap()
+    }
+
+    const UID: &str = "7A1B0C1E-0000-4000-8000-000000000007";
+
+    #[test]
+    fn only_valid_claims_of_looked_up_kinds_become_owner_keys() {
+        let key = owner_key(&pod("ReplicaSet", "apps/v1", "web-5d8f", UID)).unwrap();
+        assert_eq!(key.uid.as_str(), UID.to_ascii_lowercase());
+        assert_eq!(
+            (key.kind, key.name.as_str()),
+            (Kind::ReplicaSet, "web-5d8f")
+        );
+        for (kind, api, name, uid) in [
+            // The pod author's strings that are no identifier: never a key.
+            ("ReplicaSet", "apps/v1", "web-5d8f", "rs-uid"),
+            ("ReplicaSet", "apps/v1", "web-5d8f", &"7".repeat(1 << 20)),
+            ("ReplicaSet", "apps/v1", &"n".repeat(254), UID),
+            ("ReplicaSet", "apps/v1", "Web", UID),
+            // Kinds whose owner is not looked up: nothing to remember.
+            ("Deployment", "apps/v1", "web", UID),
+            ("Rollout", "argoproj.io/v1alpha1", "r", UID),
+            ("ReplicaSet", "fake/v1", "web-5d8f", UID),
+        ] {
+            assert_eq!(
+                owner_key(&pod(kind, api, name, uid)),
+                None,
+                "{kind} {api} {}",
+                &uid[..uid.len().min(40)]
+            );
+        }
+        let standalone: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!(owner_key(&standalone), None);
+    }
 }

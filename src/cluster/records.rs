@@ -45,7 +45,7 @@ use kube::{
 use crate::{
     cluster::{
         error::error_chain,
-        events::{self, POD_ANNOTATION, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
+        events::{self, RECORD_LABEL, RECORD_VALUE, WORKLOAD_ANNOTATION},
     },
     domain::budget::{Deletion, MAX_WINDOW},
 };
@@ -301,12 +301,10 @@ fn seen_of(m: ObjectMeta) -> Option<Deletion> {
     let mut annotations = m.annotations.unwrap_or_default();
     let mut take = |key| annotations.remove(key).filter(|v: &String| !v.is_empty());
     let workload = take(WORKLOAD_ANNOTATION);
-    let pod = take(POD_ANNOTATION);
     Some(Deletion {
         key: m.name?,
         workload,
         at: m.creation_timestamp?.0,
-        pod,
     })
 }
 
@@ -319,13 +317,12 @@ mod tests {
         let m: ObjectMeta = serde_json::from_value(serde_json::json!({
             "name": "falco-responder-deleted.1", "namespace": "falco-responder",
             "creationTimestamp": "2026-11-30T08:00:00Z",
-            "annotations": {WORKLOAD_ANNOTATION: "ns/Deployment/web", POD_ANNOTATION: "ns/web-1"}
+            "annotations": {WORKLOAD_ANNOTATION: "ns/Deployment/web"}
         }))
         .unwrap();
         let s = seen_of(m).unwrap();
         assert_eq!(s.key, "falco-responder-deleted.1");
         assert_eq!(s.workload.as_deref(), Some("ns/Deployment/web"));
-        assert_eq!(s.pod.as_deref(), Some("ns/web-1"));
         // No time, no count: nothing to place in a window.
         let m: ObjectMeta = serde_json::from_value(serde_json::json!({"name": "x"})).unwrap();
         assert_eq!(seen_of(m), None);

@@ -84,9 +84,6 @@ pub struct Deletion {
     /// `namespace/Kind/name` of the workload; `None` for standalone pods.
     pub workload: Option<String>,
     pub at: Timestamp,
-    /// `namespace/name` of the pod removed, when the record says (a grace period shortened
-    /// later on the same pod is the same removal, not a second one).
-    pub pod: Option<String>,
 }
 
 /// The key a workload is counted under; standalone and mirror pods have none (they are not
@@ -314,7 +311,6 @@ impl Breaker {
                 key: event_key.to_string(),
                 workload: workload.map(String::from),
                 at: now,
-                pod: None,
             });
         }
         Ok(Some(Ticket {
@@ -354,7 +350,6 @@ mod tests {
             key: key.into(),
             workload: w.map(String::from),
             at: ts(at),
-            pod: None,
         }
     }
 

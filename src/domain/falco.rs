@@ -48,9 +48,11 @@ impl FromStr for Priority {
         let t = s.trim();
         match NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(t)) {
             Some((_, p)) => Ok(*p),
+            // The sender's string, cut (ECHO_MAX) before it is quoted: never echoed whole.
             None => Err(format!(
-                "unknown Falco priority {s:?} (expected Emergency, Alert, Critical, Error, Warning, \
-                 Notice, Informational, Info or Debug)"
+                "unknown Falco priority {:?} (expected Emergency, Alert, Critical, Error, Warning, \
+                 Notice, Informational, Info or Debug)",
+                crate::fastfmt::bounded(s, crate::fastfmt::ECHO_MAX)
             )),
         }
     }

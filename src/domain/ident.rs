@@ -17,14 +17,13 @@ pub struct InvalidIdent {
     pub why: String,
 }
 
+/// How much of a refused value its error shows, in bytes (cut and marked as cut).
+const SHOWN_MAX: usize = 80;
+
 fn invalid(field: &str, value: &str, why: impl Into<String>) -> InvalidIdent {
-    let mut shown: String = value.chars().take(80).collect();
-    if value.chars().count() > 80 {
-        shown.push('…');
-    }
     InvalidIdent {
         field: field.to_string(),
-        value: shown,
+        value: crate::fastfmt::bounded(value, SHOWN_MAX).into_owned(),
         why: why.into(),
     }
 }
@@ -126,7 +125,15 @@ name_type!(
     dns1123_subdomain
 );
 
-/// A pod uid: a UUID in its hyphenated form, kept lowercase so comparisons are exact.
+name_type!(
+    /// The name of a namespaced object other than a pod (an owner: a ReplicaSet, a Job ...):
+    /// a DNS-1123 subdomain, the widest rule Kubernetes applies to the kinds we look up.
+    ObjectName,
+    dns1123_subdomain
+);
+
+/// A pod uid: a UUID in its hyphenated form, kept lowercase so comparisons are exact. (Every
+/// object's uid has this form: it is also the type of an owner's uid.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct PodUid(String);

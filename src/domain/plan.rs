@@ -71,7 +71,6 @@ struct Decided {
     what: Recorded,
     pod_ready: bool,
     node: Option<String>,
-    created: Option<Timestamp>,
     /// 0 was asked for a StatefulSet pod: raised to [`STATEFULSET_MIN_GRACE`].
     grace_raised: bool,
 }
@@ -205,7 +204,6 @@ impl<'a> Plan<'a> {
             what,
             pod_ready: guards::pod_is_ready(pod),
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-            created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
             grace_raised: false,
         });
         // The protections pod authors cannot forge, then the workload-aware guards, for a
@@ -315,12 +313,11 @@ impl<'a> Plan<'a> {
     /// record it would write, until [`Plan::removed`] says whether it happened.
     pub fn counted(&mut self, listed: &[Deletion], now: Timestamp, record_name: &str) -> Step {
         self.expect(Due::Count, Due::Nothing);
-        // Shortening the grace of a pod whose removal a record already counts is that same
-        // removal: the breaker still says whether it is open, but it counts nothing new.
-        let again = self.decided().what == Recorded::GraceShortened && self.counted_before(listed);
+        // Records are named after the pod's uid, so shortening the grace of a pod the function
+        // removed itself is that same removal: the breaker counts it once by its name.
         let w = self.resolved();
         let key = budget::workload_key(self.target.namespace.as_str(), w);
-        let reserve = !self.config.dry_run && !again;
+        let reserve = !self.config.dry_run;
         match self
             .breaker
             .admit(listed, key.as_deref(), now, record_name, reserve)
@@ -487,16 +484,6 @@ impl<'a> Plan<'a> {
                 .and_then(|w| budget::workload_key(self.target.namespace.as_str(), w)),
             related: self.related(),
         })
-    }
-
-    /// Whether a record names this pod's removal (a record made since the pod was created):
-    /// shortening the grace of a pod the function removed itself is not a second removal.
-    fn counted_before(&self, listed: &[Deletion]) -> bool {
-        let pod = format!("{}/{}", self.target.namespace, self.target.name);
-        let created = self.decided().created;
-        listed
-            .iter()
-            .any(|d| d.pod.as_deref() == Some(pod.as_str()) && created.is_none_or(|c| d.at >= c))
     }
 
     /// Said in the reason when a StatefulSet pod got [`STATEFULSET_MIN_GRACE`] instead of 0.
@@ -935,7 +922,7 @@ mod tests {
             replicas in prop::option::of((0u32..5, 0u32..6)),
             // Ages within the breaker's windows mostly, some older than the pod (an hour).
             listed in prop::collection::vec(
-                (any::<bool>(), prop_oneof![3 => 0i64..120, 1 => 0i64..7200], any::<bool>()),
+                (any::<bool>(), prop_oneof![3 => 0i64..120, 1 => 0i64..7200]),
                 0..6,
             ),
             pdb_allows in any::<bool>(),
@@ -960,11 +947,10 @@ mod tests {
                 listed: listed
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (ours, ago, this_pod))| Deletion {
+                    .map(|(i, (ours, ago))| Deletion {
                         key: format!("record-{i}"),
                         workload: Some(if ours { "prod/Deployment/web" } else { "prod/Job/other" }.into()),
                         at: at(-ago),
-                        pod: Some(if this_pod { "prod/web-0" } else { "prod/web-9" }.into()),
                     })
                     .collect(),
                 dry_eviction: if pdb_allows { Ok(()) } else { Err("web-pdb needs 2".into()) },
@@ -1075,12 +1061,8 @@ mod tests {
         ) {
             let run = drive(&rules, &breaker, &t, &a);
             let removed = !removals(&run).is_empty();
-            // A shortened grace of a pod whose removal a record already counts is not counted
-            // again (a record made since the pod, created an hour before NOW, was).
-            let shortened = a.pod.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-            let before = a.listed.iter().any(|d| d.pod.as_deref() == Some("prod/web-0") && d.at >= at(-3600));
             let lost = removed && a.removed == Err(LOST);
-            let counted = run.steps.contains(&Step::Count) && !(shortened && before);
+            let counted = run.steps.contains(&Step::Count);
             let made = removed && a.removed == Ok(Removed::Done);
             // Reserved only by a removal that happened or may have (its answer lost); every
             // other path gave it back.
@@ -1406,7 +1388,6 @@ mod tests {
             key: RECORD.into(),
             workload: Some("prod/Deployment/web".into()),
             at: at(-5),
-            pod: None,
         }];
         let other = drive_named(
             &rules(),
@@ -1453,7 +1434,6 @@ mod tests {
                 key: format!("r{i}"),
                 workload: None,
                 at: at(ago),
-                pod: None,
             })
             .collect();
         let run = drive(&rules(), &breaker, &target(None), &a);
@@ -1559,7 +1539,6 @@ mod tests {
             key: "r".into(),
             workload: None,
             at: at(-1),
-            pod: None,
         }];
         let run = drive(&rules(), &breaker, &target(None), &a);
         let f = run.finish.unwrap();
@@ -1611,24 +1590,23 @@ mod tests {
         assert!(f.breaker_record.is_some());
         assert_eq!(breaker.reserved(), 1);
 
-        // A record of this pod's removal since it was created: the same removal, not counted
-        // again.
-        let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+        // The record of this pod's own removal (named after its uid) is the same removal: a
+        // budget it fills admits the shortening; a record of another pod does not.
+        let breaker = Breaker::new(None, Some("1/1m".parse().unwrap()));
         a.listed = vec![Deletion {
             key: "ours".into(),
             workload: Some("prod/Deployment/web".into()),
             at: at(-30),
-            pod: Some("prod/web-0".into()),
         }];
-        let run = drive(&r, &breaker, &target(Some(UID)), &a);
+        let run = drive_named(&r, &breaker, &target(Some(UID)), &a, "ours");
         let f = run.finish.unwrap();
         assert_eq!(f.outcome.unwrap().kind, OutcomeKind::Terminating);
-        assert!(f.breaker_record.is_none());
-        assert_eq!(breaker.reserved(), 0);
-        // A record of an older pod of the same name counts nothing for this one.
-        a.listed[0].at = at(-3700);
-        let run = drive(&r, &breaker, &target(Some(UID)), &a);
-        assert!(run.finish.unwrap().breaker_record.is_some());
+        assert!(f.breaker_record.is_some());
+        let breaker = Breaker::new(None, Some("1/1m".parse().unwrap()));
+        let run = drive_named(&r, &breaker, &target(Some(UID)), &a, "another");
+        let kind = outcome(&run).unwrap().kind;
+        assert!(matches!(kind, OutcomeKind::BreakerOpen(_)), "{kind:?}");
+        assert!(removals(&run).is_empty());
 
         // Listed in SKIP_OWNER_KINDS: skipped, not shortened.
         let skip = PlanConfig {

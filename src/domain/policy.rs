@@ -219,14 +219,10 @@ fn shown(v: &crate::domain::falco::FieldValue) -> String {
     }
 }
 
-/// An attacker's value in a reason: at most 32 characters, as Rust debug-quotes them.
+/// An attacker's value in a reason: at most 32 bytes (cut and marked as cut), as Rust
+/// debug-quotes them.
 fn bounded(s: &str) -> String {
-    let cut: String = s.chars().take(32).collect();
-    if cut.len() < s.len() {
-        format!("{cut:?}…")
-    } else {
-        format!("{cut:?}")
-    }
+    format!("{:?}", crate::fastfmt::bounded(s, 32))
 }
 
 /// The checks that need only the rule, the priority and the source: why to skip the event, if
@@ -245,10 +241,12 @@ pub fn skip_early(
         return Some("Falco internal event (source \"internal\")".into());
     }
     if !cfg.rules.matches(rule) {
-        // Built by hand: this is the reason of nearly every skipped event.
+        // Built by hand: this is the reason of nearly every skipped event. The rule is cut
+        // before it is quoted: quoting multiplies an attacker's string up to six times.
+        let rule = crate::fastfmt::bounded(rule, crate::fastfmt::ECHO_MAX);
         let mut reason = String::with_capacity(rule.len() + 24);
         reason.push_str("rule ");
-        crate::fastfmt::push_debug_str(&mut reason, rule);
+        crate::fastfmt::push_debug_str(&mut reason, &rule);
         reason.push_str(" is not in RULES");
         return Some(reason);
     }
@@ -643,6 +641,19 @@ mod tests {
         );
         let (_, reason) = audit_skip(decide(&e, &c));
         assert!(reason.len() < 400, "{}", reason.len());
+    }
+
+    #[test]
+    fn a_long_rule_is_cut_before_it_is_quoted_in_the_reason() {
+        // Control characters quote to six bytes each: a megabyte would become six.
+        let rule = "\u{1}".repeat(1 << 20);
+        let reason = skip_early(&rule, Priority::Critical, None, &cfg(&[])).unwrap();
+        assert!(
+            reason.len() < 6 * crate::fastfmt::ECHO_MAX,
+            "{}",
+            reason.len()
+        );
+        assert!(reason.contains(crate::fastfmt::CUT_MARK), "{reason}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+use crate::fastfmt::{ECHO_MAX, bounded, bounded_string};
+
 /// The kubelet sets this on the API copy of a static pod; deleting that copy changes nothing.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
@@ -80,10 +82,13 @@ impl Kind {
         let known = BUILT_IN
             .into_iter()
             .find(|(k, g)| *g == Some(group) && k.as_str() == kind);
+        // An unknown kind is the pod author's word, taken as named but bounded (`ECHO_MAX`):
+        // it reaches log lines, Events and the breaker's keys.
+        let other = |k: String| Kind::Other(bounded_string(k, ECHO_MAX));
         match known {
             Some((k, _)) => k,
-            None if group.is_empty() => Kind::Other(kind.to_string()),
-            None => Kind::Other(format!("{kind}.{group}")),
+            None if group.is_empty() => other(kind.to_string()),
+            None => other(format!("{kind}.{group}")),
         }
     }
 
@@ -143,12 +148,18 @@ impl fmt::Display for Workload {
     }
 }
 
+/// The longest name of a Kubernetes object (a DNS-1123 subdomain): a longer one in an
+/// ownerReference names no object, and is cut to this.
+const NAME_MAX: usize = 253;
+
 impl Workload {
+    /// The names come from ownerReferences, which a pod's author writes: bounded, since they
+    /// reach log lines, Events and the breaker's keys (a real object's fit whole).
     fn new(kind: Kind, name: &str, api_version: &str) -> Workload {
         Workload {
             kind,
-            name: name.to_string(),
-            api_version: api_version.to_string(),
+            name: bounded(name, NAME_MAX).into_owned(),
+            api_version: bounded(api_version, ECHO_MAX).into_owned(),
         }
     }
 }
@@ -301,6 +312,28 @@ mod tests {
             assert_ne!(owner_of(&p), Owner::Mirror, "{refs} on {on}");
             assert_ne!(direct_workload(&p).kind, Kind::Mirror, "{refs} on {on}");
         }
+    }
+
+    #[test]
+    fn a_claimed_owner_is_bounded_whatever_its_author_wrote() {
+        let mega = "x".repeat(1 << 20);
+        let w = direct_workload(&owned(&mega, &format!("{mega}/v1"), &mega, true));
+        assert!(
+            w.kind.as_str().len() <= ECHO_MAX,
+            "{}",
+            w.kind.as_str().len()
+        );
+        assert!(w.name.len() <= NAME_MAX && w.name.ends_with(crate::fastfmt::CUT_MARK));
+        assert!(w.api_version.len() <= ECHO_MAX);
+        assert!(w.to_string().len() < 2 * ECHO_MAX + NAME_MAX);
+        // Real names are kept whole.
+        let w = direct_workload(&owned(
+            "Rollout",
+            "argoproj.io/v1alpha1",
+            &"r".repeat(253),
+            true,
+        ));
+        assert_eq!(w.name, "r".repeat(253));
     }
 
     #[test]

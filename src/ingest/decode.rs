@@ -350,7 +350,8 @@ fn locate_cloudevent<'a>(
         )));
     }
     let Some(data) = data else {
-        return Err(DecodeError::NoData(info.ty));
+        let ty = crate::fastfmt::bounded_string(info.ty, crate::fastfmt::ECHO_MAX);
+        return Err(DecodeError::NoData(ty));
     };
     let kind = if structured {
         InputKind::CloudEventStructured
@@ -508,7 +509,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                             let first = value.get().as_bytes().first();
                             if let Some(b'{' | b'[') = first {
                                 return Err(de::Error::custom(format_args!(
-                                    "the attribute {} is {}: CloudEvent attributes are \
+                                    "the attribute {:?} is {}: CloudEvent attributes are \
                                      strings, numbers or booleans",
                                     named(other),
                                     json_type(first)
@@ -521,16 +522,6 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             }
         }
         d.deserialize_map(V)
-    }
-}
-
-/// A name as an error shows it: quoted, at most 64 characters.
-fn named(key: &str) -> String {
-    let cut = crate::fastfmt::cut(key, 64);
-    if cut.len() < key.len() {
-        format!("{cut:?}…")
-    } else {
-        format!("{key:?}")
     }
 }
 
@@ -659,7 +650,8 @@ fn unwrap<'a>(
             && shape.outcome
         {
             return Err(DecodeError::OwnResult(format!(
-                "CloudEvent type {ty:?} whose data has an \"outcome\""
+                "CloudEvent type {:?} whose data has an \"outcome\"",
+                crate::fastfmt::bounded(ty, crate::fastfmt::ECHO_MAX)
             )));
         }
         if shape.rule_is_string && (shape.priority || shape.output_fields) {
@@ -677,7 +669,7 @@ fn unwrap<'a>(
             match value.get().as_bytes().first() {
                 Some(b'{' | b'"') => Next::Single {
                     at: span(bytes, value.get()),
-                    key: named(&key.0),
+                    key: named(&key.0).into_owned(),
                 },
                 other => Next::NotFalco(format!(
                     "expected a Falco event under the single key, found {}",
@@ -685,7 +677,7 @@ fn unwrap<'a>(
                 )),
             }
         } else {
-            let keys: Vec<&str> = shape.keys.iter().map(|k| &*k.0).collect();
+            let keys: Vec<Cow<'_, str>> = shape.keys.iter().map(|k| named(&k.0)).collect();
             Next::NotFalco(format!(
                 "expected an object with \"rule\", \"priority\" and \"output_fields\" (or a \
                  CloudEvent / Argo Events envelope of one), found keys {keys:?}"
@@ -737,10 +729,18 @@ fn unwrap<'a>(
             &valid,
             None,
         )
-        .map_err(|e| within(&format!("under {key}"), e)),
+        .map_err(|e| within(&format!("under {key:?}"), e)),
         Next::NotFalco(why) => Err(DecodeError::NotFalco(why)),
     }
 }
+
+/// A key of the sender's as an error names it: cut (and marked) before it is quoted.
+fn named(key: &str) -> Cow<'_, str> {
+    crate::fastfmt::bounded(key, KEY_NAMED_MAX)
+}
+
+/// How much of a key an error names, in bytes.
+const KEY_NAMED_MAX: usize = 64;
 
 fn unique(json: &[u8]) -> Result<(), DecodeError> {
     crate::ingest::unique::check(json).map_err(DecodeError::DuplicateKey)

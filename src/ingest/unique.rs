@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 /// Keys of one object compared one by one up to this many; a hash set beyond (bounded work
 /// for an object of many keys).
 const LINEAR: usize = 16;
-/// The duplicated key as named in the error, at most this many characters.
+/// The duplicated key as named in the error, at most this many bytes (marked when cut).
 const MAX_NAMED: usize = 64;
 
 /// The duplicated key (shortened) if `json` holds one. JSON that is not valid is no concern
@@ -80,12 +80,8 @@ impl<'de> Visitor<'de> for Unique<'_> {
                 many.contains(&key)
             };
             if seen {
-                let named: String = key.0.chars().take(MAX_NAMED).collect();
-                *self.found.borrow_mut() = Some(if named.len() < key.0.len() {
-                    format!("{named}…")
-                } else {
-                    named
-                });
+                *self.found.borrow_mut() =
+                    Some(crate::fastfmt::bounded(&key.0, MAX_NAMED).into_owned());
                 return Err(de::Error::custom("duplicate key"));
             }
             if many.is_empty() && keys.len() < LINEAR {
@@ -145,7 +141,10 @@ mod tests {
         }
         let long = "k".repeat(500);
         let e = check(format!(r#"{{"{long}":1,"{long}":2}}"#).as_bytes()).unwrap_err();
-        assert_eq!(e.chars().count(), MAX_NAMED + 1);
+        assert!(
+            e.len() == MAX_NAMED && e.ends_with(crate::fastfmt::CUT_MARK),
+            "{e}"
+        );
     }
 
     #[test]

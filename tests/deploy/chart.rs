@@ -15,6 +15,11 @@ use crate::{
 
 pub(crate) const PLATFORMS: &[&str] = &["kubernetes", "knative", "openfaas"];
 
+/// `helm template` has no cluster to keep a generated token in and refuses to invent one: the
+/// offline renders name the Secrets, as a GitOps user does.
+pub(crate) const NAMED_SECRETS: &str =
+    "auth.existingSecret=s,argo.eventSource.authSecret.name=e,argo.sensorAuthSecret.name=t";
+
 pub(crate) fn kinds(docs: &[Value]) -> Vec<String> {
     docs.iter()
         .map(|d| format!("{}/{}", d["kind"].as_str().unwrap(), d["metadata"]["name"]))
@@ -80,7 +85,7 @@ fn chart_lints_strict_and_renders_on_every_platform() {
     for platform in PLATFORMS {
         for trigger in ["http", "workflow"] {
             let set = format!(
-                "platform={platform},auth.enabled=true,argo.enabled=true,argo.trigger={trigger}"
+                "platform={platform},auth.enabled=true,argo.enabled=true,argo.trigger={trigger},{NAMED_SECRETS}"
             );
             ok(run(
                 "helm",
@@ -90,7 +95,7 @@ fn chart_lints_strict_and_renders_on_every_platform() {
             assert_namespaces(&set, &template(&["--set", &set]));
         }
     }
-    let kinds_default = kinds(&template(&[]));
+    let kinds_default = kinds(&template(&["--set", "auth.existingSecret=s"]));
     for absent in ["ServiceMonitor/", "HorizontalPodAutoscaler/", "Secret/"] {
         assert!(
             !kinds_default.iter().any(|k| k.starts_with(absent)),
@@ -99,12 +104,11 @@ fn chart_lints_strict_and_renders_on_every_platform() {
     }
     let all = kinds(&template(&[
         "--set",
-        "serviceMonitor.enabled=true,autoscaling.enabled=true,auth.enabled=true",
+        &format!(
+            "serviceMonitor.enabled=true,autoscaling.enabled=true,argo.enabled=true,{NAMED_SECRETS}"
+        ),
     ]));
-    assert_has(
-        &all,
-        &["ServiceMonitor/", "HorizontalPodAutoscaler/", "Secret/"],
-    );
+    assert_has(&all, &["ServiceMonitor/", "HorizontalPodAutoscaler/"]);
     assert_has(&all, KUBERNETES_KINDS);
 }
 
@@ -151,10 +155,12 @@ fn values_schema_rejects_wrong_values_at_install() {
             "a Broker cannot send the token",
         ),
     ] {
+        // The Secret named: only the value under test can be refused.
+        let named = format!("{set},auth.existingSecret=s");
         let err = run(
             "helm",
             None,
-            &["template", "x", chart.to_str().unwrap(), "--set", set],
+            &["template", "x", chart.to_str().unwrap(), "--set", &named],
         )
         .expect_err(set);
         assert!(err.contains(expect), "{set}: {err}");
@@ -218,7 +224,7 @@ fn every_readme_env_var_is_a_value_with_the_same_default() {
         for d in template(&[
             "--set",
             &format!(
-                "platform={platform},auth.enabled=true,argo.enabled=true,config.gracePeriodSeconds=5,config.minPriority=Notice,config.namespaces=a"
+                "platform={platform},auth.enabled=true,argo.enabled=true,config.gracePeriodSeconds=5,config.minPriority=Notice,config.namespaces=a,{NAMED_SECRETS}"
             ),
         ]) {
             let env: Vec<String> = match d["kind"].as_str().unwrap() {
@@ -373,7 +379,8 @@ fn the_helm_guides_commands_render() {
         {
             continue;
         }
-        // The same release and values, rendered: `template` takes install's flags.
+        // The same release and values, rendered: `template` takes install's flags. Offline,
+        // the Secrets the chart would generate on install are named instead.
         let args: Vec<String> = std::iter::once("template".to_string())
             .chain(
                 words[1..]
@@ -381,6 +388,7 @@ fn the_helm_guides_commands_render() {
                     .filter(|w| **w != "--reuse-values")
                     .map(|w| w.replace("charts/falco-responder", chart().to_str().unwrap())),
             )
+            .chain(["--set".to_string(), NAMED_SECRETS.to_string()])
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         ok(run("helm", None, &args));
@@ -390,4 +398,37 @@ fn the_helm_guides_commands_render() {
         rendered >= 5,
         "only {rendered} helm commands of the chart in the guide"
     );
+}
+
+/// Helm's standard labels (helm.sh docs, "Labels and Annotations": name, instance, version,
+/// managed-by, helm.sh/chart) on every object the chart renders, in every setup.
+#[test]
+fn every_object_carries_the_standard_labels() {
+    const STANDARD: &[&str] = &[
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/managed-by",
+        "helm.sh/chart",
+    ];
+    let mut seen = 0;
+    for set in [
+        "platform=kubernetes,serviceMonitor.enabled=true,autoscaling.enabled=true",
+        "platform=knative,auth.enabled=false,knative.eventing.enabled=true,knative.eventing.eventDisplay=true",
+        "platform=openfaas,argo.enabled=true,argo.eventBus.create=true",
+        "argo.enabled=true,argo.trigger=workflow",
+    ] {
+        for d in template(&["--set", &format!("{set},{NAMED_SECRETS}")]) {
+            seen += 1;
+            for label in STANDARD {
+                assert!(
+                    d["metadata"]["labels"][label].is_string(),
+                    "{set}: {} {} lacks {label}",
+                    d["kind"],
+                    d["metadata"]["name"]
+                );
+            }
+        }
+    }
+    assert!(seen >= 30, "{seen}");
 }

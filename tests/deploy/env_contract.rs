@@ -334,10 +334,9 @@ fn knative_service_func_yaml_and_kn_script_describe_the_same_service() {
         assert_eq!(func["deploy"]["healthEndpoints"][func_key], path);
         assert_eq!(flag_value(&kn, kn_flag), format!("http::8080:{path}"));
     }
-    assert_eq!(
-        flag_value(&kn, "--probe-readiness-opts"),
-        format!("PeriodSeconds={}", c["readinessProbe"]["periodSeconds"])
-    );
+    // Readiness without a period on both: Knative's aggressive probing (safe_defaults.rs).
+    assert!(flag_values(&kn, "--probe-readiness-opts").is_empty());
+    assert!(c["readinessProbe"]["periodSeconds"].is_null());
     assert_eq!(
         flag_value(&kn, "--probe-liveness-opts"),
         format!(

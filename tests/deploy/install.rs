@@ -135,10 +135,18 @@ pub(crate) async fn crds(admin: &Client) {
 struct Deployed {
     responder: Responder,
     _token_dir: tempfile::TempDir,
+    /// The chart's generated caller token (AUTH_TOKEN_FILE, on by default), read back from its
+    /// Secret as the mounted volume would give it.
+    bearer: Option<String>,
 }
 
 impl Deployed {
-    async fn start(server: &ApiServer, deployment: &Deployment, token: &str) -> Deployed {
+    async fn start(
+        server: &ApiServer,
+        admin: &Client,
+        deployment: &Deployment,
+        token: &str,
+    ) -> Deployed {
         let token_dir = tempfile::tempdir().unwrap();
         let token_file = token_dir.path().join("token");
         std::fs::write(&token_file, token).unwrap();
@@ -151,6 +159,7 @@ impl Deployed {
             .spec
             .as_ref()
             .unwrap();
+        let mut bearer = None;
         let mut env = vec![(
             "KUBE_TOKEN_FILE".to_string(),
             token_file.to_str().unwrap().to_string(),
@@ -165,7 +174,25 @@ impl Deployed {
                 (None, Some(f)) if f.field_path == "metadata.name" => "falco-responder-0".into(),
                 other => panic!("env {} of an unexpected form: {other:?}", e.name),
             };
-            if e.name != "PORT" {
+            if e.name == "AUTH_TOKEN_FILE" {
+                // The Secret volume the file comes from, its key the file's name.
+                let key = value.rsplit('/').next().unwrap().to_string();
+                let secret = spec
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .find_map(|v| v.secret.as_ref()?.secret_name.clone())
+                    .expect("AUTH_TOKEN_FILE without a Secret volume");
+                let s = Api::<Secret>::namespaced(admin.clone(), &ns)
+                    .get(&secret)
+                    .await
+                    .unwrap();
+                let bytes = s.data.unwrap()[&key].0.clone();
+                bearer = Some(String::from_utf8(bytes.clone()).unwrap());
+                let file = token_dir.path().join(&key);
+                std::fs::write(&file, bytes).unwrap();
+                env.push((e.name.clone(), file.to_str().unwrap().to_string()));
+            } else if e.name != "PORT" {
                 env.push((e.name.clone(), value));
             }
         }
@@ -177,6 +204,7 @@ impl Deployed {
         Deployed {
             responder,
             _token_dir: token_dir,
+            bearer,
         }
     }
 
@@ -185,7 +213,13 @@ impl Deployed {
     }
 
     async fn shell_in(&self, ns: &str, pod: &str) -> (u16, Value) {
-        let (headers, body) = wrap(Envelope::Plain, &terminal_shell(ns, pod, CID));
+        let (mut headers, body) = wrap(Envelope::Plain, &terminal_shell(ns, pod, CID));
+        if let Some(t) = &self.bearer {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+        }
         let r = http(self.responder.addr, "POST", "/", &headers, &body).await;
         let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         (r.status, v)
@@ -229,7 +263,13 @@ async fn kubernetes_platform_deletes_a_pod_with_only_the_charts_rbac() {
         .await
         .unwrap();
     let token = apiserver::service_account_token(&admin, &release, &release).await;
-    let responder = Deployed::start(server, &deployment, &token).await;
+    let responder = Deployed::start(server, &admin, &deployment, &token).await;
+    // Authentication is on by default: the chart generated the token, and a caller without
+    // it is refused.
+    assert!(responder.bearer.is_some(), "no AUTH_TOKEN_FILE by default");
+    let (headers, body) = wrap(Envelope::Plain, &terminal_shell("x", "y", CID));
+    let r = http(responder.responder.addr, "POST", "/", &headers, &body).await;
+    assert_eq!(r.status, 401, "a caller without the token");
     let victims = apiserver::namespace(&admin, "victims").await;
     apiserver::create_pod(&admin, &victims, "alpine", CID, &[]).await;
     let (status, result) = responder.shell_in(&victims, "alpine").await;

@@ -15,6 +15,9 @@
 //! - `references`: names, namespaces, URLs and ServiceAccounts agree across the manifests.
 //! - `rbac`: least privilege and the NetworkPolicies.
 //! - `docs_commands`: the guides' commands match the manifests and carry the token end to end.
+//! - `safe_defaults`: what a deployment is without choosing anything (token, protected
+//!   namespaces, the platforms' timing contracts); `pod_security`: every pod against Pod
+//!   Security `restricted`, statically.
 //! - `image`: the Dockerfile; `retries`: Argo Sensors retry, then leave a dead letter.
 //! - `chart`: `helm lint` / `helm template` offline; `install`: helm install / upgrade /
 //!   uninstall on the API server with the real binary; `apply`: every manifest applied to it.
@@ -32,9 +35,11 @@ mod docs_commands;
 mod env_contract;
 mod image;
 mod install;
+mod pod_security;
 mod rbac;
 mod references;
 mod rejects;
 mod retries;
+mod safe_defaults;
 mod schemas;
 mod stacks;

@@ -1100,11 +1100,20 @@ const DEPLOY_PATH: &str = "/apis/apps/v1/namespaces/prod/deployments/web";
 /// The function's own namespace out of a cluster: where the reservations go.
 const RESERVATIONS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
+/// The uid of ReplicaSet web-5d8f: a UUID, as every object's (a claim that is none is never
+/// remembered).
+const RS_UID: &str = "7a1b0c1e-0000-4000-8000-000000000007";
+
 /// The pod, ready, of ReplicaSet web-5d8f of Deployment web.
 fn replica() -> Value {
+    replica_claiming(RS_UID)
+}
+
+/// The pod, ready, claiming ReplicaSet web-5d8f with this uid.
+fn replica_claiming(uid: &str) -> Value {
     let mut p = live();
     p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "name": "web-5d8f", "uid": "rs-uid", "controller": true}]);
+        "name": "web-5d8f", "uid": uid, "controller": true}]);
     p["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
     p
 }
@@ -1120,8 +1129,13 @@ async fn answer_guards(handle: &mut ApiHandle, ready: i32) {
 
 /// The ReplicaSet's GET (metadata), once per process: remembered by its uid.
 async fn answer_owner(handle: &mut ApiHandle) {
+    answer_owner_as(handle, RS_UID).await;
+}
+
+/// The ReplicaSet's GET, the ReplicaSet having this uid.
+async fn answer_owner_as(handle: &mut ApiHandle, uid: &str) {
     let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-5d8f",
-        "namespace": NS, "uid": "rs-uid", "ownerReferences": [{"apiVersion": "apps/v1",
+        "namespace": NS, "uid": uid, "ownerReferences": [{"apiVersion": "apps/v1",
         "kind": "Deployment", "name": "web", "uid": "d-uid", "controller": true}]}});
     answer(handle, Method::GET, RS_PATH, ok(rs)).await;
 }
@@ -1370,6 +1384,87 @@ async fn a_process_counts_its_own_holds_beyond_the_slots_the_count_allows_now() 
     assert_eq!(call.await.unwrap().0.json()["outcome"], "held");
 }
 
+/// The breaker's LIST when Deployment web's own budget (1/10m) is spent: one record of it now.
+fn spent_workload_budget() -> Response<Body> {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    ok(
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "7"}, "items": [{"kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1", "metadata": {"name": "falco-responder-deleted.other",
+        "namespace": "default", "creationTimestamp": now, "annotations": {
+            "falco-responder/workload": "prod/Deployment/web", "falco-responder/pod": "prod/web-0"}}}]}),
+    )
+}
+
+/// The owner cache is keyed only by validated identifiers: a claim whose uid is a UUID is looked
+/// up once per process, one whose uid is not (a pod author's string) is looked up every time
+/// and never becomes a key. A refusal by the breaker is not remembered for the pod either: the
+/// second event looks at the pod again (its GET, the count), though not at its namespace
+/// (remembered 5 s) nor, for the same workload within a minute, with another Event.
+#[tokio::test]
+async fn an_owner_claim_is_remembered_only_when_its_uid_is_a_uuid() {
+    for (uid, looked_up_again) in [(RS_UID, false), ("rs-uid", true)] {
+        let (app, mut api) = app_with(&[
+            ("MAX_DELETIONS_PER_WORKLOAD", "1/10m"),
+            ("MAX_DELETIONS", "off"),
+        ]);
+        let mut app = app;
+        for round in 0..2 {
+            let call = handling(app, event());
+            answer_get_and_count(
+                &mut api,
+                POD_PATH,
+                ok(replica_claiming(uid)),
+                spent_workload_budget(),
+            )
+            .await;
+            if round == 0 {
+                answer_namespace(&mut api).await;
+            }
+            if round == 0 || looked_up_again {
+                answer_owner_as(&mut api, uid).await;
+            }
+            if round == 0 {
+                answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+            }
+            let (reply, back) = call.await.unwrap();
+            let v = reply.json();
+            assert_eq!(v["outcome"], "breaker-open", "{uid} round {round}: {v}");
+            app = back;
+        }
+        no_more_calls(app, api).await;
+    }
+}
+
+/// `breaker-open` is the breaker's state, not the pod's: once the records no longer spend the
+/// budget, the same pod's next event (within DEDUP_SECONDS) is acted on, not answered from
+/// memory.
+#[tokio::test]
+async fn a_breaker_open_answer_is_not_replayed_once_the_breaker_closes() {
+    let (app, mut api) = app_with(&[
+        ("MAX_DELETIONS_PER_WORKLOAD", "1/10m"),
+        ("MAX_DELETIONS", "off"),
+    ]);
+    let spent = spent_workload_budget();
+    let call = handling(app, event());
+    answer_get_and_count(&mut api, POD_PATH, ok(replica()), spent).await;
+    answer_namespace(&mut api).await;
+    answer_owner(&mut api).await;
+    answer(&mut api, Method::POST, EVENTS_PATH, ok(json!({}))).await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "breaker-open", "{}", reply.json());
+    // The record was deleted (an administrator reset the breaker): the budget is free again.
+    let call = handling(app, event());
+    answer_get_and_count(&mut api, POD_PATH, ok(replica()), records(&[])).await;
+    answer(&mut api, Method::DELETE, POD_PATH, ok(replica())).await;
+    for (_, send) in posted(&mut api, 2).await {
+        send.send_response(ok(json!({})));
+    }
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "deleted", "{}", reply.json());
+    no_more_calls(app, api).await;
+}
+
 /// While a workload's own budget is spent, an event for one of its pods is refused on the count
 /// read alongside the pod's GET: the breaker is asked before the floor, so no GET of the
 /// workload's replicas (the owner's GET is remembered per process).
@@ -1381,14 +1476,7 @@ async fn a_spent_workload_budget_refuses_before_the_floors_get() {
         ("MAX_DELETIONS", "off"),
     ]);
     let call = handling(app, event());
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let spent = ok(
-        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": "7"}, "items": [{"kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1", "metadata": {"name": "falco-responder-deleted.other",
-        "namespace": "default", "creationTimestamp": now, "annotations": {
-            "falco-responder/workload": "prod/Deployment/web", "falco-responder/pod": "prod/web-0"}}}]}),
-    );
+    let spent = spent_workload_budget();
     answer_get_and_count(&mut api, POD_PATH, ok(replica()), spent).await;
     answer_namespace(&mut api).await;
     answer_owner(&mut api).await;

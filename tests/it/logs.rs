@@ -5,7 +5,7 @@
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 
-use crate::testkit::binary::{Responder, closed_port, kubeconfig_for};
+use crate::testkit::binary::{Responder, closed_port, command, kubeconfig_for};
 use crate::testkit::sender::{Envelope, http, terminal_shell, wrap};
 
 const TOKEN: &str = "s3cret-token-0123456789";
@@ -15,6 +15,11 @@ const TOKEN: &str = "s3cret-token-0123456789";
 async fn start(env: &[(&str, &str)]) -> Responder {
     let defaults = [("AUTH_TOKEN", TOKEN), ("SHUTDOWN_DELAY_SECONDS", "0")];
     Responder::start_live(&[&defaults[..], env].concat()).await
+}
+
+/// `body` POSTed to `s` with the token.
+async fn post(s: &Responder, body: &[u8]) -> crate::testkit::sender::HttpReply {
+    http(s.addr, "POST", "/", &authorized(HeaderMap::new()), body).await
 }
 
 fn authorized(mut h: HeaderMap) -> HeaderMap {
@@ -80,14 +85,7 @@ async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
     event["output"] = Value::from("o".repeat(100_000));
     event["output_fields"]["proc.cmdline"] = Value::from("c".repeat(100_000));
     let body = event.to_string();
-    let r = http(
-        s.addr,
-        "POST",
-        "/",
-        &authorized(HeaderMap::new()),
-        body.as_bytes(),
-    )
-    .await;
+    let r = post(&s, body.as_bytes()).await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     let log = s.stop().await;
     let line = log
@@ -112,7 +110,7 @@ async fn the_failure_line_keeps_a_bounded_event_with_its_identifiers() {
             "{key}"
         );
     }
-    assert!(logged["output"].as_str().unwrap().contains("[cut "));
+    assert!(logged["output"].as_str().unwrap().ends_with("…(cut)"));
     assert!(!log.contains(TOKEN));
 }
 
@@ -171,4 +169,127 @@ async fn the_early_skip_line_is_the_usual_event_line_in_every_format() {
             _ => assert!(line.is_none(), "RUST_LOG=warn, yet:\n{log}"),
         }
     }
+}
+
+/// Attacker-sized strings (a megabyte of rule, of priority, of key names) come back and are
+/// logged cut, in both log formats: the reply and the line stay a few KiB, where they were
+/// megabytes (quoting multiplied them).
+#[tokio::test]
+async fn megabytes_of_rule_priority_or_keys_are_echoed_and_logged_bounded() {
+    use falco_responder::app::reply::{REASON_MAX, RULE_MAX};
+    // Characters that quoting multiplies: a quote, a backslash, a control character.
+    let mega = "a\"\\\u{1}".repeat(1 << 18);
+    let event = |rule: &str, priority: &str| {
+        let mut e: Value =
+            serde_json::from_str(&terminal_shell("prod", "web-1", "ee97d9c4186f")).unwrap();
+        e["rule"] = rule.into();
+        e["priority"] = priority.into();
+        e.to_string()
+    };
+    let long_key = |i: usize| format!("{i}{}", "k\"".repeat(50_000));
+    let keys: serde_json::Map<String, Value> =
+        (0..8).map(|i| (long_key(i), Value::from(i))).collect();
+    let mut nested = Value::from(1);
+    for i in 0..5 {
+        nested = serde_json::json!({ long_key(i): nested });
+    }
+    let cases = [
+        ("rule", event(&mega, "Critical"), 200),
+        ("priority", event("Terminal shell in container", &mega), 400),
+        ("keys", Value::Object(keys).to_string(), 400),
+        ("nested keys", nested.to_string(), 400),
+    ];
+    for format in ["text", "json"] {
+        let mut s = start(&[
+            ("DRY_RUN", "true"),
+            ("RULES", "Terminal shell in container"),
+            ("MAX_BODY_BYTES", "8388608"),
+            ("LOG_FORMAT", format),
+        ])
+        .await;
+        for (what, body, status) in &cases {
+            let r = post(&s, body.as_bytes()).await;
+            assert_eq!(
+                r.status,
+                *status,
+                "{what}: {}",
+                String::from_utf8_lossy(&r.body[..r.body.len().min(2000)])
+            );
+            // The reply's strings are cut (and marked); JSON escaping may double them.
+            assert!(
+                r.body.len() < 2 * (RULE_MAX + REASON_MAX) + 256,
+                "{what}: a reply of {} bytes",
+                r.body.len()
+            );
+            let v = r.json();
+            let echoed = if *status == 200 {
+                &v["rule"]
+            } else {
+                &v["error"]
+            };
+            assert!(echoed.as_str().unwrap().contains("…(cut)"), "{what}: {v}");
+        }
+        let log = s.stop().await;
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("event handled") || l.contains("rejected"))
+            .collect();
+        assert_eq!(lines.len(), cases.len(), "{}", &log[..log.len().min(4000)]);
+        for line in lines {
+            // Each echoed string is at most 512 bytes before quoting, and a few are logged.
+            assert!(
+                line.len() < 8 * 1024,
+                "a {format} line of {} bytes",
+                line.len()
+            );
+            assert!(line.contains("…(cut)"), "{line}");
+        }
+        assert!(
+            log.len() < 32 * 1024,
+            "{format}: a log of {} bytes",
+            log.len()
+        );
+    }
+}
+
+/// The one-shot mode prints the same bounded reply on stdout, and a bounded line on stderr.
+#[test]
+fn the_one_shot_mode_echoes_a_megabyte_of_rule_bounded() {
+    use std::{io::Write, process::Stdio};
+    let mut event: Value =
+        serde_json::from_str(&terminal_shell("prod", "web-1", "ee97d9c4186f")).unwrap();
+    event["rule"] = "a\"\\\u{1}".repeat(1 << 18).into();
+    let mut child = command()
+        .args(["once"])
+        .env("DRY_RUN", "true")
+        .env("RULES", "Terminal shell in container")
+        .env("MAX_BODY_BYTES", "8388608")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(event.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["outcome"], "skipped", "{v}");
+    assert!(v["rule"].as_str().unwrap().ends_with("…(cut)"), "{v}");
+    assert!(
+        stdout.len() < 2 * 1024,
+        "a result of {} bytes",
+        stdout.len()
+    );
+    assert!(stderr.len() < 8 * 1024, "stderr of {} bytes", stderr.len());
 }

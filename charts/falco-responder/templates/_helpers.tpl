@@ -23,6 +23,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "falco-responder.labels" -}}
 {{ include "falco-responder.selectorLabels" . }}
+{{ include "falco-responder.releaseLabels" . }}
+{{- end }}
+
+{{/* The standard labels besides name and instance (every object carries them). */}}
+{{- define "falco-responder.releaseLabels" -}}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
@@ -81,6 +86,7 @@ PORT is left to Knative, which injects it.
 {{- range $k, $v := .Values.config }}
 {{- $_ := set $env ($k | snakecase | upper) (include "falco-responder.str" $v) }}
 {{- end }}
+{{- $_ := set $env "PROTECTED_NAMESPACES" (include "falco-responder.protectedNamespaces" .) }}
 {{- if eq .Values.platform "knative" }}{{ $_ := unset $env "PORT" }}{{ end }}
 {{- /* An opt-in: only said when given. */}}
 {{- if not .Values.config.allowForceDelete }}{{ $_ := unset $env "ALLOW_FORCE_DELETE" }}{{ end }}
@@ -95,6 +101,30 @@ PORT is left to Knative, which injects it.
 {{ $k }}: {{ $v | quote }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+PROTECTED_NAMESPACES: config.protectedNamespaces, plus (protectPlatformNamespaces) Falco's own
+namespace (a forged event that deletes Falco's or Falcosidekick's pods blinds detection) and the
+namespaces of the platform that carries the events (the Knative activator, the OpenFaaS gateway,
+the Argo Events bus and Sensor): a forged event must not be able to cut the path of the next one.
+*/}}
+{{- define "falco-responder.protectedNamespaces" -}}
+{{- $list := list }}
+{{- range (splitList "," (toString .Values.config.protectedNamespaces)) }}{{ with trim . }}{{ $list = append $list . }}{{ end }}{{ end }}
+{{- if .Values.protectPlatformNamespaces }}
+{{- $list = append $list .Values.networkPolicy.falcosidekickNamespace }}
+{{- if eq .Values.platform "knative" }}
+{{- $list = concat $list (list "knative-serving" "knative-eventing" .Values.networkPolicy.knative.ingressNamespace) }}
+{{- else if eq .Values.platform "openfaas" }}
+{{- $list = append $list .Values.networkPolicy.openfaas.gatewayNamespace }}
+{{- end }}
+{{- if .Values.argo.enabled }}
+{{- $list = concat $list (list .Values.argo.namespace .Values.argo.eventSource.falcosidekickNamespace) }}
+{{- if eq .Values.argo.trigger "workflow" }}{{ $list = append $list .Values.argo.workflow.controllerNamespace }}{{ end }}
+{{- end }}
+{{- end }}
+{{- without ($list | uniq) "" | join "," }}
 {{- end }}
 
 {{/* The env list of a Kubernetes container: envMap, then extraEnv. */}}
@@ -249,8 +279,18 @@ subjects:
 {{- default (printf "%s-sensor-auth" (include "falco-responder.fullname" .)) .Values.argo.sensorAuthSecret.name }}
 {{- end }}
 
-{{/* A generated token, or the one a Secret already holds (kept across upgrades). */}}
+{{/*
+A generated token, or the one a Secret already holds (kept across upgrades). Both need Helm's
+`lookup`, which answers an empty map without a cluster (`helm template`, a client-side dry run,
+Argo CD, Flux's post-renderers): a token invented there would change on every render and lock
+out every sender, so the chart refuses and names the value to set instead. A list of Secrets
+is never empty when the cluster answers (it has `kind: SecretList`, even with no items).
+Argument: dict "ns" "name" "key" "value" (the value naming an existing Secret).
+*/}}
 {{- define "falco-responder.keptToken" -}}
+{{- if not (lookup "v1" "Secret" .ns "") }}
+{{- fail (printf "cannot generate the token without a cluster (helm template, a client-side dry run, Argo CD): a token invented here would change on every render and lock out every sender. Create the Secret yourself and set %s (docs/deploy-helm.md, \"GitOps\")" .value) }}
+{{- end }}
 {{- $token := randAlphaNum 48 }}
 {{- with (lookup "v1" "Secret" .ns .name) }}
 {{- with (index (default dict .data) $.key) }}
@@ -269,4 +309,45 @@ subjects:
 {{- $w = mulf $w $.factor }}
 {{- end }}
 {{- if eq (len $out) 1 }}{{ first $out }}{{ else if gt (len $out) 1 }}{{ join ", " (initial $out) }} and {{ last $out }}{{ end }}
+{{- end }}
+
+{{/*
+Seconds the function may need after SIGTERM: SHUTDOWN_DELAY_SECONDS, then the slowest request
+(REQUEST_TIMEOUT_SECONDS) and its API calls (API_TIMEOUT_SECONDS) finish (README, "Shutdown").
+*/}}
+{{- define "falco-responder.shutdownSeconds" -}}
+{{- $sum := 0 }}
+{{- /* An empty value leaves the variable unset: the binary's default. */}}
+{{- range $v := list (list .Values.config.shutdownDelaySeconds 5) (list .Values.config.requestTimeoutSeconds 10) (list .Values.config.apiTimeoutSeconds 10) }}
+{{- $s := include "falco-responder.str" (first $v) }}
+{{- $sum = add $sum (ternary (last $v) $s (eq $s "")) }}
+{{- end }}
+{{- $sum }}
+{{- end }}
+
+{{/*
+Pod Security `restricted` for the pods Argo Events makes from an EventSource or a Sensor
+(spec.template.securityContext / spec.template.container.securityContext, argo-events
+pkg/apis/events/v1alpha1/template.go). Their image is FROM scratch with no USER, i.e. root:
+a numeric non-root user is required (any works, they write nothing to their filesystem).
+*/}}
+{{- define "falco-responder.argo.podTemplateSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+container:
+  securityContext:
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities:
+      drop: ["ALL"]
+{{- end }}
+
+{{/* Argo's executor containers (argoexec init / wait): restricted, without a read-only root
+     filesystem, which Argo itself leaves off for them (workflowpod.go newExecContainer). */}}
+{{- define "falco-responder.argo.executorSecurity" -}}
+{{- dict "runAsNonRoot" true "allowPrivilegeEscalation" false "capabilities" (dict "drop" (list "ALL")) "seccompProfile" (dict "type" "RuntimeDefault") | toJson }}
 {{- end }}

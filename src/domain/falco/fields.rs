@@ -34,7 +34,7 @@ pub const MAX_LISTS_BYTES: usize = 16 * 1024;
 /// Tags of one event: Falco's rules carry a handful.
 pub const MAX_TAGS: usize = 64;
 
-/// What a cut field's shown name keeps.
+/// How much of a field's name an error shows, in bytes.
 const NAMED: usize = 64;
 
 /// One value of `output_fields`.
@@ -190,14 +190,9 @@ impl<'de> Deserialize<'de> for Fields {
     }
 }
 
-/// A name as shown in an error: at most [`NAMED`] characters.
+/// A name as shown in an error: quoted, cut (and marked) past [`NAMED`] bytes.
 fn named(key: &str) -> String {
-    let cut = crate::fastfmt::cut(key, NAMED);
-    if cut.len() < key.len() {
-        format!("{:?}…", cut)
-    } else {
-        format!("{key:?}")
-    }
+    format!("{:?}", crate::fastfmt::bounded(key, NAMED))
 }
 
 struct FieldsVisitor;

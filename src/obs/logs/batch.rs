@@ -11,6 +11,9 @@ use tracing_subscriber::fmt::MakeWriter;
 /// (main, blocking pool, one-shot mode) write each line directly.
 pub const BATCH_MAX_BYTES: usize = 32 * 1024;
 
+/// A batch buffer's usual size; given back down to it once a larger line was written.
+const BATCH_KEEP: usize = BATCH_MAX_BYTES + 4096;
+
 thread_local! {
     /// `None` on a thread that does not batch.
     static BATCH: std::cell::RefCell<Batch> = const { std::cell::RefCell::new(Batch(None)) };
@@ -43,6 +46,7 @@ impl Batch {
         {
             let _ = out.write_all(held);
             held.clear();
+            held.shrink_to(BATCH_KEEP);
         }
     }
 }
@@ -60,7 +64,7 @@ pub fn batch_this_thread() {
         if let Ok(mut b) = b.try_borrow_mut()
             && b.0.is_none()
         {
-            b.0 = Some(Vec::with_capacity(BATCH_MAX_BYTES + 4096));
+            b.0 = Some(Vec::with_capacity(BATCH_KEEP));
         }
     });
 }
@@ -149,6 +153,10 @@ mod tests {
         }
         b.flush(&mut out);
         assert_eq!(out.len(), 100 * 1000);
+        // A large line does not keep the buffer large.
+        b.write(&vec![b'x'; 1 << 20], false, &mut out);
+        b.flush(&mut out);
+        assert!(b.0.as_ref().unwrap().capacity() <= BATCH_KEEP);
     }
 
     #[test]

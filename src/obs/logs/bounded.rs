@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::fastfmt::{CUT_MARK, ECHO_MAX, bounded_string};
+
 /// At most this much of an event goes into the failure log line (the event kept for replay):
 /// a Falco event is 1-3 KiB; a larger one is cut, largest fields first, never its identifiers.
 pub const LOG_EVENT_MAX_BYTES: usize = 8 * 1024;
@@ -24,23 +26,46 @@ const ID_FIELDS: &[&str] = &[
     "evt.time",
 ];
 
+/// Identifying keys are short: a long key with an identifying prefix is the sender's.
+const ID_KEY_MAX: usize = 64;
+
 fn is_id_field(key: &str) -> bool {
-    ID_FIELDS.iter().any(|p| key.starts_with(p))
+    key.len() <= ID_KEY_MAX && ID_FIELDS.iter().any(|p| key.starts_with(p))
 }
 
-/// The event as one JSON line of at most `max` bytes (when its identifiers fit): the largest
-/// string fields (`output`, then `output_fields` values) are cut first, marked
-/// `…[cut N bytes]`; if that is not enough, the largest non-identifying `output_fields` entries
-/// are dropped, and `"_cut_fields"` says how many.
+/// An identifier is kept, but no longer than any echoed string ([`ECHO_MAX`]): real ones
+/// (names ≤ 253, uids, times) are shorter.
+fn bound_id(v: &mut Value) {
+    if let Value::String(s) = v
+        && s.len() > ECHO_MAX
+    {
+        *s = bounded_string(std::mem::take(s), ECHO_MAX);
+    }
+}
+
+/// The event as one JSON line of at most `max` bytes (when its identifiers fit): identifiers
+/// longer than [`ECHO_MAX`] are cut to it, then the largest string fields (`output`, then
+/// `output_fields` values) are cut, marked with [`CUT_MARK`]; if that is not enough, the largest
+/// non-identifying `output_fields` entries are dropped, and `"_cut_fields"` says how many.
 pub fn bounded_event<T: serde::Serialize>(event: &T, max: usize) -> String {
     let whole = serde_json::to_string(event).unwrap_or_default();
     if whole.len() <= max {
         return whole;
     }
     let Ok(Value::Object(mut top)) = serde_json::to_value(event) else {
-        return whole.chars().take(max).collect();
+        return crate::fastfmt::bounded(&whole, max).into_owned();
     };
-    let mut size = whole.len();
+    for (k, v) in top.iter_mut() {
+        if ID_KEYS.contains(&k.as_str()) {
+            bound_id(v);
+        } else if let (Value::Object(fields), "output_fields") = (v, k.as_str()) {
+            fields
+                .iter_mut()
+                .filter(|(fk, _)| is_id_field(fk))
+                .for_each(|(_, fv)| bound_id(fv));
+        }
+    }
+    let mut size = serde_json::to_string(&top).map_or(0, |t| t.len());
     // Cut strings, largest first, until the line fits or none is worth cutting.
     while size > max {
         let mut largest: Option<(usize, &mut String)> = None;
@@ -68,13 +93,8 @@ pub fn bounded_event<T: serde::Serialize>(event: &T, max: usize) -> String {
         let Some((len, s)) = largest.filter(|(n, _)| *n > MIN_KEPT + 24) else {
             break;
         };
-        let mut keep = len.saturating_sub(size - max + 24).max(MIN_KEPT);
-        while !s.is_char_boundary(keep) {
-            keep -= 1;
-        }
-        let cut = len - keep;
-        s.truncate(keep);
-        s.push_str(&format!("…[cut {cut} bytes]"));
+        let keep = len.saturating_sub(size - max + 24).max(MIN_KEPT);
+        *s = bounded_string(std::mem::take(s), keep + CUT_MARK.len());
         size = serde_json::to_string(&top).map_or(0, |t| t.len());
     }
     // Still too large (many fields): drop the largest non-identifying output fields, in one
@@ -138,13 +158,33 @@ mod tests {
         for key in ["k8s.ns.name", "k8s.pod.name", "container.id", "proc.name"] {
             assert_eq!(v["output_fields"][key], ev["output_fields"][key], "{key}");
         }
-        assert!(v["output"].as_str().unwrap().contains("…[cut "));
+        assert!(v["output"].as_str().unwrap().ends_with(CUT_MARK));
         assert!(
             v["output_fields"]["proc.cmdline"]
                 .as_str()
                 .unwrap()
-                .contains("…[cut ")
+                .ends_with(CUT_MARK)
         );
+    }
+
+    #[test]
+    fn identifiers_are_kept_but_bounded_and_long_keys_are_no_identifiers() {
+        let ev = serde_json::json!({
+            "rule": "r".repeat(1 << 20),
+            "priority": "Critical",
+            "output_fields": {
+                "k8s.pod.name": "p".repeat(100_000),
+                format!("k8smeta.{}", "k".repeat(100_000)): "v",
+                "k8s.ns.name": "prod",
+            },
+        });
+        let line = bounded_event(&ev, LOG_EVENT_MAX_BYTES);
+        assert!(line.len() <= LOG_EVENT_MAX_BYTES, "{}", line.len());
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let rule = v["rule"].as_str().unwrap();
+        assert!(rule.len() == ECHO_MAX && rule.ends_with(CUT_MARK), "{rule}");
+        assert_eq!(v["output_fields"]["k8s.ns.name"], "prod");
+        assert!(v["output_fields"]["k8s.pod.name"].as_str().unwrap().len() <= ECHO_MAX);
     }
 
     #[test]

@@ -38,8 +38,25 @@ pub fn info_line(message: &str, fields: &[(&str, &str)], ms: f64) -> bool {
     let mut line = LINE.take();
     lean_line(&mut line, message, fields, ms);
     let _ = std::io::Write::write(&mut Line { urgent: false }, line.as_bytes());
-    LINE.set(line);
+    LINE.set(kept(line));
     true
+}
+
+/// A field's value is cut to this many bytes before it is escaped (the largest value logged
+/// on purpose is the event kept for replay, itself bounded to this), ...
+pub(super) const VALUE_MAX: usize = super::bounded::LOG_EVENT_MAX_BYTES;
+/// ... and its escaped form to this many: quoting multiplies a string up to six times (a
+/// control character is `\u{1b}`), JSON's quotes twice, so the replay copy is never cut here.
+pub(super) const ESCAPED_MAX: usize = 2 * VALUE_MAX;
+/// The line buffer is given back down to this after a larger line: one large line must not
+/// keep its size for the life of the thread.
+pub(super) const LINE_KEEP: usize = 2 * ESCAPED_MAX;
+
+/// The line buffer emptied, and shrunk back to [`LINE_KEEP`] if one line made it larger.
+fn kept(mut line: String) -> String {
+    line.clear();
+    line.shrink_to(LINE_KEEP);
+    line
 }
 
 fn lean_line(line: &mut String, message: &str, fields: &[(&str, &str)], ms: f64) {
@@ -99,7 +116,7 @@ where
         event.record(&mut v);
         v.line.push('\n');
         let written = w.write_str(&v.line);
-        LINE.set(v.line);
+        LINE.set(kept(v.line));
         written
     }
 }
@@ -154,13 +171,16 @@ impl Fields {
         self.line.push('=');
     }
 
-    /// Writes the message with `write`, in front of any field already written.
+    /// Writes the message with `write`, in front of any field already written; cut to
+    /// [`ESCAPED_MAX`] like a value (a message formatted with the sender's strings).
     fn message(&mut self, write: impl FnOnce(&mut String)) {
         if self.line.len() == self.fields_at {
             write(&mut self.line);
+            cut_from(&mut self.line, self.fields_at, "");
         } else {
             let mut m = String::new();
             write(&mut m);
+            cut_from(&mut m, 0, "");
             self.line.insert_str(self.fields_at, &m);
         }
     }
@@ -243,8 +263,32 @@ fn push_f64(line: &mut String, value: f64) {
     }
 }
 
-/// Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does.
+/// Bare words stay bare; anything with spaces or quotes is quoted, as logfmt does. Bounded:
+/// the value is cut to [`VALUE_MAX`] before it is escaped, and its escaped form to
+/// [`ESCAPED_MAX`].
 fn push_value(line: &mut String, value: &str) {
+    let value = fastfmt::bounded(value, VALUE_MAX);
+    let start = line.len();
+    push_escaped(line, &value);
+    if line.len() - start > ESCAPED_MAX {
+        // Only a quoted value grows by escaping: close the quote after the mark.
+        cut_from(line, start, "\"");
+    }
+}
+
+/// Cuts what `line` holds after `start` to [`ESCAPED_MAX`] bytes, marked as cut, then `close`.
+fn cut_from(line: &mut String, start: usize, close: &str) {
+    if line.len() - start <= ESCAPED_MAX {
+        return;
+    }
+    let room = ESCAPED_MAX - fastfmt::CUT_MARK.len() - close.len();
+    let keep = fastfmt::cut(&line[start..], room).len();
+    line.truncate(start + keep);
+    line.push_str(fastfmt::CUT_MARK);
+    line.push_str(close);
+}
+
+fn push_escaped(line: &mut String, value: &str) {
     if !value.is_empty()
         && fastfmt::find(value.as_bytes(), |b| {
             !b.is_ascii_graphic() | (b == b'"') | (b == b'=')
@@ -367,6 +411,39 @@ mod tests {
         assert!(direct.ends_with(" ms=0.013\n"), "{direct}");
         // Not the global formatter in unit tests: the caller must log through tracing.
         assert!(!info_line("event handled", &fields, 0.0));
+    }
+
+    #[test]
+    fn values_and_messages_are_bounded_and_the_buffer_shrinks_back() {
+        // Quoting multiplies: a control character becomes six bytes.
+        let huge = "\u{1}".repeat(1 << 20);
+        let text = lean_lines(|| {
+            tracing::info!(rule = huge.as_str(), reason = %huge, "event handled");
+            tracing::warn!("formatted {huge}");
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        // Two values, the time, the level and the message.
+        assert!(
+            lines[0].len() <= 2 * ESCAPED_MAX + 100,
+            "{}",
+            lines[0].len()
+        );
+        assert!(lines[1].len() <= ESCAPED_MAX + 100, "{}", lines[1].len());
+        for line in &lines {
+            assert!(line.contains(fastfmt::CUT_MARK), "{}", &line[..200]);
+        }
+        assert!(lines[0].contains(&format!("{}\" reason=", fastfmt::CUT_MARK)));
+        let capacity = LINE.with(|l| {
+            let line = l.take();
+            let c = line.capacity();
+            l.set(line);
+            c
+        });
+        assert!(capacity <= LINE_KEEP, "{capacity}");
+        // What fits is written whole.
+        let small = lean_lines(|| tracing::info!(rule = "a b", "m"));
+        assert!(small.ends_with(" INFO m rule=\"a b\"\n"), "{small}");
     }
 
     #[test]
