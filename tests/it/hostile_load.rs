@@ -38,18 +38,25 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_large_bodies_and_idle_connections_stay_within_the_memory_limit() {
-    let _alone = ONE_AT_A_TIME.lock().await;
+/// The binary (DRY_RUN) alone under load, with a request timeout longer than the test (the
+/// memory bound must hold by itself, not by timeouts; slow debug reads are not the point): the
+/// lock that keeps it alone, the binary, its idle RSS.
+async fn start_alone() -> (tokio::sync::MutexGuard<'static, ()>, Responder, u64) {
+    let alone = ONE_AT_A_TIME.lock().await;
     let responder = Responder::start(&[
         ("DRY_RUN", "true"),
         ("RUST_LOG", "warn"),
-        // Longer than the test: the memory bound must hold by itself, not by timeouts.
         ("REQUEST_TIMEOUT_SECONDS", "120"),
     ])
     .await;
+    let idle_kib = status_kib(responder.pid(), "VmRSS:");
+    (alone, responder, idle_kib)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_large_bodies_and_idle_connections_stay_within_the_memory_limit() {
+    let (_alone, responder, idle_kib) = start_alone().await;
     let (pid, addr): (u32, SocketAddr) = (responder.pid(), responder.addr);
-    let idle_kib = status_kib(pid, "VmRSS:");
 
     let mut idle = Vec::new();
     for _ in 0..3000 {
@@ -134,17 +141,8 @@ async fn slow_large_bodies_and_idle_connections_stay_within_the_memory_limit() {
 /// event of another client is still answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_lists_in_output_fields_are_cut_and_stay_within_the_memory_limit() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let responder = Responder::start(&[
-        ("DRY_RUN", "true"),
-        ("RUST_LOG", "warn"),
-        // Reading eight such bodies at once in a debug build on a busy machine is slow: the
-        // bound under test is memory, not time.
-        ("REQUEST_TIMEOUT_SECONDS", "120"),
-    ])
-    .await;
+    let (_alone, responder, idle_kib) = start_alone().await;
     let (pid, addr): (u32, SocketAddr) = (responder.pid(), responder.addr);
-    let idle_kib = status_kib(pid, "VmRSS:");
 
     let mut large: serde_json::Value =
         serde_json::from_str(&terminal_shell("prod", "web-2", "ee97d9c4186f")).unwrap();
