@@ -28,7 +28,7 @@ mod phase;
 mod render;
 mod routes;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use bytes::Bytes;
 use http::Response;
@@ -49,4 +49,8 @@ struct Server {
     /// Set on SIGTERM: readiness answers 503 and answers close their connection.
     draining: AtomicBool,
     body_memory: budget::BodyBudget,
+    /// Told when the connection slots are full: connections doing nothing close.
+    reclaim: tokio::sync::Notify,
+    /// How many reclaims were announced: a connection polls `reclaim` again only after one.
+    reclaims: AtomicU64,
 }

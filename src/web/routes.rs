@@ -1,5 +1,6 @@
 //! Where a request goes: the health and metrics paths, `POST /` for events behind the optional
-//! bearer token; an event's body is read within its limits and handed to the app.
+//! bearer token; an event's body is read within its limits and handed to the app. A connection
+//! on a slot kept for the probes is answered 503 for anything else.
 
 use std::sync::atomic::Ordering;
 
@@ -9,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     HttpResponse, Server,
-    body::read_body,
+    body::{read_body, retry_later},
     phase::{ConnState, Phase},
     render::{WithAllow, json_error, plain, render, text},
 };
@@ -51,6 +52,14 @@ pub(super) async fn route(
             );
         }
         return plain(StatusCode::OK, "ok\n");
+    }
+    if state.probes_only {
+        app.metrics.reject("connections");
+        tracing::warn!("refused a request: all MAX_CONNECTIONS connection slots are busy");
+        return retry_later(
+            "all connection slots (MAX_CONNECTIONS) are busy and this one serves the probes only: retry later",
+        )
+        .closing();
     }
     if path != "/" {
         return json_error(
