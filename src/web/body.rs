@@ -135,19 +135,26 @@ pub(super) async fn read_body(
         if len > max {
             return Err(too_large());
         }
-        if len > memory.bytes() && !memory.grow(len) {
-            return Err(busy());
-        }
         // The usual case, a body in one frame: kept as hyper read it, not copied.
         if bytes.is_empty() && Some(data.len()) == declared {
+            if !memory.grow(len) {
+                return Err(busy());
+            }
             return Ok(HeldBody {
                 bytes: data,
                 _memory: memory,
             });
         }
-        if bytes.is_empty() {
-            // Untouched capacity costs no resident memory: a slow client holds what it sent.
-            bytes.reserve_exact(declared.unwrap_or(0));
+        // The buffer grows with what arrived (doubling, up to the declared length), and the
+        // reservation with the buffer: a slow client holds about what it sent.
+        if len > bytes.capacity() {
+            let cap = len
+                .max(2 * bytes.capacity())
+                .min(declared.unwrap_or(max).max(len));
+            if cap > memory.bytes() && !memory.grow(cap) {
+                return Err(busy());
+            }
+            bytes.reserve_exact(cap - bytes.len());
         }
         bytes.extend_from_slice(&data);
     }

@@ -35,6 +35,8 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// Connections accepted beyond MAX_CONNECTIONS for the probes and `/metrics` only: the kubelet
 /// must not restart a pod whose event slots are full.
 pub const PROBE_CONNECTIONS: usize = 32;
+/// SO_SNDBUF of a connection (the kernel doubles it).
+const SEND_BUFFER: usize = 64 << 10;
 /// At most one reclaim this often: each wakes every connection that waits for a request.
 const RECLAIM_EVERY: Duration = Duration::from_millis(250);
 /// The kernel's accept queue (tokio's default is 1024): bursts of new connections wait there.
@@ -119,6 +121,10 @@ pub async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Replies are small: a fixed send buffer (no autotuning to megabytes) bounds what a
+        // client that does not read leaves in the kernel, and makes our write block soon, for
+        // the write deadline to end it.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         connections.spawn(connection(
             stream,
             peer,
