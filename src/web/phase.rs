@@ -16,7 +16,7 @@ use crate::config::Limits;
 /// is simply closed.
 pub(super) const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
-/// A request head still incomplete after this long is stalled: its slot may be reclaimed.
+/// A request that brought no byte for this long is stalled: its slot may be reclaimed.
 pub(super) const STALLED: Duration = Duration::from_secs(1);
 
 /// Where a connection is, for its deadlines.
@@ -41,6 +41,8 @@ pub(super) struct ConnState {
     /// 1 + milliseconds since `epoch` when the socket first refused output that is still
     /// unwritten; 0 while nothing waits.
     blocked: AtomicU64,
+    /// Milliseconds since `epoch` of the last read that brought bytes.
+    last_read: AtomicU64,
     /// Accepted on a slot kept for the probes: serves nothing else.
     pub(super) probes_only: bool,
 }
@@ -54,6 +56,7 @@ impl ConnState {
             epoch: since,
             packed: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
+            last_read: AtomicU64::new(0),
             probes_only,
         };
         s.set(phase, false);
@@ -82,6 +85,8 @@ impl ConnState {
     }
 
     pub(super) fn on_read(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_read.store(ms, Ordering::Relaxed);
         if self.get().0 == Phase::Idle {
             self.set(Phase::Head, true);
         }
@@ -115,11 +120,15 @@ impl ConnState {
     }
 
     /// Nothing in progress that a reclaim would cut: between requests with all output written,
-    /// or a request head started long ago that is still incomplete.
+    /// or a request whose head or body has brought no byte for STALLED.
     pub(super) fn reclaimable(&self) -> bool {
-        let (phase, since) = self.get();
+        let last_read = self.epoch + Duration::from_millis(self.last_read.load(Ordering::Relaxed));
         self.blocked_since().is_none()
-            && (phase == Phase::Idle || (phase == Phase::Head && since.elapsed() >= STALLED))
+            && match self.get().0 {
+                Phase::Idle => true,
+                Phase::Head | Phase::Served => last_read.elapsed() >= STALLED,
+                Phase::Answering => false,
+            }
     }
 
     /// The request's deadline (REQUEST_TIMEOUT_SECONDS from its first byte).
