@@ -3,10 +3,15 @@
 //!
 //! [`run`] takes a bound listener (main binds it with [`bind`]; tests bind 127.0.0.1:0) and a
 //! shutdown future. What a hostile or broken client can take is bounded (README, "Limits"):
-//! - time: REQUEST_TIMEOUT_SECONDS from the first byte of a request to its whole body (408),
-//!   IDLE_TIMEOUT_SECONDS between requests; a silent connection holds no hyper buffers;
-//! - memory: at most BODY_MEMORY_BYTES of request bodies at once; beyond it 503 + Retry-After
-//!   before the body is read;
+//! - time: REQUEST_TIMEOUT_SECONDS from the first byte of a request to its whole body (408), a
+//!   body's first byte within 2 s and 64 KiB/s after it, IDLE_TIMEOUT_SECONDS between requests,
+//!   REQUEST_TIMEOUT_SECONDS for a reply the client does not read; a connection holds no hyper
+//!   buffers until its first request head is complete;
+//! - memory: at most BODY_MEMORY_BYTES of request bodies at once, each holding what arrived of
+//!   it (a large one its declared length, refused with 503 + Retry-After before it is read);
+//!   slow and large bodies leave a quarter to ordinary events;
+//! - slots: MAX_CONNECTIONS, a few more for the probes only, and the slots of connections doing
+//!   nothing reclaimed when they run out;
 //! - an answer given before the whole body was read (413, 401, 503, 408, ...) is followed by a
 //!   lingering close (nginx's model): half-close, read and discard for a bounded time and byte
 //!   count, so that the client reads the answer instead of a connection reset.
