@@ -16,7 +16,7 @@ use std::{
     process::{Command, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -171,37 +171,6 @@ async fn small_slow(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) 
     repeat(addr, head, stop, tally).await
 }
 
-/// (e): announces 1 MiB, sends it in 16 KiB pieces every 100 ms, reads the answer meanwhile.
-async fn slow_large(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(s) = TcpStream::connect(addr).await else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        let (mut rd, mut wr) = s.into_split();
-        let reader = tokio::spawn(async move {
-            let mut head = [0u8; 12];
-            let _ = tokio::time::timeout(Duration::from_secs(30), rd.read_exact(&mut head)).await;
-            head
-        });
-        let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n";
-        if wr.write_all(head.as_bytes()).await.is_ok() {
-            let piece = vec![b' '; 16 << 10];
-            for _ in 0..64 {
-                if reader.is_finished() || wr.write_all(&piece).await.is_err() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        let status = status_of(&reader.await.unwrap_or_default());
-        tally.add(status);
-        if status == 503 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
 /// (g): a 12 KB request head that never ends; a new one when the server closes it.
 async fn incomplete_head(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
     let head = format!(
@@ -239,6 +208,8 @@ struct Load {
     stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     notes: Vec<(&'static str, Arc<Tally>)>,
+    /// Refused with 503 / answered otherwise.
+    counted: Vec<(&'static str, Arc<AtomicUsize>, Arc<AtomicUsize>)>,
 }
 
 impl Load {
@@ -247,6 +218,7 @@ impl Load {
             stop: Arc::new(AtomicBool::new(false)),
             tasks: Vec::new(),
             notes: Vec::new(),
+            counted: Vec::new(),
         }
     }
 
@@ -286,9 +258,19 @@ impl Load {
             'd' => self.spawn("(d) small slow bodies", 300, move |stop, t| {
                 small_slow(addr, stop, t)
             }),
-            'e' => self.spawn("(e) slow 1 MiB bodies", 500, move |stop, t| {
-                slow_large(addr, stop, t)
-            }),
+            'e' => {
+                let (refused, read) =
+                    (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+                for _ in 0..500 {
+                    self.tasks.push(tokio::spawn(super::hostile::slow_client(
+                        addr,
+                        self.stop.clone(),
+                        refused.clone(),
+                        read.clone(),
+                    )));
+                }
+                self.counted.push(("(e) slow 1 MiB bodies", refused, read));
+            }
             'f' => self.spawn(
                 "(f) idle connections closed",
                 3000 / scale,
@@ -311,9 +293,17 @@ impl Load {
         for t in self.tasks {
             t.abort();
         }
+        let counted = self.counted.iter().map(|(label, refused, read)| {
+            format!(
+                "{label}: {} × 503, {} answered otherwise",
+                refused.load(Ordering::Relaxed),
+                read.load(Ordering::Relaxed)
+            )
+        });
         self.notes
             .iter()
             .map(|(label, t)| format!("{label}: {}", t.text()))
+            .chain(counted)
             .collect::<Vec<_>>()
             .join("; ")
     }

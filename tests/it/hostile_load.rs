@@ -99,6 +99,17 @@ async fn small_slow_body(addr: SocketAddr, stop: Arc<std::sync::atomic::AtomicBo
     statuses
 }
 
+/// The binary, its request timeout longer than the test: a memory bound must hold by itself,
+/// not by timeouts.
+async fn patient_responder() -> Responder {
+    Responder::start(&[
+        ("DRY_RUN", "true"),
+        ("RUST_LOG", "warn"),
+        ("REQUEST_TIMEOUT_SECONDS", "120"),
+    ])
+    .await
+}
+
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -112,13 +123,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_large_and_small_bodies_and_idle_connections_stay_within_the_memory_limit() {
     raise_open_files(6000);
-    let responder = Responder::start(&[
-        ("DRY_RUN", "true"),
-        ("RUST_LOG", "warn"),
-        // Longer than the test: the memory bound must hold by itself, not by timeouts.
-        ("REQUEST_TIMEOUT_SECONDS", "120"),
-    ])
-    .await;
+    let responder = patient_responder().await;
     let (pid, addr): (u32, SocketAddr) = (responder.pid(), responder.addr);
     let idle_kib = status_kib(pid, "VmRSS:");
 
@@ -311,13 +316,7 @@ async fn a_client_that_never_reads_its_replies_is_dropped_and_events_are_still_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_incomplete_request_heads_stay_within_the_memory_limit() {
     raise_open_files(6000);
-    let responder = Responder::start(&[
-        ("DRY_RUN", "true"),
-        ("RUST_LOG", "warn"),
-        // Longer than the test: the memory bound must hold by itself, not by timeouts.
-        ("REQUEST_TIMEOUT_SECONDS", "120"),
-    ])
-    .await;
+    let responder = patient_responder().await;
     let (pid, addr) = (responder.pid(), responder.addr);
     // 4,000 heads of 12 KB each, never finished: read into a buffer each, 48 MB and more.
     let pad = "a".repeat(12_000);
