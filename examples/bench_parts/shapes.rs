@@ -68,9 +68,11 @@ fn long_rule_event(bytes: usize) -> String {
     v.to_string()
 }
 
-fn post(body: &str) -> Vec<u8> {
+/// `POST /` of `body`; `close`: one request on the connection (else keep-alive, to pipeline).
+fn post(body: &str, close: bool) -> Vec<u8> {
     format!(
-        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{}content-length: {}\r\n\r\n{body}",
+        if close { "connection: close\r\n" } else { "" },
         body.len()
     )
     .into_bytes()
@@ -167,7 +169,10 @@ async fn never_reads(
 
 /// (d) and (h): announces 64 KiB, sends one byte, waits for the answer; again until `stop`.
 async fn small_slow(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    let head = Arc::new(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 65536\r\n\r\n{".to_vec());
+    let head = Arc::new(
+        b"POST / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 65536\r\n\r\n{"
+            .to_vec(),
+    );
     repeat(addr, head, stop, tally).await
 }
 
@@ -238,19 +243,19 @@ impl Load {
     fn add(&mut self, key: char, addr: SocketAddr, scale: usize) {
         match key {
             'a' => {
-                let r = Arc::new(post(&big_array_event(1_000_000)));
+                let r = Arc::new(post(&big_array_event(1_000_000), true));
                 self.spawn("(a) big-array events", 8, |stop, t| {
                     repeat(addr, r.clone(), stop, t)
                 });
             }
             'b' => {
-                let r = Arc::new(post(&long_rule_event(1_000_000)));
+                let r = Arc::new(post(&long_rule_event(1_000_000), true));
                 self.spawn("(b) 1 MiB rule names", 8, |stop, t| {
                     repeat(addr, r.clone(), stop, t)
                 });
             }
             'c' => {
-                let r = Arc::new(post(&long_rule_event(200_000)));
+                let r = Arc::new(post(&long_rule_event(200_000), false));
                 self.spawn("(c) never-reading clients dropped", 16, |stop, t| {
                     never_reads(addr, r.clone(), stop, t)
                 });
