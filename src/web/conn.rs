@@ -136,8 +136,9 @@ pub(super) async fn connection(
     let accepted = Instant::now();
     let deadline = accepted + limits.request_timeout.min(limits.idle_timeout);
     let mut first_byte = None;
+    let mut probe = false;
     let arrived = tokio::select! {
-        r = tokio::time::timeout_at(deadline, head_arrived(&stream, &mut first_byte)) => r,
+        r = tokio::time::timeout_at(deadline, head_arrived(&stream, &mut first_byte, &mut probe)) => r,
         _ = closing.wait_for(|c| *c) => return,
         _ = reclaimed(&server, accepted) => return,
     };
@@ -151,6 +152,29 @@ pub(super) async fn connection(
             return;
         }
     }
+    // A whole head waits in the kernel for one of MAX_SERVED (the probes' do not wait), so that
+    // hyper's buffers exist for that many connections at most.
+    let _served = if probe || probes_only {
+        None
+    } else {
+        let permit = match server.served.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                server.reclaim_idle();
+                tokio::select! {
+                    p = tokio::time::timeout_at(deadline, server.served.clone().acquire_owned()) => p.ok().and_then(Result::ok).ok_or(()),
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+            }
+        };
+        match permit {
+            Ok(p) => Some(p),
+            Err(()) => {
+                Box::pin(answer_timeout(stream, &server)).await;
+                return;
+            }
+        }
+    };
     // Boxed: a task is as large as its future's largest state, and this one holds hyper's
     // connection; the wait above stays small.
     let since = first_byte.unwrap_or(accepted);
@@ -168,7 +192,11 @@ pub(super) async fn connection(
 /// Waits until the request head is complete in the kernel's buffer (or MAX_HEAD_BYTES long, for
 /// hyper to refuse), looking with MSG_PEEK into a buffer on the stack; false if the client
 /// closed before sending anything. `first_byte` is set when the first byte is seen.
-async fn head_arrived(stream: &TcpStream, first_byte: &mut Option<Instant>) -> io::Result<bool> {
+async fn head_arrived(
+    stream: &TcpStream,
+    first_byte: &mut Option<Instant>,
+    probe: &mut bool,
+) -> io::Result<bool> {
     loop {
         let ready = stream.ready(Interest::READABLE).await?;
         let peeked = stream.try_io(Interest::READABLE, || {
@@ -178,6 +206,7 @@ async fn head_arrived(stream: &TcpStream, first_byte: &mut Option<Instant>) -> i
                 *first_byte = Some(Instant::now());
             }
             if n == 0 || n == MAX_HEAD_BYTES || head_complete(&buf[..n]) {
+                *probe = is_probe_request(&buf[..n]);
                 return Ok(n);
             }
             // Clears the readiness seen before the peek: the next wake-up is new bytes.
@@ -193,6 +222,25 @@ async fn head_arrived(stream: &TcpStream, first_byte: &mut Option<Instant>) -> i
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether the request line is a GET (or HEAD) of a probe's or the metrics' path.
+fn is_probe_request(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    let line = buf[start..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        return false;
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    matches!(method, b"GET" | b"HEAD")
+        && std::str::from_utf8(path).is_ok_and(super::routes::is_probe)
 }
 
 /// Whether `buf` holds a whole request head: an empty line after the request line (empty lines

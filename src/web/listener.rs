@@ -37,8 +37,9 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const PROBE_CONNECTIONS: usize = 32;
 /// SO_SNDBUF of a connection (the kernel doubles it).
 const SEND_BUFFER: usize = 64 << 10;
-/// At most one reclaim this often: each wakes every connection that waits for a request.
-const RECLAIM_EVERY: Duration = Duration::from_millis(250);
+/// Connections with a request in hyper's hands (about 20 KiB each: its buffers, the request)
+/// at once; the others wait with their head in the kernel (1 KiB each). Probes are not counted.
+pub const MAX_SERVED: usize = 1024;
 /// The kernel's accept queue (tokio's default is 1024): bursts of new connections wait there.
 const BACKLOG: i32 = 4096;
 
@@ -83,12 +84,13 @@ pub async fn run(
         draining: AtomicBool::new(false),
         reclaim: Notify::new(),
         reclaims: AtomicU64::new(0),
+        last_reclaim: std::sync::Mutex::new(None),
+        served: Arc::new(Semaphore::new(MAX_SERVED)),
         app: app.clone(),
     });
-    let mut slots = Slots {
+    let slots = Slots {
         events: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         probes: Arc::new(Semaphore::new(PROBE_CONNECTIONS)),
-        last_reclaim: None,
     };
     let (closing_tx, closing) = watch::channel(false);
     let connections = TaskTracker::new();
@@ -162,7 +164,6 @@ pub(super) struct Slot {
 struct Slots {
     events: Arc<Semaphore>,
     probes: Arc<Semaphore>,
-    last_reclaim: Option<Instant>,
 }
 
 impl Slots {
@@ -170,22 +171,14 @@ impl Slots {
     /// (silent, between requests, a head stalled) are told to give theirs back, and the next
     /// connection gets the first slot freed, of either kind (nginx reuses idle keep-alive
     /// connections the same way when it runs out).
-    async fn next(&mut self, server: &Server) -> Slot {
+    async fn next(&self, server: &Server) -> Slot {
         if let Ok(p) = self.events.clone().try_acquire_owned() {
             return Slot {
                 _permit: p,
                 probes_only: false,
             };
         }
-        if self
-            .last_reclaim
-            .is_none_or(|t| t.elapsed() >= RECLAIM_EVERY)
-        {
-            self.last_reclaim = Some(Instant::now());
-            server.reclaims.fetch_add(1, Ordering::AcqRel);
-            server.reclaim.notify_waiters();
-            tracing::debug!("connection slots full: reclaiming those doing nothing");
-        }
+        server.reclaim_idle();
         tokio::select! {
             biased;
             p = self.events.clone().acquire_owned() => Slot {
@@ -202,7 +195,7 @@ impl Slots {
     /// The next connection, once a slot is free; an event slot freed meanwhile replaces a
     /// probe slot.
     async fn accept(
-        &mut self,
+        &self,
         listener: &TcpListener,
         server: &Server,
     ) -> (TcpStream, SocketAddr, Slot) {

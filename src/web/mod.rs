@@ -58,4 +58,28 @@ struct Server {
     reclaim: tokio::sync::Notify,
     /// How many reclaims were announced: a connection polls `reclaim` again only after one.
     reclaims: AtomicU64,
+    /// When the last reclaim was announced.
+    last_reclaim: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Connections served by hyper (their buffers allocated) at once, but the probes' requests.
+    served: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// At most one reclaim this often: each wakes every connection that waits for a request.
+const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Server {
+    /// Tells the connections doing nothing (silent, between requests, stalled) to close: slots
+    /// or served connections ran out. At most once per RECLAIM_EVERY.
+    fn reclaim_idle(&self) {
+        let mut last = self.last_reclaim.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < RECLAIM_EVERY) {
+            return;
+        }
+        *last = Some(tokio::time::Instant::now());
+        drop(last);
+        self.reclaims
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.reclaim.notify_waiters();
+        tracing::debug!("connections short: reclaiming those doing nothing");
+    }
 }

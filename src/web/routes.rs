@@ -19,6 +19,11 @@ use super::{
 const LIVENESS: &[&str] = &["/healthz", "/health/liveness", "/_/health"];
 const READINESS: &[&str] = &["/readyz", "/health/readiness", "/_/ready"];
 
+/// The probes' and the metrics' paths: served before the event limits.
+pub(super) fn is_probe(path: &str) -> bool {
+    LIVENESS.contains(&path) || READINESS.contains(&path) || path == "/metrics"
+}
+
 pub(super) async fn route(
     server: &Server,
     req: Request<Incoming>,
@@ -28,7 +33,7 @@ pub(super) async fn route(
     let path = req.uri().path();
     let method = req.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
-    if LIVENESS.contains(&path) || READINESS.contains(&path) || path == "/metrics" {
+    if is_probe(path) {
         if !is_get {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n").with_allow("GET, HEAD");
         }
