@@ -10,8 +10,9 @@
 //! - memory: at most BODY_MEMORY_BYTES of request bodies at once, each holding what arrived of
 //!   it (a large one its declared length, refused with 503 + Retry-After before it is read);
 //!   slow and large bodies leave a quarter to ordinary events;
-//! - slots: MAX_CONNECTIONS, a few more for the probes only, and the slots of connections doing
-//!   nothing reclaimed when they run out;
+//! - slots: MAX_CONNECTIONS, a few more for the probes only, MAX_SERVED of them with hyper's
+//!   buffers (the rest wait with their head in the kernel), and the connections doing nothing
+//!   reclaimed when either runs out;
 //! - an answer given before the whole body was read (413, 401, 503, 408, ...) is followed by a
 //!   lingering close (nginx's model): half-close, read and discard for a bounded time and byte
 //!   count, so that the client reads the answer instead of a connection reset.
