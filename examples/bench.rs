@@ -19,12 +19,15 @@
 //! latency series), BENCH_BURST (200), BENCH_STARTS (20), BENCH_QUIET_WAIT (180: seconds to wait
 //! for a quiet machine before measuring). Loopback only; every loop is bounded.
 //! BENCH_ONLY=guards runs only the guards' section (its own apiserver, the same environment;
-//! the release binary built) and prints its table without writing BENCH_OUT.
+//! the release binary built) and prints its table without writing BENCH_OUT; BENCH_ONLY=hostile
+//! runs only the hostile shapes (`bench_parts/shapes.rs`: no apiserver, MUSL_BIN) the same way.
 
 #[path = "../tests/testkit/sender.rs"]
 mod common;
 #[path = "bench_parts/hostile.rs"]
 mod hostile;
+#[path = "bench_parts/shapes.rs"]
+mod shapes;
 #[path = "../tests/testkit/apiserver.rs"]
 mod support;
 
@@ -1565,6 +1568,7 @@ struct Report<'a> {
     st: Start,
     micro: Vec<(String, f64)>,
     hostile: Option<(hostile::Hostile, hostile::Soak)>,
+    shapes: Option<Vec<shapes::Shape>>,
     elapsed: Duration,
     guards: GuardCost,
 }
@@ -1994,6 +1998,14 @@ fn write_report(r: &Report) -> String {
          medians are stable to a few percent between runs, p99 and throughput less so (±10%)."
     );
     write_guards(w, &r.guards);
+    if let Some(shapes) = &r.shapes {
+        let bin = if r.s.musl.is_some() {
+            "the static musl build"
+        } else {
+            "the release build"
+        };
+        shapes::write(w, shapes, bin);
+    }
     if r.hostile.is_some() {
         let _ = writeln!(w, "{}", hostile::HOW_TO_READ);
     }
@@ -2017,12 +2029,16 @@ fn spread(v: &[f64]) -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn main() {
-    let s = Settings::from_env();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     assert!(
-        only.is_empty() || only == "guards",
-        "BENCH_ONLY={only}: only `guards` is known"
+        only.is_empty() || only == "guards" || only == "hostile",
+        "BENCH_ONLY={only}: only `guards` and `hostile` are known"
     );
+    if only == "hostile" {
+        shapes::run_only();
+        return;
+    }
+    let s = Settings::from_env();
     let begun = Instant::now();
     let load_before = loadavg();
     say("starting kube-apiserver + etcd");
@@ -2087,6 +2103,9 @@ fn main() {
         let h = runtime.block_on(hostile::hostile_memory(&s));
         (h, hostile::soak(&s, server.dir()))
     });
+    // (9) the hostile shapes, on the image's binary where it was built.
+    let shapes = (env_num("BENCH_HOSTILE", 1u8) != 0)
+        .then(|| runtime.block_on(shapes::shapes(s.musl.as_ref().unwrap_or(&s.responder))));
     drop(runtime);
 
     let micro = criterion_medians(&s.criterion);
@@ -2100,6 +2119,7 @@ fn main() {
         st,
         micro,
         hostile,
+        shapes,
         elapsed: begun.elapsed(),
         guards,
     };

@@ -117,7 +117,7 @@ fn responder(s: &Settings, port: u16, env: &[(&str, &str)]) -> Proc {
 
 /// One slow client: announces 1 MiB, sends it in 16 KiB pieces every 100 ms, reads the answer
 /// while sending; after a 503 it comes back a second later (Retry-After: 1), until `stop`.
-async fn slow_client(
+pub async fn slow_client(
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     refused: Arc<AtomicUsize>,

@@ -1,5 +1,7 @@
-//! Reading a request body: into one buffer, within MAX_BODY_BYTES, BODY_MEMORY_BYTES and the
-//! request deadline; what cannot be read is answered (413, 503, 408, 400).
+//! Reading a request body: into one buffer, within MAX_BODY_BYTES, BODY_MEMORY_BYTES, the
+//! request deadline and a minimum rate; what cannot be read is answered (413, 503, 408, 400).
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -9,13 +11,17 @@ use tokio::time::Instant;
 
 use super::{
     HttpResponse, Server,
-    budget::Reservation,
+    budget::{PROMPT, Reservation, SMALL_BODY},
     render::{json_error, render},
 };
-use crate::app::reply::Reply;
+use crate::app::reply::{Reply, ReplyBody};
 
-/// A body of unknown length (chunked) reserves memory in steps, starting with this much.
-const FIRST_RESERVATION: usize = 64 << 10;
+/// A body's first byte is due this soon after its head, and the rest at BODY_MIN_RATE or
+/// faster (Apache's mod_reqtimeout model): a sender that trickles is cut off long before
+/// REQUEST_TIMEOUT_SECONDS, so it holds its slot and its bytes briefly.
+pub const BODY_FIRST_BYTE: Duration = Duration::from_secs(2);
+/// Bytes a second, on average since the head; a Falco event arrives at network speed.
+pub const BODY_MIN_RATE: u64 = 64 << 10;
 
 /// A request body in memory, with the BODY_MEMORY_BYTES it holds.
 pub(super) struct HeldBody {
@@ -23,8 +29,20 @@ pub(super) struct HeldBody {
     pub(super) memory: Reservation,
 }
 
-/// Reads the body into one buffer (no second copy), within MAX_BODY_BYTES, BODY_MEMORY_BYTES
-/// and the request deadline; the error is the answer.
+/// 503 with `retry: true` and Retry-After: the server is busy, the same request may succeed
+/// in a moment.
+pub(super) fn retry_later(why: &'static str) -> HttpResponse {
+    let mut reply = Reply::error(StatusCode::SERVICE_UNAVAILABLE, why);
+    if let ReplyBody::Failed(f) = &mut reply.body {
+        f.retry = Some(true);
+    }
+    render(reply)
+}
+
+/// Reads the body into one buffer (no second copy), within MAX_BODY_BYTES, BODY_MEMORY_BYTES,
+/// the request deadline and the minimum rate; the error is the answer. A body holds the budget
+/// for what has arrived of it, except one declared larger than SMALL_BODY, which reserves its
+/// declared length before a byte is read: over the budget, the client hears it at once.
 pub(super) async fn read_body(
     server: &Server,
     headers: &HeaderMap,
@@ -55,27 +73,50 @@ pub(super) async fn read_body(
         return Err(too_large());
     }
     let declared = declared.map(|n| n as usize);
-    // Reserve before reading a byte: over the budget, the client hears it at once.
     let mut memory = server.body_memory.reserve();
-    let first = declared.unwrap_or(FIRST_RESERVATION.min(max));
-    if !memory.grow(first) {
+    if let Some(n) = declared
+        && n > SMALL_BODY
+        && !memory.grow(n)
+    {
         return Err(busy());
     }
-    // Untouched capacity costs no resident memory: a slow client holds only what it sent.
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    let started = Instant::now();
+    let mut ordinary = declared.is_none_or(|n| n <= SMALL_BODY);
+    let mut bytes = Vec::new();
     loop {
+        // Incomplete after PROMPT: a slow body, which must not hold the ordinary events' share.
+        if ordinary && started.elapsed() >= PROMPT {
+            if !memory.restrict() {
+                return Err(busy());
+            }
+            ordinary = false;
+        }
+        let rate = Duration::from_millis(bytes.len() as u64 * 1000 / BODY_MIN_RATE);
+        let slow_at = started + BODY_FIRST_BYTE + rate;
+        let until = deadline.min(slow_at);
         // Usually the body is in hyper's buffer already: no timer for that.
         let ready = futures_util::FutureExt::now_or_never(body.frame());
         let frame = match ready {
             Some(frame) => Ok(frame),
-            None => tokio::time::timeout_at(deadline, body.frame()).await,
+            None if ordinary => {
+                tokio::time::timeout_at(until.min(started + PROMPT), body.frame()).await
+            }
+            None => tokio::time::timeout_at(until, body.frame()).await,
         };
         let frame = match frame {
+            // PROMPT passed: restricted above.
+            Err(_) if Instant::now() < until => continue,
             Err(_) => {
                 app.metrics.reject("timeout");
                 return Err(json_error(
                     StatusCode::REQUEST_TIMEOUT,
-                    "the body was not complete within REQUEST_TIMEOUT_SECONDS",
+                    if until == deadline {
+                        "the body was not complete within REQUEST_TIMEOUT_SECONDS"
+                    } else {
+                        "the body came too slowly: its first byte is due within 2 s of the head, \
+                         the rest at 64 KiB/s or faster (and all of it within \
+                         REQUEST_TIMEOUT_SECONDS)"
+                    },
                 ));
             }
             Ok(None) => break,
@@ -90,23 +131,30 @@ pub(super) async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
+        let len = bytes.len() + data.len();
+        if len > max {
+            return Err(too_large());
+        }
         // The usual case, a body in one frame: kept as hyper read it, not copied.
         if bytes.is_empty() && Some(data.len()) == declared {
+            if !memory.grow(len) {
+                return Err(busy());
+            }
             return Ok(HeldBody {
                 bytes: data,
                 memory,
             });
         }
-        let len = bytes.len() + data.len();
-        if len > max {
-            return Err(too_large());
-        }
-        // Unknown length: grow the reservation by doubling, within the budget.
-        if len > memory.bytes() {
-            let want = len.max(memory.bytes() * 2).min(max);
-            if !memory.grow(want) {
+        // The buffer grows with what arrived (doubling, up to the declared length), and the
+        // reservation with the buffer: a slow client holds about what it sent.
+        if len > bytes.capacity() {
+            let cap = len
+                .max(2 * bytes.capacity())
+                .min(declared.unwrap_or(max).max(len));
+            if cap > memory.bytes() && !memory.grow(cap) {
                 return Err(busy());
             }
+            bytes.reserve_exact(cap - bytes.len());
         }
         bytes.extend_from_slice(&data);
     }

@@ -1,6 +1,7 @@
-//! One connection, from accept to close: a watchdog over its phases (request deadline, idle
-//! timeout), the socket wrapper that tells it about reads and writes, hyper's HTTP/1 settings,
-//! and the lingering close.
+//! One connection, from accept to close: its first request head waiting in the kernel until it
+//! is complete, a watchdog over its phases (request deadline, idle timeout, the reply's write
+//! deadline, reclaims under slot pressure), the socket wrapper that tells it about reads and
+//! writes, hyper's HTTP/1 settings, and the lingering close.
 
 use std::{
     convert::Infallible,
@@ -17,15 +18,16 @@ use http::{HeaderValue, header};
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf},
     net::TcpStream,
-    sync::{OwnedSemaphorePermit, watch},
+    sync::watch,
     time::Instant,
 };
 
 use super::{
     HttpResponse, Server,
-    phase::{ConnState, Expiry, Phase},
+    listener::Slot,
+    phase::{ANSWER_GRACE, ConnState, Expiry, Phase, STALLED},
     routes::route,
 };
 use crate::config::Limits;
@@ -33,6 +35,10 @@ use crate::config::Limits;
 /// Lingering close: after an early answer, read and discard at most this long and this much.
 pub const LINGER_TIME: Duration = Duration::from_secs(5);
 pub const LINGER_BYTES: usize = 8 << 20;
+/// The longest request head: a Falco event's headers (a bearer token, CloudEvents attributes, a
+/// gateway's forwarding headers) are a few KiB; a longer head is answered 431. Also hyper's
+/// largest read buffer, so what a keep-alive connection holds of a head is bounded by it.
+pub const MAX_HEAD_BYTES: usize = 16 << 10;
 /// The socket, telling the connection's state about reads and writes.
 struct Io {
     stream: TcpStream,
@@ -63,9 +69,7 @@ impl AsyncWrite for Io {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.on_write();
-        }
+        this.wrote(&r);
         r
     }
 
@@ -76,9 +80,7 @@ impl AsyncWrite for Io {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.on_write();
-        }
+        this.wrote(&r);
         r
     }
 
@@ -86,8 +88,14 @@ impl AsyncWrite for Io {
         self.stream.is_write_vectored()
     }
 
+    /// hyper flushes once its whole output went to the socket: nothing waits for the client.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            this.state.on_flushed();
+        }
+        r
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -95,47 +103,202 @@ impl AsyncWrite for Io {
     }
 }
 
+impl Io {
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        match r {
+            Poll::Ready(Ok(n)) if *n > 0 => self.state.on_write(),
+            // The client does not read: the write deadline runs from now.
+            Poll::Pending => self.state.on_write_blocked(),
+            _ => {}
+        }
+    }
+}
+
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
 
-/// One connection, from accept to close; `slot` is its MAX_CONNECTIONS permit.
+/// One connection, from accept to close; `slot` is its place among MAX_CONNECTIONS (or among
+/// the few kept for the probes).
 pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     server: Arc<Server>,
     mut closing: watch::Receiver<bool>,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
+    let probes_only = slot.probes_only;
     let _slot = slot;
     let limits = server.app.config.limits.clone();
-    // Until its first byte a connection is only a socket: hyper allocates its buffers when it
-    // starts reading, which would make thousands of silent connections cost megabytes.
-    // A new connection is opened to send a request: it gets the request deadline for its first
-    // byte (or the idle timeout, if shorter), so silent ones cannot hold the slots for long.
-    let first_byte = limits.request_timeout.min(limits.idle_timeout);
-    let mut first = [0u8; 1];
-    tokio::select! {
-        // peek, not readable(): readiness can be reported before any byte arrived.
-        r = tokio::time::timeout(first_byte, stream.peek(&mut first)) => {
-            if !matches!(r, Ok(Ok(1..))) {
+    // Until its first request head is complete a connection is only a socket, its bytes in the
+    // kernel: hyper allocates its buffers when it starts reading, which would make thousands
+    // of silent or trickling connections cost megabytes. A new connection is opened to send a
+    // request: its head gets the request deadline (or the idle timeout, if shorter), so silent
+    // ones cannot hold the slots for long.
+    let accepted = Instant::now();
+    let deadline = accepted + limits.request_timeout.min(limits.idle_timeout);
+    let mut first_byte = None;
+    let mut probe = false;
+    let arrived = tokio::select! {
+        r = tokio::time::timeout_at(deadline, head_arrived(&stream, &mut first_byte, &mut probe)) => r,
+        _ = closing.wait_for(|c| *c) => return,
+        _ = reclaimed(&server, accepted) => return,
+    };
+    match arrived {
+        Ok(Ok(true)) => {}
+        Ok(_) => return,
+        // Silent: closed without a word.
+        Err(_) if first_byte.is_none() => return,
+        Err(_) => {
+            Box::pin(answer_timeout(stream, &server)).await;
+            return;
+        }
+    }
+    // A whole head waits in the kernel for one of MAX_SERVED (the probes' do not wait), so that
+    // hyper's buffers exist for that many connections at most.
+    let _served = if probe || probes_only {
+        None
+    } else {
+        let permit = match server.served.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                server.reclaim_idle();
+                tokio::select! {
+                    p = tokio::time::timeout_at(deadline, server.served.clone().acquire_owned()) => p.ok().and_then(Result::ok).ok_or(()),
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+            }
+        };
+        match permit {
+            Ok(p) => Some(p),
+            Err(()) => {
+                Box::pin(answer_timeout(stream, &server)).await;
                 return;
             }
         }
-        _ = closing.wait_for(|c| *c) => return,
-    }
+    };
     // Boxed: a task is as large as its future's largest state, and this one holds hyper's
-    // connection; the silent wait above stays small.
-    Box::pin(serve_http(stream, peer, server, closing, limits)).await;
+    // connection; the wait above stays small.
+    let since = first_byte.unwrap_or(accepted);
+    Box::pin(serve_http(
+        stream,
+        peer,
+        server,
+        closing,
+        limits,
+        ConnState::new(Phase::Head, since, probes_only),
+    ))
+    .await;
 }
 
-/// HTTP on a connection whose first byte has arrived, then its lingering close.
+/// Waits until the request head is complete in the kernel's buffer (or MAX_HEAD_BYTES long, for
+/// hyper to refuse), looking with MSG_PEEK into a buffer on the stack; false if the client
+/// closed before sending anything. `first_byte` is set when the first byte is seen.
+async fn head_arrived(
+    stream: &TcpStream,
+    first_byte: &mut Option<Instant>,
+    probe: &mut bool,
+) -> io::Result<bool> {
+    loop {
+        let ready = stream.ready(Interest::READABLE).await?;
+        let peeked = stream.try_io(Interest::READABLE, || {
+            let mut buf = [0u8; MAX_HEAD_BYTES];
+            let (n, _) = rustix::net::recv(stream, &mut buf[..], rustix::net::RecvFlags::PEEK)?;
+            if n > 0 && first_byte.is_none() {
+                *first_byte = Some(Instant::now());
+            }
+            if n == 0 || n == MAX_HEAD_BYTES || head_complete(&buf[..n]) {
+                *probe = is_probe_request(&buf[..n]);
+                return Ok(n);
+            }
+            // Clears the readiness seen before the peek: the next wake-up is new bytes.
+            Err(io::ErrorKind::WouldBlock.into())
+        });
+        match peeked {
+            Ok(n) => return Ok(n > 0),
+            // The client closed its side after an incomplete head: hyper answers that.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && ready.is_read_closed() => {
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether the request line is a GET (or HEAD) of a probe's or the metrics' path.
+fn is_probe_request(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    let line = buf[start..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        return false;
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    matches!(method, b"GET" | b"HEAD")
+        && std::str::from_utf8(path).is_ok_and(super::routes::is_probe)
+}
+
+/// Whether `buf` holds a whole request head: an empty line after the request line (empty lines
+/// before it are skipped, as hyper does; bare LF line ends are accepted, as hyper does).
+fn head_complete(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    rest.iter().enumerate().any(|(i, &b)| {
+        b == b'\n'
+            && match rest.get(i + 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => rest.get(i + 2) == Some(&b'\n'),
+                _ => false,
+            }
+    })
+}
+
+/// Resolves when the listener reclaims slots and this connection, accepted at `accepted`, has
+/// been waiting for its request head for STALLED or longer.
+async fn reclaimed(server: &Server, accepted: Instant) {
+    loop {
+        server.reclaim.notified().await;
+        if accepted.elapsed() >= STALLED {
+            return;
+        }
+    }
+}
+
+/// 408 for a request that did not arrive within REQUEST_TIMEOUT_SECONDS, then the lingering
+/// close.
+async fn answer_timeout(mut stream: TcpStream, server: &Server) {
+    server.app.metrics.reject("timeout");
+    const MSG: &str = "the request was not complete within REQUEST_TIMEOUT_SECONDS\n";
+    let head = format!(
+        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{MSG}",
+        MSG.len()
+    );
+    // Bounded: a client that reads nothing does not hold the connection.
+    let written = tokio::time::timeout(ANSWER_GRACE, stream.write_all(head.as_bytes())).await;
+    if matches!(written, Ok(Ok(()))) {
+        linger(stream).await;
+    }
+}
+
+/// HTTP on a connection whose first request head has arrived, then its lingering close.
 async fn serve_http(
     stream: TcpStream,
     peer: SocketAddr,
     server: Arc<Server>,
     mut closing: watch::Receiver<bool>,
     limits: Limits,
+    state: ConnState,
 ) {
-    let state = Arc::new(ConnState::new(Phase::Head));
+    let state = Arc::new(state);
     let service = {
         let state = state.clone();
         let server = server.clone();
@@ -159,8 +322,9 @@ async fn serve_http(
     };
     let mut conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        // hyper's read buffer grows up to 400 KiB by default; an event needs far less.
-        .max_buf_size(64 << 10)
+        // hyper's read buffer grows up to 400 KiB by default; an event needs far less, and a
+        // keep-alive connection trickling its next head holds at most this.
+        .max_buf_size(MAX_HEAD_BYTES)
         // Our watchdog bounds headers and body together (hyper's timeout covers headers only).
         .header_read_timeout(None)
         // A sender that closes right after its request (a fire-and-forget webhook, a
@@ -181,6 +345,7 @@ async fn serve_http(
         Done(hyper::Result<()>),
         Timer,
         Closing,
+        Reclaim,
     }
     // Never armed further ahead than the shorter timeout: a phase that starts after arming has
     // its deadline after the timer, so phase changes need no wake-up (cheap per request); an
@@ -199,6 +364,10 @@ async fn serve_http(
     // wake-up otherwise.
     let mut closed_registered = false;
     let mut graceful = false;
+    // The same for the listener's reclaims: polled again only once one was announced.
+    let reclaim = server.reclaim.notified();
+    tokio::pin!(reclaim);
+    let mut reclaims_seen = None;
     let end = loop {
         let wake = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
@@ -211,6 +380,13 @@ async fn serve_http(
                 closed_registered = true;
                 if closed.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Closing);
+                }
+            }
+            let announced = server.reclaims.load(Ordering::Acquire);
+            if reclaims_seen != Some(announced) {
+                reclaims_seen = Some(announced);
+                if reclaim.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Reclaim);
                 }
             }
             Poll::Pending
@@ -226,6 +402,12 @@ async fn serve_http(
                 graceful = true;
                 Pin::new(&mut conn).graceful_shutdown();
             }
+            // Slots are short: a connection that is doing nothing gives its own back.
+            Wake::Reclaim if state.reclaimable() => break Some(Expiry::Idle),
+            Wake::Reclaim => {
+                reclaim.set(server.reclaim.notified());
+                reclaims_seen = None;
+            }
             Wake::Timer => {
                 if let Some((at, how)) = state.deadline(&limits)
                     && at <= Instant::now()
@@ -236,22 +418,13 @@ async fn serve_http(
             }
         }
     };
-    let mut stream = conn.into_parts().io.into_inner().stream;
+    let stream = conn.into_parts().io.into_inner().stream;
     match end {
-        Some(Expiry::Idle) => return,
-        Some(Expiry::Request) => {
-            server.app.metrics.reject("timeout");
-            const MSG: &str = "the request was not complete within REQUEST_TIMEOUT_SECONDS\n";
-            let head = format!(
-                "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
-                 content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{MSG}",
-                MSG.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-        }
-        Some(Expiry::Abandon) | None => {}
+        Some(Expiry::Idle) => {}
+        Some(Expiry::Write) => server.app.metrics.reject("write_timeout"),
+        Some(Expiry::Request) => Box::pin(answer_timeout(stream, &server)).await,
+        Some(Expiry::Abandon) | None => Box::pin(linger(stream)).await,
     }
-    Box::pin(linger(stream)).await;
 }
 
 /// nginx's lingering close: our answer is out, so half-close and read whatever the client still

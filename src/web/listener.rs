@@ -1,5 +1,7 @@
-//! The listening socket and the accept loop: connection slots, and the graceful shutdown
-//! (readiness 503 first, accept for SHUTDOWN_DELAY_SECONDS, then let in-flight events finish).
+//! The listening socket and the accept loop: connection slots (a few kept for the probes, and
+//! the slots of connections doing nothing reclaimed when they run out), and the graceful
+//! shutdown (readiness 503 first, accept for SHUTDOWN_DELAY_SECONDS, then let in-flight events
+//! finish).
 
 use std::{
     future::Future,
@@ -7,14 +9,14 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, watch},
     time::Instant,
 };
 use tokio_util::task::TaskTracker;
@@ -30,6 +32,14 @@ use crate::app::App;
 /// Open connections at once; more wait in the kernel's accept queue. A silent connection costs
 /// a task and a socket (about 1 KiB), so this bounds file descriptors more than memory.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections accepted beyond MAX_CONNECTIONS for the probes and `/metrics` only: the kubelet
+/// must not restart a pod whose event slots are full.
+pub const PROBE_CONNECTIONS: usize = 32;
+/// SO_SNDBUF of a connection (the kernel doubles it).
+const SEND_BUFFER: usize = 64 << 10;
+/// Connections with a request in hyper's hands (about 20 KiB each: its buffers, the request)
+/// at once; the others wait with their head in the kernel (1 KiB each). Probes are not counted.
+pub const MAX_SERVED: usize = 1024;
 /// The kernel's accept queue (tokio's default is 1024): bursts of new connections wait there.
 const BACKLOG: i32 = 4096;
 
@@ -70,11 +80,18 @@ pub async fn run(
 ) -> io::Result<()> {
     let limits = app.config.limits.clone();
     let server = Arc::new(Server {
-        body_memory: Arc::new(BodyBudget::new(limits.body_memory_bytes)),
+        body_memory: BodyBudget::new(limits.body_memory_bytes),
         draining: AtomicBool::new(false),
+        reclaim: Notify::new(),
+        reclaims: AtomicU64::new(0),
+        last_reclaim: std::sync::Mutex::new(None),
+        served: Arc::new(Semaphore::new(MAX_SERVED)),
         app: app.clone(),
     });
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots {
+        events: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        probes: Arc::new(Semaphore::new(PROBE_CONNECTIONS)),
+    };
     let (closing_tx, closing) = watch::channel(false);
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -93,7 +110,7 @@ pub async fn run(
             biased;
             _ = &mut shutdown, if accept_until.is_none() => None,
             _ = stop => break,
-            accepted = accept(&listener, &slots) => Some(accepted),
+            accepted = slots.accept(&listener, &server) => Some(accepted),
         };
         let Some((stream, peer, slot)) = step else {
             // Not ready at once; keep serving while the endpoints update.
@@ -106,6 +123,10 @@ pub async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Replies are small: a fixed send buffer (no autotuning to megabytes) bounds what a
+        // client that does not read leaves in the kernel, and makes our write block soon, for
+        // the write deadline to end it.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         connections.spawn(connection(
             stream,
             peer,
@@ -133,23 +154,70 @@ pub async fn run(
     Ok(())
 }
 
-/// The next connection, once a slot is free.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
-    let slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("semaphore never closed");
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => return (stream, peer, slot),
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+/// A connection's place: one of MAX_CONNECTIONS, or one of the few kept for the probes.
+pub(super) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    /// Serves the probes and `/metrics` only.
+    pub(super) probes_only: bool,
+}
+
+struct Slots {
+    events: Arc<Semaphore>,
+    probes: Arc<Semaphore>,
+}
+
+impl Slots {
+    /// A free slot: an event slot if one is free; otherwise the connections doing nothing
+    /// (silent, between requests, a head stalled) are told to give theirs back, and the next
+    /// connection gets the first slot freed, of either kind (nginx reuses idle keep-alive
+    /// connections the same way when it runs out).
+    async fn next(&self, server: &Server) -> Slot {
+        if let Ok(p) = self.events.clone().try_acquire_owned() {
+            return Slot {
+                _permit: p,
+                probes_only: false,
+            };
+        }
+        server.reclaim_idle();
+        tokio::select! {
+            biased;
+            p = self.events.clone().acquire_owned() => Slot {
+                _permit: p.expect("semaphore never closed"),
+                probes_only: false,
+            },
+            p = self.probes.clone().acquire_owned() => Slot {
+                _permit: p.expect("semaphore never closed"),
+                probes_only: true,
+            },
+        }
+    }
+
+    /// The next connection, once a slot is free; an event slot freed meanwhile replaces a
+    /// probe slot.
+    async fn accept(
+        &self,
+        listener: &TcpListener,
+        server: &Server,
+    ) -> (TcpStream, SocketAddr, Slot) {
+        let mut slot = self.next(server).await;
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    if slot.probes_only
+                        && let Ok(p) = self.events.clone().try_acquire_owned()
+                    {
+                        slot = Slot {
+                            _permit: p,
+                            probes_only: false,
+                        };
+                    }
+                    return (stream, peer, slot);
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
     }

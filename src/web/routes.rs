@@ -1,5 +1,6 @@
 //! Where a request goes: the health and metrics paths, `POST /` for events behind the optional
-//! bearer token; an event's body is read within its limits and handed to the app.
+//! bearer token; an event's body is read within its limits and handed to the app. A connection
+//! on a slot kept for the probes is answered 503 for anything else.
 
 use std::sync::atomic::Ordering;
 
@@ -9,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     HttpResponse, Server,
-    body::read_body,
+    body::{read_body, retry_later},
     phase::{ConnState, Phase},
     render::{WithAllow, json_error, plain, render, text},
 };
@@ -17,6 +18,11 @@ use super::{
 /// Health paths: ours, Knative func's and OpenFaaS's (the image runs without a watchdog).
 const LIVENESS: &[&str] = &["/healthz", "/health/liveness", "/_/health"];
 const READINESS: &[&str] = &["/readyz", "/health/readiness", "/_/ready"];
+
+/// The probes' and the metrics' paths: served before the event limits.
+pub(super) fn is_probe(path: &str) -> bool {
+    LIVENESS.contains(&path) || READINESS.contains(&path) || path == "/metrics"
+}
 
 pub(super) async fn route(
     server: &Server,
@@ -27,7 +33,7 @@ pub(super) async fn route(
     let path = req.uri().path();
     let method = req.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
-    if LIVENESS.contains(&path) || READINESS.contains(&path) || path == "/metrics" {
+    if is_probe(path) {
         if !is_get {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n").with_allow("GET, HEAD");
         }
@@ -51,6 +57,14 @@ pub(super) async fn route(
             );
         }
         return plain(StatusCode::OK, "ok\n");
+    }
+    if state.probes_only {
+        app.metrics.reject("connections");
+        tracing::warn!("refused a request: all MAX_CONNECTIONS connection slots are busy");
+        return retry_later(
+            "all connection slots (MAX_CONNECTIONS) are busy and this one serves the probes only: retry later",
+        )
+        .closing();
     }
     if path != "/" {
         return json_error(

@@ -479,3 +479,25 @@ async fn a_decoded_event_is_charged_to_the_body_budget_until_it_is_dropped() {
     );
     assert_eq!(held.load(SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_request_head_over_16_kib_gets_431_and_one_under_it_is_served() {
+    let s = Server::dry(&[]).await;
+    let body = shell();
+    for (pad, status) in [(12_000, 200), (20_000, 431)] {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let head = format!(
+            "POST / HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            "a".repeat(pad),
+            body.len()
+        );
+        let _ = c.write_all(head.as_bytes()).await;
+        let (raw, _) = read_until_closed(&mut c, Duration::from_secs(10)).await;
+        assert_eq!(
+            parse_response(&raw).status,
+            status,
+            "{pad}: {}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+}
