@@ -21,6 +21,11 @@ impl Scene {
         node::run_pod(&self.admin, &self.ns, name, meta, spec).await
     }
 
+    /// Waits until pod `name` is Ready with every container id reported.
+    pub async fn wait_ready(&self, name: &str) -> Pod {
+        node::wait_ready(&self.admin, &self.ns, name).await
+    }
+
     /// Deletes every pod here at once, so that the node has less to do for the next test.
     pub async fn clear(&self) {
         let _ = self
