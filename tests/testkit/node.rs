@@ -278,8 +278,23 @@ pub fn shell_event(pod: &Pod, cid: &str) -> String {
         cid,
     ))
     .unwrap();
-    v["time"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
-    v["output_fields"]["k8s.pod.uid"] = json!(pod.metadata.uid.as_deref().unwrap());
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let (ns, name) = (
+        pod.metadata.namespace.as_deref().unwrap(),
+        pod.metadata.name.as_deref().unwrap(),
+    );
+    let short = &cid[..cid.len().min(12)];
+    v["time"] = json!(now.to_string());
+    v["output"] = json!(format!(
+        "{}: Critical A shell was spawned in a container with an attached terminal (user=root \
+         user_loginuid=-1 k8s.ns={ns} k8s.pod={name} container={short} shell=sh parent=runc \
+         cmdline=sh terminal=34816 container_id={short} image={BUSYBOX})",
+        now.strftime("%H:%M:%S%.9f")
+    ));
+    let f = &mut v["output_fields"];
+    f["evt.time"] = json!(now.as_nanosecond() as i64);
+    f["container.image.repository"] = json!(BUSYBOX.split(':').next());
+    f["k8s.pod.uid"] = json!(pod.metadata.uid.as_deref().unwrap());
     v.to_string()
 }
 
