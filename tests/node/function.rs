@@ -16,10 +16,13 @@ use crate::testkit::scene::Scene;
 use crate::testkit::sender::http;
 
 pub fn tests() -> Vec<crate::NodeTest> {
-    vec![node_test!(
-        the_chart_deploys_a_function_that_deletes_a_real_pod,
-        420
-    )]
+    vec![
+        node_test!(the_chart_deploys_a_function_that_deletes_a_real_pod, 420),
+        node_test!(
+            under_hostile_load_the_pod_stays_within_its_memory_limit,
+            300
+        ),
+    ]
 }
 
 /// The chart's objects for release `name` in `ns`, rendered by `helm template` with the API
@@ -77,6 +80,26 @@ async fn function_pod(scene: &Scene, name: &str) -> Pod {
     .await
 }
 
+/// Renders and applies the chart in `scene`'s namespace and waits for the rollout; the release
+/// name and its Ready pod (Ready: the kubelet's readiness probe got 200 from /readyz).
+async fn deploy(scene: &Scene) -> (String, Pod) {
+    let name = format!("fr-{}", &scene.ns[scene.ns.len() - 8..]);
+    let manifest = std::env::temp_dir().join(format!("{name}.yaml"));
+    std::fs::write(&manifest, render(&name, &scene.ns)).unwrap();
+    kubectl_ok(&["apply", "-n", &scene.ns, "-f", manifest.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&manifest);
+    kubectl_ok(&[
+        "rollout",
+        "status",
+        "-n",
+        &scene.ns,
+        &format!("deployment/{name}"),
+        "--timeout=180s",
+    ]);
+    let pod = function_pod(scene, &name).await;
+    (name, pod)
+}
+
 /// POSTs `event` to `addr` (`ip:port`) and returns the status and the JSON answer.
 async fn send(addr: &str, event: &str) -> (u16, Value) {
     let r = http(
@@ -100,20 +123,7 @@ async fn send(addr: &str, event: &str) -> (u16, Value) {
 async fn the_chart_deploys_a_function_that_deletes_a_real_pod() {
     let fns = Scene::on_node("fn").await;
     let victims = Scene::on_node("victims").await;
-    let name = format!("fr-{}", &fns.ns[fns.ns.len() - 8..]);
-    let manifest = std::env::temp_dir().join(format!("{name}.yaml"));
-    std::fs::write(&manifest, render(&name, &fns.ns)).unwrap();
-    kubectl_ok(&["apply", "-n", &fns.ns, "-f", manifest.to_str().unwrap()]);
-    kubectl_ok(&[
-        "rollout",
-        "status",
-        "-n",
-        &fns.ns,
-        &format!("deployment/{name}"),
-        "--timeout=180s",
-    ]);
-    // Ready: the kubelet's readiness probe got 200 from /readyz.
-    let function = function_pod(&fns, &name).await;
+    let (name, function) = deploy(&fns).await;
     let addr = format!("{}:8080", pod_ip(&function));
 
     let victim = victims.real_pod("shell", json!({}), json!({})).await;
@@ -131,9 +141,18 @@ async fn the_chart_deploys_a_function_that_deletes_a_real_pod() {
     assert_eq!(live.metadata.uid, victim.metadata.uid);
     assert!(live.metadata.deletion_timestamp.is_some(), "terminating");
 
-    // The function's own namespace is protected whatever the configuration says.
+    // The function's own namespace is protected whatever the configuration says; this event
+    // goes through the chart's Service (its ClusterIP, routed by kube-proxy).
     let own = fns.real_pod("bystander", json!({}), json!({})).await;
-    let (status, reply) = send(&addr, &shell_event(&own, &container_id(&own, "main"))).await;
+    let service = kubectl_ok(&[
+        "get",
+        "-n",
+        &fns.ns,
+        &format!("service/{name}"),
+        "-o",
+        "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
+    ]);
+    let (status, reply) = send(&service, &shell_event(&own, &container_id(&own, "main"))).await;
     assert_eq!(
         (status, reply["outcome"].as_str()),
         (200, Some("skipped")),
@@ -231,6 +250,99 @@ async fn the_chart_deploys_a_function_that_deletes_a_real_pod() {
         "the step deleted the pod"
     );
 
+    victims.clear().await;
+    fns.clear().await;
+}
+
+/// The chart's memory limit (64Mi) for real: the kubelet runs the pod in a memory cgroup of that
+/// size while 3,000 idle connections and 300 clients slowly sending 1 MiB bodies arrive over the
+/// pod network; true events are answered meanwhile, and the container is never OOM-killed.
+async fn under_hostile_load_the_pod_stays_within_its_memory_limit() {
+    use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+    let fns = Scene::on_node("fn-load").await;
+    let victims = Scene::on_node("victims-load").await;
+    let (_, function) = deploy(&fns).await;
+    let limit = function.spec.as_ref().unwrap().containers[0]
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .map(|q| q.0.clone());
+    assert_eq!(limit.as_deref(), Some("64Mi"), "the chart's limit");
+    let addr: std::net::SocketAddr = format!("{}:8080", pod_ip(&function)).parse().unwrap();
+
+    let mut idle = Vec::new();
+    for _ in 0..3000 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        slow.push(tokio::spawn(async move {
+            let Ok(mut s) = TcpStream::connect(addr).await else {
+                return;
+            };
+            let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n";
+            if s.write_all(head.as_bytes()).await.is_ok() {
+                let piece = vec![b' '; 16 << 10];
+                for _ in 0..64 {
+                    if s.write_all(&piece).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
+    // Meanwhile true events: one deletes a real pod, the others name pods that are gone.
+    let victim = victims.real_pod("under-load", json!({}), json!({})).await;
+    let (status, reply) = send(
+        &addr.to_string(),
+        &shell_event(&victim, &container_id(&victim, "main")),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["outcome"].as_str()),
+        (200, Some("deleted")),
+        "{reply}"
+    );
+    for i in 0..10 {
+        let mut gone = victim.clone();
+        gone.metadata.name = Some(format!("gone-{i}"));
+        let (status, reply) = send(&addr.to_string(), &shell_event(&gone, "0123456789ab")).await;
+        assert_eq!(
+            (status, reply["outcome"].as_str()),
+            (200, Some("gone")),
+            "{reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for t in slow {
+        let _ = t.await;
+    }
+    drop(idle);
+
+    let pod = fns
+        .get_pod(function.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    let status = pod.status.unwrap().container_statuses.unwrap().remove(0);
+    assert_eq!(status.restart_count, 0, "{status:?}");
+    assert!(
+        status.last_state.and_then(|s| s.terminated).is_none(),
+        "never killed"
+    );
+    let cid = status.container_id.unwrap();
+    let cid = cid.trim_start_matches("containerd://");
+    let uid = pod.metadata.uid.unwrap();
+    if let Ok(peak) = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/kubepods/burstable/pod{uid}/{cid}/memory.max_usage_in_bytes"
+    )) {
+        eprintln!(
+            "function pod under hostile load: peak memory {} KiB of 65536",
+            peak.trim().parse::<u64>().unwrap_or(0) / 1024
+        );
+    }
     victims.clear().await;
     fns.clear().await;
 }
