@@ -45,6 +45,13 @@ async fn send(responder: &Responder, event: &str) -> (u16, Value) {
     (r.status, v)
 }
 
+/// Sends `event`; the answer, which must have this status and outcome.
+async fn expect(responder: &Responder, event: &str, status: u16, outcome: &str) -> Value {
+    let (got, v) = send(responder, event).await;
+    assert_eq!((got, v["outcome"].as_str()), (status, Some(outcome)), "{v}");
+    v
+}
+
 /// The node runs a pod: a real containerd id, an address on the pod network, a ServiceAccount
 /// token mounted by the admission plugin, the API server's Service reachable.
 async fn a_pod_runs_with_its_token() {
@@ -93,16 +100,10 @@ async fn the_real_container_id_proves_the_pod() {
 
     let mut wrong_uid: Value = serde_json::from_str(&shell_event(&pod, &cid)).unwrap();
     wrong_uid["output_fields"]["k8s.pod.uid"] = json!(uuid::Uuid::new_v4().to_string());
-    let (status, v) = send(&responder, &wrong_uid.to_string()).await;
-    assert_eq!((status, v["outcome"].as_str()), (200, Some("stale")), "{v}");
+    expect(&responder, &wrong_uid.to_string(), 200, "stale").await;
     assert!(scene.exists(&pod).await);
 
-    let (status, v) = send(&responder, &shell_event(&pod, &cid)).await;
-    assert_eq!(
-        (status, v["outcome"].as_str()),
-        (200, Some("deleted")),
-        "{v}"
-    );
+    expect(&responder, &shell_event(&pod, &cid), 200, "deleted").await;
     assert!(scene.terminating("shell").await);
     scene.clear().await;
 }
@@ -142,12 +143,7 @@ async fn after_a_real_restart_the_old_container_id_still_proves_the_pod() {
     );
     assert_ne!(container_id(&now, "main"), old, "a new container");
 
-    let (status, v) = send(&responder, &event).await;
-    assert_eq!(
-        (status, v["outcome"].as_str()),
-        (200, Some("deleted")),
-        "{v}"
-    );
+    expect(&responder, &event, 200, "deleted").await;
     assert!(scene.terminating("crashy").await);
     scene.clear().await;
 }
@@ -187,8 +183,7 @@ async fn a_statefulset_pod_replaced_under_the_same_name_is_stale() {
     })
     .await;
 
-    let (status, v) = send(&responder, &event).await;
-    assert_eq!((status, v["outcome"].as_str()), (200, Some("stale")), "{v}");
+    expect(&responder, &event, 200, "stale").await;
     assert!(scene.exists(&second).await, "the replacement runs on");
     Api::<StatefulSet>::namespaced(scene.admin.clone(), &scene.ns)
         .delete("web", &DeleteParams::default())
@@ -229,12 +224,7 @@ async fn a_pod_in_its_grace_period_is_terminating() {
         .expect("still there in its grace period");
     assert!(live.metadata.deletion_timestamp.is_some());
 
-    let (status, v) = send(&responder, &event).await;
-    assert_eq!(
-        (status, v["outcome"].as_str()),
-        (200, Some("terminating")),
-        "{v}"
-    );
+    expect(&responder, &event, 200, "terminating").await;
     scene.clear().await;
 }
 
