@@ -147,6 +147,12 @@ down() {
     umount "$ns" 2>/dev/null || true
     rm -f "$ns"
   done
+  # The pods' veth pairs go with their host ends (a network namespace still held elsewhere
+  # would keep them otherwise).
+  local link
+  for link in $(ip -o link show master "$bridge" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip link del "$link" 2>/dev/null || true
+  done
   ip link del "$bridge" 2>/dev/null || true
   # cgroups, children before parents.
   local c
