@@ -1,20 +1,23 @@
-//! The local demo (`scripts/demo.sh`): the Falco blog's scenario against a real kube-apiserver.
-//! A pod `alpine`, a shell spawned in it, Falco's event delivered the way Falcosidekick, Knative
-//! and Argo deliver it, and the pod deleted, step by step. Everything is stopped at the end.
+//! The local demo (`scripts/demo.sh`): the Falco blog's scenario on a real node. A real pod, a
+//! real shell in it (`kubectl exec`), the Falco event built from what the kubelet reports for
+//! that pod, delivered the way Falcosidekick, Knative and Argo deliver it, and the pod going
+//! Running → Terminating → gone, step by step. Everything is stopped at the end.
+//!
+//! Falco itself is not run: the event is built here, as Falco's container plugin would write it
+//! (`testkit::node::shell_event`).
 
-#[path = "../tests/testkit/sender.rs"]
-mod common;
 #[path = "../tests/testkit/apiserver.rs"]
-mod support;
+mod apiserver;
+#[path = "../tests/testkit/node.rs"]
+mod node;
+#[path = "../tests/testkit/sender.rs"]
+mod sender;
 
 use std::{process::Stdio, time::Duration};
 
-use common::{Envelope, http, terminal_shell, wrap};
 use k8s_openapi::api::{core::v1::Pod, events::v1::Event as KubeEvent};
 use kube::{Api, api::ListParams};
-use support::ApiServer;
-
-const CID: &str = "6ac7d190134e0123456789abcdef0123456789abcdef0123456789abcdef0123";
+use sender::{Envelope, http, wrap};
 
 const STEPS: &[(Envelope, &str)] = &[
     (
@@ -51,15 +54,28 @@ fn say(s: &str) {
 async fn main() {
     let bin = std::env::var("FALCO_RESPONDER_BIN")
         .expect("run through scripts/demo.sh (FALCO_RESPONDER_BIN)");
-    say("== 1. A real Kubernetes API server (kube-apiserver + etcd on loopback)");
+    say("== 1. A real cluster: kube-apiserver + etcd, controllers, scheduler, and one node");
+    say("   (kubelet + containerd + runc on this machine, pods on a bridge network)");
     let started = std::time::Instant::now();
-    let server = ApiServer::start();
+    if let Some(why) = node::why_not() {
+        eprintln!("demo: no node on this machine: {why}");
+        std::process::exit(1);
+    }
+    let server = tokio::task::spawn_blocking(node::start)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| {
+            let _ = node::stop();
+            panic!("starting the node: {e}")
+        });
     let admin = server.admin_client().await;
     say(&format!(
-        "   {} ready in {:.1} s",
+        "   {} ready, node localhost Ready, in {:.1} s",
         server.url(),
         started.elapsed().as_secs_f64()
     ));
+    say("   Falco is not run: each event below is built by this demo from what the kubelet");
+    say("   reports for the pod, as Falco's container plugin would write it.");
 
     say("\n== 2. falco-responder, the real binary, with the admin kubeconfig");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -70,7 +86,7 @@ async fn main() {
     let mut responder = tokio::process::Command::new(&bin)
         .env("KUBECONFIG", server.admin_kubeconfig())
         .env("PORT", port.to_string())
-        .env("GRACE_PERIOD_SECONDS", "30")
+        .env("GRACE_PERIOD_SECONDS", "5")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -93,6 +109,7 @@ async fn main() {
     assert!(ready, "falco-responder did not become ready");
     say(&format!("   listening on {addr}, GET /readyz → 200"));
 
+    let mut deleted: Vec<(String, Pod, std::time::Instant)> = Vec::new();
     for (i, (envelope, how)) in STEPS.iter().enumerate() {
         let ns = format!("falcoresponse-{}", i + 1);
         say(&format!("\n== {}. {how}", i + 3));
@@ -101,14 +118,40 @@ async fn main() {
             .create(&Default::default(), &ns_obj)
             .await
             .unwrap();
-        let pod = support::create_pod(&admin, &ns, "alpine", CID, &[]).await;
+        node::wait_service_account(&admin, &ns, "default").await;
+        let pod = node::run_pod(
+            &admin,
+            &ns,
+            "alpine",
+            serde_json::json!({}),
+            serde_json::json!({ "terminationGracePeriodSeconds": 5 }),
+        )
+        .await;
+        let cid = node::container_id(&pod, "main");
         say(&format!(
-            "   kubectl run alpine -n {ns}       → pod uid {}, container {}",
+            "   kubectl run alpine -n {ns}       → Running, uid {}, container {}",
             pod.metadata.uid.as_deref().unwrap_or("?"),
-            &CID[..12]
+            &cid[..12]
         ));
-        say("   kubectl exec -it alpine -- sh    → Falco: Terminal shell in container (Critical)");
-        let event = terminal_shell(&ns, "alpine", CID);
+        let at = k8s_openapi::jiff::Timestamp::now();
+        let out = node::exec(
+            &pod,
+            "main",
+            "echo \"a shell as uid $(id -u) in $(hostname)\"",
+        );
+        say(&format!(
+            "   kubectl exec alpine -- sh -c ...  → {} (exit {})",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            out.status.code().unwrap_or(-1)
+        ));
+        let mut event: serde_json::Value =
+            serde_json::from_str(&node::shell_event(&pod, &cid)).unwrap();
+        event["time"] = serde_json::json!(at.to_string());
+        let event = event.to_string();
+        say(&format!(
+            "   the event (built here): Terminal shell in container, time {at}, container.id {}, k8s.pod.uid",
+            &cid[..12]
+        ));
         let (headers, body) = wrap(*envelope, &event);
         let shown: Vec<String> = headers
             .iter()
@@ -144,6 +187,7 @@ async fn main() {
             .get("alpine")
             .await
             .unwrap();
+        deleted.push((ns.clone(), pod.clone(), std::time::Instant::now()));
         let ts = live
             .metadata
             .deletion_timestamp
@@ -174,7 +218,15 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        for e in events {
+        let (ours, kubelet): (Vec<KubeEvent>, Vec<KubeEvent>) = events
+            .into_iter()
+            .partition(|e| e.reporting_controller.as_deref() == Some("falco-responder"));
+        let reasons: Vec<String> = kubelet.into_iter().filter_map(|e| e.reason).collect();
+        say(&format!(
+            "   kubectl get events -n {ns}       → from the scheduler and kubelet: {}",
+            reasons.join(", ")
+        ));
+        for e in ours {
             say(&format!(
                 "   kubectl get events -n {ns}       → {} {} by {}: {}",
                 e.type_.unwrap_or_default(),
@@ -193,14 +245,14 @@ async fn main() {
         "\n== {}. Not everything is deleted",
         STEPS.len() + 3
     ));
-    let test_rule = common::fixture("falcosidekick-test-rule-debug-input.json");
+    let test_rule = sender::fixture("falcosidekick-test-rule-debug-input.json");
     let reply = http(addr, "POST", "/", &Default::default(), test_rule.as_bytes()).await;
     say(&format!(
         "   Falcosidekick's test event → {} {}",
         reply.status,
         reply.json()
     ));
-    let host = common::fixture("falco-0.31-host-write-below-binary-dir-no-container.json");
+    let host = sender::fixture("falco-0.31-host-write-below-binary-dir-no-container.json");
     let reply = http(addr, "POST", "/", &Default::default(), host.as_bytes()).await;
     say(&format!(
         "   a host event (Write below binary dir) → {} {}",
@@ -221,7 +273,27 @@ async fn main() {
         reply.json()
     ));
 
-    say(&format!("\n== {}. GET /metrics (excerpt)", STEPS.len() + 4));
+    say(&format!(
+        "\n== {}. The kubelet stops each container and the pods go",
+        STEPS.len() + 4
+    ));
+    for (ns, pod, since) in &deleted {
+        let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+        let gone = apiserver::wait_for("the pod gone", node::POD_GONE, || async {
+            match pods.get_opt("alpine").await {
+                Ok(Some(p)) if p.metadata.uid == pod.metadata.uid => None,
+                Ok(_) => Some(()),
+                Err(_) => None,
+            }
+        });
+        gone.await;
+        say(&format!(
+            "   kubectl get pod alpine -n {ns}   → NotFound ({:.0} s after the DELETE)",
+            since.elapsed().as_secs_f64()
+        ));
+    }
+
+    say(&format!("\n== {}. GET /metrics (excerpt)", STEPS.len() + 5));
     let metrics = http(addr, "GET", "/metrics", &Default::default(), b"").await;
     for line in String::from_utf8_lossy(&metrics.body).lines() {
         if line.starts_with("falco_responder_events_total")
@@ -231,7 +303,7 @@ async fn main() {
         }
     }
 
-    say(&format!("\n== {}. Stopping everything", STEPS.len() + 5));
+    say(&format!("\n== {}. Stopping everything", STEPS.len() + 6));
     // SIGTERM: graceful shutdown, as Kubernetes would do it.
     let pid = responder.id().expect("running");
     let _ = std::process::Command::new("kill")
@@ -249,6 +321,9 @@ async fn main() {
         status.ok().and_then(|s| s.ok()).and_then(|s| s.code()),
         logs.lines().count()
     ));
-    drop(server);
-    say("   kube-apiserver and etcd stopped");
+    match node::stop() {
+        Ok(()) => say("   node stopped and removed (containers, mounts, network, cgroups)"),
+        Err(e) => say(&format!("   stopping the node failed: {e}")),
+    }
+    say("   kube-apiserver, etcd and the controllers stop with this process");
 }

@@ -94,6 +94,8 @@ pub struct ApiServer {
     apiserver_args: Vec<String>,
     port: u16,
     etcd_port: u16,
+    /// The address it listens on: 127.0.0.1, or the pods' gateway when a node runs pods.
+    host: String,
     admin_token: String,
     etcd: Mutex<Option<Child>>,
     apiserver: Mutex<Option<Child>>,
@@ -107,17 +109,29 @@ impl ApiServer {
     /// `/readyz` (200 with the admin token). Retries once (free-port race); panics with the
     /// servers' last log lines on failure or after 60 s.
     pub fn start() -> ApiServer {
+        Self::start_on("127.0.0.1", false)
+    }
+
+    /// The same for a cluster with a real node (`testkit::node`): it listens on `ip` (the pods'
+    /// gateway, reachable from pods and from here, in its certificate) and advertises it as the
+    /// `kubernetes` Service's endpoint, and the ServiceAccount admission plugin mounts each pod's
+    /// token (the controller manager of [`Self::start_controller_manager`] makes them).
+    pub fn start_for_node(ip: &str) -> ApiServer {
+        Self::start_on(ip, true)
+    }
+
+    fn start_on(host: &str, node: bool) -> ApiServer {
         let apiserver_bin = find_binary("TEST_ASSET_KUBE_APISERVER", "kube-apiserver", || {
             std::env::var_os("HOME").map(|h| {
                 PathBuf::from(h).join(".cache/falco-responder/kubernetes-1.20.2/kube-apiserver")
             })
         });
         let etcd_bin = find_binary("TEST_ASSET_ETCD", "etcd", || which("etcd"));
-        match Self::try_start(&apiserver_bin, &etcd_bin) {
+        match Self::try_start(&apiserver_bin, &etcd_bin, host, node) {
             Ok(server) => server,
             Err(first) => {
                 eprintln!("support::ApiServer: first start failed, retrying once: {first}");
-                Self::try_start(&apiserver_bin, &etcd_bin)
+                Self::try_start(&apiserver_bin, &etcd_bin, host, node)
                     .unwrap_or_else(|e| panic!("support::ApiServer failed to start: {e}"))
             }
         }
@@ -131,7 +145,12 @@ impl ApiServer {
         SHARED.get_or_init(ApiServer::start)
     }
 
-    fn try_start(apiserver_bin: &Path, etcd_bin: &Path) -> Result<ApiServer, String> {
+    fn try_start(
+        apiserver_bin: &Path,
+        etcd_bin: &Path,
+        host: &str,
+        node: bool,
+    ) -> Result<ApiServer, String> {
         let tempdir = tempfile::Builder::new()
             .prefix("falco-responder-test-")
             .tempdir_in(std::env::temp_dir())
@@ -166,7 +185,8 @@ impl ApiServer {
                 .arg(&sa_pub),
         )?;
 
-        let (etcd_port, etcd_peer_port, port) = (free_port()?, free_port()?, free_port()?);
+        let (etcd_port, etcd_peer_port) = (free_port()?, free_port()?);
+        let port = free_port_on(host)?;
 
         let janitor = Command::new("bash")
             .arg("-c")
@@ -192,11 +212,11 @@ impl ApiServer {
         ];
         let etcd = spawn_watchdog(&dir, "etcd", etcd_bin, &etcd_args)?;
 
-        let apiserver_args: Vec<String> = vec![
+        let mut apiserver_args: Vec<String> = vec![
             format!("--etcd-servers={etcd_url}"),
             format!("--cert-dir={}", certs.display()),
             format!("--secure-port={port}"),
-            "--bind-address=127.0.0.1".into(),
+            format!("--bind-address={host}"),
             "--insecure-port=0".into(),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
@@ -204,7 +224,6 @@ impl ApiServer {
             format!("--service-account-signing-key-file={}", sa_key.display()),
             "--authorization-mode=RBAC".into(),
             format!("--token-auth-file={}", dir.join("tokens.csv").display()),
-            "--disable-admission-plugins=ServiceAccount".into(),
             format!(
                 "--audit-policy-file={}",
                 dir.join("audit-policy.yaml").display()
@@ -213,6 +232,12 @@ impl ApiServer {
             "--audit-log-mode=blocking".into(),
             "--audit-log-format=json".into(),
         ];
+        if node {
+            apiserver_args.push(format!("--advertise-address={host}"));
+        } else {
+            // No controller manager makes the `default` ServiceAccounts the plugin requires.
+            apiserver_args.push("--disable-admission-plugins=ServiceAccount".into());
+        }
 
         let server = ApiServer {
             dir,
@@ -221,6 +246,7 @@ impl ApiServer {
             apiserver_args,
             port,
             etcd_port,
+            host: host.to_string(),
             admin_token,
             etcd: Mutex::new(Some(etcd)),
             apiserver: Mutex::new(None),
@@ -302,9 +328,14 @@ impl ApiServer {
         .map_err(|_| "readyz probe thread panicked".to_string())?
     }
 
-    /// `https://127.0.0.1:PORT`
+    /// `https://127.0.0.1:PORT` (the pods' gateway instead of 127.0.0.1 with a node)
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.host, self.port)
+    }
+
+    /// The address it listens on.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     pub fn port(&self) -> u16 {
@@ -401,7 +432,9 @@ impl ApiServer {
         self.stop_apiserver();
         // The port was free a moment ago; give the kernel a beat in case of a lingering socket.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpListener::bind(("127.0.0.1", self.port)).is_err() && Instant::now() < deadline {
+        while TcpListener::bind((self.host.as_str(), self.port)).is_err()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.spawn_apiserver().unwrap_or_else(|e| panic!("{e}"));
@@ -815,7 +848,11 @@ fn run_quiet(cmd: &mut Command) -> Result<(), String> {
 }
 
 fn free_port() -> Result<u16, String> {
-    TcpListener::bind(("127.0.0.1", 0))
+    free_port_on("127.0.0.1")
+}
+
+fn free_port_on(host: &str) -> Result<u16, String> {
+    TcpListener::bind((host, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("finding a free port: {e}"))
@@ -973,9 +1010,20 @@ pub async fn ensure_crds(client: &Client, crds: &[Value]) {
 /// No scheduler and no kubelet: [`mark_pod_ready`] plays the kubelet's part.
 pub const CONTROLLERS: &str = "deployment,replicaset,statefulset,job,cronjob,disruption";
 
+/// With a real node, every default controller: ServiceAccounts and their tokens, Endpoints for
+/// kube-proxy, the garbage collector and the namespace controller besides [`CONTROLLERS`].
+pub const NODE_CONTROLLERS: &str = "*";
+
 static CONTROLLER_MANAGERS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 
 impl ApiServer {
+    /// Started with [`Self::start_for_node`].
+    pub fn is_for_node(&self) -> bool {
+        self.apiserver_args
+            .iter()
+            .any(|a| a.starts_with("--advertise-address="))
+    }
+
     /// Starts kube-controller-manager ([`CONTROLLERS`]) against this server, once per
     /// server; later calls return at once. Binary: `TEST_ASSET_KUBE_CONTROLLER_MANAGER`, else
     /// `$KUBEBUILDER_ASSETS/kube-controller-manager`, else the one `scripts/kube-test-env.sh`
@@ -995,9 +1043,14 @@ impl ApiServer {
                 })
             },
         );
-        let args: Vec<String> = vec![
+        let controllers = if self.is_for_node() {
+            NODE_CONTROLLERS
+        } else {
+            CONTROLLERS
+        };
+        let mut args: Vec<String> = vec![
             format!("--kubeconfig={}", self.admin_kubeconfig().display()),
-            format!("--controllers={CONTROLLERS}"),
+            format!("--controllers={controllers}"),
             "--leader-elect=false".into(),
             // No serving at all: parallel test binaries would fight over the default ports.
             "--port=0".into(),
@@ -1006,6 +1059,14 @@ impl ApiServer {
             "--concurrent-deployment-syncs=2".into(),
             "--v=1".into(),
         ];
+        if self.is_for_node() {
+            // Pods get a token Secret signed with the key the API server checks, and the CA.
+            args.push(format!(
+                "--service-account-private-key-file={}",
+                self.dir.join("sa.key").display()
+            ));
+            args.push(format!("--root-ca-file={}", self.ca_file().display()));
+        }
         let mut child = spawn_watchdog(&self.dir, "kube-controller-manager", &bin, &args)
             .unwrap_or_else(|e| panic!("{e}"));
         // It has no health endpoint here (serving is off): a quick early exit is the failure.

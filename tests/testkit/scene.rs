@@ -65,6 +65,11 @@ impl Scene {
         Scene::on(Host::Private(Arc::new(server)), prefix).await
     }
 
+    /// A fresh namespace on `server` (e.g. the one a real node joined, `testkit::node`).
+    pub async fn on_server(server: &'static ApiServer, prefix: &str) -> Scene {
+        Scene::on(Host::Shared(server), prefix).await
+    }
+
     async fn on(host: Host, prefix: &str) -> Scene {
         let admin = match &host {
             Host::Shared(s) => s.admin_client().await,
