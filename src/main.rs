@@ -4,7 +4,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use falco_responder::{app::App, app::once, cluster::client, config::Config, obs::logs, web};
+use falco_responder::{
+    app::App,
+    app::once,
+    cluster::client::{self, Transport},
+    config::Config,
+    obs::logs,
+    web,
+};
 
 #[cfg(target_env = "musl")]
 #[global_allocator]
@@ -86,7 +93,7 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
     let port = config.port;
     match mode {
         Mode::Once(body) => {
-            let clients = client::clients(&config).await?;
+            let clients = client::clients(&config, Transport::Single).await?;
             let app = App::connecting(config);
             app.connect(clients);
             Ok(once::run(&app, body).await?)
@@ -96,7 +103,8 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
             // is built on another worker while the server already answers its probes; an event
             // that comes first waits for it. Not being able to build it still stops the process.
             let app = App::connecting(config.clone());
-            let building = tokio::spawn(async move { client::clients(&config).await });
+            let building =
+                tokio::spawn(async move { client::clients(&config, Transport::Pool).await });
             let listener = match web::bind(port) {
                 Ok(l) => l,
                 Err(e) => {

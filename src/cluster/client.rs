@@ -1,10 +1,19 @@
 //! Builds the kube `Client`: in-cluster in a pod, KUBECONFIG or ~/.kube/config outside.
 
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use http::{Request, Response, Uri};
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use kube::{
     Client, Config as KubeConfig,
     client::{ConfigExt, retry::RetryPolicy},
 };
-use tower::{BoxError, ServiceBuilder, retry::RetryLayer};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt, retry::RetryLayer};
 
 use crate::config::Config;
 
@@ -41,9 +50,20 @@ pub struct Clients {
     pub evict: Option<Client>,
 }
 
+/// How the clients reach the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A pool of HTTP/1.1 connections: a server's concurrent events each get their own.
+    Pool,
+    /// One connection, HTTP/2 when the server offers it: for a process that makes a few calls,
+    /// some of them concurrent, and exits (the one-shot mode). Over HTTP/1.1 two concurrent
+    /// calls would open two connections, each paying its own TLS handshake.
+    Single,
+}
+
 /// `Ok(None)` only under DRY_RUN without any configuration: the function then reports what it
 /// would delete without looking anything up.
-pub async fn clients(cfg: &Config) -> Result<Option<Clients>, ClientError> {
+pub async fn clients(cfg: &Config, transport: Transport) -> Result<Option<Clients>, ClientError> {
     let mut kc = match KubeConfig::infer().await {
         Ok(kc) => kc,
         Err(e) if cfg.dry_run => {
@@ -68,12 +88,12 @@ pub async fn clients(cfg: &Config) -> Result<Option<Clients>, ClientError> {
     // Every event's calls are bounded by API_TIMEOUT_SECONDS anyway; this bounds a stuck socket.
     kc.read_timeout = Some(cfg.api_timeout);
     kc.connect_timeout = Some(cfg.api_timeout);
-    build(&kc, cfg.guards.use_eviction)
+    build(&kc, cfg.guards.use_eviction, transport)
         .map(Some)
         .map_err(|e| ClientError::Build(e.to_string()))
 }
 
-fn build(kc: &KubeConfig, evict: bool) -> Result<Clients, kube::Error> {
+fn build(kc: &KubeConfig, evict: bool, transport: Transport) -> Result<Clients, kube::Error> {
     if kc.proxy_url.is_some() {
         // kube's own stack knows proxies; ours below does not need to (two pools here).
         let mut no_retry = kc.clone();
@@ -81,6 +101,13 @@ fn build(kc: &KubeConfig, evict: bool) -> Result<Clients, kube::Error> {
         return Ok(Clients {
             main: Client::try_from(kc.clone())?,
             evict: evict.then(|| Client::try_from(no_retry)).transpose()?,
+        });
+    }
+    if transport == Transport::Single {
+        let single = Single::new(kc)?;
+        return Ok(Clients {
+            main: on_pool(single.clone(), kc, kc.default_retry)?,
+            evict: evict.then(|| on_pool(single, kc, false)).transpose()?,
         });
     }
     let pool = http_client(kc)?;
@@ -102,28 +129,182 @@ pub fn nodelay_client(config: KubeConfig) -> Result<Client, kube::Error> {
 /// The connection pool: a TCP connector with TCP_NODELAY, TLS, timeouts. Cheap to clone (the
 /// clones share the pool).
 fn http_client(config: &KubeConfig) -> Result<Pool<impl Connect>, kube::Error> {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    let https = config.rustls_https_connector_with_connector(tcp(config))?;
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(timed(config, https)),
+    )
+}
+
+/// TCP with TCP_NODELAY, any scheme (TLS is the next layer's).
+fn tcp(config: &KubeConfig) -> HttpConnector {
+    let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(config.connect_timeout);
-    let https = config.rustls_https_connector_with_connector(http)?;
-    let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
+    http
+}
+
+/// `connector` with the configuration's connect, read and write timeouts.
+fn timed<C>(config: &KubeConfig, connector: C) -> hyper_timeout::TimeoutConnector<C>
+where
+    C: Service<Uri> + Send,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Connection + Unpin + Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    let mut timeouts = hyper_timeout::TimeoutConnector::new(connector);
     timeouts.set_connect_timeout(config.connect_timeout);
     timeouts.set_read_timeout(config.read_timeout);
     timeouts.set_write_timeout(config.write_timeout);
     timeouts.set_reset_reader_on_write(config.reset_reader_on_write);
-    Ok(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(timeouts),
-    )
+    timeouts
 }
 
-/// kube's layers (base URI, retry when `retry`, auth, extra headers) over `pool`.
-fn on_pool<C: Connect>(
-    pool: Pool<C>,
-    config: &KubeConfig,
-    retry: bool,
-) -> Result<Client, kube::Error> {
+/// TLS offering HTTP/2 and HTTP/1.1 (ALPN), with the configuration's trust and server name
+/// (what kube's own connector sets, which offers HTTP/1.1 only).
+type Alpn = hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+/// One connection of [`Alpn`], with its timeouts.
+type AlpnStream = <Alpn as Service<Uri>>::Response;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+fn alpn(config: &KubeConfig) -> Result<Alpn, kube::Error> {
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http();
+    let tls = match &config.tls_server_name {
+        Some(name) => {
+            let name = name.clone().try_into().map_err(|e| {
+                kube::Error::Service(format!("invalid tls-server-name {name:?}: {e}").into())
+            })?;
+            tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => tls,
+    };
+    Ok(timed(
+        config,
+        tls.enable_all_versions().wrap_connector(tcp(config)),
+    ))
+}
+
+/// [`Transport::Single`]: the connection is opened by the first call (a one-shot that skips
+/// its event opens none); the calls made meanwhile wait for it instead of opening their own.
+/// If the server chose HTTP/2, every later call shares it; if HTTP/1.1, the first call uses it
+/// and a concurrent one opens another, as a pool would.
+#[derive(Clone)]
+struct Single {
+    pool: Arc<tokio::sync::OnceCell<Pool<Dialed>>>,
+    connector: Alpn,
+    url: Uri,
+}
+
+impl Single {
+    fn new(config: &KubeConfig) -> Result<Single, kube::Error> {
+        Ok(Single {
+            pool: Arc::new(tokio::sync::OnceCell::new()),
+            connector: alpn(config)?,
+            url: config.cluster_url.clone(),
+        })
+    }
+
+    /// Connects, and builds the pool for the protocol the server chose. A failure leaves
+    /// nothing behind: the next call (kube's retry) connects again.
+    async fn open(&self) -> Result<Pool<Dialed>, BoxError> {
+        let mut connector = self.connector.clone();
+        let first = connector.ready().await?.call(self.url.clone()).await?;
+        let h2 = first.connected().is_negotiated_h2();
+        tracing::debug!(h2, "connected to the API server");
+        let dialed = Dialed {
+            first: Arc::new(Mutex::new(Some(first))),
+            connector,
+        };
+        Ok(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(h2)
+                .build(dialed),
+        )
+    }
+}
+
+/// A failed call of [`Single`]: connecting, or the request on the connection. Reads as the
+/// error it wraps (message and sources), as the pool's own would.
+#[derive(Debug)]
+pub struct SingleError(BoxError);
+
+impl std::fmt::Display for SingleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SingleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Service<Request<kube::client::Body>> for Single {
+    type Response = Response<hyper::body::Incoming>;
+    type Error = SingleError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, SingleError>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SingleError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let pool = this.pool.get_or_try_init(|| this.open()).await;
+            let pool = pool.map_err(SingleError)?;
+            pool.request(req)
+                .await
+                .map_err(|e| SingleError(Box::new(e)))
+        })
+    }
+}
+
+/// The connector of [`Single`]'s pool: the connection already opened first, then new ones.
+#[derive(Clone)]
+struct Dialed {
+    first: Arc<Mutex<Option<AlpnStream>>>,
+    connector: Alpn,
+}
+
+impl Service<Uri> for Dialed {
+    type Response = AlpnStream;
+    type Error = BoxError;
+    type Future = BoxFuture<AlpnStream>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut connector = self.connector.clone();
+        Box::pin(async move {
+            match first {
+                Some(conn) => Ok(conn),
+                None => connector.ready().await?.call(dst).await,
+            }
+        })
+    }
+}
+
+/// kube's layers (base URI, retry when `retry`, auth, extra headers) over `pool` (a connection
+/// pool, or [`Single`]).
+fn on_pool<S>(pool: S, config: &KubeConfig, retry: bool) -> Result<Client, kube::Error>
+where
+    S: Service<Request<kube::client::Body>, Response = Response<hyper::body::Incoming>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(retry.then(|| RetryLayer::new(RetryPolicy::server_retry())))
