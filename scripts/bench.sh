@@ -21,6 +21,10 @@
 # BENCH_SLOW_CLIENTS (500), BENCH_HOSTILE_SECONDS (15), BENCH_SOAK_REQUESTS (1000000),
 # BENCH_SOAK_SEGMENT (5 s per wrk run); BENCH_NO_MUSL=1 and BENCH_NO_CRITERION=1 skip the
 # static binary's rows and the micro-benchmarks (each costs one more LTO build).
+# BENCH_ONLY=guards | start | once: only that section (the guards; the start on one CPU with the
+# static binary's idle RSS; the one-shot mode with its breakdown), printed, BENCH_OUT untouched,
+# no micro-benchmarks; with BENCH_STARTS=10 BENCH_QUIET_WAIT=0 start and once take about a
+# minute each once built.
 set -euo pipefail
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
@@ -71,7 +75,7 @@ cargo build --release --locked --quiet --example bench --example bench_bare_hype
 
 # ---- 4. criterion ------------------------------------------------------------------------
 rm -rf "$target_dir/criterion/decode" "$target_dir/criterion/decide"
-if [[ "${BENCH_NO_CRITERION:-}" != 1 ]]; then
+if [[ "${BENCH_NO_CRITERION:-}" != 1 && -z "${BENCH_ONLY:-}" ]]; then
   log "micro-benchmarks (criterion)"
   cargo bench --locked --quiet --bench decode_decide -- --noplot >"$target_dir/bench-criterion.log" 2>&1 \
     || { tail -n 30 "$target_dir/bench-criterion.log" >&2; die "cargo bench failed"; }
@@ -80,7 +84,7 @@ if [[ "${BENCH_NO_CRITERION:-}" != 1 ]]; then
 fi
 
 # ---- 5. measurements -----------------------------------------------------------------------
-log "measuring (about 9 minutes)"
+log "measuring${BENCH_ONLY:+ (only $BENCH_ONLY)}"
 FALCO_RESPONDER_BIN="$target_dir/release/falco-responder" \
 BARE_HYPER_BIN="$target_dir/release/examples/bench_bare_hyper" \
 MUSL_BIN="$target_dir/$musl_target/release/falco-responder" \
