@@ -1617,8 +1617,7 @@ fn once_breakdown(st: &Start) -> Vec<(String, f64)> {
         return Vec::new();
     };
     let mut out = vec![(
-        "exec → first call received (process start, configuration, TCP + TLS, HTTP/2 set-up)"
-            .to_string(),
+        "exec → first call received (process start, configuration, TCP + TLS)".to_string(),
         median(&runs.iter().map(|r| r.calls[0].1).collect::<Vec<_>>()),
     )];
     // Calls in the same order in every run (they are: the plan is fixed); a run that differs
@@ -2289,8 +2288,8 @@ fn write_report(r: &Report) -> String {
          breaker off unless said. The one-shot runs with the default configuration (breaker on: \
          its records in a namespace of their own, cleared between runs so that the default \
          budget never opens); it pays process start, reading the kubeconfig, one TLS connection \
-         (HTTP/2) and five API calls: GET pod and LIST records at once, DELETE, then the \
-         breaker's record and the audit Event at once. The breakdown takes the calls' arrival \
+         and five API calls taking turns on it: GET pod, LIST records, DELETE, then the \
+         breaker's record and the audit Event. The breakdown takes the calls' arrival \
          and answer from the apiserver's audit log (same clock). The \"fresh server\" row is \
          the first event a just-started server (Knative scale from zero) handles, and a second \
          one right after it: both open a new apiserver connection.\n\

@@ -3,11 +3,13 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll},
 };
 
+use futures_util::TryFutureExt;
 use http::{Request, Response, Uri};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use kube::{
     Client, Config as KubeConfig,
@@ -55,9 +57,9 @@ pub struct Clients {
 pub enum Transport {
     /// A pool of HTTP/1.1 connections: a server's concurrent events each get their own.
     Pool,
-    /// One connection, HTTP/2 when the server offers it: for a process that makes a few calls,
-    /// some of them concurrent, and exits (the one-shot mode). Over HTTP/1.1 two concurrent
-    /// calls would open two connections, each paying its own TLS handshake.
+    /// One connection, the calls taking turns on it: for a process that makes a few calls and
+    /// exits (the one-shot mode). A pool opens a connection per concurrent call, each paying
+    /// its own TLS handshake, which costs more than the wait for the turn.
     Single,
 }
 
@@ -104,7 +106,7 @@ fn build(kc: &KubeConfig, evict: bool, transport: Transport) -> Result<Clients, 
         });
     }
     if transport == Transport::Single {
-        let single = Single::new(kc)?;
+        let single = single(kc)?;
         return Ok(Clients {
             main: on_pool(single.clone(), kc, kc.default_retry)?,
             evict: evict.then(|| on_pool(single, kc, false)).transpose()?,
@@ -161,73 +163,104 @@ where
     timeouts
 }
 
-/// TLS offering HTTP/2 and HTTP/1.1 (ALPN), with the configuration's trust and server name
-/// (what kube's own connector sets, which offers HTTP/1.1 only).
-type Alpn = hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
-/// One connection of [`Alpn`], with its timeouts.
-type AlpnStream = <Alpn as Service<Uri>>::Response;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
-
-fn alpn(config: &KubeConfig) -> Result<Alpn, kube::Error> {
-    let tls = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config.rustls_client_config()?)
-        .https_or_http();
-    let tls = match &config.tls_server_name {
-        Some(name) => {
-            let name = name.clone().try_into().map_err(|e| {
-                kube::Error::Service(format!("invalid tls-server-name {name:?}: {e}").into())
-            })?;
-            tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => tls,
-    };
-    Ok(timed(
-        config,
-        tls.enable_all_versions().wrap_connector(tcp(config)),
-    ))
-}
-
-/// [`Transport::Single`]: the connection is opened by the first call (a one-shot that skips
-/// its event opens none); the calls made meanwhile wait for it instead of opening their own.
-/// If the server chose HTTP/2, every later call shares it; if HTTP/1.1, the first call uses it
-/// and a concurrent one opens another, as a pool would.
+/// [`Transport::Single`]: one HTTP/1.1 connection, opened by the first call (a one-shot that
+/// skips its event opens none), on which the calls take turns: a call waits until the one
+/// before it has read its answer. The connection is opened again if it closes.
 #[derive(Clone)]
-struct Single {
-    pool: Arc<tokio::sync::OnceCell<Pool<Dialed>>>,
-    connector: Alpn,
+struct Single<C> {
+    /// The connection's sending half; the lock is each call's turn to send.
+    conn: Arc<tokio::sync::Mutex<Option<SendRequest<kube::client::Body>>>>,
+    /// kube's connector (TLS), with TCP_NODELAY and the timeouts.
+    connector: C,
     url: Uri,
 }
 
-impl Single {
-    fn new(config: &KubeConfig) -> Result<Single, kube::Error> {
-        Ok(Single {
-            pool: Arc::new(tokio::sync::OnceCell::new()),
-            connector: alpn(config)?,
-            url: config.cluster_url.clone(),
-        })
-    }
+/// What [`Single`] opens its connection with.
+trait Dial:
+    Service<
+        Uri,
+        Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+impl<T> Dial for T where
+    T: Service<
+            Uri,
+            Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
-    /// Connects, and builds the pool for the protocol the server chose. A failure leaves
-    /// nothing behind: the next call (kube's retry) connects again.
-    async fn open(&self) -> Result<Pool<Dialed>, BoxError> {
-        let mut connector = self.connector.clone();
-        let first = connector.ready().await?.call(self.url.clone()).await?;
-        let h2 = first.connected().is_negotiated_h2();
-        tracing::debug!(h2, "connected to the API server");
-        let dialed = Dialed {
-            first: Arc::new(Mutex::new(Some(first))),
-            connector,
+fn single(config: &KubeConfig) -> Result<Single<impl Dial>, kube::Error> {
+    let https = config.rustls_https_connector_with_connector(tcp(config))?;
+    Ok(Single {
+        conn: Arc::new(tokio::sync::Mutex::new(None)),
+        connector: timed(config, https),
+        url: config.cluster_url.clone(),
+    })
+}
+
+impl<C: Dial> Single<C> {
+    async fn send(
+        self,
+        mut req: Request<kube::client::Body>,
+    ) -> Result<Response<hyper::body::Incoming>, BoxError> {
+        // The connection speaks to one server: the request line carries the path only.
+        let uri = req.uri().clone();
+        if let Some(authority) = uri.authority() {
+            let host = http::HeaderValue::from_str(authority.as_str())?;
+            req.headers_mut().entry(http::header::HOST).or_insert(host);
+        }
+        *req.uri_mut() = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse::<Uri>()?;
+        let mut turn = self.conn.lock().await;
+        // Ready once the exchange before has ended; an error: the connection is closed.
+        if let Some(open) = turn.as_mut()
+            && open.ready().await.is_err()
+        {
+            *turn = None;
+        }
+        let sender = match turn.as_mut() {
+            Some(open) => open,
+            None => {
+                let mut connector = self.connector.clone();
+                let io = connector
+                    .ready()
+                    .await
+                    .map_err(Into::into)?
+                    .call(self.url.clone())
+                    .await
+                    .map_err(Into::into)?;
+                let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "the API server connection ended");
+                    }
+                });
+                turn.insert(sender)
+            }
         };
-        Ok(
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .http2_only(h2)
-                .build(dialed),
-        )
+        sender.ready().await?;
+        let answer = sender.send_request(req);
+        drop(turn);
+        Ok(answer.await?)
     }
 }
 
-/// A failed call of [`Single`]: connecting, or the request on the connection. Reads as the
-/// error it wraps (message and sources), as the pool's own would.
+/// A failed call of [`Single`]: connecting, or the exchange on the connection. Reads as the
+/// error it wraps (message and sources), as the pool's would.
 #[derive(Debug)]
 pub struct SingleError(BoxError);
 
@@ -243,7 +276,7 @@ impl std::error::Error for SingleError {
     }
 }
 
-impl Service<Request<kube::client::Body>> for Single {
+impl<C: Dial> Service<Request<kube::client::Body>> for Single<C> {
     type Response = Response<hyper::body::Incoming>;
     type Error = SingleError;
     type Future =
@@ -254,42 +287,7 @@ impl Service<Request<kube::client::Body>> for Single {
     }
 
     fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let pool = this.pool.get_or_try_init(|| this.open()).await;
-            let pool = pool.map_err(SingleError)?;
-            pool.request(req)
-                .await
-                .map_err(|e| SingleError(Box::new(e)))
-        })
-    }
-}
-
-/// The connector of [`Single`]'s pool: the connection already opened first, then new ones.
-#[derive(Clone)]
-struct Dialed {
-    first: Arc<Mutex<Option<AlpnStream>>>,
-    connector: Alpn,
-}
-
-impl Service<Uri> for Dialed {
-    type Response = AlpnStream;
-    type Error = BoxError;
-    type Future = BoxFuture<AlpnStream>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
-        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut connector = self.connector.clone();
-        Box::pin(async move {
-            match first {
-                Some(conn) => Ok(conn),
-                None => connector.ready().await?.call(dst).await,
-            }
-        })
+        Box::pin(self.clone().send(req).map_err(SingleError))
     }
 }
 
