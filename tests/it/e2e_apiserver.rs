@@ -379,7 +379,8 @@ async fn counting_relay(
 #[tokio::test]
 async fn the_one_shot_mode_makes_its_calls_on_one_connection() {
     // The default configuration (deletion breaker on): the pod's GET and the LIST of the
-    // breaker's records at once, the DELETE, then the record and the audit Event at once.
+    // breaker's records, the DELETE, then the record and the audit Event; a pool would open a
+    // connection for each of two calls made at once.
     let scene = Scene::new("once-conn").await;
     let home = scene.beside("once-conn-home").await;
     scene.pod("victim", CID).await;
