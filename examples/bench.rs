@@ -1586,19 +1586,21 @@ async fn starts(s: &Settings, server: &ApiServer, admin: &Client, parts: Parts) 
                 .map(|(exec, exit)| once_parts(&events, *exec, *exit))
                 .collect();
         }
+        // A part that did not run has no samples.
+        let m = |v: &[f64]| if v.is_empty() { f64::NAN } else { median(v) };
         say(&format!(
             "start: ready {:.2} ms on one CPU (bare hyper {:.2} ms, with the breaker {:.2} ms), \
              exec → first event {:.2} ms; once {:.2} ms (skipped event {:.2} ms), warm floor \
              {:.2} ms, cold floor {:.2} ms (TCP_NODELAY: {:.2} ms)",
-            median(&st.ready),
-            median(&st.bare_ready),
-            median(&st.ready_breaker),
-            median(&st.exec_first_event),
-            median(&st.once),
-            median(&st.once_skip),
-            median(&st.warm_floor),
-            median(&st.cold_floor),
-            median(&st.cold_floor_nodelay)
+            m(&st.ready),
+            m(&st.bare_ready),
+            m(&st.ready_breaker),
+            m(&st.exec_first_event),
+            m(&st.once),
+            m(&st.once_skip),
+            m(&st.warm_floor),
+            m(&st.cold_floor),
+            m(&st.cold_floor_nodelay)
         ));
         st
     })
