@@ -610,7 +610,7 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
 async fn create_pods(client: &Client, ns: &str, prefix: &str, n: usize) -> Vec<String> {
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:04}")).collect();
     let mut set = tokio::task::JoinSet::new();
-    for chunk in names.chunks(n.div_ceil(16)) {
+    for chunk in names.chunks(n.div_ceil(16).max(1)) {
         let (client, ns, chunk) = (client.clone(), ns.to_string(), chunk.to_vec());
         set.spawn(async move {
             for name in chunk {
@@ -2290,8 +2290,8 @@ fn write_report(r: &Report) -> String {
          breaker off unless said. The one-shot runs with the default configuration (breaker on: \
          its records in a namespace of their own, cleared between runs so that the default \
          budget never opens); it pays process start, reading the kubeconfig, one TLS connection \
-         and five API calls taking turns on it: GET pod, LIST records, DELETE, then the \
-         breaker's record and the audit Event. The breakdown takes the calls' arrival \
+         and six API calls taking turns on it: GET pod, LIST records, GET namespace, DELETE, \
+         then the breaker's record and the audit Event. The breakdown takes the calls' arrival \
          and answer from the apiserver's audit log (same clock). The \"fresh server\" row is \
          the first event a just-started server (Knative scale from zero) handles, and a second \
          one right after it: both open a new apiserver connection.\n\

@@ -425,7 +425,7 @@ async fn the_one_shot_mode_makes_its_calls_on_one_connection() {
     assert_eq!(
         accepted.load(std::sync::atomic::Ordering::SeqCst),
         1,
-        "one connection (one TLS handshake) for all five calls\n{stderr}"
+        "one connection (one TLS handshake) for all its calls\n{stderr}"
     );
     assert!(scene.terminating("victim").await);
 }
