@@ -22,8 +22,11 @@
 # BENCH_SOAK_SEGMENT (5 s per wrk run), BENCH_SHAPE_SECONDS (8 per hostile shape);
 # BENCH_NO_MUSL=1 and BENCH_NO_CRITERION=1 skip the static binary's rows and the
 # micro-benchmarks (each costs one more LTO build).
-# BENCH_ONLY=guards runs only the guards' section; BENCH_ONLY=hostile only the hostile shapes on
-# the static binary (about two minutes once built): both print their table, BENCH_OUT untouched.
+# BENCH_ONLY=guards | hostile | start | once: only that section (the guards; the hostile shapes
+# on the static binary, about two minutes once built; the start on one CPU with the static
+# binary's idle RSS; the one-shot mode with its breakdown), printed, BENCH_OUT untouched, no
+# micro-benchmarks; with BENCH_STARTS=10 BENCH_QUIET_WAIT=0 start and once take about a minute
+# each once built.
 set -euo pipefail
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
@@ -88,7 +91,7 @@ if [[ "${BENCH_NO_CRITERION:-}" != 1 && -z "$only" ]]; then
 fi
 
 # ---- 5. measurements -----------------------------------------------------------------------
-log "measuring (about 11 minutes; BENCH_ONLY=$only: less)"
+log "measuring${only:+ (only $only)}"
 # Thousands of sockets on both ends of loopback (the hostile shapes): the usual 1,024 is not
 # enough; the driver and the binary it starts inherit this.
 ulimit -n "$(ulimit -Hn)"

@@ -4,7 +4,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use falco_responder::{app::App, app::once, cluster::client, config::Config, obs::logs, web};
+use falco_responder::{
+    app::App,
+    app::once,
+    cluster::client::{self, Transport},
+    config::Config,
+    obs::logs,
+    web,
+};
 
 #[cfg(target_env = "musl")]
 #[global_allocator]
@@ -86,25 +93,30 @@ async fn start(config: Config, mode: Mode) -> anyhow::Result<ExitCode> {
     let port = config.port;
     match mode {
         Mode::Once(body) => {
-            let clients = client::clients(&config).await?;
+            let clients = client::clients(&config, Transport::Single).await?;
             let app = App::connecting(config);
             app.connect(clients);
             Ok(once::run(&app, body).await?)
         }
         Mode::Serve => {
-            // The kube client (reading the kubeconfig or the ServiceAccount files, TLS set-up)
-            // is built on another worker while the server already answers its probes; an event
-            // that comes first waits for it. Not being able to build it still stops the process.
             let app = App::connecting(config.clone());
-            let building = tokio::spawn(async move { client::clients(&config).await });
             let listener = match web::bind(port) {
                 Ok(l) => l,
                 Err(e) => {
                     // No configuration at all is the more fundamental error: say that one.
-                    building.await??;
+                    client::clients(&config, Transport::Pool).await?;
                     return Err(e).with_context(|| format!("cannot listen on port {port} (PORT)"));
                 }
             };
+            // The kube client (reading the kubeconfig or the ServiceAccount files, TLS set-up)
+            // is built on a thread of its own while the server already answers its probes: as
+            // a task it would hold a worker, and on one CPU (a CPU limit of 1: one worker) the
+            // only one, which also polls the sockets. An event that comes first waits for it.
+            // Not being able to build it still stops the process.
+            let runtime = tokio::runtime::Handle::current();
+            let building = tokio::task::spawn_blocking(move || {
+                runtime.block_on(client::clients(&config, Transport::Pool))
+            });
             let connecting = async {
                 app.connect(building.await??);
                 app.watch();

@@ -351,6 +351,85 @@ async fn one_shot_mode_as_an_argo_workflow_step() {
     assert!(scene.untouched("unreached").await);
 }
 
+/// A TCP relay to `to` that counts the connections it accepts (TLS passes through it).
+async fn counting_relay(
+    to: u16,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn the_one_shot_mode_makes_its_calls_on_one_connection() {
+    // The default configuration (deletion breaker on): the pod's GET and the LIST of the
+    // breaker's records, the DELETE, then the record and the audit Event; a pool would open a
+    // connection for each of two calls made at once.
+    let scene = Scene::new("once-conn").await;
+    let home = scene.beside("once-conn-home").await;
+    scene.pod("victim", CID).await;
+    let (relay, accepted) = counting_relay(scene.server().port()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let text = std::fs::read_to_string(scene.kubeconfig())
+        .unwrap()
+        .replace(&scene.server().url(), &format!("https://{relay}"));
+    assert!(text.contains(&relay.to_string()), "{text}");
+    std::fs::write(&kubeconfig, text).unwrap();
+
+    let out = tokio::process::Command::from(binary::command())
+        .arg("once")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", &home.ns)
+        .env("BODY", terminal_shell(&scene.ns, "victim", CID))
+        .env_remove("MAX_DELETIONS")
+        .env_remove("MAX_DELETIONS_PER_WORKLOAD")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("\"outcome\":\"deleted\""), "{stdout}");
+    // Every call it needs, each once, and no other (counted before this test's own GET).
+    let server = scene.server();
+    let calls =
+        |verb: &str, resource: &str, ns: &str| server.count_audit_in(verb, resource, Some(ns), "*");
+    assert_eq!(calls("get", "pods", &scene.ns), 1);
+    assert_eq!(calls("delete", "pods", &scene.ns), 1);
+    assert_eq!(calls("create", "events", &scene.ns), 1, "the audit Event");
+    assert_eq!(calls("list", "events", &home.ns), 1, "the breaker's count");
+    assert_eq!(
+        calls("create", "events", &home.ns),
+        1,
+        "the breaker's record"
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection (one TLS handshake) for all its calls\n{stderr}"
+    );
+    assert!(scene.terminating("victim").await);
+}
+
 #[tokio::test]
 async fn an_event_storm_for_one_pod_costs_one_delete() {
     let scene = Scene::new("storm").await;
