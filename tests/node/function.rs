@@ -28,7 +28,7 @@ pub fn tests() -> Vec<crate::NodeTest> {
 /// The chart's objects for release `name` in `ns`, rendered by `helm template` with the API
 /// versions of the node's API server (`--validate`: its PodDisruptionBudget is policy/v1beta1).
 /// The values a test node needs: our image as the node has it (never pulled), one replica.
-fn render(name: &str, ns: &str) -> String {
+fn render(name: &str, ns: &str, secret: &str) -> String {
     let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/falco-responder");
     let image = std::env::var("TEST_NODE_RESPONDER_IMAGE")
@@ -51,6 +51,10 @@ fn render(name: &str, ns: &str) -> String {
             "image.pullPolicy=Never",
             "--set",
             "replicaCount=1",
+            // The token is on by default and `helm template` never invents one: the Secret is
+            // created first, as a GitOps user does.
+            "--set",
+            &format!("auth.existingSecret={secret}"),
         ])
         .output()
         .unwrap_or_else(|e| panic!("running {helm}: {e} (scripts/helm-env.sh installs it)"));
@@ -80,12 +84,25 @@ async fn function_pod(scene: &Scene, name: &str) -> Pod {
     .await
 }
 
+/// The bearer token the test's release expects (its Secret made by [`deploy`]).
+const TOKEN: &str = "node-test-token-0123456789abcdefghijklmnopqrstuv";
+
 /// Renders and applies the chart in `scene`'s namespace and waits for the rollout; the release
 /// name and its Ready pod (Ready: the kubelet's readiness probe got 200 from /readyz).
 async fn deploy(scene: &Scene) -> (String, Pod) {
     let name = format!("fr-{}", &scene.ns[scene.ns.len() - 8..]);
+    let secret = format!("{name}-token");
+    kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        &secret,
+        "-n",
+        &scene.ns,
+        &format!("--from-literal=auth-token={TOKEN}"),
+    ]);
     let manifest = std::env::temp_dir().join(format!("{name}.yaml"));
-    std::fs::write(&manifest, render(&name, &scene.ns)).unwrap();
+    std::fs::write(&manifest, render(&name, &scene.ns, &secret)).unwrap();
     kubectl_ok(&["apply", "-n", &scene.ns, "-f", manifest.to_str().unwrap()]);
     let _ = std::fs::remove_file(&manifest);
     kubectl_ok(&[
@@ -100,13 +117,19 @@ async fn deploy(scene: &Scene) -> (String, Pod) {
     (name, pod)
 }
 
-/// POSTs `event` to `addr` (`ip:port`) and returns the status and the JSON answer.
+/// POSTs `event` to `addr` (`ip:port`) with the release's token and returns the status and the
+/// JSON answer.
 async fn send(addr: &str, event: &str) -> (u16, Value) {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {TOKEN}").parse().unwrap(),
+    );
     let r = http(
         addr.parse().unwrap(),
         "POST",
         "/",
-        &Default::default(),
+        &headers,
         event.as_bytes(),
     )
     .await;
@@ -140,6 +163,16 @@ async fn the_chart_deploys_a_function_that_deletes_a_real_pod() {
         .expect("terminating, not gone yet");
     assert_eq!(live.metadata.uid, victim.metadata.uid);
     assert!(live.metadata.deletion_timestamp.is_some(), "terminating");
+    // The chart's default: a request without the token is refused.
+    let r = http(
+        addr.parse().unwrap(),
+        "POST",
+        "/",
+        &Default::default(),
+        shell_event(&victim, &cid).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
 
     // The function's own namespace is protected whatever the configuration says; this event
     // goes through the chart's Service (its ClusterIP, routed by kube-proxy).
@@ -282,7 +315,11 @@ async fn under_hostile_load_the_pod_stays_within_its_memory_limit() {
             let Ok(mut s) = TcpStream::connect(addr).await else {
                 return;
             };
-            let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n";
+            // With the token: the worst case, a sender that stole it.
+            let head = format!(
+                "POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\
+                 content-length: 1048576\r\n\r\n"
+            );
             if s.write_all(head.as_bytes()).await.is_ok() {
                 let piece = vec![b' '; 16 << 10];
                 for _ in 0..64 {
