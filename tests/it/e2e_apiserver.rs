@@ -1032,7 +1032,10 @@ async fn a_forged_event_learns_the_outcome_and_nothing_of_the_live_pod() {
     fields.remove("container.id");
     let r = responder.send(Envelope::Plain, &bare.to_string()).await;
     let result = answered(&r, "skipped");
-    let line = responder.line_of(&result).await;
+    // The same pod was skipped above: wait for this event's line, the one naming the workload.
+    let line = responder
+        .line_with(&result, "workload=ReplicaSet/vault-6f7d9c8b5d")
+        .await;
     assert!(
         line.contains("workload=ReplicaSet/vault-6f7d9c8b5d") && line.contains(&uid),
         "{line}"
