@@ -253,6 +253,9 @@ async fn the_chart_deploys_a_function_that_deletes_a_real_pod() {
             "restartPolicy": "Never",
             "serviceAccountName": pod_spec["serviceAccountName"],
             "securityContext": pod_spec["securityContext"],
+            // The token's file, as the Deployment mounts it (once needs no token, but the
+            // container is the Deployment's own).
+            "volumes": pod_spec["volumes"],
             "containers": [container]
         }
     }))
