@@ -136,9 +136,9 @@ pub(super) async fn connection(
     let accepted = Instant::now();
     let deadline = accepted + limits.request_timeout.min(limits.idle_timeout);
     let mut first_byte = None;
-    let mut probe = false;
+    let (mut probe, mut whole) = (false, false);
     let arrived = tokio::select! {
-        r = tokio::time::timeout_at(deadline, head_arrived(&stream, &mut first_byte, &mut probe)) => r,
+        r = tokio::time::timeout_at(deadline, head_arrived(&stream, &mut first_byte, &mut probe, &mut whole)) => r,
         _ = closing.wait_for(|c| *c) => return,
         _ = reclaimed(&server, accepted) => return,
     };
@@ -153,7 +153,10 @@ pub(super) async fn connection(
         }
     }
     // A whole head waits in the kernel for one of MAX_SERVED (the probes' do not wait), so that
-    // hyper's buffers exist for that many connections at most.
+    // hyper's buffers exist for that many connections at most. A request that is already whole
+    // in the kernel (an ordinary event: head and body in one send) is served at once, and
+    // waits instead for one of MAX_SERVED_WHOLE when those run out too: slow senders holding
+    // every one of MAX_SERVED cannot make true events queue behind them.
     let _served = if probe || probes_only {
         None
     } else {
@@ -161,8 +164,13 @@ pub(super) async fn connection(
             Ok(p) => Ok(p),
             Err(_) => {
                 server.reclaim_idle();
+                let pool = if whole {
+                    &server.served_whole
+                } else {
+                    &server.served
+                };
                 tokio::select! {
-                    p = tokio::time::timeout_at(deadline, server.served.clone().acquire_owned()) => p.ok().and_then(Result::ok).ok_or(()),
+                    p = tokio::time::timeout_at(deadline, pool.clone().acquire_owned()) => p.ok().and_then(Result::ok).ok_or(()),
                     _ = closing.wait_for(|c| *c) => return,
                 }
             }
@@ -191,11 +199,13 @@ pub(super) async fn connection(
 
 /// Waits until the request head is complete in the kernel's buffer (or MAX_HEAD_BYTES long, for
 /// hyper to refuse), looking with MSG_PEEK into a buffer on the stack; false if the client
-/// closed before sending anything. `first_byte` is set when the first byte is seen.
+/// closed before sending anything. `first_byte` is set when the first byte is seen; `whole`
+/// when the body the head announces has arrived with it.
 async fn head_arrived(
     stream: &TcpStream,
     first_byte: &mut Option<Instant>,
     probe: &mut bool,
+    whole: &mut bool,
 ) -> io::Result<bool> {
     loop {
         let ready = stream.ready(Interest::READABLE).await?;
@@ -207,6 +217,7 @@ async fn head_arrived(
             }
             if n == 0 || n == MAX_HEAD_BYTES || head_complete(&buf[..n]) {
                 *probe = is_probe_request(&buf[..n]);
+                *whole = request_whole(&buf[..n]);
                 return Ok(n);
             }
             // Clears the readiness seen before the peek: the next wake-up is new bytes.
@@ -259,6 +270,34 @@ fn head_complete(buf: &[u8]) -> bool {
                 _ => false,
             }
     })
+}
+
+/// Whether `buf` holds a whole request: a complete head whose `Content-Length` body follows
+/// it in full (a chunked body, or a length given twice, never counts).
+fn request_whole(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else {
+        return false;
+    };
+    let mut length = None;
+    for line in buf[..end].split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return false;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some() || parsed.is_none() {
+                return false;
+            }
+            length = parsed;
+        }
+    }
+    buf.len() - end >= length.unwrap_or(0)
 }
 
 /// Resolves when the listener reclaims slots and this connection, accepted at `accepted`, has
@@ -442,5 +481,29 @@ async fn linger(mut stream: TcpStream) {
             return;
         }
         left -= n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_whole;
+
+    #[test]
+    fn a_request_is_whole_when_its_announced_body_came_with_its_head() {
+        let head = "POST / HTTP/1.1\r\nhost: x\r\nContent-Length: 5\r\n\r\n";
+        assert!(request_whole(format!("{head}hello").as_bytes()));
+        assert!(!request_whole(format!("{head}hell").as_bytes()));
+        assert!(request_whole(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"));
+        // Not yet a whole head; a chunked body; a length twice or unreadable.
+        assert!(!request_whole(b"POST / HTTP/1.1\r\ncontent-length: 0\r\n"));
+        assert!(!request_whole(
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+        ));
+        assert!(!request_whole(
+            b"POST / HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!request_whole(
+            b"POST / HTTP/1.1\r\ncontent-length: 65536\r\n\r\n{"
+        ));
     }
 }

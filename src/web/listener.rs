@@ -40,6 +40,10 @@ const SEND_BUFFER: usize = 64 << 10;
 /// Connections with a request in hyper's hands (about 20 KiB each: its buffers, the request)
 /// at once; the others wait with their head in the kernel (1 KiB each). Probes are not counted.
 pub const MAX_SERVED: usize = 1024;
+/// More of those, for requests whose head and body are both already in the kernel (an
+/// ordinary event, sent whole): they are answered without waiting for a byte, so they turn over
+/// fast, and senders who stall cannot hold these.
+pub const MAX_SERVED_WHOLE: usize = 128;
 /// The kernel's accept queue (tokio's default is 1024): bursts of new connections wait there.
 const BACKLOG: i32 = 4096;
 
@@ -86,6 +90,7 @@ pub async fn run(
         reclaims: AtomicU64::new(0),
         last_reclaim: std::sync::Mutex::new(None),
         served: Arc::new(Semaphore::new(MAX_SERVED)),
+        served_whole: Arc::new(Semaphore::new(MAX_SERVED_WHOLE)),
         app: app.clone(),
     });
     let slots = Slots {

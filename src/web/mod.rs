@@ -63,6 +63,8 @@ struct Server {
     last_reclaim: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Connections served by hyper (their buffers allocated) at once, but the probes' requests.
     served: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Beyond `served`, for requests whose whole body arrived with their head.
+    served_whole: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// At most one reclaim this often: each wakes every connection that waits for a request.
