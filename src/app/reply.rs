@@ -143,10 +143,13 @@ impl Reply {
 
     /// 503 + `Retry-After`: BODY_MEMORY_BYTES is taken by other requests' bodies and events.
     pub fn memory_busy() -> Reply {
-        let mut reply = Reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many request bodies in memory at once (BODY_MEMORY_BYTES): retry later",
-        );
+        Reply::busy("too many request bodies in memory at once (BODY_MEMORY_BYTES): retry later")
+    }
+
+    /// 503 with `retry: true` and `Retry-After`: the server is busy, the same request may
+    /// succeed in a moment.
+    pub fn busy(why: &'static str) -> Reply {
+        let mut reply = Reply::error(StatusCode::SERVICE_UNAVAILABLE, why);
         if let ReplyBody::Failed(f) = &mut reply.body {
             f.retry = Some(true);
         }

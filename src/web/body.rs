@@ -14,7 +14,7 @@ use super::{
     budget::{PROMPT, Reservation, SMALL_BODY},
     render::{json_error, render},
 };
-use crate::app::reply::{Reply, ReplyBody};
+use crate::app::reply::Reply;
 
 /// A body's first byte is due this soon after its head, and the rest at BODY_MIN_RATE or
 /// faster (Apache's mod_reqtimeout model): a sender that trickles is cut off long before
@@ -32,11 +32,7 @@ pub(super) struct HeldBody {
 /// 503 with `retry: true` and Retry-After: the server is busy, the same request may succeed
 /// in a moment.
 pub(super) fn retry_later(why: &'static str) -> HttpResponse {
-    let mut reply = Reply::error(StatusCode::SERVICE_UNAVAILABLE, why);
-    if let ReplyBody::Failed(f) = &mut reply.body {
-        f.retry = Some(true);
-    }
-    render(reply)
+    render(Reply::busy(why))
 }
 
 /// Reads the body into one buffer (no second copy), within MAX_BODY_BYTES, BODY_MEMORY_BYTES,
