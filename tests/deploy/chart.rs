@@ -149,6 +149,23 @@ fn values_schema_rejects_wrong_values_at_install() {
         ("image.digest=latest", "digest"),
         ("config.gracePeriodSeconds=0", "allowForceDelete"),
         ("config.maxBodyBytes=100", "maxBodyBytes"),
+        // Containment fails closed: an unknown action, a deadline beyond 30 days, a bound
+        // beyond the binary's, a rule given both actions or one the function never acts on.
+        ("config.action=kill", "action"),
+        ("config.containSeconds=2592001", "containSeconds"),
+        ("config.containSeconds=-1", "containSeconds"),
+        ("config.containSeconds=soon", "containSeconds"),
+        ("config.evidence.logBytes=262145", "logBytes"),
+        ("config.evidence.maxConfigMaps=1001", "maxConfigMaps"),
+        (
+            "config.containRules=Terminal shell in container,config.deleteRules=Terminal shell in container",
+            "both name",
+        ),
+        ("config.containRules=Other rule", "not in config.rules"),
+        (
+            "config.action=contain,config.deleteRules=Other rule",
+            "not in config.rules",
+        ),
         // A Broker cannot send the token: refused with the reason, not installed to 401.
         (
             "platform=knative,knative.eventing.enabled=true,auth.enabled=true",
@@ -166,6 +183,12 @@ fn values_schema_rejects_wrong_values_at_install() {
         assert!(err.contains(expect), "{set}: {err}");
     }
 }
+
+/// Variables whose chart value sits one level down in `config` (a group of settings).
+const NESTED: &[(&str, &str, &str)] = &[
+    ("EVIDENCE_LOG_BYTES", "evidence", "logBytes"),
+    ("EVIDENCE_MAX_CONFIGMAPS", "evidence", "maxConfigMaps"),
+];
 
 /// Every variable of the README's configuration table is a chart value with the same default;
 /// every variable the chart renders is one the binary reads.
@@ -200,10 +223,15 @@ fn every_readme_env_var_is_a_value_with_the_same_default() {
             if by_chart.contains(&var) {
                 continue;
             }
-            let key = camel(var);
-            let value = config
-                .get(&key)
-                .unwrap_or_else(|| panic!("README's {var} has no chart value config.{key}"));
+            let (key, value) = match NESTED.iter().find(|(v, _, _)| *v == var) {
+                Some((_, group, leaf)) => (
+                    format!("{group}.{leaf}"),
+                    config.get(*group).and_then(|g| g.get(*leaf)),
+                ),
+                None => (camel(var), config.get(&camel(var))),
+            };
+            let value =
+                value.unwrap_or_else(|| panic!("README's {var} has no chart value config.{key}"));
             let value = match value {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -213,18 +241,33 @@ fn every_readme_env_var_is_a_value_with_the_same_default() {
         }
     }
     assert!(seen >= 15, "README configuration table not found ({seen})");
-    for (k, _) in config {
-        assert!(
-            table.contains(&format!("`{}`", snake(k))),
-            "config.{k} is not in the README table"
-        );
+    for (k, v) in config {
+        let vars: Vec<String> = match v.as_object() {
+            Some(group) => group
+                .keys()
+                .map(|leaf| {
+                    let (var, _, _) = NESTED
+                        .iter()
+                        .find(|(_, g, l)| g == k && l == leaf)
+                        .unwrap_or_else(|| panic!("config.{k}.{leaf} names no variable"));
+                    var.to_string()
+                })
+                .collect(),
+            None => vec![snake(k)],
+        };
+        for var in vars {
+            assert!(
+                table.contains(&format!("`{var}`")),
+                "config.{k} ({var}) is not in the README table"
+            );
+        }
     }
     // What the chart sets is what the binary reads, on every platform and with every option.
     for platform in PLATFORMS {
         for d in template(&[
             "--set",
             &format!(
-                "platform={platform},auth.enabled=true,argo.enabled=true,config.gracePeriodSeconds=5,config.minPriority=Notice,config.namespaces=a,{NAMED_SECRETS}"
+                "platform={platform},auth.enabled=true,argo.enabled=true,config.gracePeriodSeconds=5,config.minPriority=Notice,config.namespaces=a,config.action=contain,config.containSeconds=60,config.deleteRules=Terminal shell in container,{NAMED_SECRETS}"
             ),
         ]) {
             let env: Vec<String> = match d["kind"].as_str().unwrap() {

@@ -547,6 +547,11 @@ pub(crate) async fn assert_least_privilege(
             ("get", "secrets", false),
             ("patch", "events.events.k8s.io", false),
             ("delete", "deployments.apps", false),
+            // Containment's rights come only with containment (config.action=contain).
+            ("patch", "pods", false),
+            ("create", "networkpolicies.networking.k8s.io", false),
+            ("get", "pods/log", false),
+            ("create", "configmaps", false),
         ] {
             // can-i exits 0 for yes, 1 for no.
             let yes = run(

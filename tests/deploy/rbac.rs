@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::{
+    chart::{NAMED_SECRETS, PLATFORMS, env_of},
     files::*,
     shell::{doc_commands, flag_values},
     stacks::openfaas_function,
+    tools::template,
 };
 
 /// Whether ServiceAccount `ns/sa` may `verb` `resource` of API group `group` in namespace
@@ -46,15 +48,30 @@ pub(crate) fn may(ns: &str, sa: &str, group: &str, resource: &str, verb: &str) -
         })
 }
 
-#[test]
-fn the_function_gets_least_privilege_rbac() {
-    let function_rules = json!([
+/// The function's ClusterRole when it only deletes.
+pub(crate) fn function_rules() -> Value {
+    json!([
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         {"apiGroups": ["apps"], "resources": ["replicasets", "statefulsets", "daemonsets"], "verbs": ["get"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
-    ]);
+    ])
+}
+
+/// What containment adds to it (ACTION=contain or CONTAIN_RULES): patch the pod (label,
+/// release, deadline), its NetworkPolicy, its logs. Nothing more.
+pub(crate) fn contain_rules() -> Value {
+    json!([
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "get"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    ])
+}
+
+#[test]
+fn the_function_gets_least_privilege_rbac() {
+    let function_rules = function_rules();
     // The optional guards (MIN_AVAILABLE, USE_EVICTION), in their own role.
     let guard_rules = json!([
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get"]},
@@ -395,4 +412,173 @@ fn network_policies_admit_only_the_callers_that_must_reach_the_function() {
     assert!(!policy_peers(&open).1.is_empty());
     open["spec"]["ingress"] = json!([{"ports": [{"port": 12000}]}]);
     assert!(!policy_peers(&open).1.is_empty());
+}
+
+/// The rules of the rendered `kind` named `name` (in `ns` for a Role).
+fn rules_of(docs: &[Value], kind: &str, name: &str, ns: Option<&str>) -> Option<Value> {
+    docs.iter()
+        .find(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"] == name
+                && d["metadata"]["namespace"].as_str() == ns
+        })
+        .map(|d| d["rules"].clone())
+}
+
+/// Whether a RoleBinding `name` in `ns` binds Role `name` to ServiceAccount `ns`/`sa`.
+fn role_bound(docs: &[Value], name: &str, ns: &str, sa: &str) -> bool {
+    docs.iter().any(|d| {
+        d["kind"] == "RoleBinding"
+            && d["metadata"]["name"] == name
+            && d["metadata"]["namespace"] == ns
+            && d["roleRef"]
+                == json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name})
+            && d["subjects"] == json!([{"kind": "ServiceAccount", "name": sa, "namespace": ns}])
+    })
+}
+
+/// The containment variables of the function's containers in `docs`, by name.
+fn contain_env(docs: &[Value]) -> BTreeSet<String> {
+    const VARS: &[&str] = &[
+        "ACTION",
+        "CONTAIN_RULES",
+        "DELETE_RULES",
+        "CONTAIN_SECONDS",
+        "EVIDENCE_LOG_BYTES",
+        "EVIDENCE_MAX_CONFIGMAPS",
+    ];
+    let mut out = BTreeSet::new();
+    for d in docs {
+        let env: Vec<String> = if d["kind"] == "Function" {
+            d["spec"]["environment"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        } else {
+            crate::chart::containers(d)
+                .into_iter()
+                .flat_map(|c| env_of(c).into_keys())
+                .collect()
+        };
+        out.extend(env.into_iter().filter(|v| VARS.contains(&v.as_str())));
+    }
+    out
+}
+
+/// Containment's rights come only with containment: with the default action (delete) no
+/// platform grants patch, NetworkPolicies, logs or ConfigMaps, nor sets a containment
+/// variable; with `config.action=contain` or `config.containRules` the ClusterRole gains
+/// exactly the three containment rules and a Role in the function's own namespace (only) the
+/// evidence ConfigMaps, for every identity the function runs as.
+#[test]
+fn containment_rbac_comes_only_with_containment() {
+    let evidence_rules = json!([
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "delete"]}
+    ]);
+    let contained = {
+        let mut all = function_rules().as_array().unwrap().clone();
+        all.extend(contain_rules().as_array().unwrap().iter().cloned());
+        Value::Array(all)
+    };
+    // (setting, whether a containment can happen)
+    let settings = [
+        ("", false),
+        ("config.action=delete", false),
+        ("config.deleteRules=Terminal shell in container", false),
+        ("config.action=contain", true),
+        ("config.containRules=Terminal shell in container", true),
+        (
+            "config.action=contain,config.deleteRules=Terminal shell in container,config.containSeconds=600",
+            true,
+        ),
+    ];
+    let mut checked = 0;
+    for platform in PLATFORMS {
+        for (setting, on) in settings {
+            // The workflow identity (argo namespace) besides the platform's.
+            let set = format!(
+                "platform={platform},argo.enabled=true,argo.trigger=workflow,{NAMED_SECRETS}{}{setting}",
+                if setting.is_empty() { "" } else { "," }
+            );
+            let docs = template(&["--namespace", "fr", "--set", &set]);
+            let identities = [
+                ("falco-responder", "fr", "falco-responder"),
+                (
+                    "falco-responder-workflow",
+                    "argo-events",
+                    "falco-responder-workflow",
+                ),
+            ];
+            for (role, ns, sa) in identities {
+                let rules = rules_of(&docs, "ClusterRole", role, None)
+                    .unwrap_or_else(|| panic!("{set}: no ClusterRole {role}"));
+                let want = if on { &contained } else { &function_rules() };
+                assert_eq!(&rules, want, "{set}: ClusterRole {role}");
+                let evidence = format!("{role}-evidence");
+                assert_eq!(
+                    rules_of(&docs, "Role", &evidence, Some(ns)),
+                    on.then(|| evidence_rules.clone()),
+                    "{set}: Role {ns}/{evidence}"
+                );
+                assert_eq!(
+                    role_bound(&docs, &evidence, ns, sa),
+                    on,
+                    "{set}: RoleBinding {ns}/{evidence} to {sa}"
+                );
+                checked += 1;
+            }
+            // Evidence Roles nowhere else.
+            let evidence_roles: Vec<String> = docs
+                .iter()
+                .filter(|d| {
+                    d["kind"] == "Role"
+                        && strs(&d["rules"][0]["resources"]).contains(&"configmaps".to_string())
+                        && d["rules"][0]["verbs"] != json!(["create"])
+                })
+                .map(|d| format!("{}/{}", d["metadata"]["namespace"], d["metadata"]["name"]))
+                .collect();
+            assert_eq!(
+                evidence_roles.len(),
+                if on { 2 } else { 0 },
+                "{set}: {evidence_roles:?}"
+            );
+            let env = contain_env(&docs);
+            if on {
+                for var in ["ACTION", "EVIDENCE_LOG_BYTES", "EVIDENCE_MAX_CONFIGMAPS"] {
+                    assert!(env.contains(var), "{set}: {var} not rendered: {env:?}");
+                }
+            } else {
+                assert!(
+                    env.is_empty(),
+                    "{set}: renders {env:?} though nothing is contained"
+                );
+            }
+        }
+    }
+    assert_eq!(checked, PLATFORMS.len() * settings.len() * 2);
+
+    // rbac.namespaces: the ClusterRole (with containment) is bound per namespace only; the
+    // evidence Role stays in the release namespace.
+    let docs = template(&[
+        "--namespace",
+        "fr",
+        "--set",
+        "config.action=contain,auth.existingSecret=s,rbac.namespaces={a,b}",
+    ]);
+    assert_eq!(
+        rules_of(&docs, "ClusterRole", "falco-responder", None),
+        Some(contained)
+    );
+    assert!(!docs.iter().any(|d| d["kind"] == "ClusterRoleBinding"));
+    for ns in ["a", "b"] {
+        assert!(docs.iter().any(|d| d["kind"] == "RoleBinding"
+            && d["metadata"]["namespace"] == ns
+            && d["roleRef"]["kind"] == "ClusterRole"));
+    }
+    assert!(role_bound(
+        &docs,
+        "falco-responder-evidence",
+        "fr",
+        "falco-responder"
+    ));
 }

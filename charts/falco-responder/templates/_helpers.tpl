@@ -83,8 +83,15 @@ PORT is left to Knative, which injects it.
 */}}
 {{- define "falco-responder.envMap" -}}
 {{- $env := dict }}
-{{- range $k, $v := .Values.config }}
+{{- range $k, $v := omit .Values.config "evidence" }}
 {{- $_ := set $env ($k | snakecase | upper) (include "falco-responder.str" $v) }}
+{{- end }}
+{{- /* Containment says nothing unless it can happen (its RBAC comes with it). */}}
+{{- if include "falco-responder.containOn" . }}
+{{- $_ := set $env "EVIDENCE_LOG_BYTES" (include "falco-responder.str" .Values.config.evidence.logBytes) }}
+{{- $_ := set $env "EVIDENCE_MAX_CONFIGMAPS" (include "falco-responder.str" .Values.config.evidence.maxConfigMaps) }}
+{{- else }}
+{{- range list "ACTION" "CONTAIN_RULES" "DELETE_RULES" "CONTAIN_SECONDS" }}{{ $_ := unset $env . }}{{ end }}
 {{- end }}
 {{- $_ := set $env "PROTECTED_NAMESPACES" (include "falco-responder.protectedNamespaces" .) }}
 {{- if eq .Values.platform "knative" }}{{ $_ := unset $env "PORT" }}{{ end }}
@@ -172,6 +179,50 @@ the Argo Events bus and Sensor): a forged event must not be able to cut the path
   resources: ["pods/eviction"]
   verbs: ["create"]
 {{- end }}
+{{- if include "falco-responder.containOn" . }}
+# Containment: label (and release from its ReplicaSet) the pod, then lower its
+# activeDeadlineSeconds; every patch carries the pod's uid as a precondition.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["patch"]
+# The deny-all NetworkPolicy owned by the pod; get: check that one of our name is ours.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create", "get"]
+# The evidence: the bounded tail of each container's log.
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+{{- end }}
+{{- end }}
+
+{{/*
+Whether a containment can happen (config.action contain, or a rule in config.containRules):
+then the containment variables are rendered and its RBAC granted. Fails closed on rule lists
+the binary would refuse at start: a rule in both lists, or (RULES not "*") one it never acts on.
+*/}}
+{{- define "falco-responder.containOn" -}}
+{{- $c := .Values.config }}
+{{- $split := dict }}
+{{- range $k := list "containRules" "deleteRules" "rules" }}
+{{- $l := list }}
+{{- range (splitList "," (toString (index $c $k))) }}{{ with trim . }}{{ $l = append $l . }}{{ end }}{{ end }}
+{{- $_ := set $split $k $l }}
+{{- end }}
+{{- range $split.containRules }}
+{{- if has . $split.deleteRules }}
+{{- fail (printf "config.containRules and config.deleteRules both name %q: say which action it gets" .) }}
+{{- end }}
+{{- if and (not (has "*" $split.rules)) (not (has . $split.rules)) }}
+{{- fail (printf "config.containRules names %q, which is not in config.rules: it would never apply" .) }}
+{{- end }}
+{{- end }}
+{{- range $split.deleteRules }}
+{{- if and (not (has "*" $split.rules)) (not (has . $split.rules)) }}
+{{- fail (printf "config.deleteRules names %q, which is not in config.rules: it would never apply" .) }}
+{{- end }}
+{{- end }}
+{{- if or (eq (toString $c.action) "contain") $split.containRules }}true{{ end }}
 {{- end }}
 
 {{/* Whether the deletion breaker is on: either budget not off. */}}
@@ -248,6 +299,41 @@ roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: Role
   name: {{ .name }}-reservations
+subjects:
+  {{- toYaml (list .subject) | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Containment's evidence ConfigMaps, in the function's own namespace only (out of reach of
+     the contained pod's author): created one per pod, listed and the oldest deleted beyond
+     EVIDENCE_MAX_CONFIGMAPS. Argument: as falco-responder.breakerRbac. */}}
+{{- define "falco-responder.evidenceRbac" -}}
+{{- if include "falco-responder.containOn" .root }}
+---
+# Containment's evidence (ConfigMaps), here only.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .name }}-evidence
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "falco-responder.labels" .root | nindent 4 }}
+rules:
+  - apiGroups: [""]
+    resources: ["configmaps"]
+    verbs: ["create", "list", "delete"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .name }}-evidence
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "falco-responder.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ .name }}-evidence
 subjects:
   {{- toYaml (list .subject) | nindent 2 }}
 {{- end }}
