@@ -8,11 +8,13 @@
 //! `SKIP_NODE_TESTS=1` is set (README, "A real node"): then they are reported ignored.
 //!
 //! Rooms: `pods` (what the kubelet reports, judged by the function running on this machine),
-//! `function` (the function itself as a pod from our image, installed with the chart).
+//! `contain` (`ACTION=contain` on real pods, with the chart's RBAC), `function` (the function
+//! itself as a pod from our image, installed with the chart).
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+mod contain;
 mod function;
 mod kit;
 mod pods;
@@ -51,7 +53,7 @@ fn main() {
     // Two at a time: the node is one 2-core machine; every test waits on the kubelet more
     // than it computes.
     args.test_threads.get_or_insert(2);
-    let tests: Vec<NodeTest> = [pods::tests(), function::tests()].concat();
+    let tests: Vec<NodeTest> = [pods::tests(), contain::tests(), function::tests()].concat();
     let names: Vec<String> = tests.iter().map(|t| strip(t.name)).collect();
     let selected = names.iter().any(|n| selected(&args, n));
 
