@@ -79,6 +79,7 @@ fn the_function_gets_least_privilege_rbac() {
     ]);
     let mut function_roles = 0;
     let mut breaker_roles = 0;
+    let mut contain_roles = 0;
     for kind in ["ClusterRole", "Role"] {
         for r in objs(RBAC, kind) {
             for rule in r.v["rules"].as_array().unwrap() {
@@ -104,6 +105,22 @@ fn the_function_gets_least_privilege_rbac() {
                 ),
                 "falco-responder-guards" => {
                     assert_eq!(r.v["rules"], guard_rules, "{}", r.id())
+                }
+                // Containment's extra rights (rbac-contain.yaml): exactly the chart's.
+                "falco-responder-contain" => {
+                    contain_roles += 1;
+                    assert_eq!(kind, "ClusterRole", "{}", r.id());
+                    assert_eq!(r.v["rules"], contain_rules(), "{}", r.id())
+                }
+                // Its evidence ConfigMaps, in the function's own namespace only.
+                "falco-responder-evidence" => {
+                    assert_eq!(kind, "Role", "{}", r.id());
+                    assert_eq!(
+                        r.v["rules"],
+                        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "delete"]}]),
+                        "{}",
+                        r.id()
+                    );
                 }
                 // The deletion breaker's records: Events in the function's own namespace only
                 // (a Role, never a ClusterRole: Events elsewhere can be forged).
@@ -158,6 +175,29 @@ fn the_function_gets_least_privilege_rbac() {
         }
     }
     assert!(function_roles >= 3, "Knative, OpenFaaS and Workflow roles");
+    assert_eq!(contain_roles, 2, "knative/ and openfaas/ rbac-contain.yaml");
+    // Each rbac-contain.yaml binds its ClusterRole and its evidence Role (in the function's
+    // namespace) to the identity its base RBAC binds.
+    for (file, ns) in [
+        ("knative/rbac-contain.yaml", "falco-responder"),
+        ("openfaas/rbac-contain.yaml", "openfaas-fn"),
+    ] {
+        for (kind, role) in [
+            ("ClusterRole", "falco-responder-contain"),
+            ("Role", "falco-responder-evidence"),
+        ] {
+            let bound = objects().iter().any(|b| {
+                b.file == file
+                    && b.kind().ends_with("Binding")
+                    && b.v["roleRef"]["kind"] == kind
+                    && b.v["roleRef"]["name"] == role
+                    && (kind == "ClusterRole" || b.namespace() == Some(ns))
+                    && b.v["subjects"]
+                        == json!([{"kind": "ServiceAccount", "name": "falco-responder", "namespace": ns}])
+            });
+            assert!(bound, "{file}: {role} is not bound to {ns}/falco-responder");
+        }
+    }
     assert_eq!(
         breaker_roles, function_roles,
         "each function identity has its breaker Role beside its ClusterRole"
