@@ -1,7 +1,9 @@
 //! The local demo (`scripts/demo.sh`): the Falco blog's scenario on a real node. A real pod, a
 //! real shell in it (`kubectl exec`), the Falco event built from what the kubelet reports for
 //! that pod, delivered the way Falcosidekick, Knative and Argo deliver it, and the pod going
-//! Running → Terminating → gone, step by step. Everything is stopped at the end.
+//! Running → Terminating → gone, step by step; then one pod contained instead (isolated,
+//! released, its logs kept, killed by the kubelet at its deadline) and what was kept. Everything
+//! is stopped at the end.
 //!
 //! Falco itself is not run: the event is built here, as Falco's container plugin would write it
 //! (`testkit::node::shell_event`).
@@ -50,6 +52,255 @@ fn say(s: &str) {
     println!("{s}");
 }
 
+/// Starts the binary on a free port with `env` and waits for `GET /readyz` → 200.
+async fn spawn(
+    bin: &str,
+    kubeconfig: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(bin)
+        .env("KUBECONFIG", kubeconfig)
+        .env("PORT", port.to_string())
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start falco-responder");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut ready = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            ready = http(addr, "GET", "/readyz", &Default::default(), b"")
+                .await
+                .status
+                == 200;
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "falco-responder did not become ready");
+    (child, addr)
+}
+
+/// Containment instead of deletion: a Deployment's pod with a shell in it is isolated,
+/// released (its replacement starts), its log tail kept, and killed by the kubelet at its
+/// deadline; what was kept is shown, then the pod is deleted and its NetworkPolicy goes.
+async fn contain(bin: &str, kubeconfig: &std::path::Path, admin: &kube::Client, step: usize) {
+    use k8s_openapi::api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Namespace},
+        networking::v1::NetworkPolicy,
+    };
+    use kube::api::{DeleteParams, LogParams, PostParams};
+    use serde_json::json;
+
+    say(&format!(
+        "\n== {step}. Contain instead of delete: ACTION=contain, CONTAIN_SECONDS=8"
+    ));
+    let (home, ns) = ("falco-responder", "falcoresponse-contain");
+    for name in [home, ns] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+        node::wait_service_account(admin, name, "default").await;
+    }
+    let (mut responder, addr) = spawn(
+        bin,
+        kubeconfig,
+        &[
+            ("ACTION", "contain"),
+            ("CONTAIN_SECONDS", "8"),
+            ("EVIDENCE_LOG_BYTES", "1024"),
+            ("POD_NAMESPACE", home),
+        ],
+    )
+    .await;
+    say(&format!(
+        "   a second falco-responder on {addr}: its own namespace {home} keeps the evidence"
+    ));
+    let script = "i=0; while [ $i -lt 200 ]; do echo \"web: request $i served\"; i=$((i+1)); done; \
+                  echo 'web: the last line before the shell'; touch /tmp/up; exec sleep 3600";
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": "main", "image": node::BUSYBOX, "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", script],
+                        "readinessProbe": {
+                            "exec": { "command": ["cat", "/tmp/up"] }, "periodSeconds": 1
+                        }
+                    }]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let ready = |p: &Pod| node::pod_ready(p);
+    let web = apiserver::wait_for("2 Ready pods of web", node::POD_READY, || async {
+        let list = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?
+            .items;
+        (list.iter().filter(|p| ready(p)).count() == 2).then_some(list)
+    })
+    .await;
+    let pod = web[0].clone();
+    let name = pod.metadata.name.clone().unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    say(&format!(
+        "   Deployment web, 2 replicas Ready; each wrote 201 log lines; the shell goes into {name}"
+    ));
+    let cid = node::container_id(&pod, "main");
+    let out = node::exec(&pod, "main", "echo dropped > /tmp/payload; echo a shell");
+    say(&format!(
+        "   kubectl exec {name} -- sh -c 'echo dropped > /tmp/payload' → exit {} (a file in its writable layer)",
+        out.status.code().unwrap_or(-1)
+    ));
+    let reply = http(
+        addr,
+        "POST",
+        "/",
+        &Default::default(),
+        node::shell_event(&pod, &cid).as_bytes(),
+    )
+    .await;
+    say(&format!("   POST / ← {}", reply.status));
+    say(&format!("     {}", reply.json()));
+
+    let np = Api::<NetworkPolicy>::namespaced(admin.clone(), ns)
+        .get_opt(&format!("falco-responder-contain-{uid}"))
+        .await
+        .unwrap();
+    if let Some(np) = &np {
+        let v = serde_json::to_value(np).unwrap();
+        say(&format!(
+            "   NetworkPolicy {}: policyTypes {}, no rules (deny all), selects {}, owned by Pod {}",
+            np.metadata.name.as_deref().unwrap_or("?"),
+            v["spec"]["policyTypes"],
+            v["spec"]["podSelector"]["matchLabels"],
+            v["metadata"]["ownerReferences"][0]["name"]
+        ));
+    }
+    let live = pods.get(&name).await.unwrap();
+    say(&format!(
+        "   pod {name}: labels {:?}, owners {}, activeDeadlineSeconds {:?}",
+        live.metadata.labels.clone().unwrap_or_default(),
+        live.metadata
+            .owner_references
+            .as_ref()
+            .map_or(0, |o| o.len()),
+        live.spec.as_ref().and_then(|s| s.active_deadline_seconds)
+    ));
+    let replacement = apiserver::wait_for("a replacement Ready", node::POD_READY, || async {
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| ready(p) && web.iter().all(|w| w.metadata.uid != p.metadata.uid))
+    })
+    .await;
+    say(&format!(
+        "   the ReplicaSet let go of it and started {} (Ready): web still has 2 replicas serving",
+        replacement.metadata.name.as_deref().unwrap_or("?")
+    ));
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), home);
+    if let Some(cm) = cms
+        .get_opt(&format!("falco-responder-evidence-{uid}"))
+        .await
+        .unwrap()
+    {
+        for (key, log) in cm.data.unwrap_or_default() {
+            say(&format!(
+                "   ConfigMap {home}/falco-responder-evidence-{uid}: {key}, {} bytes, last line {:?}",
+                log.len(),
+                log.trim_end().lines().last().unwrap_or("")
+            ));
+        }
+    }
+
+    let since = std::time::Instant::now();
+    let failed = apiserver::wait_for("the kubelet kills it", Duration::from_secs(60), || async {
+        let p = pods.get(&name).await.ok()?;
+        let s = p.status.clone()?;
+        (s.phase.as_deref() == Some("Failed")).then_some(s)
+    })
+    .await;
+    say(&format!(
+        "   {:.0} s later the kubelet killed it: phase Failed, reason {}",
+        since.elapsed().as_secs_f64(),
+        failed.reason.unwrap_or_default()
+    ));
+    let tail = pods
+        .logs(
+            &name,
+            &LogParams {
+                tail_lines: Some(1),
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    say("   What was kept, until someone deletes the pod:");
+    say("     the Failed pod object, with its labels and the released-labels annotation");
+    say(&format!(
+        "     its logs: kubectl logs {name} → ... {:?}",
+        tail.trim_end()
+    ));
+    say("     its exited container's writable layer on the node (/tmp/payload)");
+    say("     its NetworkPolicy, and the evidence ConfigMap (which outlives the pod)");
+    say("   Lost at the kill: its processes, its network, emptyDir contents");
+
+    pods.delete(&name, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let nps: Api<NetworkPolicy> = Api::namespaced(admin.clone(), ns);
+    let since = std::time::Instant::now();
+    apiserver::wait_for("the NetworkPolicy gone", node::POD_GONE, || async {
+        matches!(
+            nps.get_opt(&format!("falco-responder-contain-{uid}")).await,
+            Ok(None)
+        )
+        .then_some(())
+    })
+    .await;
+    say(&format!(
+        "   kubectl delete pod {name} → its NetworkPolicy garbage-collected {:.1} s later; the evidence stays",
+        since.elapsed().as_secs_f64()
+    ));
+    let metrics = http(addr, "GET", "/metrics", &Default::default(), b"").await;
+    for line in String::from_utf8_lossy(&metrics.body).lines() {
+        if line.starts_with("falco_responder_events_total") && line.contains("contained") {
+            say(&format!("   {line}"));
+        }
+    }
+    let _ = responder.start_kill();
+    let _ = responder.wait().await;
+}
+
 #[tokio::main]
 async fn main() {
     let bin = std::env::var("FALCO_RESPONDER_BIN")
@@ -78,35 +329,8 @@ async fn main() {
     say("   reports for the pod, as Falco's container plugin would write it.");
 
     say("\n== 2. falco-responder, the real binary, with the admin kubeconfig");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut responder = tokio::process::Command::new(&bin)
-        .env("KUBECONFIG", server.admin_kubeconfig())
-        .env("PORT", port.to_string())
-        .env("GRACE_PERIOD_SECONDS", "5")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start falco-responder");
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut ready = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            ready = http(addr, "GET", "/readyz", &Default::default(), b"")
-                .await
-                .status
-                == 200;
-            if ready {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "falco-responder did not become ready");
+    let kubeconfig = server.admin_kubeconfig();
+    let (mut responder, addr) = spawn(&bin, &kubeconfig, &[("GRACE_PERIOD_SECONDS", "5")]).await;
     say(&format!("   listening on {addr}, GET /readyz → 200"));
 
     let mut deleted: Vec<(String, Pod, std::time::Instant)> = Vec::new();
@@ -293,7 +517,9 @@ async fn main() {
         ));
     }
 
-    say(&format!("\n== {}. GET /metrics (excerpt)", STEPS.len() + 5));
+    contain(&bin, &kubeconfig, &admin, STEPS.len() + 5).await;
+
+    say(&format!("\n== {}. GET /metrics (excerpt)", STEPS.len() + 6));
     let metrics = http(addr, "GET", "/metrics", &Default::default(), b"").await;
     for line in String::from_utf8_lossy(&metrics.body).lines() {
         if line.starts_with("falco_responder_events_total")
@@ -303,7 +529,7 @@ async fn main() {
         }
     }
 
-    say(&format!("\n== {}. Stopping everything", STEPS.len() + 6));
+    say(&format!("\n== {}. Stopping everything", STEPS.len() + 7));
     // SIGTERM: graceful shutdown, as Kubernetes would do it.
     let pid = responder.id().expect("running");
     let _ = std::process::Command::new("kill")
