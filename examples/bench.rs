@@ -22,10 +22,13 @@
 //! the release binary built) and prints its table without writing BENCH_OUT; BENCH_ONLY=hostile
 //! runs only the hostile shapes (`bench_parts/shapes.rs`: no apiserver, MUSL_BIN) the same way;
 //! BENCH_ONLY=start (the start on one CPU) and BENCH_ONLY=once (the one-shot mode) likewise for
-//! their rows of (3).
+//! their rows of (3); BENCH_ONLY=contain (`bench_parts/contain.rs`) the containment's cost
+//! next to a deletion's, likewise.
 
 #[path = "../tests/testkit/sender.rs"]
 mod common;
+#[path = "bench_parts/contain.rs"]
+mod contain;
 #[path = "bench_parts/hostile.rs"]
 mod hostile;
 #[path = "bench_parts/shapes.rs"]
@@ -1922,6 +1925,7 @@ struct Report<'a> {
     shapes: Option<Vec<shapes::Shape>>,
     elapsed: Duration,
     guards: GuardCost,
+    contain: contain::ContainCost,
 }
 
 fn write_report(r: &Report) -> String {
@@ -2322,6 +2326,7 @@ fn write_report(r: &Report) -> String {
          medians are stable to a few percent between runs, p99 and throughput less so (±10%)."
     );
     write_guards(w, &r.guards);
+    contain::write_contain(w, &r.contain);
     if let Some(shapes) = &r.shapes {
         let bin = if r.s.musl.is_some() {
             "the static musl build"
@@ -2355,8 +2360,8 @@ fn spread(v: &[f64]) -> String {
 fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     assert!(
-        ["", "guards", "hostile", "start", "once"].contains(&only.as_str()),
-        "BENCH_ONLY={only}: only `guards`, `hostile`, `start` and `once` are known"
+        ["", "guards", "hostile", "start", "once", "contain"].contains(&only.as_str()),
+        "BENCH_ONLY={only}: only `guards`, `hostile`, `start`, `once` and `contain` are known"
     );
     if only == "hostile" {
         shapes::run_only();
@@ -2407,6 +2412,29 @@ fn main() {
         drop(server);
         return;
     }
+    if only == "contain" {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let c = runtime.block_on(async {
+            let admin = server.admin_client().await;
+            contain::contain_costs(&s, &server, &admin).await
+        });
+        drop(runtime);
+        let mut md = String::new();
+        contain::write_contain(&mut md, &c);
+        println!("{md}");
+        say(&format!(
+            "contain only (BENCH_ONLY=contain): {busy_before:.0}% busy before, load {} → {}, \
+             nothing written, {:.0} s",
+            load_before,
+            loadavg(),
+            begun.elapsed().as_secs_f64()
+        ));
+        drop(server);
+        return;
+    }
     if only == "start" || only == "once" {
         let parts = Parts {
             start: only == "start",
@@ -2444,7 +2472,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (lat, st, guards) = runtime.block_on(async {
+    let (lat, st, guards, contain) = runtime.block_on(async {
         let admin = server.admin_client().await;
         let lat = deletes(&s, &server, &admin).await;
         let all = Parts {
@@ -2453,7 +2481,8 @@ fn main() {
         };
         let st = starts(&s, &server, &admin, all).await;
         let guards = guard_costs(&s, &server, &admin).await;
-        (lat, st, guards)
+        let contain = contain::contain_costs(&s, &server, &admin).await;
+        (lat, st, guards, contain)
     });
     // (7) and (8): hostile load and soak; BENCH_HOSTILE=0 skips them.
     let hostile = (env_num("BENCH_HOSTILE", 1u8) != 0).then(|| {
@@ -2479,6 +2508,7 @@ fn main() {
         shapes,
         elapsed: begun.elapsed(),
         guards,
+        contain,
     };
     let md = write_report(&report);
     if let Some(parent) = s.out.parent() {

@@ -26,7 +26,7 @@
 # on the static binary, about two minutes once built; the start on one CPU with the static
 # binary's idle RSS; the one-shot mode with its breakdown), printed, BENCH_OUT untouched, no
 # micro-benchmarks; with BENCH_STARTS=10 BENCH_QUIET_WAIT=0 start and once take about a minute
-# each once built.
+# each once built. BENCH_ONLY=contain: a containment's latency next to a deletion's, likewise.
 set -euo pipefail
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
