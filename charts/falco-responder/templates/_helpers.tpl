@@ -209,6 +209,8 @@ the binary would refuse at start: a rule in both lists, or (RULES not "*") one i
 {{- range (splitList "," (toString (index $c $k))) }}{{ with trim . }}{{ $l = append $l . }}{{ end }}{{ end }}
 {{- $_ := set $split $k $l }}
 {{- end }}
+{{- /* Empty RULES is the binary's default list. */}}
+{{- if not $split.rules }}{{ $_ := set $split "rules" (list "Terminal shell in container") }}{{ end }}
 {{- range $split.containRules }}
 {{- if has . $split.deleteRules }}
 {{- fail (printf "config.containRules and config.deleteRules both name %q: say which action it gets" .) }}
