@@ -461,7 +461,7 @@ async fn a_deployments_pod_is_isolated_released_kept_and_killed_by_the_kubelet()
 
 /// A StatefulSet's pod cannot be replaced while it exists: it is isolated and kept, never
 /// released (its labels and owner stay). Without CONTAIN_SECONDS no deadline: isolated until a
-/// person deletes it.
+/// person deletes it. Had it a deadline, its controller would replace it once Failed.
 async fn a_statefulset_pod_is_contained_without_release() {
     let home = Scene::on_node("node-contain-sts-home").await;
     let scene = home.beside("node-contain-sts").await;
@@ -520,6 +520,32 @@ async fn a_statefulset_pod_is_contained_without_release() {
         still.status.and_then(|s| s.phase).as_deref(),
         Some("Running")
     );
+    // What a deadline would do here (README, "What survives"): once the kubelet has failed the
+    // pod, the StatefulSet controller deletes it and makes a new one, so the pod's own
+    // forensics (object, writable layers, logs) and its NetworkPolicy go; the evidence stays.
+    scene
+        .pods()
+        .patch(
+            "db-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "activeDeadlineSeconds": 1 } })),
+        )
+        .await
+        .unwrap();
+    let pods_api = scene.pods();
+    wait_for("a new db-0", node::POD_GONE, || async {
+        let p = pods_api.get_opt("db-0").await.ok()??;
+        (p.metadata.uid.as_deref() != Some(uid.as_str())).then_some(())
+    })
+    .await;
+    let nps = Api::<NetworkPolicy>::namespaced(scene.admin.clone(), &scene.ns);
+    wait_for(
+        "the NetworkPolicy goes with the old pod",
+        node::POD_GONE,
+        || async { matches!(nps.get_opt(&policy_name(&uid)).await, Ok(None)).then_some(()) },
+    )
+    .await;
+    assert_eq!(configmaps(&home).await.len(), 1, "the evidence stays");
     sts_api
         .delete("db", &DeleteParams::default())
         .await
