@@ -38,6 +38,8 @@ pub fn tests() -> Vec<crate::NodeTest> {
             without_rights_for_networkpolicies_no_pod_is_released_unisolated,
             180
         ),
+        node_test!(a_host_network_pod_is_killed_at_once_after_its_evidence, 150),
+        node_test!(the_guards_and_the_breaker_apply_to_containment, 180),
     ]
 }
 
@@ -677,6 +679,131 @@ async fn without_rights_for_networkpolicies_no_pod_is_released_unisolated() {
     assert_eq!(deadline(&live), None);
     assert!(policies(&scene).await.is_empty());
     assert_eq!(scene.pods_of("app").await.len(), 1, "no replacement");
+    Api::<Deployment>::namespaced(scene.admin.clone(), &scene.ns)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    scene.clear().await;
+}
+
+/// A `hostNetwork` pod shares the node's network, which no NetworkPolicy governs: it is not
+/// isolated (no policy written) but killed at once, after its evidence is kept, even without
+/// CONTAIN_SECONDS; the answer says so.
+async fn a_host_network_pod_is_killed_at_once_after_its_evidence() {
+    let home = Scene::on_node("node-contain-host-home").await;
+    let scene = home.beside("node-contain-host").await;
+    let responder = contain_responder(&scene, &home, &scene.kubeconfig(), &[]).await;
+    let mut spec = writers_spec();
+    spec["hostNetwork"] = json!(true);
+    let pod = scene.real_pod("hostnet", json!({}), spec).await;
+    let uid = uid(&pod);
+    let (status, v) = send(&responder, &shell_event(&pod, &container_id(&pod, "main"))).await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("contained")),
+        "{v}\n{}",
+        responder.logs()
+    );
+    assert_eq!(steps(&v), ["evidence", "killed"], "{v}");
+    let pods_api = scene.pods();
+    let failed = wait_for(
+        "the kubelet kills it at once",
+        Duration::from_secs(30),
+        || async {
+            let p = pods_api.get("hostnet").await.ok()?;
+            let s = p.status.clone()?;
+            (s.phase.as_deref() == Some("Failed")).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(failed.reason.as_deref(), Some("DeadlineExceeded"));
+    assert!(
+        policies(&scene).await.is_empty(),
+        "no policy for a host-network pod"
+    );
+    let cm = Api::<ConfigMap>::namespaced(home.admin.clone(), &home.ns)
+        .get(&evidence_name(&uid))
+        .await
+        .unwrap();
+    let main = cm
+        .data
+        .unwrap_or_default()
+        .remove("main.log")
+        .unwrap_or_default();
+    assert!(
+        main.trim_end().ends_with(&last_line("main")),
+        "evidence before the kill"
+    );
+    let event = scene.wait_event("hostnet", "FalcoPodContained").await;
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.to_lowercase().contains("network"),
+        "the Event says network isolation was impossible: {note}"
+    );
+    scene.clear().await;
+}
+
+/// A containment takes a pod out of service, so the deletion's guards hold it: MIN_AVAILABLE=2
+/// on two replicas answers `held` and writes nothing; the per-workload breaker at 1
+/// contains one replica, then answers `breaker-open` for the other, which stays untouched.
+async fn the_guards_and_the_breaker_apply_to_containment() {
+    let home = Scene::on_node("node-contain-guards-home").await;
+    let scene = home.beside("node-contain-guards").await;
+    let pods = writers_deployment(&scene, "app", 2).await;
+    let admin = scene.kubeconfig();
+
+    let floor = contain_responder(&scene, &home, &admin, &[("MIN_AVAILABLE", "2")]).await;
+    let (status, v) = send(
+        &floor,
+        &shell_event(&pods[0], &container_id(&pods[0], "main")),
+    )
+    .await;
+    // Two replicas, a floor of two: held for good (200, no retry can help).
+    assert_eq!((status, v["outcome"].as_str()), (200, Some("held")), "{v}");
+    let live = scene
+        .get_pod(pods[0].metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(live.metadata.labels, pods[0].metadata.labels);
+    assert!(policies(&scene).await.is_empty());
+    assert!(configmaps(&home).await.is_empty());
+
+    let breaker = contain_responder(
+        &scene,
+        &home,
+        &admin,
+        &[("MAX_DELETIONS_PER_WORKLOAD", "1/10m")],
+    )
+    .await;
+    let (status, v) = send(
+        &breaker,
+        &shell_event(&pods[0], &container_id(&pods[0], "main")),
+    )
+    .await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("contained")),
+        "{v}\n{}",
+        breaker.logs()
+    );
+    let (status, v) = send(
+        &breaker,
+        &shell_event(&pods[1], &container_id(&pods[1], "main")),
+    )
+    .await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("breaker-open")),
+        "{v}"
+    );
+    let other = scene
+        .get_pod(pods[1].metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(other.metadata.labels, pods[1].metadata.labels);
+    assert_eq!(deadline(&other), None);
+    assert_eq!(policies(&scene).await.len(), 1, "only the first one's");
+    assert_eq!(configmaps(&home).await.len(), 1);
     Api::<Deployment>::namespaced(scene.admin.clone(), &scene.ns)
         .delete("app", &DeleteParams::default())
         .await
