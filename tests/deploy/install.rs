@@ -550,7 +550,6 @@ pub(crate) async fn assert_least_privilege(
             // Containment's rights come only with containment (config.action=contain).
             ("patch", "pods", false),
             ("create", "networkpolicies.networking.k8s.io", false),
-            ("get", "pods/log", false),
             ("create", "configmaps", false),
         ] {
             // can-i exits 0 for yes, 1 for no.
