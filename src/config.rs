@@ -9,6 +9,7 @@ use std::{path::PathBuf, str::FromStr, time::Duration};
 use serde::Deserialize;
 
 use crate::domain::{
+    contain::{self, Action, Actions, ContainConfig},
     falco::Priority,
     ident::Namespace,
     policy::{Policy, Rules},
@@ -47,6 +48,13 @@ pub const ENV_VARS: &[&str] = &[
     "USE_EVICTION",
     "MAX_DELETIONS_PER_WORKLOAD",
     "MAX_DELETIONS",
+    // Containment (domain::contain, cluster::contain).
+    "ACTION",
+    "CONTAIN_RULES",
+    "DELETE_RULES",
+    "CONTAIN_SECONDS",
+    "EVIDENCE_LOG_BYTES",
+    "EVIDENCE_MAX_CONFIGMAPS",
 ];
 
 /// Where the in-cluster ServiceAccount namespace lives; the fallback for our own namespace.
@@ -102,6 +110,12 @@ struct Raw {
     use_eviction: Option<String>,
     max_deletions_per_workload: Option<String>,
     max_deletions: Option<String>,
+    action: Option<String>,
+    contain_rules: Option<String>,
+    delete_rules: Option<String>,
+    contain_seconds: Option<String>,
+    evidence_log_bytes: Option<String>,
+    evidence_max_configmaps: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +147,8 @@ pub struct Config {
     pub guards: crate::domain::guards::GuardConfig,
     /// Server limits: see `Limits`.
     pub limits: Limits,
+    /// ACTION, CONTAIN_RULES, DELETE_RULES, CONTAIN_SECONDS, EVIDENCE_*: see `domain::contain`.
+    pub contain: ContainConfig,
 }
 
 /// How long and how much one connection may take; each variable has a documented range and a
@@ -278,6 +294,7 @@ impl Config {
             }
             None => Rules::Named(vec![DEFAULT_RULES.to_string()]),
         };
+        let contain = contain_config(&raw, &rules)?;
         let min_priority = match non_empty(raw.min_priority) {
             None => None,
             Some(p) => Some(Priority::from_str(&p).map_err(|why| ConfigError::Value {
@@ -375,6 +392,7 @@ impl Config {
         Ok(Config {
             guards,
             limits,
+            contain,
             port: raw.port.unwrap_or(8080),
             policy: Policy {
                 rules,
@@ -444,7 +462,8 @@ impl Config {
     fn check_own_namespace(&self, in_cluster: bool) -> Result<(), ConfigError> {
         let records = self.guards.max_deletions.is_some()
             || self.guards.max_deletions_per_workload.is_some()
-            || self.guards.min_available.is_some();
+            || self.guards.min_available.is_some()
+            || self.contain.actions.can_contain();
         if in_cluster && records && self.policy.own_namespace.is_none() {
             return Err(ConfigError::Value {
                 var: "POD_NAMESPACE",
@@ -452,7 +471,7 @@ impl Config {
                 why: format!(
                     "running in a cluster (KUBERNETES_SERVICE_HOST is set) with the deletion \
                      breaker or MIN_AVAILABLE on, but the function's own namespace, where their \
-                     records go, is unknown (POD_NAMESPACE unset, no {SA_NAMESPACE_FILE}): set \
+                     records (and containment's evidence) go, is unknown (POD_NAMESPACE unset, no {SA_NAMESPACE_FILE}): set \
                      POD_NAMESPACE (downward API metadata.namespace), or turn the breaker off \
                      (MAX_DELETIONS=off and MAX_DELETIONS_PER_WORKLOAD=off) and MIN_AVAILABLE \
                      with it"
@@ -528,6 +547,88 @@ fn protected_namespaces(
         }
     }
     Ok(all)
+}
+
+/// ACTION, CONTAIN_RULES, DELETE_RULES, CONTAIN_SECONDS, EVIDENCE_LOG_BYTES,
+/// EVIDENCE_MAX_CONFIGMAPS. A rule in both lists, or one RULES does not name (it could never
+/// apply), stops the start.
+fn contain_config(raw: &Raw, rules: &Rules) -> Result<ContainConfig, ConfigError> {
+    let default = match raw.action.as_deref().map(str::trim) {
+        None | Some("") | Some("delete") => Action::Delete,
+        Some("contain") => Action::Contain,
+        Some(other) => {
+            return Err(ConfigError::Value {
+                var: "ACTION",
+                value: other.to_string(),
+                why: "expected delete or contain".into(),
+            });
+        }
+    };
+    let named = |var: &'static str, v: &Option<String>| -> Result<Vec<String>, ConfigError> {
+        let Some(v) = non_empty(v.clone()) else {
+            return Ok(Vec::new());
+        };
+        let names = list(var, &v)?;
+        if let Rules::Named(acted) = rules
+            && let Some(n) = names.iter().find(|n| !acted.contains(n))
+        {
+            return Err(ConfigError::Value {
+                var,
+                value: n.clone(),
+                why: "not one of the rules acted on (RULES): it could never apply".into(),
+            });
+        }
+        Ok(names)
+    };
+    let contain_rules = named("CONTAIN_RULES", &raw.contain_rules)?;
+    let delete_rules = named("DELETE_RULES", &raw.delete_rules)?;
+    if let Some(both) = contain_rules.iter().find(|r| delete_rules.contains(r)) {
+        return Err(ConfigError::Value {
+            var: "CONTAIN_RULES",
+            value: both.clone(),
+            why: "also in DELETE_RULES: a rule has one action".into(),
+        });
+    }
+    let number = |var: &'static str, v: &Option<String>, default: u64, (min, max): (u64, u64)| {
+        let Some(v) = non_empty(v.clone()) else {
+            return Ok(default);
+        };
+        let n: u64 = v.parse().map_err(|_| ConfigError::Value {
+            var,
+            value: v.clone(),
+            why: format!("expected a whole number between {min} and {max}"),
+        })?;
+        in_range(var, n, (min, max))
+    };
+    let seconds = number(
+        "CONTAIN_SECONDS",
+        &raw.contain_seconds,
+        0,
+        (0, u64::from(contain::CONTAIN_SECONDS_MAX)),
+    )?;
+    let log_bytes = number(
+        "EVIDENCE_LOG_BYTES",
+        &raw.evidence_log_bytes,
+        contain::LOG_BYTES_DEFAULT as u64,
+        (1, contain::LOG_BYTES_MAX as u64),
+    )?;
+    let max_configmaps = number(
+        "EVIDENCE_MAX_CONFIGMAPS",
+        &raw.evidence_max_configmaps,
+        contain::MAX_CONFIGMAPS_DEFAULT as u64,
+        (1, contain::MAX_CONFIGMAPS_MAX as u64),
+    )?;
+    Ok(ContainConfig {
+        actions: Actions {
+            default,
+            contain_rules,
+            delete_rules,
+        },
+        // 0: never killed, isolated until a person deletes it.
+        seconds: (seconds > 0).then_some(seconds as u32),
+        log_bytes: log_bytes as usize,
+        max_configmaps: max_configmaps as usize,
+    })
 }
 
 /// A boolean variable; unset is false.
@@ -849,5 +950,69 @@ mod tests {
             .unwrap()
             .load_files();
         assert!(missing.unwrap_err().to_string().contains("AUTH_TOKEN_FILE"));
+    }
+
+    #[test]
+    fn containment_settings_are_validated_naming_the_variable() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.contain, ContainConfig::default());
+        assert!(!c.contain.actions.can_contain());
+        let c = cfg(&[
+            ("ACTION", "contain"),
+            ("RULES", "a,b"),
+            ("DELETE_RULES", "b"),
+            ("CONTAIN_SECONDS", "600"),
+            ("EVIDENCE_LOG_BYTES", "1024"),
+            ("EVIDENCE_MAX_CONFIGMAPS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.contain.actions.for_rule("a"), Action::Contain);
+        assert_eq!(c.contain.actions.for_rule("b"), Action::Delete);
+        assert_eq!(c.contain.seconds, Some(600));
+        assert_eq!((c.contain.log_bytes, c.contain.max_configmaps), (1024, 5));
+        assert_eq!(
+            cfg(&[("CONTAIN_SECONDS", "0")]).unwrap().contain.seconds,
+            None
+        );
+        for (vars, var) in [
+            (&[("ACTION", "quarantine")][..], "ACTION"),
+            (&[("CONTAIN_SECONDS", "2592001")][..], "CONTAIN_SECONDS"),
+            (&[("CONTAIN_SECONDS", "-1")][..], "CONTAIN_SECONDS"),
+            (
+                &[("EVIDENCE_LOG_BYTES", "262145")][..],
+                "EVIDENCE_LOG_BYTES",
+            ),
+            (
+                &[("EVIDENCE_MAX_CONFIGMAPS", "0")][..],
+                "EVIDENCE_MAX_CONFIGMAPS",
+            ),
+            (
+                &[
+                    ("RULES", "a,b"),
+                    ("CONTAIN_RULES", "a"),
+                    ("DELETE_RULES", "a"),
+                ][..],
+                "CONTAIN_RULES",
+            ),
+            (
+                &[("RULES", "a"), ("CONTAIN_RULES", "c")][..],
+                "CONTAIN_RULES",
+            ),
+            // Unset RULES is its default list: another name could never apply either.
+            (&[("DELETE_RULES", "c")][..], "DELETE_RULES"),
+        ] {
+            let e = cfg(vars).unwrap_err().to_string();
+            assert!(e.contains(var), "{vars:?}: {e}");
+        }
+        // RULES=* acts on every rule: any name may be listed.
+        assert!(cfg(&[("RULES", "*"), ("CONTAIN_RULES", "c")]).is_ok());
+        // Containment writes evidence to the function's namespace: it must be known in a cluster.
+        let c = cfg(&[
+            ("ACTION", "contain"),
+            ("MAX_DELETIONS", "off"),
+            ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+        ])
+        .unwrap();
+        assert!(c.check_own_namespace(true).is_err());
     }
 }

@@ -263,6 +263,7 @@ mod tests {
                 uid: "0f9a4c1e-1111-2222-3333-444455556666".into(),
                 container_ids: vec![cid(&format!("{CID}{}", "0".repeat(52)))],
             }),
+            steps: Default::default(),
         }
     }
 

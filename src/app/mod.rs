@@ -30,7 +30,9 @@ use crate::{
     fastfmt::{ECHO_MAX, bounded, bounded_string},
     ingest::decode::{DecodeError, Decoded, InputKind, decode},
     obs::logs,
-    obs::metrics::{AuditLabels, ErrorLabels, EventLabels, HeldLabels, Metrics, WorkloadLabels},
+    obs::metrics::{
+        AuditLabels, ErrorLabels, EventLabels, HeldLabels, Metrics, StepLabels, WorkloadLabels,
+    },
 };
 
 /// The first pause between two checks of the breaker's records, and the longest.
@@ -302,6 +304,7 @@ impl App {
                     why: Why::Policy,
                     pod: target.as_ref().map(PodRef::of),
                     seen: None,
+                    steps: Default::default(),
                 };
                 return self.finish(&decoded, Ok(outcome), started);
             }
@@ -350,6 +353,15 @@ impl Inner {
                     let result = remover.remove(target, &decoded.event).await;
                     match &result {
                         Ok(o) if o.kind == OutcomeKind::Deleted => self.metrics.deletions.inc(),
+                        Ok(o) if o.kind == OutcomeKind::Contained => {
+                            for step in o.steps.names() {
+                                self.metrics
+                                    .contain_steps
+                                    .get_or_create(&StepLabels { step })
+                                    .inc();
+                            }
+                            0
+                        }
                         Ok(Outcome {
                             kind: OutcomeKind::Held(by),
                             ..
@@ -379,13 +391,20 @@ impl Inner {
             None => Ok(Outcome {
                 kind: OutcomeKind::DryRun,
                 reason: format!(
-                    "DRY_RUN without a Kubernetes cluster: would delete pod {}/{} (not looked up)",
-                    target.namespace, target.name
+                    "DRY_RUN without a Kubernetes cluster: would {} pod {}/{} (not looked up)",
+                    self.config
+                        .contain
+                        .actions
+                        .for_rule(&decoded.event.rule)
+                        .as_str(),
+                    target.namespace,
+                    target.name
                 ),
                 // Nothing was looked up: the event's own names.
                 why: Why::Policy,
                 pod: Some(PodRef::of(target)),
                 seen: None,
+                steps: Default::default(),
             }),
         }
     }
@@ -484,6 +503,7 @@ impl Inner {
                 priority: peek.priority,
                 input: InputKind::Plain,
                 retry: None,
+                steps: None,
             }),
             cloudevent: None,
         }
@@ -550,6 +570,8 @@ impl Inner {
                         priority: ev.priority,
                         input: d.kind,
                         retry: held.then_some(true),
+                        steps: (o.kind == OutcomeKind::Contained || !o.steps.is_empty())
+                            .then(|| o.steps.names()),
                     }),
                     cloudevent: d.cloudevent.clone(),
                 }

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// The pod's status has not caught up with a recent event yet: retry.
     #[error("cannot decide yet: {0}")]
     NotYet(String),
+    /// An object under a name the function uses is someone else's: never acted on.
+    #[error("refusing to act: {0}")]
+    Forged(String),
 }
 
 impl ApiError {
@@ -56,9 +59,10 @@ impl ApiError {
             ApiError::Api { code, .. } if *code >= 500 || *code == 429 => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Forbidden { .. } | ApiError::Api { .. } | ApiError::Mismatch(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Forbidden { .. }
+            | ApiError::Api { .. }
+            | ApiError::Mismatch(_)
+            | ApiError::Forged(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -87,6 +91,10 @@ impl ApiError {
             ApiError::NotYet(_) => "cannot decide yet: the pod's status has not caught up with \
                                     the event; retry"
                 .into(),
+            ApiError::Forged(_) => "refusing to contain: an object under a name the function \
+                                    uses is not its own; a person must look (the log line names \
+                                    it)"
+            .into(),
         }
     }
 
@@ -99,6 +107,7 @@ impl ApiError {
             ApiError::Unreachable { .. } => "unreachable",
             ApiError::Mismatch(_) => "mismatch",
             ApiError::NotYet(_) => "not-yet",
+            ApiError::Forged(_) => "forged",
         }
     }
 }
@@ -110,7 +119,10 @@ impl MayHaveHappened for ApiError {
         match self {
             ApiError::Timeout { .. } | ApiError::Unreachable { .. } => true,
             ApiError::Api { code, .. } => *code >= 500,
-            ApiError::Forbidden { .. } | ApiError::Mismatch(_) | ApiError::NotYet(_) => false,
+            ApiError::Forbidden { .. }
+            | ApiError::Mismatch(_)
+            | ApiError::NotYet(_)
+            | ApiError::Forged(_) => false,
         }
     }
 }
@@ -120,6 +132,7 @@ impl From<Undecided> for ApiError {
         match u {
             Undecided::Mismatch(reason) => ApiError::Mismatch(reason),
             Undecided::NotYet(reason) => ApiError::NotYet(reason),
+            Undecided::Forged(reason) => ApiError::Forged(reason),
         }
     }
 }
@@ -154,6 +167,17 @@ impl Call {
             what,
             grant: rbac.into(),
             see: "the guards' RBAC in the README",
+            chain: false,
+        }
+    }
+
+    /// A containment's call: `what` it did, the grant it needs.
+    pub fn contain(what: String, grant: &'static str) -> Call {
+        Call {
+            unreachable: what.clone(),
+            what,
+            grant: grant.into(),
+            see: "the containment RBAC in the README",
             chain: false,
         }
     }
@@ -253,6 +277,7 @@ mod tests {
                 message: secret.into(),
             },
             ApiError::Mismatch(secret.into()),
+            ApiError::Forged(secret.into()),
             ApiError::NotYet(secret.into()),
         ] {
             let public = e.public();

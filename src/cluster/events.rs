@@ -23,6 +23,8 @@ use crate::domain::{
 pub const REPORTER: &str = "falco-responder";
 /// Reason of the audit Event of a deletion, and of the breaker's record of one.
 pub const DELETED_REASON: &str = "FalcoPodDeleted";
+/// Reason of the Warning Event of a containment.
+pub const CONTAINED_REASON: &str = "FalcoPodContained";
 /// Reason of the Warning Event about an event whose container is not the pod's.
 pub const FOREIGN_REASON: &str = "FalcoForeignContainer";
 /// The label every breaker record carries (value [`RECORD_VALUE`]): what the watch and the
@@ -79,6 +81,8 @@ pub fn audit_event(instance: &str, t: &Target, event: &FalcoEvent, audit: Audit)
         Recorded::Held => ("Delete", "FalcoDeleteHeld", "Warning"),
         Recorded::BreakerOpen => ("Delete", "FalcoBreakerOpen", "Warning"),
         Recorded::Foreign => ("Skip", FOREIGN_REASON, "Warning"),
+        Recorded::Contained => ("Contain", CONTAINED_REASON, "Warning"),
+        Recorded::DryRunContain => ("DryRunContain", "FalcoDryRun", "Normal"),
     };
     let now = jiff::Timestamp::now();
     let note = match audit.why {
@@ -241,7 +245,11 @@ impl RefusalLimiter {
 pub fn is_refusal(what: Recorded) -> bool {
     matches!(
         what,
-        Recorded::DryRun | Recorded::Held | Recorded::BreakerOpen | Recorded::Foreign
+        Recorded::DryRun
+            | Recorded::DryRunContain
+            | Recorded::Held
+            | Recorded::BreakerOpen
+            | Recorded::Foreign
     )
 }
 

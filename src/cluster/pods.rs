@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     cluster::{
         client::Clients,
+        contain::Containment,
         error::{ApiError, Call, Deadline, error_chain},
         events::{RefusalLimiter, audit_event, is_refusal},
         evict::{self, Refused},
@@ -53,6 +54,7 @@ impl From<&Config> for PlanConfig {
             skip_owner_kinds: c.guards.skip_owner_kinds.clone(),
             min_available: c.guards.min_available,
             use_eviction: c.guards.use_eviction,
+            contain: c.contain.clone(),
         }
     }
 }
@@ -76,6 +78,8 @@ pub struct PodRemover {
     suppressed: Family<SuppressedLabels, Counter>,
     /// MIN_AVAILABLE's slots, beside the breaker's records.
     reservations: Arc<Reservations>,
+    /// ACTION=contain's calls.
+    containment: Containment,
 }
 
 impl PodRemover {
@@ -95,7 +99,13 @@ impl PodRemover {
             .map_or("default", |n| n.as_str())
             .to_string();
         let records = BreakerRecords::new(clients.main.clone(), own.clone(), instance.clone());
-        let reservations = Reservations::new(clients.main.clone(), own, instance.clone());
+        let reservations = Reservations::new(clients.main.clone(), own.clone(), instance.clone());
+        let containment = Containment::new(
+            clients.main.clone(),
+            own,
+            config.contain.max_configmaps,
+            config.api_timeout,
+        );
         PodRemover {
             evict_client: clients.evict.unwrap_or_else(|| clients.main.clone()),
             client: clients.main,
@@ -108,6 +118,7 @@ impl PodRemover {
             refusals: Arc::new(RefusalLimiter::default()),
             suppressed: metrics.suppressed.clone(),
             reservations: Arc::new(reservations),
+            containment,
         }
     }
 
@@ -203,17 +214,56 @@ impl PodRemover {
                         }
                         answer => plan.removed(answer),
                     };
-                    if let Some(back) = plan.given_back()
-                        && let Some(release) = self.reservations.release(&back)
-                    {
-                        self.background.spawn(release);
-                    }
+                    self.settle(&mut plan, target);
+                    next?
+                }
+                Step::ReadIsolation { name } => {
+                    let found = self.containment.policy(target, &name, deadline).await?;
+                    plan.isolation(found.as_ref())
+                }
+                Step::ReadEvidence { name } => {
+                    let c = &self.containment;
+                    plan.evidence_found(c.evidence_exists(&name, deadline).await?)
+                }
+                Step::ReadSelector { name } => {
+                    let rs = self.containment.replicaset(target, &name, deadline).await?;
+                    plan.selector(rs.as_ref())
+                }
+                Step::Isolate(np) => {
+                    let answer = self.containment.isolate(target, &np, deadline).await;
+                    let next = plan.isolated(answer);
+                    self.settle(&mut plan, target);
+                    next?
+                }
+                Step::Contain(p) => {
+                    let answer = self.containment.patch(target, &p, deadline).await;
+                    let next = plan.contained(answer);
+                    self.settle(&mut plan, target);
+                    next?
+                }
+                Step::Keep(e) => {
+                    let answer = self.containment.keep(target, event, &e, deadline).await;
+                    let next = plan.evidence_kept(answer);
+                    self.settle(&mut plan, target);
                     next?
                 }
                 Step::Finish(f) => break *f,
             };
         };
         self.finish(target, event, finish)
+    }
+
+    /// After an answer that may end the action: the floor's slot it did not use goes back, the
+    /// record of a containment that failed once the pod was touched is written.
+    fn settle(&self, plan: &mut Plan<'_>, target: &Target) {
+        if let Some(back) = plan.given_back()
+            && let Some(release) = self.reservations.release(&back)
+        {
+            self.background.spawn(release);
+        }
+        if let Some(record) = plan.unfinished() {
+            self.record((target.namespace.as_str(), target.name.as_str()), record);
+        }
     }
 
     /// The removal, through the Eviction API or a DELETE; both carry the uid precondition.

@@ -7,10 +7,13 @@
 //! - [`identity`]: the live pod vs the event → is it the pod Falco saw, and what to do to it;
 //! - [`workload`], [`guards`]: the pod's workload and what availability allows;
 //! - [`budget`]: the deletion breaker's arithmetic and its per-process ledger;
+//! - [`contain`]: the action per rule, and what containing a pod takes (isolation, release,
+//!   evidence, deadline) decided from its facts;
 //! - [`plan`], [`step`]: the API's answers in, the next call or the outcome out;
 //! - [`outcome`]: what happened to one event.
 
 pub mod budget;
+pub mod contain;
 pub mod falco;
 pub mod guards;
 pub mod ident;

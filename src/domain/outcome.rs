@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{falco::Target, ident::ContainerId};
+use crate::domain::{contain::Steps, falco::Target, ident::ContainerId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutcomeKind {
@@ -19,6 +19,8 @@ pub enum OutcomeKind {
     Held(HeldBy),
     /// The deletion breaker is open (200: a person must look); the workload kind's label.
     BreakerOpen(&'static str),
+    /// ACTION=contain: isolated, released, evidence kept, a deadline (`Outcome::steps`).
+    Contained,
 }
 
 /// Which guard held a deletion (the `falco_responder_held_total{guard}` label).
@@ -65,6 +67,7 @@ impl OutcomeKind {
             OutcomeKind::Terminating => "terminating",
             OutcomeKind::Held(_) => "held",
             OutcomeKind::BreakerOpen(_) => "breaker-open",
+            OutcomeKind::Contained => "contained",
         }
     }
 }
@@ -157,6 +160,17 @@ pub mod why {
     pub const DRY_SKIP: &str = "DRY_RUN: would skip: the pod's workload is not acted on";
     pub const DRY_HOLD: &str = "DRY_RUN: would hold (MIN_AVAILABLE or a PodDisruptionBudget)";
     pub const DRY_BREAKER: &str = "DRY_RUN: would be refused: the deletion breaker is open";
+    pub const CONTAINED: &str = "the pod was contained (the steps say how); a person deletes it \
+                                 when done, or the kubelet at its deadline";
+    pub const CONTAINED_HOST_NETWORK: &str = "the pod uses the host's network: no NetworkPolicy \
+                                              can isolate it; its evidence was kept and the \
+                                              kubelet kills it now";
+    pub const ALREADY_CONTAINED: &str = "the pod is contained already";
+    pub const REPLACED_CONTAIN: &str = "the pod changed before it could be contained (the uid \
+                                        precondition failed, or its labels changed): retry";
+    pub const DRY_CONTAIN: &str = "DRY_RUN: would contain the pod (the steps say how)";
+    pub const TERMINATING_NOT_CONTAINED: &str =
+        "the pod is already terminating: it is not contained";
 }
 
 /// What the reply may say of why an outcome is what it is.
@@ -180,6 +194,8 @@ pub struct Outcome {
     pub pod: Option<PodRef>,
     /// The live pod looked at, when there was one.
     pub seen: Option<Seen>,
+    /// A containment's steps, taken (`contained`) or that would be (`dry-run`).
+    pub steps: Steps,
 }
 
 impl Outcome {

@@ -6,20 +6,30 @@
 //! workload is read only for a pod not skipped); only the breaker's count, which depends on
 //! nothing, is read alongside the pod's GET and handed in when the plan gets to it.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::{
-    api::core::v1::{ObjectReference, Pod},
+    api::{
+        apps::v1::ReplicaSet,
+        core::v1::{ObjectReference, Pod},
+        networking::v1::NetworkPolicy,
+    },
     jiff::Timestamp,
 };
 
 use crate::domain::{
     budget::{self, Breaker, Deletion, Ticket},
+    contain::{
+        self, Action, ContainConfig, Kill, PodFacts, Release, Steps, evidence_name, is_ours,
+        network_policy, policy_name,
+    },
     falco::{FalcoEvent, Target},
     guards::{self, MinAvailable, NAMESPACE_PROTECT_LABEL, Ruling, SkipOwnerKinds},
     identity::{IdentityConfig, Verdict, pod_container_ids, verdict},
     outcome::{HeldBy, Outcome, OutcomeKind, PodRef, Seen, Why, why},
     step::{
-        Audit, BreakerRecord, Finish, MayHaveHappened, Recorded, Removal, Removed, Reserve,
-        Reserved, Step, Undecided, Via,
+        Audit, BreakerRecord, Evidence, Finish, Isolated, Kept, MayHaveHappened, Patched, PodPatch,
+        Recorded, Removal, Removed, Reserve, Reserved, Step, Undecided, Via,
     },
     workload::{Kind, Replicas, Workload},
 };
@@ -37,6 +47,8 @@ pub struct PlanConfig {
     pub min_available: Option<MinAvailable>,
     /// USE_EVICTION: remove through the Eviction API (PodDisruptionBudgets apply).
     pub use_eviction: bool,
+    /// ACTION and its rule lists, CONTAIN_SECONDS, EVIDENCE_LOG_BYTES.
+    pub contain: ContainConfig,
 }
 
 /// Which answer the plan waits for.
@@ -51,6 +63,14 @@ enum Due {
     DryEviction,
     Reservation,
     Removal,
+    /// The NetworkPolicy of a pod that carries our label (contained already?).
+    Isolation,
+    Selector,
+    /// The evidence ConfigMap of a contained pod (kept already?).
+    EvidenceCheck,
+    Isolating,
+    Patch,
+    Evidence,
     Nothing,
 }
 
@@ -96,6 +116,29 @@ pub struct Plan<'a> {
     reservation: Option<Reserved>,
     /// The slot to give back: the removal did not happen.
     give_back: Option<Reserved>,
+    /// What this event's rule calls for (ACTION, CONTAIN_RULES, DELETE_RULES).
+    action: Action,
+    /// The containment under way (ACTION=contain, the verdict called for acting).
+    containing: Option<Containing>,
+    /// The breaker's record of a containment that failed after its patch may have happened.
+    unfinished: Option<BreakerRecord>,
+}
+
+/// A containment under way: the pod's facts and what was done so far.
+#[derive(Debug)]
+struct Containing {
+    facts: PodFacts,
+    /// When the pod was read: its deadline is counted from its start to then.
+    read_at: Timestamp,
+    release: Release,
+    selector_read: bool,
+    done: Steps,
+    /// The patch happened: the pod is out of service.
+    touched: bool,
+    /// Contained by an earlier attempt that stopped before its evidence: only that is left.
+    resumed: bool,
+    kept: Option<Kept>,
+    deadline: Option<i64>,
 }
 
 impl<'a> Plan<'a> {
@@ -120,6 +163,9 @@ impl<'a> Plan<'a> {
             reserve: None,
             reservation: None,
             give_back: None,
+            action: config.contain.actions.for_rule(&event.rule),
+            containing: None,
+            unfinished: None,
         }
     }
 
@@ -137,6 +183,7 @@ impl<'a> Plan<'a> {
                 why: Why::Said(why::BREAKER_OPEN),
                 pod: Some(self.pod.clone()),
                 seen: None,
+                steps: Default::default(),
             }));
         }
         self.first()
@@ -160,6 +207,7 @@ impl<'a> Plan<'a> {
                 why: Why::Said(why::GONE),
                 pod: Some(self.pod.clone()),
                 seen: None,
+                steps: Default::default(),
             }));
         };
         let v = verdict(pod, self.target, self.event, &self.config.identity, now);
@@ -195,6 +243,14 @@ impl<'a> Plan<'a> {
                 return self.done(OutcomeKind::Terminating, reason, why::TERMINATING);
             }
             Verdict::Mismatch { .. } => unreachable!("handled above"),
+            // Someone is deleting it already: nothing is left to contain for long.
+            Verdict::Shorten { .. } if self.action == Action::Contain => {
+                return self.done(
+                    OutcomeKind::Terminating,
+                    "the pod is already terminating: not contained (ACTION=contain)".into(),
+                    why::TERMINATING_NOT_CONTAINED,
+                );
+            }
             Verdict::Delete { uid, grace } => (uid, grace, Recorded::Deleted),
             Verdict::Shorten { uid, grace, .. } => (uid, Some(grace), Recorded::GraceShortened),
         };
@@ -206,10 +262,185 @@ impl<'a> Plan<'a> {
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             grace_raised: false,
         });
+        if self.action == Action::Contain {
+            let facts = PodFacts::of(pod);
+            // The label alone proves nothing (whoever may patch the pod can set it): contained
+            // only with our NetworkPolicy, or, for a pod on the host's network, a passed deadline.
+            let labelled = facts.labelled_contained();
+            let killed = facts.host_network && facts.deadline_passed(now);
+            let uid = facts.uid.clone();
+            let host_network = facts.host_network;
+            self.containing = Some(Containing {
+                facts,
+                read_at: now,
+                release: Release::No,
+                selector_read: false,
+                done: Steps::NONE,
+                touched: false,
+                resumed: false,
+                kept: None,
+                deadline: None,
+            });
+            if labelled && killed {
+                return self.check_evidence();
+            }
+            if labelled && !host_network {
+                self.due = Due::Isolation;
+                return Step::ReadIsolation {
+                    name: policy_name(&uid),
+                };
+            }
+        }
         // The protections pod authors cannot forge, then the workload-aware guards, for a
         // new deletion and a shortened grace period alike.
         self.due = Due::Namespace;
         Step::ReadNamespace
+    }
+
+    /// The NetworkPolicy named after the pod's uid (`None`: it does not exist), read because
+    /// the pod carries our label: ours, the pod is contained (is its evidence kept?); else it
+    /// is contained anew.
+    pub fn isolation(&mut self, found: Option<&NetworkPolicy>) -> Step {
+        self.expect(Due::Isolation, Due::Nothing);
+        let uid = &self.containing().facts.uid;
+        if found.is_some_and(|np| is_ours(np, uid)) {
+            return self.check_evidence();
+        }
+        self.due = Due::Namespace;
+        Step::ReadNamespace
+    }
+
+    /// Whether the pod's evidence ConfigMap exists: contained whole, or its evidence is kept
+    /// now (an earlier attempt stopped after the patch).
+    pub fn evidence_found(&mut self, exists: bool) -> Step {
+        self.expect(Due::EvidenceCheck, Due::Nothing);
+        if exists {
+            return self.already_contained();
+        }
+        self.containing.as_mut().expect("containing").resumed = true;
+        if self.config.dry_run {
+            let (ns, name) = (&self.target.namespace, &self.target.name);
+            let reason = format!(
+                "DRY_RUN: pod {ns}/{name} is contained already; would keep its evidence in \
+                 ConfigMap {}",
+                evidence_name(&self.containing().facts.uid)
+            );
+            let mut finish = self.finish(OutcomeKind::DryRun, reason, why::DRY_CONTAIN);
+            if let Ok(o) = &mut finish.outcome {
+                o.steps = Steps::EVIDENCE;
+            }
+            return Step::Finish(Box::new(finish));
+        }
+        self.keep()
+    }
+
+    /// The ReplicaSet the pod's controller reference names (`None`: it does not exist).
+    pub fn selector(&mut self, rs: Option<&ReplicaSet>) -> Step {
+        self.expect(Due::Selector, Due::Nothing);
+        let c = self.containing.as_mut().expect("containing");
+        c.release = contain::release(&c.facts, rs);
+        self.contain_next()
+    }
+
+    /// The isolation's answer. A NetworkPolicy of its name that is not exactly ours stops the
+    /// containment: the pod is never labelled under a policy someone else wrote.
+    pub fn isolated<E: MayHaveHappened>(&mut self, answer: Result<Isolated, E>) -> Result<Step, E> {
+        self.expect(Due::Isolating, Due::Nothing);
+        let isolated = answer.map_err(|e| self.failed(e, false))?;
+        let uid = self.containing().facts.uid.clone();
+        if let Isolated::Exists(np) = &isolated
+            && !is_ours(np, &uid)
+        {
+            self.untouched();
+            let (ns, name) = (&self.target.namespace, &self.target.name);
+            return Ok(Self::end(Err(Undecided::Forged(format!(
+                "NetworkPolicy {ns}/{} exists and is not the function's deny-all policy for pod \
+                 {ns}/{name} (uid {uid}): not containing the pod under it; a person must look",
+                policy_name(&uid)
+            )))));
+        }
+        let c = self.containing.as_mut().expect("containing");
+        c.done = c.done.with(Steps::ISOLATED);
+        Ok(self.patch())
+    }
+
+    /// The containment patch's answer: the pod is labelled (so isolated), released and has its
+    /// deadline; then its evidence. Or it changed or went first.
+    pub fn contained<E: MayHaveHappened>(&mut self, answer: Result<Patched, E>) -> Result<Step, E> {
+        self.expect(Due::Patch, Due::Nothing);
+        let patched = answer.map_err(|e| self.failed(e, true))?;
+        let step = match patched {
+            Patched::Stale => {
+                self.untouched();
+                self.done(
+                    OutcomeKind::Stale,
+                    "the pod changed between check and containment (its uid, or a label the \
+                     release removes: the patch's test failed)"
+                        .into(),
+                    why::REPLACED_CONTAIN,
+                )
+            }
+            Patched::Gone => {
+                self.untouched();
+                self.done(
+                    OutcomeKind::Gone,
+                    "the pod disappeared before it could be contained".into(),
+                    why::GONE,
+                )
+            }
+            Patched::Done => {
+                let c = self.containing.as_mut().expect("containing");
+                c.touched = true;
+                if matches!(c.release, Release::Labels { .. }) {
+                    c.done = c.done.with(Steps::RELEASED);
+                }
+                if c.deadline.is_some() {
+                    let s = if c.facts.host_network {
+                        Steps::KILLED
+                    } else {
+                        Steps::DEADLINE
+                    };
+                    c.done = c.done.with(s);
+                }
+                self.keep()
+            }
+        };
+        Ok(step)
+    }
+
+    /// The evidence's answer: the end of the containment.
+    pub fn evidence_kept<E: MayHaveHappened>(
+        &mut self,
+        answer: Result<Kept, E>,
+    ) -> Result<Step, E> {
+        self.expect(Due::Evidence, Due::Nothing);
+        let kept = answer.map_err(|e| self.failed(e, false))?;
+        let c = self.containing.as_mut().expect("containing");
+        c.done = c.done.with(Steps::EVIDENCE);
+        c.kept = Some(kept);
+        let steps = c.done;
+        let story = self.story(false);
+        let said = if self.containing().facts.host_network {
+            why::CONTAINED_HOST_NETWORK
+        } else {
+            why::CONTAINED
+        };
+        let reason = format!("Falco rule {:?}: contained: {story}", self.event.rule);
+        let related = self.related();
+        let mut finish = self.finish(OutcomeKind::Contained, reason, said);
+        if let Ok(o) = &mut finish.outcome {
+            o.steps = steps;
+        }
+        finish.breaker_record = self.kept();
+        finish.audit = Some(self.audit(Recorded::Contained, related, Some(story)));
+        Ok(Step::Finish(Box::new(finish)))
+    }
+
+    /// The breaker's record of a containment that failed once its patch happened, or may
+    /// have though its answer was lost: it counts (and keeps its slot of the floor), as a
+    /// lost removal does.
+    pub fn unfinished(&mut self) -> Option<BreakerRecord> {
+        self.unfinished.take()
     }
 
     /// Whether the pod's namespace carries the protection label.
@@ -543,7 +774,7 @@ impl<'a> Plan<'a> {
 
     fn after_breaker(&mut self) -> Step {
         // Under DRY_RUN the Eviction API itself says whether a budget would allow it.
-        if self.config.dry_run && self.config.use_eviction {
+        if self.config.dry_run && self.config.use_eviction && self.action == Action::Delete {
             self.due = Due::DryEviction;
             return Step::EvictDryRun(self.removal(Via::Eviction));
         }
@@ -556,6 +787,9 @@ impl<'a> Plan<'a> {
 
     /// The removal, or under DRY_RUN what it would have been (and its audit trail).
     fn last(&mut self) -> Step {
+        if self.action == Action::Contain {
+            return self.contain_next();
+        }
         let via = self.via();
         if !self.config.dry_run {
             self.due = Due::Removal;
@@ -578,6 +812,211 @@ impl<'a> Plan<'a> {
         let mut finish = self.finish(OutcomeKind::DryRun, reason, said);
         finish.audit = Some(audit);
         Step::Finish(Box::new(finish))
+    }
+
+    fn containing(&self) -> &Containing {
+        self.containing.as_ref().expect("a containment under way")
+    }
+
+    /// The containment's next step once the guards let it through: the ReplicaSet's selector
+    /// (a pod it may release), then the isolation (not for a pod on the host's network: no
+    /// NetworkPolicy applies to it), or under DRY_RUN what it would take.
+    fn contain_next(&mut self) -> Step {
+        let kind = self.resolved().kind.clone();
+        let c = self.containing.as_mut().expect("containing");
+        if !c.selector_read && c.facts.releasable(&kind) {
+            c.selector_read = true;
+            let (name, _) = c.facts.replicaset.clone().expect("releasable");
+            self.due = Due::Selector;
+            return Step::ReadSelector { name };
+        }
+        let kill = if c.facts.host_network {
+            Some(Kill::Now)
+        } else {
+            self.config.contain.seconds.map(Kill::In)
+        };
+        c.deadline = kill.and_then(|k| contain::deadline(&c.facts, k, c.read_at));
+        if self.config.dry_run {
+            return self.dry_contain();
+        }
+        if c.facts.host_network {
+            return self.patch();
+        }
+        let (ns, name) = (self.target.namespace.as_str(), self.target.name.as_str());
+        self.due = Due::Isolating;
+        Step::Isolate(Box::new(network_policy(ns, name, &c.facts.uid)))
+    }
+
+    /// The one patch: our label (what the isolation selects), the release, the deadline.
+    fn patch(&mut self) -> Step {
+        let c = self.containing();
+        let released = match &c.release {
+            Release::Labels { labels, .. } => labels.clone(),
+            _ => BTreeMap::new(),
+        };
+        let patch = contain::patch(&c.facts, &released, c.deadline);
+        let uid = c.facts.uid.clone();
+        self.due = Due::Patch;
+        Step::Contain(PodPatch { uid, patch })
+    }
+
+    /// A pod contained already: is its evidence kept?
+    fn check_evidence(&mut self) -> Step {
+        self.due = Due::EvidenceCheck;
+        Step::ReadEvidence {
+            name: evidence_name(&self.containing().facts.uid),
+        }
+    }
+
+    /// The evidence: the tails of the pod's containers' logs (readable after the kubelet
+    /// killed it too).
+    fn keep(&mut self) -> Step {
+        let c = self.containing();
+        let n = c.facts.containers.len();
+        let tail_bytes = contain::tail_bytes(self.config.contain.log_bytes, n);
+        let evidence = Evidence {
+            uid: c.facts.uid.clone(),
+            containers: c.facts.containers.clone(),
+            tail_bytes,
+            tail_lines: contain::tail_lines(tail_bytes),
+        };
+        self.due = Due::Evidence;
+        Step::Keep(evidence)
+    }
+
+    /// What containing the pod took (`dry`: would take), for the log line and the Event.
+    fn story(&self, dry: bool) -> String {
+        let c = self.containing();
+        let f = &c.facts;
+        let ns = &self.target.namespace;
+        let mut said = Vec::new();
+        if c.resumed {
+            said.push("contained by an earlier attempt; its evidence is kept now".to_string());
+        } else if f.host_network {
+            said.push(
+                "not isolated: the pod uses the host's network, no NetworkPolicy applies to it"
+                    .to_string(),
+            );
+        } else {
+            said.push(format!(
+                "isolated by NetworkPolicy {ns}/{}",
+                policy_name(&f.uid)
+            ));
+        }
+        match &c.release {
+            Release::Labels { replicaset, labels } => {
+                let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
+                said.push(format!(
+                    "released from ReplicaSet {replicaset} (labels removed: {}; never put them \
+                     back: the ReplicaSet would delete a healthy replica)",
+                    keys.join(", ")
+                ));
+            }
+            Release::ExpressionsOnly(rs) => said.push(format!(
+                "not released: ReplicaSet {rs} selects by matchExpressions only"
+            )),
+            Release::No => {}
+        }
+        if !c.resumed {
+            let seconds = self.config.contain.seconds;
+            said.push(match (f.host_network, c.deadline, seconds) {
+                (true, Some(d), _) => format!("killed now (activeDeadlineSeconds={d})"),
+                (false, Some(d), Some(s)) => {
+                    format!("the kubelet kills it in {s}s (activeDeadlineSeconds={d})")
+                }
+                (false, _, None) => "no deadline: kept until a person deletes it".into(),
+                (_, None, _) => "its own deadline is sooner: kept".into(),
+            });
+        }
+        let unread = c
+            .kept
+            .as_ref()
+            .filter(|k| !k.unread.is_empty())
+            .map(|k| format!(" (could not read: {})", k.unread.join(", ")))
+            .unwrap_or_default();
+        let configmap = c
+            .kept
+            .as_ref()
+            .map_or_else(|| evidence_name(&f.uid), |k| k.configmap.clone());
+        let verb = if dry { "would keep" } else { "kept" };
+        said.push(format!(
+            "evidence (log tails of {}) {verb} in ConfigMap {configmap}{unread}",
+            f.containers.join(", ")
+        ));
+        said.join("; ")
+    }
+
+    /// DRY_RUN: every step the containment would take, and what each guard said.
+    fn dry_contain(&mut self) -> Step {
+        let c = self.containing();
+        let mut steps = Steps::EVIDENCE;
+        if !c.facts.host_network {
+            steps = steps.with(Steps::ISOLATED);
+        }
+        if matches!(c.release, Release::Labels { .. }) {
+            steps = steps.with(Steps::RELEASED);
+        }
+        if c.deadline.is_some() {
+            steps = steps.with(if c.facts.host_network {
+                Steps::KILLED
+            } else {
+                Steps::DEADLINE
+            });
+        }
+        let (ns, name) = (&self.target.namespace, &self.target.name);
+        let reason = format!(
+            "DRY_RUN: would contain pod {ns}/{name}: {} ({})",
+            self.story(true),
+            self.checks.join("; ")
+        );
+        let audit = self.audit(
+            Recorded::DryRunContain,
+            self.related(),
+            Some(reason.clone()),
+        );
+        let mut finish = self.finish(OutcomeKind::DryRun, reason, why::DRY_CONTAIN);
+        if let Ok(o) = &mut finish.outcome {
+            o.steps = steps;
+        }
+        finish.audit = Some(audit);
+        Step::Finish(Box::new(finish))
+    }
+
+    /// Contained already, its evidence kept: no write.
+    fn already_contained(&mut self) -> Step {
+        let f = &self.containing().facts;
+        let how = if f.host_network {
+            "its deadline has passed: the kubelet kills it".to_string()
+        } else {
+            format!("isolated by NetworkPolicy {}", policy_name(&f.uid))
+        };
+        let reason = format!(
+            "already contained (labelled {}={}; {how}; evidence in ConfigMap {})",
+            contain::CONTAINED_LABEL,
+            f.uid,
+            evidence_name(&f.uid)
+        );
+        self.done(OutcomeKind::Contained, reason, why::ALREADY_CONTAINED)
+    }
+
+    /// A containment step failed with `e`. Once its patch happened, or may have (`patch` and
+    /// its answer was lost), the pod is out of service and it counts (its record is written,
+    /// its slot kept); before, the pod is untouched (a NetworkPolicy selects it only once it
+    /// carries the label).
+    fn failed<E: MayHaveHappened>(&mut self, e: E, patch: bool) -> E {
+        let touched = self.containing.as_ref().is_some_and(|c| c.touched);
+        if touched || (patch && e.may_have_happened()) {
+            self.unfinished = self.kept();
+        } else {
+            self.untouched();
+        }
+        e
+    }
+
+    /// Nothing was done to the pod: the breaker's ticket and the floor's slot go back.
+    fn untouched(&mut self) {
+        self.release();
+        self.give_back = self.reservation.take();
     }
 
     /// Held by a guard: not now (503, retry), or never by retrying (`FloorNever`: 200, loud).
@@ -640,6 +1079,7 @@ impl<'a> Plan<'a> {
             why: Why::Said(said),
             pod: Some(self.pod.clone()),
             seen: Some(self.seen.clone()),
+            steps: Steps::NONE,
         }))
     }
 
@@ -827,6 +1267,7 @@ mod tests {
                     steps.pop();
                     break Some(*f);
                 }
+                other => panic!("a deletion never asks for {other:?}"),
             };
         };
         let given_back = plan.given_back();
@@ -863,7 +1304,13 @@ mod tests {
             Step::EvictDryRun(_) => 5,
             Step::Reserve(_) => 6,
             Step::Remove(_) => 7,
-            Step::Finish(_) => 8,
+            Step::ReadIsolation { .. } => 8,
+            Step::ReadEvidence { .. } => 9,
+            Step::ReadSelector { .. } => 10,
+            Step::Isolate(_) => 11,
+            Step::Contain(_) => 12,
+            Step::Keep(_) => 13,
+            Step::Finish(_) => 14,
         }
     }
 
@@ -897,6 +1344,7 @@ mod tests {
                 skip_owner_kinds: SkipOwnerKinds(skip),
                 min_available: min,
                 use_eviction,
+                contain: ContainConfig::default(),
             }
         }
     }
@@ -1680,5 +2128,612 @@ mod tests {
         let mut plan = Plan::new(&rules, &breaker, &t, &e);
         plan.first();
         plan.workload(workload(Kind::Deployment));
+    }
+
+    /// Containment: which steps for which pod, in which order.
+    mod containment {
+        use k8s_openapi::{
+            api::apps::v1::ReplicaSetSpec,
+            apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference},
+        };
+
+        use super::*;
+        use crate::domain::contain::{Action, Actions, CONTAINED_LABEL};
+
+        const RS_UID: &str = "aaaa4c1e-1111-2222-3333-444455556666";
+        /// The pod started ten minutes before NOW.
+        const STARTED_S_AGO: i64 = 600;
+
+        fn config(seconds: Option<u32>) -> PlanConfig {
+            PlanConfig {
+                contain: ContainConfig {
+                    actions: Actions {
+                        default: Action::Contain,
+                        ..Actions::default()
+                    },
+                    seconds,
+                    ..ContainConfig::default()
+                },
+                ..PlanConfig::default()
+            }
+        }
+
+        /// A Deployment's pod: labelled as its ReplicaSet selects, owned by it, running.
+        fn deployments_pod(uid: &str) -> Pod {
+            let mut p = pod(uid, true);
+            p.metadata.labels = Some(
+                [
+                    ("app".to_string(), "web".to_string()),
+                    ("pod-template-hash".into(), "7d9f".into()),
+                ]
+                .into(),
+            );
+            p.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "web-7d9f".into(),
+                uid: RS_UID.into(),
+                controller: Some(true),
+                ..Default::default()
+            }]);
+            let spec = p.spec.as_mut().unwrap();
+            spec.containers = vec![k8s_openapi::api::core::v1::Container {
+                name: "c".into(),
+                ..Default::default()
+            }];
+            p.status.as_mut().unwrap().start_time = Some(Time(at(-STARTED_S_AGO)));
+            p
+        }
+
+        fn replicaset() -> ReplicaSet {
+            ReplicaSet {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some("web-7d9f".into()),
+                    uid: Some(RS_UID.into()),
+                    ..Default::default()
+                },
+                spec: Some(ReplicaSetSpec {
+                    selector: LabelSelector {
+                        match_labels: Some(
+                            [
+                                ("app".to_string(), "web".to_string()),
+                                ("pod-template-hash".into(), "7d9f".into()),
+                            ]
+                            .into(),
+                        ),
+                        match_expressions: None,
+                    },
+                    ..Default::default()
+                }),
+                status: None,
+            }
+        }
+
+        /// The cluster a containment meets.
+        #[derive(Debug, Clone)]
+        struct World {
+            pod: Option<Pod>,
+            workload: Workload,
+            rs: Option<ReplicaSet>,
+            /// A NetworkPolicy under our name already (a 409 on create, found on a GET).
+            policy: Option<NetworkPolicy>,
+            evidence_exists: bool,
+            isolate: Result<(), &'static str>,
+            patched: Result<Patched, &'static str>,
+            kept: Result<(), &'static str>,
+            replicas: Option<Replicas>,
+        }
+
+        fn world() -> World {
+            World {
+                pod: Some(deployments_pod(UID)),
+                workload: workload(Kind::Deployment),
+                rs: Some(replicaset()),
+                policy: None,
+                evidence_exists: false,
+                isolate: Ok(()),
+                patched: Ok(Patched::Done),
+                kept: Ok(()),
+                replicas: Some(Replicas {
+                    desired: 3,
+                    ready: 3,
+                }),
+            }
+        }
+
+        struct Contained {
+            steps: Vec<Step>,
+            finish: Option<Finish>,
+            unfinished: Option<BreakerRecord>,
+            given_back: Option<Reserved>,
+        }
+
+        impl Contained {
+            fn outcome(&self) -> Option<&Outcome> {
+                self.finish.as_ref().and_then(|f| f.outcome.as_ref().ok())
+            }
+
+            fn writes(&self) -> Vec<&Step> {
+                self.steps
+                    .iter()
+                    .filter(|s| matches!(s, Step::Isolate(_) | Step::Contain(_) | Step::Keep(_)))
+                    .collect()
+            }
+
+            fn patch(&self) -> Option<&serde_json::Value> {
+                self.steps.iter().find_map(|s| match s {
+                    Step::Contain(p) => Some(&p.patch),
+                    _ => None,
+                })
+            }
+
+            fn kinds(&self) -> Vec<&'static str> {
+                self.steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::GetPod { .. } => "get",
+                        Step::ReadNamespace => "namespace",
+                        Step::Resolve => "resolve",
+                        Step::Count => "count",
+                        Step::ReadReplicas(_) => "replicas",
+                        Step::Reserve(_) => "reserve",
+                        Step::ReadIsolation { .. } => "read-policy",
+                        Step::ReadEvidence { .. } => "read-evidence",
+                        Step::ReadSelector { .. } => "read-replicaset",
+                        Step::Isolate(_) => "isolate",
+                        Step::Contain(_) => "patch",
+                        Step::Keep(_) => "evidence",
+                        other => panic!("a containment never asks for {other:?}"),
+                    })
+                    .collect()
+            }
+        }
+
+        fn contain(config: &PlanConfig, breaker: &Breaker, t: &Target, w: &World) -> Contained {
+            let event = event();
+            let mut plan = Plan::new(config, breaker, t, &event);
+            let mut steps = Vec::new();
+            let mut step = plan.first();
+            let finish = loop {
+                assert!(steps.len() < 16, "the plan does not end: {steps:?}");
+                if let Step::Finish(f) = step {
+                    break Some(*f);
+                }
+                steps.push(step.clone());
+                let next = match step {
+                    Step::GetPod { .. } => Ok(plan.pod(w.pod.as_ref(), ts(NOW))),
+                    Step::ReadNamespace => Ok(plan.namespace(false)),
+                    Step::Resolve => Ok(plan.workload(w.workload.clone())),
+                    Step::Count => Ok(plan.counted(&[], ts(NOW), RECORD)),
+                    Step::ReadReplicas(_) => Ok(plan.replicas(w.replicas)),
+                    Step::Reserve(r) => plan.reserved::<&str>(Ok(Some(Reserved {
+                        workload: r.workload.clone(),
+                        slot: 0,
+                    }))),
+                    Step::ReadIsolation { .. } => Ok(plan.isolation(w.policy.as_ref())),
+                    Step::ReadEvidence { .. } => Ok(plan.evidence_found(w.evidence_exists)),
+                    Step::ReadSelector { .. } => Ok(plan.selector(w.rs.as_ref())),
+                    Step::Isolate(_) => plan.isolated(w.isolate.map(|()| match &w.policy {
+                        Some(np) => Isolated::Exists(Box::new(np.clone())),
+                        None => Isolated::Created,
+                    })),
+                    Step::Contain(_) => plan.contained(w.patched),
+                    Step::Keep(e) => plan.evidence_kept(w.kept.map(|()| Kept {
+                        configmap: format!("fr/{}", evidence_name(&e.uid)),
+                        unread: vec![],
+                    })),
+                    other => panic!("a containment never asks for {other:?}"),
+                };
+                match next {
+                    Ok(s) => step = s,
+                    Err(_) => break None,
+                }
+            };
+            Contained {
+                steps,
+                finish,
+                unfinished: plan.unfinished(),
+                given_back: plan.given_back(),
+            }
+        }
+
+        fn off() -> Breaker {
+            Breaker::new(None, None)
+        }
+
+        #[test]
+        fn a_deployments_pod_is_isolated_then_labelled_and_released_in_one_patch_then_kept() {
+            let run = contain(&config(Some(3600)), &off(), &target(None), &world());
+            assert_eq!(
+                run.kinds(),
+                [
+                    "get",
+                    "namespace",
+                    "resolve",
+                    "read-replicaset",
+                    "isolate",
+                    "patch",
+                    "evidence"
+                ]
+            );
+            let o = run.outcome().unwrap();
+            assert_eq!(o.kind, OutcomeKind::Contained);
+            assert_eq!(
+                o.steps.names(),
+                ["isolated", "released", "evidence", "deadline"]
+            );
+            let p = run.patch().unwrap();
+            assert_eq!(p[0]["op"], "test");
+            assert_eq!(p[0]["value"], UID);
+            let removed: Vec<&str> = p
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|o| o["op"] == "remove")
+                .map(|o| o["path"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                removed,
+                ["/metadata/labels/app", "/metadata/labels/pod-template-hash"]
+            );
+            // Counted from the pod's start: 600 s ran, 3600 s to go.
+            let deadline = p.as_array().unwrap().last().unwrap();
+            assert_eq!(deadline["path"], "/spec/activeDeadlineSeconds");
+            assert_eq!(deadline["value"], STARTED_S_AGO + 3600);
+            let audit = run.finish.as_ref().unwrap().audit.as_ref().unwrap();
+            assert_eq!(audit.what, Recorded::Contained);
+            let why = audit.why.as_deref().unwrap();
+            assert!(
+                why.contains("falco-responder-contain-") && why.contains("web-7d9f"),
+                "{why}"
+            );
+            // The reply names no live object.
+            assert!(!o.public_reason().contains(UID));
+        }
+
+        #[test]
+        fn statefulset_daemonset_and_bare_pods_are_contained_without_release() {
+            for kind in [Kind::StatefulSet, Kind::DaemonSet, Kind::Standalone] {
+                let w = World {
+                    workload: workload(kind.clone()),
+                    ..world()
+                };
+                let run = contain(&config(None), &off(), &target(None), &w);
+                assert!(!run.kinds().contains(&"read-replicaset"), "{kind:?}");
+                let o = run.outcome().unwrap();
+                assert_eq!(o.steps.names(), ["isolated", "evidence"], "{kind:?}");
+                let p = run.patch().unwrap().as_array().unwrap().clone();
+                assert!(p.iter().all(|o| o["op"] != "remove"), "{kind:?}: {p:?}");
+                // No CONTAIN_SECONDS: no deadline.
+                assert!(
+                    p.iter().all(|o| o["path"] != "/spec/activeDeadlineSeconds"),
+                    "{p:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn a_host_network_pod_is_killed_at_once_without_a_network_policy() {
+            let mut w = world();
+            w.pod.as_mut().unwrap().spec.as_mut().unwrap().host_network = Some(true);
+            let run = contain(&config(Some(3600)), &off(), &target(None), &w);
+            assert_eq!(
+                run.kinds(),
+                ["get", "namespace", "resolve", "patch", "evidence"]
+            );
+            let o = run.outcome().unwrap();
+            assert_eq!(o.steps.names(), ["evidence", "killed"]);
+            assert_eq!(o.why, Why::Said(why::CONTAINED_HOST_NETWORK));
+            let p = run.patch().unwrap().as_array().unwrap().clone();
+            // The smallest deadline already passed.
+            assert_eq!(p.last().unwrap()["value"], STARTED_S_AGO);
+            assert!(p.iter().all(|o| o["op"] != "remove"));
+        }
+
+        #[test]
+        fn contained_already_only_with_the_label_and_our_policy_and_then_without_writes() {
+            let labelled = |w: &mut World| {
+                let labels = w.pod.as_mut().unwrap().metadata.labels.as_mut().unwrap();
+                labels.insert(CONTAINED_LABEL.into(), UID.into());
+            };
+            let ours = network_policy("prod", "web-0", UID);
+            // Label, our policy, the evidence: nothing to do, one GET each.
+            let mut w = world();
+            labelled(&mut w);
+            w.policy = Some(ours.clone());
+            w.evidence_exists = true;
+            let run = contain(&config(Some(60)), &off(), &target(None), &w);
+            assert_eq!(run.kinds(), ["get", "read-policy", "read-evidence"]);
+            let o = run.outcome().unwrap();
+            assert_eq!(o.kind, OutcomeKind::Contained);
+            assert_eq!(o.why, Why::Said(why::ALREADY_CONTAINED));
+            assert!(run.finish.as_ref().unwrap().audit.is_none());
+            // An earlier attempt stopped before the evidence: only that is done.
+            w.evidence_exists = false;
+            let run = contain(&config(Some(60)), &off(), &target(None), &w);
+            assert_eq!(
+                run.kinds(),
+                ["get", "read-policy", "read-evidence", "evidence"]
+            );
+            assert_eq!(run.outcome().unwrap().steps.names(), ["evidence"]);
+            // The label alone (the pod's author may set it): contained anew.
+            let mut w = world();
+            labelled(&mut w);
+            let run = contain(&config(None), &off(), &target(None), &w);
+            assert!(
+                run.kinds().ends_with(&["isolate", "patch", "evidence"]),
+                "{:?}",
+                run.kinds()
+            );
+            // Our policy without the label (an attempt stopped after the isolation): resumed.
+            let mut w = world();
+            w.policy = Some(ours);
+            let run = contain(&config(None), &off(), &target(None), &w);
+            assert_eq!(run.outcome().unwrap().kind, OutcomeKind::Contained);
+            // Another pod's policy under the label: contained anew, and its 409 is refused.
+            let mut w = world();
+            labelled(&mut w);
+            w.policy = Some(network_policy("prod", "web-0", OTHER_UID));
+            let run = contain(&config(None), &off(), &target(None), &w);
+            assert!(run.patch().is_none());
+            let err = run.finish.unwrap().outcome.unwrap_err();
+            assert!(matches!(err, Undecided::Forged(_)), "{err:?}");
+        }
+
+        #[test]
+        fn a_forged_policy_under_our_name_stops_before_the_label() {
+            let mut np = network_policy("prod", "web-0", UID);
+            np.spec.as_mut().unwrap().ingress = Some(vec![Default::default()]);
+            let w = World {
+                policy: Some(np),
+                ..world()
+            };
+            let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+            let run = contain(&config(None), &breaker, &target(None), &w);
+            assert!(run.patch().is_none() && !run.kinds().contains(&"evidence"));
+            assert!(matches!(
+                run.finish.unwrap().outcome,
+                Err(Undecided::Forged(_))
+            ));
+            // Nothing was done: the breaker's reservation went back.
+            assert!(run.unfinished.is_none());
+            assert_eq!(breaker.known_open(ts(NOW)), None);
+        }
+
+        #[test]
+        fn the_wrong_uid_changes_nothing() {
+            let run = contain(&config(Some(1)), &off(), &target(Some(OTHER_UID)), &world());
+            assert_eq!(run.kinds(), ["get"]);
+            assert_eq!(run.outcome().unwrap().kind, OutcomeKind::Stale);
+            // The patch's uid test failed (replaced between GET and patch): stale too.
+            let w = World {
+                patched: Ok(Patched::Stale),
+                ..world()
+            };
+            let run = contain(&config(None), &off(), &target(None), &w);
+            assert_eq!(run.outcome().unwrap().kind, OutcomeKind::Stale);
+            assert!(!run.kinds().contains(&"evidence"));
+        }
+
+        #[test]
+        fn a_terminating_pod_is_not_contained() {
+            let mut w = world();
+            let p = w.pod.as_mut().unwrap();
+            p.metadata.deletion_timestamp = Some(Time(at(3000)));
+            p.metadata.deletion_grace_period_seconds = Some(3600);
+            let mut c = config(None);
+            c.identity.grace_period_seconds = Some(5);
+            let run = contain(&c, &off(), &target(None), &w);
+            assert_eq!(run.kinds(), ["get"]);
+            assert_eq!(run.outcome().unwrap().kind, OutcomeKind::Terminating);
+        }
+
+        #[test]
+        fn dry_run_lists_every_step_and_writes_nothing() {
+            let c = PlanConfig {
+                dry_run: true,
+                ..config(Some(60))
+            };
+            let run = contain(&c, &off(), &target(None), &world());
+            assert!(run.writes().is_empty(), "{:?}", run.kinds());
+            let o = run.outcome().unwrap();
+            assert_eq!(o.kind, OutcomeKind::DryRun);
+            assert_eq!(
+                o.steps.names(),
+                ["isolated", "released", "evidence", "deadline"]
+            );
+            assert!(o.reason.contains("would contain"), "{}", o.reason);
+            assert_eq!(
+                run.finish.unwrap().audit.unwrap().what,
+                Recorded::DryRunContain
+            );
+        }
+
+        #[test]
+        fn the_floor_holds_a_containment_and_the_breaker_counts_it() {
+            let mut c = config(None);
+            c.min_available = Some(MinAvailable::Count(3));
+            let w = World {
+                replicas: Some(Replicas {
+                    desired: 4,
+                    ready: 3,
+                }),
+                ..world()
+            };
+            let run = contain(&c, &off(), &target(None), &w);
+            assert!(run.writes().is_empty());
+            assert_eq!(
+                run.outcome().unwrap().kind,
+                OutcomeKind::Held(HeldBy::Floor)
+            );
+            // The breaker: the containment's record, under the name it was admitted by.
+            let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+            let run = contain(&config(None), &breaker, &target(None), &world());
+            let record = run.finish.unwrap().breaker_record.unwrap();
+            assert_eq!(record.name, RECORD);
+            let open = Breaker::new(None, Some("1/1m".parse().unwrap()));
+            let listed = [Deletion {
+                key: "other".into(),
+                workload: None,
+                at: at(-1),
+            }];
+            let event = event();
+            let t = target(None);
+            let cfg = config(None);
+            let mut plan = Plan::new(&cfg, &open, &t, &event);
+            plan.first();
+            plan.pod(world().pod.as_ref(), ts(NOW));
+            plan.namespace(false);
+            assert_eq!(plan.workload(workload(Kind::Deployment)), Step::Count);
+            let Step::Finish(f) = plan.counted(&listed, ts(NOW), RECORD) else {
+                panic!("the open breaker refuses it")
+            };
+            assert!(matches!(
+                f.outcome.unwrap().kind,
+                OutcomeKind::BreakerOpen(_)
+            ));
+        }
+
+        #[test]
+        fn a_failure_before_the_patch_gives_everything_back_one_after_it_counts() {
+            let breaker = || Breaker::new(None, Some("20/1m".parse().unwrap()));
+            let mut c = config(None);
+            c.min_available = Some(MinAvailable::Count(1));
+            // No RBAC for the NetworkPolicy: never labelled, nothing counted, the slot back.
+            let w = World {
+                isolate: Err("forbidden"),
+                ..world()
+            };
+            let run = contain(&c, &breaker(), &target(None), &w);
+            assert!(run.patch().is_none());
+            assert!(run.unfinished.is_none());
+            assert!(run.given_back.is_some());
+            // The patch's answer lost: it may have happened, it counts and keeps its slot.
+            let w = World {
+                patched: Err(LOST),
+                ..world()
+            };
+            let run = contain(&c, &breaker(), &target(None), &w);
+            assert!(run.unfinished.is_some() && run.given_back.is_none());
+            // The evidence failed after the patch: the pod is contained, it counts.
+            let w = World {
+                kept: Err("forbidden"),
+                ..world()
+            };
+            let run = contain(&c, &breaker(), &target(None), &w);
+            assert!(run.unfinished.is_some() && run.given_back.is_none());
+        }
+
+        prop_compose! {
+            fn any_world()(
+                kind in prop::sample::select(kinds()),
+                host_network in prop::bool::weighted(0.2),
+                labelled in prop::bool::weighted(0.3),
+                policy in prop::sample::select(vec![0u8, 1, 2, 3]),
+                evidence_exists in any::<bool>(),
+                isolate in prop::sample::select(vec![Ok(()), Err("forbidden"), Err(LOST)]),
+                patched in prop::sample::select(vec![
+                    Ok(Patched::Done), Ok(Patched::Stale), Ok(Patched::Gone), Err(LOST), Err("forbidden"),
+                ]),
+                kept in prop::sample::select(vec![Ok(()), Err("forbidden")]),
+                rs in prop::sample::select(vec![0u8, 1, 2]),
+                existing_deadline in prop::option::of(1i64..5000),
+                uid in prop::sample::select(vec![UID, OTHER_UID]),
+            ) -> World {
+                let mut p = deployments_pod(uid);
+                let spec = p.spec.as_mut().unwrap();
+                spec.host_network = Some(host_network);
+                spec.active_deadline_seconds = existing_deadline;
+                if labelled {
+                    p.metadata.labels.as_mut().unwrap().insert(CONTAINED_LABEL.into(), uid.into());
+                }
+                let policy = match policy {
+                    0 => None,
+                    1 => Some(network_policy("prod", "web-0", uid)),
+                    2 => Some(network_policy("prod", "web-0", OTHER_UID)),
+                    _ => {
+                        let mut np = network_policy("prod", "web-0", uid);
+                        np.spec.as_mut().unwrap().egress = Some(vec![Default::default()]);
+                        Some(np)
+                    }
+                };
+                World {
+                    pod: Some(p),
+                    workload: workload(kind),
+                    rs: match rs { 0 => Some(replicaset()), 1 => None, _ => {
+                        let mut r = replicaset();
+                        r.metadata.uid = Some(OTHER_UID.into());
+                        Some(r)
+                    }},
+                    policy,
+                    evidence_exists,
+                    isolate,
+                    patched,
+                    kept,
+                    replicas: None,
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn never_labelled_nor_released_without_our_isolation_first(
+                w in any_world(), t in any_target(), dry_run in any::<bool>(), secs in prop::option::of(1u32..100_000),
+            ) {
+                let c = PlanConfig { dry_run, ..config(secs) };
+                let run = contain(&c, &off(), &t, &w);
+                let live = w.pod.as_ref().unwrap();
+                let host_network = live.spec.as_ref().unwrap().host_network == Some(true);
+                if dry_run {
+                    prop_assert!(run.writes().is_empty());
+                }
+                let kinds = run.kinds();
+                if let Some(at) = kinds.iter().position(|k| *k == "patch") {
+                    // The patch tests the live pod's uid first and adds the label with it.
+                    let p = run.patch().unwrap().as_array().unwrap().clone();
+                    let uid = live.metadata.uid.clone().unwrap();
+                    prop_assert_eq!(&p[0], &serde_json::json!({"op": "test", "path": "/metadata/uid", "value": uid}));
+                    prop_assert!(p[1]["path"].as_str().unwrap().starts_with("/metadata/labels"));
+                    if !host_network {
+                        // Isolated first, by a policy that is ours (created, or found ours).
+                        prop_assert!(kinds[..at].contains(&"isolate"));
+                        prop_assert!(w.isolate.is_ok());
+                        prop_assert!(w.policy.as_ref().is_none_or(|np| is_ours(np, &uid)));
+                    }
+                    let removes = p.iter().any(|o| o["op"] == "remove");
+                    if removes {
+                        // Released only from a ReplicaSet verified by its uid, never a
+                        // StatefulSet's, DaemonSet's or bare pod, never a hostNetwork one.
+                        prop_assert!(matches!(w.workload.kind, Kind::Deployment | Kind::ReplicaSet));
+                        prop_assert!(!host_network);
+                        prop_assert_eq!(w.rs.as_ref().and_then(|r| r.metadata.uid.as_deref()), Some(RS_UID));
+                    }
+                    // Only ever lowered.
+                    if let Some(d) = p.iter().find(|o| o["path"] == "/spec/activeDeadlineSeconds") {
+                        let d = d["value"].as_i64().unwrap();
+                        let existing = live.spec.as_ref().unwrap().active_deadline_seconds;
+                        prop_assert!(existing.is_none_or(|e| d < e) && d >= 1);
+                    }
+                }
+                // No write without proof the live pod is the one Falco saw.
+                if t.uid.as_ref().is_some_and(|u| Some(u.as_str()) != live.metadata.uid.as_deref()) {
+                    prop_assert!(run.writes().is_empty());
+                }
+                // Contained without a write only with the label and our policy (or a passed
+                // deadline on the host's network), its evidence kept.
+                if run.writes().is_empty()
+                    && run.outcome().is_some_and(|o| o.kind == OutcomeKind::Contained)
+                {
+                    let uid = live.metadata.uid.clone().unwrap();
+                    let labelled = live.metadata.labels.as_ref().unwrap().get(CONTAINED_LABEL) == Some(&uid);
+                    prop_assert!(labelled && w.evidence_exists);
+                    prop_assert!(host_network || w.policy.as_ref().is_some_and(|np| is_ours(np, &uid)));
+                }
+                // Each call at most once.
+                let mut seen = kinds.clone();
+                seen.dedup();
+                prop_assert_eq!(seen.len(), kinds.len());
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! What the plan and the API side say to each other: the steps the plan asks for, the answers
 //! it hears back, and its end (the outcome and the Kubernetes Events to record). Pure.
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::{core::v1::ObjectReference, networking::v1::NetworkPolicy};
+use serde_json::Value;
 
 use crate::domain::{outcome::Outcome, workload::Workload};
 
@@ -86,6 +87,26 @@ pub enum Step {
     Reserve(Reserve),
     /// Remove the pod. Answer with [`Plan::removed`](crate::domain::plan::Plan::removed).
     Remove(Removal),
+    /// GET the NetworkPolicy of this name: the pod carries our label, is it contained already?
+    /// Answer with [`Plan::isolation`](crate::domain::plan::Plan::isolation).
+    ReadIsolation { name: String },
+    /// Whether the evidence ConfigMap of this name exists in the function's namespace (the pod
+    /// is contained already: is its evidence kept?). Answer with
+    /// [`Plan::evidence_found`](crate::domain::plan::Plan::evidence_found).
+    ReadEvidence { name: String },
+    /// GET the ReplicaSet of this name that the pod's controller reference names, for its
+    /// selector. Answer with [`Plan::selector`](crate::domain::plan::Plan::selector).
+    ReadSelector { name: String },
+    /// Create this NetworkPolicy in the pod's namespace; if one of its name exists (409), GET
+    /// it. Answer with [`Plan::isolated`](crate::domain::plan::Plan::isolated).
+    Isolate(Box<NetworkPolicy>),
+    /// Keep the tails of the pod's logs in its evidence ConfigMap (409: kept already), then
+    /// apply the retention.
+    /// Answer with [`Plan::evidence_kept`](crate::domain::plan::Plan::evidence_kept).
+    Keep(Evidence),
+    /// Apply the containment's JSON patch to the pod. Answer with
+    /// [`Plan::contained`](crate::domain::plan::Plan::contained).
+    Contain(PodPatch),
     /// Nothing more to call (boxed: the other steps are small).
     Finish(Box<Finish>),
 }
@@ -102,6 +123,48 @@ pub enum Removed {
     Budget(String),
 }
 
+/// The evidence to keep: the tail of each container's log (`tailLines=tail_lines`, cut to
+/// `tail_bytes` on our side), in the ConfigMap named after the pod's `uid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub uid: String,
+    pub containers: Vec<String>,
+    pub tail_bytes: usize,
+    pub tail_lines: i64,
+}
+
+/// The evidence kept: its ConfigMap (`namespace/name`) and the containers whose log could not
+/// be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub configmap: String,
+    pub unread: Vec<String>,
+}
+
+/// A JSON patch of the pod; its first op tests the pod's uid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodPatch {
+    pub uid: String,
+    pub patch: Value,
+}
+
+/// The isolation's answer: created, or one of its name exists already (409: as read back).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Isolated {
+    Created,
+    Exists(Box<NetworkPolicy>),
+}
+
+/// The containment patch's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patched {
+    Done,
+    /// 422: the uid test failed (another pod under the name), or a label changed since the GET.
+    Stale,
+    /// 404: the pod went first.
+    Gone,
+}
+
 /// Why nothing was decided: the sender must retry or a person must look (an error, not an outcome).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Undecided {
@@ -109,6 +172,8 @@ pub enum Undecided {
     Mismatch(String),
     /// The pod's status has not caught up with a recent event yet.
     NotYet(String),
+    /// An object under a name the function uses is not the function's: a person must look.
+    Forged(String),
 }
 
 /// Which Kubernetes Event an event's end records about the pod.
@@ -123,6 +188,10 @@ pub enum Recorded {
     BreakerOpen,
     /// The event's container is not the pod's (FalcoForeignContainer): not deleted.
     Foreign,
+    /// Contained (FalcoPodContained).
+    Contained,
+    /// DRY_RUN: what containing the pod would take.
+    DryRunContain,
 }
 
 /// The Kubernetes Event about the pod: what was done, with the workload in `related` and the

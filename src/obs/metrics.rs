@@ -16,7 +16,8 @@ use prometheus_client::{
 pub struct EventLabels {
     /// plain, cloudevent-binary, ... or `unknown` when the body could not be decoded.
     pub input: &'static str,
-    /// deleted, dry-run, gone, skipped, stale, terminating, invalid, error.
+    /// deleted, contained, dry-run, gone, skipped, stale, terminating, held, breaker-open,
+    /// invalid, error.
     pub outcome: &'static str,
 }
 
@@ -58,6 +59,12 @@ pub struct AuditLabels {
     pub why: &'static str,
 }
 
+/// A containment's step (`isolated`, `released`, `evidence`, `deadline`, `killed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// `events{input="plain",outcome="skipped"}`, looked up once (a label lookup hashes the
@@ -69,6 +76,8 @@ pub struct Metrics {
     pub audit_skipped: Family<AuditLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub deletions: Counter,
+    /// Containments' steps taken (ACTION=contain).
+    pub contain_steps: Family<StepLabels, Counter>,
     /// Deletion breaker records that could not be written (the count is then not shared).
     pub breaker_record_failures: Counter,
     pub suppressed: Family<SuppressedLabels, Counter>,
@@ -96,6 +105,13 @@ impl Metrics {
             events.clone(),
         );
         registry.register("deletions", "Pods deleted", deletions.clone());
+        let contain_steps = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "contain_steps",
+            "Containment steps taken (ACTION=contain), by step (isolated, released, evidence, \
+             deadline, killed)",
+            contain_steps.clone(),
+        );
         registry.register(
             "kube_api_errors",
             "Kubernetes API calls that failed, by kind (timeout, forbidden, api, unreachable)",
@@ -154,6 +170,7 @@ impl Metrics {
             rejected,
             events,
             deletions,
+            contain_steps,
             breaker_record_failures,
             suppressed,
             kube_errors,
