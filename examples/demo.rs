@@ -265,7 +265,16 @@ async fn contain(bin: &str, kubeconfig: &std::path::Path, admin: &kube::Client, 
         .await
         .unwrap_or_default();
     say("   What was kept, until someone deletes the pod:");
-    say("     the Failed pod object, with its labels and the released-labels annotation");
+    let released = pods
+        .get(&name)
+        .await
+        .ok()
+        .and_then(|p| p.metadata.annotations)
+        .and_then(|a| a.get("falco-responder/released-labels").cloned())
+        .unwrap_or_default();
+    say(&format!(
+        "     the Failed pod object, annotated falco-responder/released-labels: {released} (never put them back)"
+    ));
     say(&format!(
         "     its logs: kubectl logs {name} → ... {:?}",
         tail.trim_end()
@@ -288,12 +297,14 @@ async fn contain(bin: &str, kubeconfig: &std::path::Path, admin: &kube::Client, 
     })
     .await;
     say(&format!(
-        "   kubectl delete pod {name} → its NetworkPolicy garbage-collected {:.1} s later; the evidence stays",
-        since.elapsed().as_secs_f64()
+        "   kubectl delete pod {name} → its NetworkPolicy garbage-collected within {:.0} ms; the evidence stays",
+        since.elapsed().as_secs_f64() * 1000.0
     ));
     let metrics = http(addr, "GET", "/metrics", &Default::default(), b"").await;
     for line in String::from_utf8_lossy(&metrics.body).lines() {
-        if line.starts_with("falco_responder_events_total") && line.contains("contained") {
+        if (line.starts_with("falco_responder_events_total") && line.contains("contained"))
+            || line.starts_with("falco_responder_contain_steps_total")
+        {
             say(&format!("   {line}"));
         }
     }
