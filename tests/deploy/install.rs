@@ -641,3 +641,88 @@ async fn every_platform_installs_upgrades_and_uninstalls_cleanly() {
         assert!(left.is_empty(), "{case:?}: left behind: {left:?}");
     }
 }
+
+/// `config.action=contain` installed, asked of the real authorizer: the function's
+/// ServiceAccount may patch pods, create and get NetworkPolicies and get pods' logs anywhere,
+/// and create, list and delete ConfigMaps in its own namespace only; upgraded back to
+/// `delete`, all of it is gone again.
+#[tokio::test]
+async fn containment_rights_come_and_go_with_the_action() {
+    let server = ApiServer::shared();
+    let admin = server.admin_client().await;
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let release = apiserver::namespace(&admin, "falco-responder").await;
+    let elsewhere = apiserver::namespace(&admin, "victims").await;
+    let base = format!("rbac.name={release},auth.existingSecret=s");
+    let mut args = vec!["install", &release, chart, "-n", &release, "--set", &base];
+    args.extend(["--set", "config.action=contain,config.containSeconds=600"]);
+    ok(helm_on(server, &args));
+    let who = format!("system:serviceaccount:{release}:{release}");
+    let kc = server.admin_kubeconfig();
+    let can = |verb: &str, resource: &str, ns: &str, sub: Option<&str>| {
+        let mut a = vec!["auth", "can-i", verb, resource, "-n", ns, "--as", &who];
+        if let Some(sub) = sub {
+            a.extend(["--subresource", sub]);
+        }
+        run("kubectl", Some(&kc), &a).is_ok()
+    };
+    let expect = |on: bool| {
+        for (verb, resource, ns, sub, allowed) in [
+            ("patch", "pods", elsewhere.as_str(), None, on),
+            (
+                "create",
+                "networkpolicies.networking.k8s.io",
+                &elsewhere,
+                None,
+                on,
+            ),
+            (
+                "get",
+                "networkpolicies.networking.k8s.io",
+                &elsewhere,
+                None,
+                on,
+            ),
+            ("get", "pods", &elsewhere, Some("log"), on),
+            ("create", "configmaps", &release, None, on),
+            ("list", "configmaps", &release, None, on),
+            ("delete", "configmaps", &release, None, on),
+            // Never beyond: no ConfigMaps elsewhere, no policy edits, no pod updates.
+            ("create", "configmaps", &elsewhere, None, false),
+            ("delete", "configmaps", &elsewhere, None, false),
+            ("get", "configmaps", &release, None, false),
+            (
+                "delete",
+                "networkpolicies.networking.k8s.io",
+                &elsewhere,
+                None,
+                false,
+            ),
+            (
+                "update",
+                "networkpolicies.networking.k8s.io",
+                &elsewhere,
+                None,
+                false,
+            ),
+            ("update", "pods", &elsewhere, None, false),
+            ("create", "pods", &elsewhere, Some("exec"), false),
+        ] {
+            assert_eq!(
+                can(verb, resource, ns, sub),
+                allowed,
+                "contain {on}: {verb} {resource} {sub:?} in {ns}"
+            );
+        }
+    };
+    expect(true);
+    args[0] = "upgrade";
+    args.extend(["--set", "config.action=delete"]);
+    ok(helm_on(server, &args));
+    expect(false);
+    ok(helm_on(
+        server,
+        &["uninstall", &release, "-n", &release, "--wait"],
+    ));
+}
