@@ -4,6 +4,13 @@
 //! from its ReplicaSet, the bounded evidence, the deadline after which the kubelet kills it, and
 //! the one JSON patch (uid `test` first) that labels, releases and sets that deadline. Pure:
 //! `cluster::contain` makes the calls.
+//!
+//! The order (`domain::plan`): the NetworkPolicy first (it selects nothing until the label is
+//! on the pod), then the one patch (label, release, deadline: the pod is never released without
+//! the label its isolation selects, and the deadline, lowered only, rides in the same atomic
+//! write), then the evidence (the kubelet keeps a killed pod's logs readable). So a pod that
+//! carries the label has been isolated, released and given its deadline; only its evidence
+//! can be missing, and a retry that finds the label and our policy keeps just that.
 
 use std::collections::BTreeMap;
 
