@@ -430,3 +430,119 @@ async fn the_floor_holds_a_containment_and_the_breaker_counts_it() {
         None
     );
 }
+
+#[tokio::test]
+async fn a_host_network_pod_is_killed_at_once_after_its_evidence() {
+    let home = Scene::new("contain-host").await;
+    let scene = home.beside("victims").await;
+    let cid = new_cid();
+    let spec: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "host", "namespace": scene.ns},
+        "spec": {"nodeName": "node-1", "hostNetwork": true,
+            "containers": [{"name": "main", "image": "alpine"}]}
+    }))
+    .unwrap();
+    scene
+        .pods()
+        .create(&PostParams::default(), &spec)
+        .await
+        .unwrap();
+    // Started a minute ago, as the kubelet would report it.
+    let started =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
+    let status = json!({"status": {"phase": "Running", "startTime": started.to_string(),
+        "containerStatuses": [{"name": "main", "image": "alpine", "imageID": "", "ready": true,
+            "restartCount": 0, "containerID": format!("containerd://{cid}"), "state": {"running": {}}}]}});
+    let pod = scene
+        .pods()
+        .patch_status(
+            "host",
+            &Default::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    let responder = scene
+        .responder(&[
+            ("ACTION", "contain"),
+            ("CONTAIN_SECONDS", "3600"),
+            ("POD_NAMESPACE", &home.ns),
+        ])
+        .await;
+    let (r, v) = responder.shell_in(&scene.ns, &pod).await;
+    assert_eq!(r.status, 200, "{v}\n{}", responder.logs());
+    assert_eq!(v["steps"], json!(["evidence", "killed"]), "{v}");
+    assert!(said(&v, "reason").contains("host's network"), "{v}");
+    // No policy (none could isolate it); a deadline already passed: the kubelet kills it now.
+    assert!(policy(&scene, &uid(&pod)).await.is_none());
+    let live = scene.get_pod("host").await.unwrap();
+    let d = live.spec.as_ref().unwrap().active_deadline_seconds.unwrap();
+    assert!((1..=61).contains(&d), "{d}");
+    assert!(evidence(&home, &uid(&pod)).await.is_some());
+    let note = scene
+        .wait_event("host", "FalcoPodContained")
+        .await
+        .note
+        .unwrap();
+    assert!(
+        note.contains("not isolated") && note.contains("killed now"),
+        "{note}"
+    );
+}
+
+#[tokio::test]
+async fn a_containment_stopped_before_its_evidence_is_finished_by_the_retry() {
+    let home = Scene::new("contain-resume").await;
+    home.apply("knative/rbac.yaml").await;
+    let (_, kc) = home.service_account_kubeconfig("falco-responder").await;
+    let scene = home.beside("victims").await;
+    let pod = scene.pod("resume", &new_cid()).await;
+    grant(
+        &scene,
+        &home,
+        "contain-pods",
+        json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},
+               {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+               {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "get"]}]),
+    )
+    .await;
+    let env = [
+        ("ACTION", "contain"),
+        ("POD_NAMESPACE", home.ns.as_str()),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+        ("DEDUP_SECONDS", "0"),
+    ];
+    let responder = scene.responder_as(&kc, &env).await;
+    // No grant for the evidence: the pod is contained, its evidence is not kept, an error.
+    let (r, v) = responder.shell_in(&scene.ns, &pod).await;
+    assert_eq!(r.status, 500, "{v}\n{}", responder.logs());
+    assert!(said(&v, "error").contains("configmaps"), "{v}");
+    let live = scene.get_pod("resume").await.unwrap();
+    assert_eq!(contained_label(&live), Some(uid(&pod).as_str()));
+    assert!(policy(&scene, &uid(&pod)).await.is_some());
+    // Granted, the retry keeps the evidence and nothing else.
+    grant(
+        &home,
+        &home,
+        "contain-evidence",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "delete"]}]),
+    )
+    .await;
+    let patches = scene
+        .server()
+        .count_audit_in("patch", "pods", Some(&scene.ns), "resume");
+    let (r, v) = responder.shell_in(&scene.ns, &pod).await;
+    assert_eq!(
+        (r.status, v["outcome"].as_str()),
+        (200, Some("contained")),
+        "{v}"
+    );
+    assert_eq!(v["steps"], json!(["evidence"]), "{v}");
+    assert!(evidence(&home, &uid(&pod)).await.is_some());
+    assert_eq!(
+        scene
+            .server()
+            .count_audit_in("patch", "pods", Some(&scene.ns), "resume"),
+        patches
+    );
+}
