@@ -250,7 +250,7 @@ async fn dry_run_a_wrong_uid_and_a_forged_policy_write_nothing_on_the_pod() {
     forged["output_fields"]["k8s.pod.uid"] = json!("0f9a4c1e-1111-2222-3333-444455556666");
     let r = responder.send(Envelope::Plain, &forged.to_string()).await;
     let v = responder.result(&r);
-    assert_ne!(v["outcome"], "contained", "{v}");
+    assert_eq!(v["outcome"], "stale", "{v}");
     assert!(policy(&scene, &uid(&pod)).await.is_none());
     let live = scene.get_pod("dry").await.unwrap();
     assert_eq!(contained_label(&live), None);
