@@ -1870,3 +1870,39 @@ async fn an_unreadable_log_is_said_in_the_evidence_and_the_oldest_evidence_goes(
     assert_eq!(reply.json()["steps"], json!(["isolated", "evidence"]));
     no_more_calls(app, api).await;
 }
+
+#[tokio::test]
+async fn a_containment_counts_once_its_patch_may_have_happened_and_not_before() {
+    let (app, mut api) = app_with(&[
+        ("ACTION", "contain"),
+        ("MAX_DELETIONS", "1/1m"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+    ]);
+    let app = std::sync::Arc::new(app);
+    // Refused at the isolation: the pod was not touched, nothing counts.
+    let call = handling(app.clone(), event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer_namespace(&mut api).await;
+    answer(
+        &mut api,
+        Method::POST,
+        POLICIES_PATH,
+        status(403, "Forbidden", "no"),
+    )
+    .await;
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    // The patch's answer lost: it may have labelled and released the pod, so it counts.
+    let call = handling(app.clone(), event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer(&mut api, Method::POST, POLICIES_PATH, ok(our_policy())).await;
+    let (_, _, _, send) = next_call(&mut api, Method::PATCH, POD_PATH).await;
+    send.send_response(status(500, "InternalError", "etcdserver: leader changed"));
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    let (record, send) = next(&mut api, Method::POST, RECORDS_PATH).await;
+    assert_eq!(record["metadata"]["name"], record_name_of(UID));
+    send.send_response(ok(record.clone()));
+    app.drain().await;
+    no_more_calls(app, api).await;
+}
