@@ -2,7 +2,7 @@
 //! stops the start, naming the variable). Their names are the public contract (README,
 //! manifests); `ENV_VARS` lists them so tests can check every manifest against it. Each layer
 //! gets only its part: the policy (`domain::policy`), the guards (`domain::guards`), the
-//! server's limits (`Limits`).
+//! containment (`domain::contain`), the server's limits (`Limits`).
 
 use std::{path::PathBuf, str::FromStr, time::Duration};
 

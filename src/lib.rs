@@ -1,4 +1,6 @@
-//! falco-responder: receives Falco events and deletes the offending Kubernetes pod.
+//! falco-responder: receives Falco events and deletes the offending Kubernetes pod, or
+//! contains it (`ACTION=contain`: isolated, released from its ReplicaSet, its logs kept, killed
+//! later by the kubelet).
 //!
 //! The data flows one way, **decode → decide → act → answer**, and each folder is one layer of
 //! it. The map of the house, one line a room, bottom up: a room imports only from the rooms
@@ -8,7 +10,8 @@
 //!   on what is echoed of a sender's string; `cache`: the one cache type (time to live, entry
 //!   and byte bounds), used by every per-process memory;
 //! - [`domain`]: the pure core (event, identifiers, policy, identity verdict, guards, budget,
-//!   workloads, outcomes, and the plan that turns the API's answers into the next step);
+//!   workloads, containment, outcomes, and the plan that turns the API's answers into the next
+//!   step);
 //! - [`ingest`]: request → Falco event, for every envelope, and the cheap first look (pure);
 //! - [`config`]: the environment (the public contract) → `Config`, handing each layer its part;
 //! - [`obs`]: the log lines and the metrics;

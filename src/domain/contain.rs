@@ -4,6 +4,13 @@
 //! from its ReplicaSet, the bounded evidence, the deadline after which the kubelet kills it, and
 //! the one JSON patch (uid `test` first) that labels, releases and sets that deadline. Pure:
 //! `cluster::contain` makes the calls.
+//!
+//! The order (`domain::plan`): the NetworkPolicy first (it selects nothing until the label is
+//! on the pod), then the one patch (label, release, deadline: the pod is never released without
+//! the label its isolation selects, and the deadline, lowered only, rides in the same atomic
+//! write), then the evidence (the kubelet keeps a killed pod's logs readable). So a pod that
+//! carries the label has been isolated, released and given its deadline; only its evidence
+//! can be missing, and a retry that finds the label and our policy keeps just that.
 
 use std::collections::BTreeMap;
 
@@ -451,7 +458,9 @@ pub fn tail_lines(bytes: usize) -> i64 {
     (bytes / SHORTEST_LINE).max(1) as i64
 }
 
-/// The last `max` bytes of `log`, starting on a char boundary.
+/// The last `max` bytes of `log` as text, at most `max` bytes long, starting on a char
+/// boundary. Bytes that are not UTF-8 become U+FFFD (three bytes each): the text is cut again,
+/// so a binary log cannot grow the ConfigMap past its bound.
 pub fn tail(log: &[u8], max: usize) -> String {
     let start = log.len().saturating_sub(max);
     let mut cut = &log[start..];
@@ -463,7 +472,15 @@ pub fn tail(log: &[u8], max: usize) -> String {
             break;
         }
     }
-    String::from_utf8_lossy(cut).into_owned()
+    let text = String::from_utf8_lossy(cut);
+    if text.len() <= max {
+        return text.into_owned();
+    }
+    let mut from = text.len() - max;
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    text[from..].to_string()
 }
 
 #[cfg(test)]
@@ -650,6 +667,14 @@ mod tests {
         let s = "aé".repeat(10);
         let t = tail(s.as_bytes(), 4);
         assert!(t.len() <= 4 && s.ends_with(&t), "{t}");
+        // Not UTF-8: replaced, and still within the bound.
+        let binary = vec![0xFFu8; 1000];
+        let t = tail(&binary, 100);
+        assert!(
+            t.len() <= 100 && t.chars().all(|c| c == '\u{FFFD}'),
+            "{}",
+            t.len()
+        );
         assert_eq!(tail_bytes(65_536, 16), CONFIGMAP_LOG_BYTES / 16);
         assert_eq!(tail_bytes(65_536, 1), 65_536);
         assert_eq!(tail_lines(65_536), 8192);
@@ -706,6 +731,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_tail_never_exceeds_its_bound_and_ends_the_log(
+            log in prop::collection::vec(any::<u8>(), 0..2000),
+            text in ".{0,300}",
+            max in 1usize..500,
+        ) {
+            let t = tail(&log, max);
+            prop_assert!(t.len() <= max, "{} > {max}", t.len());
+            let t = tail(text.as_bytes(), max);
+            prop_assert!(t.len() <= max && text.ends_with(&t));
+            // Only a char that does not fit is left out.
+            prop_assert!(t.len() == text.len() || t.len() + 4 > max);
+        }
+
         #[test]
         fn a_deadline_is_only_ever_lowered_and_never_below_one(
             existing in prop::option::of(1i64..5_000_000),

@@ -5,6 +5,10 @@
 //! The facts come in stages, as each depends on the one before (the owner on the pod; the
 //! workload is read only for a pod not skipped); only the breaker's count, which depends on
 //! nothing, is read alongside the pod's GET and handed in when the plan gets to it.
+//!
+//! Under ACTION=contain (`domain::contain`) the same path decides, and the removal is replaced
+//! by the containment's steps: the ReplicaSet's selector, the NetworkPolicy, the one patch, the
+//! evidence; a pod labelled by us costs the GET of its policy and of its evidence instead.
 
 use std::collections::BTreeMap;
 

@@ -1486,3 +1486,423 @@ async fn a_spent_workload_budget_refuses_before_the_floors_get() {
     assert_eq!(reply.json()["outcome"], "breaker-open", "{}", reply.json());
     no_more_calls(app, api).await;
 }
+
+// ---- ACTION=contain: the exact calls of a containment ----
+
+const POLICIES_PATH: &str = "/apis/networking.k8s.io/v1/namespaces/prod/networkpolicies";
+const LOG_PATH: &str = "/api/v1/namespaces/prod/pods/web-1/log";
+/// The function's own namespace out of a cluster (POD_NAMESPACE unset): `default`.
+const CONFIGMAPS_PATH: &str = "/api/v1/namespaces/default/configmaps";
+
+fn policy_name() -> String {
+    format!("falco-responder-contain-{UID}")
+}
+
+fn evidence_name() -> String {
+    format!("falco-responder-evidence-{UID}")
+}
+
+/// A Deployment's pod as its ReplicaSet selects it, started ten minutes ago.
+fn selected_replica() -> Value {
+    let mut p = replica();
+    p["metadata"]["labels"] = json!({"app": "web", "pod-template-hash": "5d8f", "tier": "front"});
+    let started =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(600);
+    p["status"]["startTime"] = json!(started.to_string());
+    p
+}
+
+/// The ReplicaSet whole, its selector on `app` and `pod-template-hash`.
+fn replicaset_whole() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-5d8f",
+        "namespace": NS, "uid": RS_UID}, "spec": {"selector": {"matchLabels":
+        {"app": "web", "pod-template-hash": "5d8f"}}, "template": {}}})
+}
+
+/// Our NetworkPolicy, as the API returns it.
+fn our_policy() -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {
+        "name": policy_name(), "namespace": NS, "ownerReferences": [{"apiVersion": "v1",
+        "kind": "Pod", "name": POD, "uid": UID}]}, "spec": {"podSelector": {"matchLabels":
+        {"falco-responder/contained": UID}}, "policyTypes": ["Ingress", "Egress"]}})
+}
+
+fn configmap_list(names: &[(&str, &str)]) -> Response<Body> {
+    let items: Vec<Value> = names
+        .iter()
+        .map(|(n, at)| {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"name": n, "namespace": "default", "creationTimestamp": at}})
+        })
+        .collect();
+    ok(
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "9"}, "items": items}),
+    )
+}
+
+/// The next call: method, path and query, and its body as sent (bytes, header).
+async fn next_call(
+    handle: &mut ApiHandle,
+    method: Method,
+    path: &str,
+) -> (String, Vec<u8>, HeaderMap, SendResponse<Response<Body>>) {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("expected {method} {path}, but no request came"))
+        .expect("service dropped");
+    assert_eq!(req.method(), method, "{}", req.uri());
+    assert_eq!(req.uri().path(), path, "{}", req.uri());
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let headers = req.headers().clone();
+    let bytes = req.into_body().collect_bytes().await.unwrap().to_vec();
+    (query, bytes, headers, send)
+}
+
+fn contain_app(vars: &[(&str, &str)]) -> (App, ApiHandle) {
+    app(&[&[("ACTION", "contain")][..], vars].concat())
+}
+
+/// The calls up to the containment's first write: the pod, its namespace, its ReplicaSet's
+/// metadata (the owner, proven) and the ReplicaSet whole (its selector).
+async fn answer_up_to_isolation(api: &mut ApiHandle, pod: Value) {
+    answer(api, Method::GET, POD_PATH, ok(pod)).await;
+    answer_namespace(api).await;
+    answer_owner(api).await;
+    answer(api, Method::GET, RS_PATH, ok(replicaset_whole())).await;
+}
+
+#[tokio::test]
+async fn a_containment_isolates_then_labels_releases_and_sets_the_deadline_then_keeps_the_logs() {
+    let (app, mut api) =
+        contain_app(&[("CONTAIN_SECONDS", "3600"), ("EVIDENCE_LOG_BYTES", "1024")]);
+    let call = handling(app, event());
+    answer_up_to_isolation(&mut api, selected_replica()).await;
+
+    // 1. The isolation: a deny-all policy selecting the uid label, owned by the pod.
+    let (np, send) = next(&mut api, Method::POST, POLICIES_PATH).await;
+    assert_eq!(np["metadata"]["name"], policy_name());
+    assert_eq!(
+        np["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "falco-responder"
+    );
+    assert_eq!(
+        np["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Pod", "name": POD, "uid": UID}])
+    );
+    assert_eq!(
+        np["spec"],
+        json!({"podSelector": {"matchLabels": {"falco-responder/contained": UID}},
+            "policyTypes": ["Ingress", "Egress"]})
+    );
+    send.send_response(ok(np.clone()));
+
+    // 2. One JSON patch, the uid tested first: the label, the release, the deadline.
+    let (_, body, headers, send) = next_call(&mut api, Method::PATCH, POD_PATH).await;
+    assert_eq!(headers["content-type"], "application/json-patch+json");
+    let patch: Value = serde_json::from_slice(&body).unwrap();
+    let ops = patch.as_array().unwrap();
+    assert_eq!(
+        ops[0],
+        json!({"op": "test", "path": "/metadata/uid", "value": UID})
+    );
+    assert_eq!(
+        ops[1],
+        json!({"op": "add", "path": "/metadata/labels/falco-responder~1contained", "value": UID})
+    );
+    assert_eq!(
+        ops[2],
+        json!({"op": "test", "path": "/metadata/labels/app", "value": "web"})
+    );
+    assert_eq!(
+        ops[3],
+        json!({"op": "remove", "path": "/metadata/labels/app"})
+    );
+    assert_eq!(
+        ops[5],
+        json!({"op": "remove", "path": "/metadata/labels/pod-template-hash"})
+    );
+    // The pod had annotations (`{}`): the record goes in beside them.
+    assert_eq!(
+        ops[6],
+        json!({"op": "add", "path": "/metadata/annotations/falco-responder~1released-labels",
+            "value": r#"{"app":"web","pod-template-hash":"5d8f"}"#})
+    );
+    assert_eq!(ops[7]["path"], "/spec/activeDeadlineSeconds");
+    let d = ops[7]["value"].as_i64().unwrap();
+    assert!((4199..=4202).contains(&d), "600 s ran + 3600: {d}");
+    assert_eq!(ops.len(), 8, "{patch}");
+    send.send_response(ok(selected_replica()));
+
+    // 3. The log's tail (tailLines, never limitBytes), then the ConfigMap, then retention.
+    let (query, _, _, send) = next_call(&mut api, Method::GET, LOG_PATH).await;
+    assert!(
+        query.contains("container=c") && query.contains("tailLines=128"),
+        "{query}"
+    );
+    assert!(!query.contains("limitBytes"), "{query}");
+    let log = format!("{}the newest line\n", "x".repeat(4000));
+    send.send_response(Response::new(Body::from(log.into_bytes())));
+    let (cm, send) = next(&mut api, Method::POST, CONFIGMAPS_PATH).await;
+    assert_eq!(cm["metadata"]["name"], evidence_name());
+    assert_eq!(cm["metadata"]["labels"]["falco-responder/evidence"], "true");
+    assert_eq!(
+        cm["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "falco-responder"
+    );
+    let notes = &cm["metadata"]["annotations"];
+    assert_eq!(notes["falco-responder/pod-namespace"], NS);
+    assert_eq!(notes["falco-responder/pod-name"], POD);
+    assert_eq!(notes["falco-responder/pod-uid"], UID);
+    assert_eq!(notes["falco-responder/rule"], "Terminal shell in container");
+    assert!(
+        notes["falco-responder/contained-at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let kept = cm["data"]["c.log"].as_str().unwrap();
+    assert_eq!(kept.len(), 1024);
+    assert!(
+        kept.ends_with("the newest line\n"),
+        "the tail, not the head"
+    );
+    send.send_response(ok(cm.clone()));
+    let (query, _, _, send) = next_call(&mut api, Method::GET, CONFIGMAPS_PATH).await;
+    assert!(
+        query.contains("labelSelector=falco-responder%2Fevidence%3Dtrue"),
+        "{query}"
+    );
+    send.send_response(configmap_list(&[(
+        &evidence_name(),
+        "2026-12-06T10:00:00Z",
+    )]));
+
+    // 4. The Warning Event names the steps.
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert_eq!(ev["reason"], "FalcoPodContained");
+    assert_eq!(ev["action"], "Contain");
+    assert_eq!(ev["type"], "Warning");
+    let note = ev["note"].as_str().unwrap();
+    assert!(
+        note.contains(&policy_name()) && note.contains(&evidence_name()),
+        "{note}"
+    );
+    assert!(
+        note.contains("web-5d8f") && note.contains("3600s"),
+        "{note}"
+    );
+    send.send_response(ok(ev.clone()));
+
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    assert_eq!(body["outcome"], "contained");
+    assert_eq!(
+        body["steps"],
+        json!(["isolated", "released", "evidence", "deadline"])
+    );
+    assert!(!body.to_string().contains(UID), "{body}");
+    let metrics = app.metrics.encode();
+    assert!(metrics.contains(r#"outcome="contained""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"falco_responder_contain_steps_total{step="released"} 1"#),
+        "{metrics}"
+    );
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_contained_pod_costs_three_reads_and_no_write() {
+    let (app, mut api) = contain_app(&[]);
+    let mut pod = selected_replica();
+    pod["metadata"]["labels"] = json!({"tier": "front", "falco-responder/contained": UID});
+    let call = handling(app, event());
+    answer(&mut api, Method::GET, POD_PATH, ok(pod)).await;
+    answer(
+        &mut api,
+        Method::GET,
+        &format!("{POLICIES_PATH}/{}", policy_name()),
+        ok(our_policy()),
+    )
+    .await;
+    let (query, _, _, send) = next_call(&mut api, Method::GET, CONFIGMAPS_PATH).await;
+    assert!(
+        query.contains(&format!(
+            "fieldSelector=metadata.name%3D{}",
+            evidence_name()
+        )),
+        "{query}"
+    );
+    send.send_response(configmap_list(&[(
+        &evidence_name(),
+        "2026-12-06T10:00:00Z",
+    )]));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "contained");
+    assert_eq!(reply.json()["steps"], json!([]));
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn without_rbac_for_networkpolicies_the_pod_is_neither_labelled_nor_released() {
+    let (app, mut api) = contain_app(&[]);
+    let call = handling(app, event());
+    answer_up_to_isolation(&mut api, selected_replica()).await;
+    answer(
+        &mut api,
+        Method::POST,
+        POLICIES_PATH,
+        status(
+            403,
+            "Forbidden",
+            "networkpolicies.networking.k8s.io is forbidden",
+        ),
+    )
+    .await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let error = reply.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("networkpolicies"), "{error}");
+    // No PATCH, no evidence, no Event.
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_policy_of_our_name_that_is_not_ours_stops_the_containment_before_the_label() {
+    let (app, mut api) = contain_app(&[]);
+    let call = handling(app, event());
+    answer_up_to_isolation(&mut api, selected_replica()).await;
+    answer(
+        &mut api,
+        Method::POST,
+        POLICIES_PATH,
+        status(409, "AlreadyExists", "exists"),
+    )
+    .await;
+    // Read back: it allows all ingress.
+    let mut forged = our_policy();
+    forged["spec"]["ingress"] = json!([{}]);
+    answer(
+        &mut api,
+        Method::GET,
+        &format!("{POLICIES_PATH}/{}", policy_name()),
+        ok(forged),
+    )
+    .await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to contain")
+    );
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_failed_uid_test_is_stale_and_nothing_more_is_written() {
+    let (app, mut api) = contain_app(&[]);
+    let call = handling(app, event());
+    answer_up_to_isolation(&mut api, selected_replica()).await;
+    answer(&mut api, Method::POST, POLICIES_PATH, ok(our_policy())).await;
+    let (_, _, _, send) = next_call(&mut api, Method::PATCH, POD_PATH).await;
+    send.send_response(status(422, "Invalid", "the server rejected our request"));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["outcome"], "stale");
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_log_is_said_in_the_evidence_and_the_oldest_evidence_goes() {
+    let (app, mut api) = contain_app(&[("EVIDENCE_MAX_CONFIGMAPS", "1")]);
+    let call = handling(app, event());
+    // A bare pod: no release, no ReplicaSet read.
+    let mut pod = live();
+    pod["metadata"]["labels"] = json!({"app": "web"});
+    answer(&mut api, Method::GET, POD_PATH, ok(pod.clone())).await;
+    answer_namespace(&mut api).await;
+    answer(&mut api, Method::POST, POLICIES_PATH, ok(our_policy())).await;
+    let (_, body, _, send) = next_call(&mut api, Method::PATCH, POD_PATH).await;
+    let patch: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        patch.as_array().unwrap().len(),
+        2,
+        "uid test and label only: {patch}"
+    );
+    send.send_response(ok(pod));
+    let (_, _, _, send) = next_call(&mut api, Method::GET, LOG_PATH).await;
+    send.send_response(status(
+        400,
+        "BadRequest",
+        "pod web-1 does not have a host assigned",
+    ));
+    let (cm, send) = next(&mut api, Method::POST, CONFIGMAPS_PATH).await;
+    let unread = cm["data"]["unread.txt"].as_str().unwrap();
+    assert!(
+        unread.starts_with("c: 400") && unread.contains("host assigned"),
+        "{unread}"
+    );
+    assert!(cm["data"].get("c.log").is_none());
+    send.send_response(ok(cm.clone()));
+    let (_, _, _, send) = next_call(&mut api, Method::GET, CONFIGMAPS_PATH).await;
+    send.send_response(configmap_list(&[
+        (&evidence_name(), "2026-12-06T10:00:00Z"),
+        ("falco-responder-evidence-older", "2026-12-01T10:00:00Z"),
+    ]));
+    answer(
+        &mut api,
+        Method::DELETE,
+        &format!("{CONFIGMAPS_PATH}/falco-responder-evidence-older"),
+        ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+    )
+    .await;
+    let (ev, send) = next(&mut api, Method::POST, EVENTS_PATH).await;
+    assert!(
+        ev["note"].as_str().unwrap().contains("could not read: c"),
+        "{ev}"
+    );
+    send.send_response(ok(ev.clone()));
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.json()["outcome"], "contained");
+    assert_eq!(reply.json()["steps"], json!(["isolated", "evidence"]));
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_containment_counts_once_its_patch_may_have_happened_and_not_before() {
+    let (app, mut api) = app_with(&[
+        ("ACTION", "contain"),
+        ("MAX_DELETIONS", "1/1m"),
+        ("MAX_DELETIONS_PER_WORKLOAD", "off"),
+    ]);
+    let app = std::sync::Arc::new(app);
+    // Refused at the isolation: the pod was not touched, nothing counts.
+    let call = handling(app.clone(), event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer_namespace(&mut api).await;
+    answer(
+        &mut api,
+        Method::POST,
+        POLICIES_PATH,
+        status(403, "Forbidden", "no"),
+    )
+    .await;
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    // The patch's answer lost: it may have labelled and released the pod, so it counts.
+    let call = handling(app.clone(), event());
+    answer_get_and_count(&mut api, POD_PATH, ok(live()), records(&[])).await;
+    answer(&mut api, Method::POST, POLICIES_PATH, ok(our_policy())).await;
+    let (_, _, _, send) = next_call(&mut api, Method::PATCH, POD_PATH).await;
+    send.send_response(status(500, "InternalError", "etcdserver: leader changed"));
+    let (reply, _) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    let (record, send) = next(&mut api, Method::POST, RECORDS_PATH).await;
+    assert_eq!(record["metadata"]["name"], record_name_of(UID));
+    send.send_response(ok(record.clone()));
+    app.drain().await;
+    no_more_calls(app, api).await;
+}

@@ -12,6 +12,7 @@ mod decode_props;
 mod e2e_apiserver;
 mod e2e_audit;
 mod e2e_breaker;
+mod e2e_contain;
 mod e2e_faults;
 mod e2e_guards;
 mod e2e_reserve;

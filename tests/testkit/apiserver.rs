@@ -1029,6 +1029,18 @@ impl ApiServer {
     /// `$KUBEBUILDER_ASSETS/kube-controller-manager`, else the one `scripts/kube-test-env.sh`
     /// builds. Stopped like the other servers (watchdog) when the test process is gone.
     pub fn start_controller_manager(&self) {
+        let controllers = if self.is_for_node() {
+            NODE_CONTROLLERS
+        } else {
+            CONTROLLERS
+        };
+        self.start_controllers(controllers);
+    }
+
+    /// [`Self::start_controller_manager`] with these `--controllers`: e.g. the garbage
+    /// collector, on a private server only (it deletes the other tests' pods that claim owners
+    /// that do not exist).
+    pub fn start_controllers(&self, controllers: &str) {
         let mut started = CONTROLLER_MANAGERS.lock().unwrap();
         if started.contains(&self.port) {
             return;
@@ -1043,11 +1055,6 @@ impl ApiServer {
                 })
             },
         );
-        let controllers = if self.is_for_node() {
-            NODE_CONTROLLERS
-        } else {
-            CONTROLLERS
-        };
         let mut args: Vec<String> = vec![
             format!("--kubeconfig={}", self.admin_kubeconfig().display()),
             format!("--controllers={controllers}"),
