@@ -4,9 +4,9 @@
 //! sections), plus a bare kube client's GET + DELETE as the floor. `BENCH_ONLY=contain` runs
 //! this alone.
 //!
-//! A containment writes more: the NetworkPolicy (POST), the label and release (PATCH), one
-//! `pods/log` GET per container, the evidence ConfigMap (POST) and its retention (LIST), the
-//! deadline (PATCH), then the Event. There is no kubelet behind this apiserver, so each
+//! A containment does more: the ReplicaSet's selector (GET), the NetworkPolicy (POST), one
+//! uid-tested PATCH (label, release, deadline), one `pods/log` GET per container, the evidence
+//! ConfigMap (POST) and its retention (LIST), then the Event. There is no kubelet behind this apiserver, so each
 //! `pods/log` GET fails at once (no such Node): a real node adds its log read (about 7–10 ms for
 //! a 380 KB log, docs/containment measurements) per container.
 
@@ -136,9 +136,10 @@ pub fn write_contain(w: &mut String, c: &ContainCost) {
         w,
         "\n## Containment\n\nThe same event for pods of a ReplicaSet, {} each, interleaved one by \
          one: `ACTION=delete` → `deleted`, `ACTION=contain` (CONTAIN_SECONDS=600) → `contained` \
-         with the steps {}: a NetworkPolicy POST, the label-and-release PATCH, one `pods/log` GET \
-         per container, the evidence ConfigMap POST and its retention LIST, the deadline PATCH, \
-         then the Event ({} evidence ConfigMaps at the end). No kubelet runs behind this \
+         with the steps {}: the ReplicaSet's selector GET, a NetworkPolicy POST, one uid-tested \
+         PATCH (label, release, deadline), one `pods/log` GET per container, the evidence \
+         ConfigMap POST and its retention LIST, then the Event ({} evidence ConfigMaps at the \
+         end). No kubelet runs behind this \
          apiserver: each `pods/log` GET fails at once, where a real node adds its log read \
          (about 7–10 ms for a 380 KB log). The floor is a bare kube client's GET + DELETE.\n",
         c.floor.len(),
