@@ -173,14 +173,20 @@ pub fn breaker_record(
         annotations: Some(annotations),
         ..Default::default()
     };
-    let note = format!(
-        "deleted pod {pod_ns}/{pod_name}: counted by the deletion breaker \
-         (MAX_DELETIONS, MAX_DELETIONS_PER_WORKLOAD)"
-    );
+    let note = breaker_note(pod, false);
     KubeEvent {
         related,
         ..own_record(namespace, instance, metadata, DELETED_REASON, note, now)
     }
+}
+
+/// The note of the breaker's record: the pod it counts, deleted or `contained`.
+pub fn breaker_note((pod_ns, pod_name): (&str, &str), contained: bool) -> String {
+    let what = if contained { "contained" } else { "deleted" };
+    format!(
+        "{what} pod {pod_ns}/{pod_name}: counted by the deletion breaker \
+         (MAX_DELETIONS, MAX_DELETIONS_PER_WORKLOAD)"
+    )
 }
 
 /// How often one workload's refusal Event of one reason is written, at most.

@@ -20,7 +20,7 @@ use crate::{
         client::Clients,
         contain::Containment,
         error::{ApiError, Call, Deadline, error_chain},
-        events::{RefusalLimiter, audit_event, is_refusal},
+        events::{self, RefusalLimiter, audit_event, is_refusal},
         evict::{self, Refused},
         facts::Guards,
         records::BreakerRecords,
@@ -342,10 +342,13 @@ impl PodRemover {
 
     /// Writes the breaker's record of the removal of `pod` (after the answer).
     fn record(&self, pod: (&str, &str), r: BreakerRecord) {
-        let record =
+        let mut record =
             self.guards
                 .records
                 .record(r.name, pod, r.workload_key, r.related, Timestamp::now());
+        if r.contained {
+            record.note = Some(events::breaker_note(pod, true));
+        }
         let about = format!("{}/{}", pod.0, pod.1);
         self.record_later(record, Some((about, self.record_failures.clone())));
     }

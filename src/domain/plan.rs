@@ -713,6 +713,7 @@ impl<'a> Plan<'a> {
         let t = self.ticket.take()?;
         Some(BreakerRecord {
             name: t.key,
+            contained: self.action == Action::Contain,
             workload_key: self
                 .workload
                 .as_ref()

@@ -208,6 +208,8 @@ pub struct Audit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerRecord {
     pub name: String,
+    /// The pod was contained, not removed (ACTION=contain): it counts the same.
+    pub contained: bool,
     pub workload_key: Option<String>,
     pub related: Option<ObjectReference>,
 }

@@ -546,3 +546,61 @@ async fn a_containment_stopped_before_its_evidence_is_finished_by_the_retry() {
         patches
     );
 }
+
+/// What the plan reads a 422 as, checked against the API server: the uid `test` failing
+/// (another pod under the name) changes nothing and is a 422, which `Patched::Stale` stands for.
+#[tokio::test]
+async fn the_api_server_refuses_a_patch_whose_uid_test_fails_with_nothing_changed() {
+    use falco_responder::{
+        cluster::{contain::Containment, error::Deadline},
+        domain::{
+            contain::{PodFacts, patch},
+            falco::Target,
+            ident::{Namespace, PodName},
+            step::{Patched, PodPatch},
+        },
+    };
+    let scene = Scene::new("contain-422").await;
+    let pod = scene.pod("p", &new_cid()).await;
+    let target = Target {
+        namespace: Namespace::parse("ns", &scene.ns).unwrap(),
+        name: PodName::parse("pod", "p").unwrap(),
+        container_id: None,
+        uid: None,
+    };
+    let c = Containment::new(
+        scene.admin.clone(),
+        scene.ns.clone(),
+        10,
+        std::time::Duration::from_secs(5),
+    );
+    let deadline = || Deadline::starting_now(std::time::Duration::from_secs(5));
+    let mut facts = PodFacts::of(&pod);
+    let real = facts.uid.clone();
+    facts.uid = "0f9a4c1e-1111-2222-3333-444455556666".into();
+    let wrong = patch(&facts, &Default::default(), Some(5));
+    let p = PodPatch {
+        uid: facts.uid.clone(),
+        patch: wrong,
+    };
+    assert_eq!(
+        c.patch(&target, &p, deadline()).await.unwrap(),
+        Patched::Stale
+    );
+    let live = scene.get_pod("p").await.unwrap();
+    assert_eq!(contained_label(&live), None);
+    assert_eq!(live.spec.unwrap().active_deadline_seconds, None);
+    // The same patch with the pod's own uid applies, label and deadline together.
+    facts.uid = real.clone();
+    let p = PodPatch {
+        uid: real.clone(),
+        patch: patch(&facts, &Default::default(), Some(5)),
+    };
+    assert_eq!(
+        c.patch(&target, &p, deadline()).await.unwrap(),
+        Patched::Done
+    );
+    let live = scene.get_pod("p").await.unwrap();
+    assert_eq!(contained_label(&live), Some(real.as_str()));
+    assert_eq!(live.spec.unwrap().active_deadline_seconds, Some(5));
+}

@@ -1902,6 +1902,13 @@ async fn a_containment_counts_once_its_patch_may_have_happened_and_not_before() 
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     let (record, send) = next(&mut api, Method::POST, RECORDS_PATH).await;
     assert_eq!(record["metadata"]["name"], record_name_of(UID));
+    assert!(
+        record["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("contained pod prod/web-1"),
+        "{record}"
+    );
     send.send_response(ok(record.clone()));
     app.drain().await;
     no_more_calls(app, api).await;
