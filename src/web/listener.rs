@@ -173,9 +173,13 @@ struct Table {
     hand: usize,
 }
 
-/// How long a whole request on a spare slot waits for the event slot of the connection it
-/// displaced (which only has to close its socket).
-const DISPLACED_WITHIN: Duration = Duration::from_millis(500);
+/// How long a whole request on a spare slot may wait for an event slot: long enough for
+/// connections that filled the slots all at once to pass the second after which they count as
+/// stalled.
+const DISPLACE_WITHIN: Duration = Duration::from_secs(2);
+/// How long it waits for the slot of the connection it displaced (which only has to close its
+/// socket), and, while none is doing little enough, how often it looks again.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 impl Slots {
     fn new() -> Slots {
@@ -198,9 +202,8 @@ impl Slots {
     /// Tells a connection doing nothing (answered, silent, idle, or a head or body that
     /// brought no byte for a second: [`ConnState::idleness`]) to give its place back, or else
     /// one whose head waits for hyper's buffers with its body incomplete. False if none is
-    /// doing little enough. The look goes
-    /// round the table like a clock's hand (as page replacement does), so that it usually ends
-    /// after a few connections, not all of them.
+    /// doing little enough. The look goes round the table like a clock's hand (as page
+    /// replacement does), so that it usually ends after a few connections, not all of them.
     fn evict_one(&self) -> bool {
         let now = Instant::now();
         let mut table = self.table();
@@ -229,23 +232,26 @@ impl Slots {
     }
 
     /// A connection on a spare slot whose whole request has arrived (an ordinary event) takes
-    /// the event slot of one doing nothing: false if none is, or its slot did not come in
-    /// time. Only these displace others: a new connection that brings a whole request cannot
+    /// the event slot of one doing nothing, or one freed meanwhile: false if none came within
+    /// DISPLACE_WITHIN. Only these displace others: a new connection that brings a whole request cannot
     /// stall, while displacing for any newcomer would let stalled senders push each other out
     /// as fast as they reconnect.
     pub(super) async fn displace(self: &Arc<Self>, slot: &mut Slot) -> bool {
-        if !self.evict_one() {
-            return false;
+        let until = Instant::now() + DISPLACE_WITHIN;
+        loop {
+            self.evict_one();
+            // Only such connections wait on `events` (the listener tries it without waiting):
+            // a slot given back, or freed otherwise, comes to the first of them.
+            let wait = (Instant::now() + LOOK_AGAIN).min(until);
+            match tokio::time::timeout_at(wait, self.events.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => {
+                    self.enter(slot, permit);
+                    return true;
+                }
+                Err(_) if Instant::now() < until => {}
+                _ => return false,
+            }
         }
-        // Only such connections wait on `events` (the listener tries it without waiting):
-        // the slot given back comes to the first of them.
-        let Ok(Ok(permit)) =
-            tokio::time::timeout(DISPLACED_WITHIN, self.events.clone().acquire_owned()).await
-        else {
-            return false;
-        };
-        self.enter(slot, permit);
-        true
     }
 
     /// `slot` takes an event slot: listed in the table, no longer a spare.
