@@ -555,10 +555,6 @@ pub fn write(w: &mut String, shapes: &[Shape], bin: &str) {
         "\n## Hostile shapes\n\nThe image's binary ({bin}, `DRY_RUN=true`, log lines at info to /dev/null, default limits), one process per shape, {} s each; meanwhile a Terminal-shell event and a probe (`/healthz`, `/readyz`, `/metrics` in turn) on fresh connections every 100 ms. Target: peak RSS (VmHWM) < 48 MiB with every true event answered.\n\n| shape | path it models | peak RSS (VmHWM) | true events answered / max latency (p50) | probes answered / max | met? | what the attackers got |\n|---|---|---|---|---|---|---|",
         env_num("BENCH_SHAPE_SECONDS", 8u64)
     );
-    let _ = writeln!(
-        w,
-        "\nWith several runs of a shape (`BENCH_SHAPE_RUNS`), its peak RSS is the median run's, with the lowest and highest; the events and probes are those of all its runs."
-    );
     for s in shapes {
         let met = s.hwm_kib < 48 * 1024
             && s.events_ok == s.events
@@ -583,6 +579,12 @@ pub fn write(w: &mut String, shapes: &[Shape], bin: &str) {
             worst(&s.probe_ms),
             yes(met),
             s.note
+        );
+    }
+    if shapes.iter().any(|s| s.hwm_runs.len() > 1) {
+        let _ = writeln!(
+            w,
+            "\nWith several runs of a shape (`BENCH_SHAPE_RUNS`), its peak RSS is the median run's, with the lowest and highest; the events and probes are those of all its runs."
         );
     }
 }
