@@ -10,10 +10,10 @@
 //! - memory: at most BODY_MEMORY_BYTES of request bodies at once, each holding what arrived of
 //!   it (a large one its declared length, refused with 503 + Retry-After before it is read);
 //!   slow and large bodies leave a quarter to ordinary events;
-//! - slots: MAX_CONNECTIONS, a few more for the probes only, MAX_SERVED of them with hyper's
-//!   buffers (the rest wait with their head in the kernel); when either runs out, the
-//!   connection that has made the least progress (answered, silent, idle, stalled) gives its
-//!   place to the next one;
+//! - slots: MAX_CONNECTIONS, MAX_SERVED of them with hyper's buffers (the rest wait with their
+//!   head in the kernel); when they are full, SPARE_CONNECTIONS more serve the probes, and a
+//!   request that arrived whole there takes the slot of a connection doing nothing (answered,
+//!   silent, idle, stalled);
 //! - an answer given before the whole body was read (413, 401, 503, 408, ...) is followed by a
 //!   lingering close (nginx's model): half-close, read and discard for a bounded time and byte
 //!   count, so that the client reads the answer instead of a connection reset.
