@@ -19,7 +19,9 @@
 # BENCH_OUT (docs/BENCHMARKS.md), NO_INSTALL=1 (never call apt-get / rustup);
 # hostile load and soak: BENCH_HOSTILE (1; 0 skips them), BENCH_IDLE_CONNECTIONS (3000),
 # BENCH_SLOW_CLIENTS (500), BENCH_HOSTILE_SECONDS (15), BENCH_SOAK_REQUESTS (1000000),
-# BENCH_SOAK_SEGMENT (5 s per wrk run), BENCH_SHAPE_SECONDS (8 per hostile shape);
+# BENCH_SOAK_SEGMENT (5 s per wrk run), BENCH_SHAPE_SECONDS (8 per hostile shape),
+# BENCH_SHAPES (the hostile shapes to run, e.g. a,h,all; all when unset), BENCH_SHAPE_RUNS (1:
+# runs of each, its peak RSS reported as the median run's with the lowest and highest);
 # BENCH_NO_MUSL=1 and BENCH_NO_CRITERION=1 skip the static binary's rows and the
 # micro-benchmarks (each costs one more LTO build).
 # BENCH_ONLY=guards | hostile | start | once: only that section (the guards; the hostile shapes

@@ -39,7 +39,10 @@ pub struct Shape {
     pub what: String,
     pub path: &'static str,
     pub idle_kib: u64,
+    /// The highest of `hwm_runs`.
     pub hwm_kib: u64,
+    /// VmHWM of each run (BENCH_SHAPE_RUNS).
+    pub hwm_runs: Vec<u64>,
     pub events_ok: usize,
     pub events: usize,
     pub event_ms: Vec<f64>,
@@ -405,6 +408,7 @@ async fn measure(
         path,
         idle_kib,
         hwm_kib,
+        hwm_runs: vec![hwm_kib],
         events_ok,
         events,
         event_ms,
@@ -456,9 +460,33 @@ fn raise_open_files() {
     say(&format!("open files: {after:?} (needs about 10,000)"));
 }
 
+/// The same shape measured again: one row, every run's VmHWM, the events and probes of all.
+fn merge(mut first: Shape, next: Shape) -> Shape {
+    first.hwm_kib = first.hwm_kib.max(next.hwm_kib);
+    first.hwm_runs.extend(next.hwm_runs);
+    first.idle_kib = first.idle_kib.max(next.idle_kib);
+    first.events_ok += next.events_ok;
+    first.events += next.events;
+    first.event_ms.extend(next.event_ms);
+    first.probes_ok += next.probes_ok;
+    first.probes += next.probes;
+    first.probe_ms.extend(next.probe_ms);
+    first.note = format!("{} / {}", first.note, next.note);
+    first
+}
+
+/// The shapes to measure: BENCH_SHAPES (keys, e.g. `a,h,all`; all of them when unset).
+fn chosen(key: &str) -> bool {
+    std::env::var("BENCH_SHAPES")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .is_none_or(|v| v.split(',').any(|k| k.trim() == key))
+}
+
 pub async fn shapes(bin: &Path) -> Vec<Shape> {
     raise_open_files();
     let seconds = env_num("BENCH_SHAPE_SECONDS", 8u64);
+    let runs = env_num("BENCH_SHAPE_RUNS", 1usize).max(1);
     let mut out = Vec::new();
     let list: [(&'static str, &str, &'static str); 9] = [
         (
@@ -508,7 +536,15 @@ pub async fn shapes(bin: &Path) -> Vec<Shape> {
         ),
     ];
     for (key, what, path) in list {
-        out.push(measure(bin, key, what.to_string(), path, seconds).await);
+        if !chosen(key) {
+            continue;
+        }
+        let mut shape = measure(bin, key, what.to_string(), path, seconds).await;
+        for _ in 1..runs {
+            let again = measure(bin, key, what.to_string(), path, seconds).await;
+            shape = merge(shape, again);
+        }
+        out.push(shape);
     }
     out
 }
@@ -525,10 +561,10 @@ pub fn write(w: &mut String, shapes: &[Shape], bin: &str) {
             && (s.key != "h" || s.probes_ok == s.probes);
         let _ = writeln!(
             w,
-            "| {} | {} | {:.1} MiB (idle {:.1}) | {} of {} / {:.1} ms ({:.1} ms) | {} of {} / {:.1} ms | {} | {} |",
+            "| {} | {} | {} (idle {:.1}) | {} of {} / {:.1} ms ({:.1} ms) | {} of {} / {:.1} ms | {} | {} |",
             s.what,
             s.path,
-            mib(s.hwm_kib * 1024),
+            hwm_text(&s.hwm_runs),
             mib(s.idle_kib * 1024),
             s.events_ok,
             s.events,
@@ -544,6 +580,29 @@ pub fn write(w: &mut String, shapes: &[Shape], bin: &str) {
             yes(met),
             s.note
         );
+    }
+    if shapes.iter().any(|s| s.hwm_runs.len() > 1) {
+        let _ = writeln!(
+            w,
+            "\nWith several runs of a shape (`BENCH_SHAPE_RUNS`), its peak RSS is the median run's, with the lowest and highest; the events and probes are those of all its runs."
+        );
+    }
+}
+
+/// One run's VmHWM, or the median run's with the lowest and highest.
+fn hwm_text(runs: &[u64]) -> String {
+    let mut v = runs.to_vec();
+    v.sort_unstable();
+    let m = |kib: u64| mib(kib * 1024);
+    match v.as_slice() {
+        [one] => format!("{:.1} MiB", m(*one)),
+        _ => format!(
+            "{:.1} MiB median of {} ({:.1}–{:.1})",
+            m(v[v.len() / 2]),
+            v.len(),
+            m(v[0]),
+            m(v[v.len() - 1])
+        ),
     }
 }
 

@@ -1,5 +1,8 @@
 //! Reading a request body: into one buffer, within MAX_BODY_BYTES, BODY_MEMORY_BYTES, the
 //! request deadline and a minimum rate; what cannot be read is answered (413, 503, 408, 400).
+//! A body larger than SMALL_BODY goes into its own anonymous mapping, not the heap: its pages
+//! exist as it arrives and go back to the kernel the moment it is dropped, where the allocator
+//! keeps freed megabytes for a while (a burst of large bodies would pile them up).
 
 use std::time::Duration;
 
@@ -22,6 +25,32 @@ use crate::app::reply::Reply;
 pub const BODY_FIRST_BYTE: Duration = Duration::from_secs(2);
 /// Bytes a second, on average since the head; a Falco event arrives at network speed.
 pub const BODY_MIN_RATE: u64 = 64 << 10;
+
+/// A large body's buffer: a mapping of its declared length (or MAX_BODY_BYTES), of which `len`
+/// bytes arrived; only the pages written are memory.
+struct Mapped {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[..self.len]
+    }
+}
+
+impl Mapped {
+    fn new(capacity: usize) -> Option<Mapped> {
+        let map = memmap2::MmapOptions::new().len(capacity).map_anon().ok()?;
+        Some(Mapped { map, len: 0 })
+    }
+
+    /// Appends `data`, which fits: the caller keeps the body within the mapping's length.
+    fn push(&mut self, data: &[u8]) {
+        self.map[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+    }
+}
 
 /// A request body in memory, with the BODY_MEMORY_BYTES it holds.
 pub(super) struct HeldBody {
@@ -79,6 +108,12 @@ pub(super) async fn read_body(
     let started = Instant::now();
     let mut ordinary = declared.is_none_or(|n| n <= SMALL_BODY);
     let mut bytes = Vec::new();
+    // Declared large: mapped at once (its length is reserved already); a body of unknown
+    // length is mapped once it passes SMALL_BODY.
+    let mut mapped = match declared {
+        Some(n) if n > SMALL_BODY => Some(Mapped::new(n).ok_or_else(busy)?),
+        _ => None,
+    };
     loop {
         // Incomplete after PROMPT: a slow body, which must not hold the ordinary events' share.
         if ordinary && started.elapsed() >= PROMPT {
@@ -87,7 +122,8 @@ pub(super) async fn read_body(
             }
             ordinary = false;
         }
-        let rate = Duration::from_millis(bytes.len() as u64 * 1000 / BODY_MIN_RATE);
+        let arrived = bytes.len() + mapped.as_ref().map_or(0, |m| m.len);
+        let rate = Duration::from_millis(arrived as u64 * 1000 / BODY_MIN_RATE);
         let slow_at = started + BODY_FIRST_BYTE + rate;
         let until = deadline.min(slow_at);
         // Usually the body is in hyper's buffer already: no timer for that.
@@ -127,9 +163,23 @@ pub(super) async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        let len = bytes.len() + data.len();
+        let len = bytes.len() + mapped.as_ref().map_or(0, |m| m.len) + data.len();
         if len > max {
             return Err(too_large());
+        }
+        if mapped.is_none() && len > SMALL_BODY {
+            // Of unknown length: room for the largest body, memory as it arrives.
+            let mut m = Mapped::new(max).ok_or_else(busy)?;
+            m.push(&bytes);
+            bytes = Vec::new();
+            mapped = Some(m);
+        }
+        if let Some(m) = &mut mapped {
+            if len > memory.bytes() && !memory.grow(len) {
+                return Err(busy());
+            }
+            m.push(&data);
+            continue;
         }
         // The usual case, a body in one frame: kept as hyper read it, not copied.
         if bytes.is_empty() && Some(data.len()) == declared {
@@ -154,8 +204,9 @@ pub(super) async fn read_body(
         }
         bytes.extend_from_slice(&data);
     }
-    Ok(HeldBody {
-        bytes: bytes.into(),
-        memory,
-    })
+    let bytes = match mapped {
+        Some(m) => Bytes::from_owner(m),
+        None => bytes.into(),
+    };
+    Ok(HeldBody { bytes, memory })
 }

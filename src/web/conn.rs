@@ -27,7 +27,7 @@ use tokio::{
 use super::{
     HttpResponse, Server,
     listener::Slot,
-    phase::{ANSWER_GRACE, ConnState, Expiry, Phase, STALLED},
+    phase::{ANSWER_GRACE, ConnState, Expiry, Phase, STALLED, Stage},
     routes::route,
 };
 use crate::config::Limits;
@@ -116,42 +116,54 @@ impl Io {
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
 
-/// One connection, from accept to close; `slot` is its place among MAX_CONNECTIONS (or among
-/// the few kept for the probes).
+/// One connection, from accept to close; `slot` is its place among MAX_CONNECTIONS (or a spare
+/// one).
 pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     server: Arc<Server>,
     mut closing: watch::Receiver<bool>,
-    slot: Slot,
+    mut slot: Slot,
 ) {
-    let probes_only = slot.probes_only;
-    let _slot = slot;
+    let state = slot.state.clone();
     let limits = server.app.config.limits.clone();
     // Until its first request head is complete a connection is only a socket, its bytes in the
     // kernel: hyper allocates its buffers when it starts reading, which would make thousands
     // of silent or trickling connections cost megabytes. A new connection is opened to send a
     // request: its head gets the request deadline (or the idle timeout, if shorter), so silent
-    // ones cannot hold the slots for long.
+    // ones cannot hold the slots for long; on a spare slot, which is there for requests sent at
+    // once, a second.
     let accepted = Instant::now();
-    let deadline = accepted + limits.request_timeout.min(limits.idle_timeout);
-    let mut first_byte = None;
+    let mut deadline = accepted
+        + if state.probes_only() {
+            STALLED
+        } else {
+            limits.request_timeout.min(limits.idle_timeout)
+        };
     let (mut probe, mut whole) = (false, false);
     let arrived = tokio::select! {
-        r = tokio::time::timeout_at(deadline, head_arrived(&stream, &mut first_byte, &mut probe, &mut whole)) => r,
+        r = tokio::time::timeout_at(deadline, head_arrived(&stream, &state, &mut probe, &mut whole)) => r,
         _ = closing.wait_for(|c| *c) => return,
-        _ = reclaimed(&server, accepted) => return,
+        // Silent or trickling while the slots ran out.
+        _ = state.evicted() => return,
     };
     match arrived {
         Ok(Ok(true)) => {}
         Ok(_) => return,
         // Silent: closed without a word.
-        Err(_) if first_byte.is_none() => return,
+        Err(_) if !state.heard() => return,
         Err(_) => {
-            Box::pin(answer_timeout(stream, &server)).await;
+            Box::pin(answer_timeout(stream, &server, &state)).await;
             return;
         }
     }
+    // On a spare slot, a request that arrived whole (an ordinary event) takes the slot of a
+    // connection doing nothing; anything else but the probes is answered 503 there.
+    if state.probes_only() && !probe && whole && server.slots.displace(&mut slot).await {
+        deadline = accepted + limits.request_timeout.min(limits.idle_timeout);
+    }
+    let probes_only = state.probes_only();
+    let _slot = slot;
     // A whole head waits in the kernel for one of MAX_SERVED (the probes' do not wait), so that
     // hyper's buffers exist for that many connections at most. A request that is already whole
     // in the kernel (an ordinary event: head and body in one send) is served at once, and
@@ -163,57 +175,55 @@ pub(super) async fn connection(
         let permit = match server.served.clone().try_acquire_owned() {
             Ok(p) => Ok(p),
             Err(_) => {
-                server.reclaim_idle();
                 let pool = if whole {
+                    state.set_stage(Stage::Whole);
                     &server.served_whole
                 } else {
+                    // Waiting on us, but its body has not come whole: reclaimable once the
+                    // stalled ones are gone.
+                    state.set_stage(Stage::Queued);
                     &server.served
                 };
                 tokio::select! {
                     p = tokio::time::timeout_at(deadline, pool.clone().acquire_owned()) => p.ok().and_then(Result::ok).ok_or(()),
                     _ = closing.wait_for(|c| *c) => return,
+                    _ = state.evicted() => return,
                 }
             }
         };
         match permit {
             Ok(p) => Some(p),
             Err(()) => {
-                Box::pin(answer_timeout(stream, &server)).await;
+                Box::pin(answer_timeout(stream, &server, &state)).await;
                 return;
             }
         }
     };
     // Boxed: a task is as large as its future's largest state, and this one holds hyper's
     // connection; the wait above stays small.
-    let since = first_byte.unwrap_or(accepted);
-    Box::pin(serve_http(
-        stream,
-        peer,
-        server,
-        closing,
-        limits,
-        ConnState::new(Phase::Head, since, probes_only),
-    ))
-    .await;
+    state.set_stage(Stage::Http);
+    Box::pin(serve_http(stream, peer, server, closing, limits, state)).await;
 }
 
 /// Waits until the request head is complete in the kernel's buffer (or MAX_HEAD_BYTES long, for
 /// hyper to refuse), looking with MSG_PEEK into a buffer on the stack; false if the client
-/// closed before sending anything. `first_byte` is set when the first byte is seen; `whole`
-/// when the body the head announces has arrived with it.
+/// closed before sending anything. `state` hears of every byte; `whole` is set when the body
+/// the head announces has arrived with it.
 async fn head_arrived(
     stream: &TcpStream,
-    first_byte: &mut Option<Instant>,
+    state: &ConnState,
     probe: &mut bool,
     whole: &mut bool,
 ) -> io::Result<bool> {
+    let mut seen = 0;
     loop {
         let ready = stream.ready(Interest::READABLE).await?;
         let peeked = stream.try_io(Interest::READABLE, || {
             let mut buf = [0u8; MAX_HEAD_BYTES];
             let (n, _) = rustix::net::recv(stream, &mut buf[..], rustix::net::RecvFlags::PEEK)?;
-            if n > 0 && first_byte.is_none() {
-                *first_byte = Some(Instant::now());
+            if n > seen {
+                seen = n;
+                state.on_peek();
             }
             if n == 0 || n == MAX_HEAD_BYTES || head_complete(&buf[..n]) {
                 *probe = is_probe_request(&buf[..n]);
@@ -300,20 +310,10 @@ fn request_whole(buf: &[u8]) -> bool {
     buf.len() - end >= length.unwrap_or(0)
 }
 
-/// Resolves when the listener reclaims slots and this connection, accepted at `accepted`, has
-/// been waiting for its request head for STALLED or longer.
-async fn reclaimed(server: &Server, accepted: Instant) {
-    loop {
-        server.reclaim.notified().await;
-        if accepted.elapsed() >= STALLED {
-            return;
-        }
-    }
-}
-
 /// 408 for a request that did not arrive within REQUEST_TIMEOUT_SECONDS, then the lingering
 /// close.
-async fn answer_timeout(mut stream: TcpStream, server: &Server) {
+async fn answer_timeout(mut stream: TcpStream, server: &Server, state: &ConnState) {
+    state.set_stage(Stage::Closing);
     server.app.metrics.reject("timeout");
     const MSG: &str = "the request was not complete within REQUEST_TIMEOUT_SECONDS\n";
     let head = format!(
@@ -324,7 +324,7 @@ async fn answer_timeout(mut stream: TcpStream, server: &Server) {
     // Bounded: a client that reads nothing does not hold the connection.
     let written = tokio::time::timeout(ANSWER_GRACE, stream.write_all(head.as_bytes())).await;
     if matches!(written, Ok(Ok(()))) {
-        linger(stream).await;
+        linger(stream, state).await;
     }
 }
 
@@ -335,9 +335,8 @@ async fn serve_http(
     server: Arc<Server>,
     mut closing: watch::Receiver<bool>,
     limits: Limits,
-    state: ConnState,
+    state: Arc<ConnState>,
 ) {
-    let state = Arc::new(state);
     let service = {
         let state = state.clone();
         let server = server.clone();
@@ -384,7 +383,7 @@ async fn serve_http(
         Done(hyper::Result<()>),
         Timer,
         Closing,
-        Reclaim,
+        Evicted,
     }
     // Never armed further ahead than the shorter timeout: a phase that starts after arming has
     // its deadline after the timer, so phase changes need no wake-up (cheap per request); an
@@ -403,10 +402,10 @@ async fn serve_http(
     // wake-up otherwise.
     let mut closed_registered = false;
     let mut graceful = false;
-    // The same for the listener's reclaims: polled again only once one was announced.
-    let reclaim = server.reclaim.notified();
-    tokio::pin!(reclaim);
-    let mut reclaims_seen = None;
+    // The same for the listener's eviction: polled again only once it came.
+    let evicted = state.notified();
+    tokio::pin!(evicted);
+    let mut evict_registered = false;
     let end = loop {
         let wake = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
@@ -421,11 +420,10 @@ async fn serve_http(
                     return Poll::Ready(Wake::Closing);
                 }
             }
-            let announced = server.reclaims.load(Ordering::Acquire);
-            if reclaims_seen != Some(announced) {
-                reclaims_seen = Some(announced);
-                if reclaim.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Reclaim);
+            if !evict_registered || state.was_evicted() {
+                evict_registered = true;
+                if evicted.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Evicted);
                 }
             }
             Poll::Pending
@@ -441,11 +439,13 @@ async fn serve_http(
                 graceful = true;
                 Pin::new(&mut conn).graceful_shutdown();
             }
-            // Slots are short: a connection that is doing nothing gives its own back.
-            Wake::Reclaim if state.reclaimable() => break Some(Expiry::Idle),
-            Wake::Reclaim => {
-                reclaim.set(server.reclaim.notified());
-                reclaims_seen = None;
+            // Slots are short and this one was doing the least: it gives its own back.
+            Wake::Evicted if state.idleness(Instant::now()).is_some() => break Some(Expiry::Idle),
+            // It made progress since it was chosen.
+            Wake::Evicted => {
+                state.pardon();
+                evicted.set(state.notified());
+                evict_registered = false;
             }
             Wake::Timer => {
                 if let Some((at, how)) = state.deadline(&limits)
@@ -461,22 +461,32 @@ async fn serve_http(
     match end {
         Some(Expiry::Idle) => {}
         Some(Expiry::Write) => server.app.metrics.reject("write_timeout"),
-        Some(Expiry::Request) => Box::pin(answer_timeout(stream, &server)).await,
-        Some(Expiry::Abandon) | None => Box::pin(linger(stream)).await,
+        Some(Expiry::Request) => Box::pin(answer_timeout(stream, &server, &state)).await,
+        Some(Expiry::Abandon) | None => {
+            state.set_stage(Stage::Closing);
+            Box::pin(linger(stream, &state)).await
+        }
     }
 }
 
 /// nginx's lingering close: our answer is out, so half-close and read whatever the client still
 /// sends (bounded), instead of closing with unread data, which resets the connection and can
-/// destroy the answer before the client read it.
-async fn linger(mut stream: TcpStream) {
+/// destroy the answer before the client read it. Cut short when the slots run out.
+async fn linger(mut stream: TcpStream, state: &ConnState) {
     if stream.shutdown().await.is_err() {
         return;
     }
     let deadline = Instant::now() + LINGER_TIME;
     let mut left = LINGER_BYTES;
     let mut buf = vec![0u8; 2048];
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+    loop {
+        let n = tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => match r {
+                Ok(Ok(n)) => n,
+                _ => return,
+            },
+            _ = state.evicted() => return,
+        };
         if n == 0 || n >= left {
             return;
         }

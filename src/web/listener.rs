@@ -1,7 +1,7 @@
-//! The listening socket and the accept loop: connection slots (a few kept for the probes, and
-//! the slots of connections doing nothing reclaimed when they run out), and the graceful
-//! shutdown (readiness 503 first, accept for SHUTDOWN_DELAY_SECONDS, then let in-flight events
-//! finish).
+//! The listening socket and the accept loop: connection slots (a few kept for the probes; when
+//! they run out, the connection that has made the least progress gives its slot to the next
+//! one), and the graceful shutdown (readiness 503 first, accept for SHUTDOWN_DELAY_SECONDS, then
+//! let in-flight events finish).
 
 use std::{
     future::Future,
@@ -9,7 +9,7 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -25,16 +25,18 @@ use super::{
     Server,
     budget::BodyBudget,
     conn::{LINGER_TIME, connection},
-    phase::ANSWER_GRACE,
+    phase::{ANSWER_GRACE, ConnState},
 };
 use crate::app::App;
 
 /// Open connections at once; more wait in the kernel's accept queue. A silent connection costs
 /// a task and a socket (about 1 KiB), so this bounds file descriptors more than memory.
 pub const MAX_CONNECTIONS: usize = 4096;
-/// Connections accepted beyond MAX_CONNECTIONS for the probes and `/metrics` only: the kubelet
-/// must not restart a pod whose event slots are full.
-pub const PROBE_CONNECTIONS: usize = 32;
+/// Connections accepted beyond MAX_CONNECTIONS while those are full: a probe or `/metrics` is
+/// served there (the kubelet must not restart a pod whose event slots are full), a request that
+/// arrived whole takes the slot of a connection doing nothing, anything else gets 503 +
+/// `Retry-After: 1`.
+pub const SPARE_CONNECTIONS: usize = 64;
 /// SO_SNDBUF of a connection (the kernel doubles it).
 const SEND_BUFFER: usize = 64 << 10;
 /// Connections with a request in hyper's hands (about 20 KiB each: its buffers, the request)
@@ -86,17 +88,11 @@ pub async fn run(
     let server = Arc::new(Server {
         body_memory: BodyBudget::new(limits.body_memory_bytes),
         draining: AtomicBool::new(false),
-        reclaim: Notify::new(),
-        reclaims: AtomicU64::new(0),
-        last_reclaim: std::sync::Mutex::new(None),
+        slots: Arc::new(Slots::new()),
         served: Arc::new(Semaphore::new(MAX_SERVED)),
         served_whole: Arc::new(Semaphore::new(MAX_SERVED_WHOLE)),
         app: app.clone(),
     });
-    let slots = Slots {
-        events: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-        probes: Arc::new(Semaphore::new(PROBE_CONNECTIONS)),
-    };
     let (closing_tx, closing) = watch::channel(false);
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -115,7 +111,7 @@ pub async fn run(
             biased;
             _ = &mut shutdown, if accept_until.is_none() => None,
             _ = stop => break,
-            accepted = slots.accept(&listener, &server) => Some(accepted),
+            accepted = server.slots.accept(&listener) => Some(accepted),
         };
         let Some((stream, peer, slot)) = step else {
             // Not ready at once; keep serving while the endpoints update.
@@ -159,62 +155,153 @@ pub async fn run(
     Ok(())
 }
 
-/// A connection's place: one of MAX_CONNECTIONS, or one of the few kept for the probes.
-pub(super) struct Slot {
-    _permit: OwnedSemaphorePermit,
-    /// Serves the probes and `/metrics` only.
-    pub(super) probes_only: bool,
+/// The connection slots: MAX_CONNECTIONS for events, each listed in a table (the connection
+/// holding it and how little it is doing), and SPARE_CONNECTIONS more, taken while those are
+/// full.
+pub(super) struct Slots {
+    table: std::sync::Mutex<Table>,
+    events: Arc<Semaphore>,
+    spares: Arc<Semaphore>,
+    /// Told when an event slot is given back: the listener may be waiting for one.
+    freed: Notify,
 }
 
-struct Slots {
-    events: Arc<Semaphore>,
-    probes: Arc<Semaphore>,
+struct Table {
+    conns: Vec<Option<Arc<ConnState>>>,
+    free: Vec<usize>,
+    /// Where the last look for a connection to reclaim stopped: the next goes on from there.
+    hand: usize,
 }
+
+/// How long a whole request on a spare slot may wait for an event slot: long enough for
+/// connections that filled the slots all at once to pass the second after which they count as
+/// stalled.
+const DISPLACE_WITHIN: Duration = Duration::from_secs(2);
+/// How long it waits for the slot of the connection it displaced (which only has to close its
+/// socket), and, while none is doing little enough, how often it looks again.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 impl Slots {
-    /// A free slot: an event slot if one is free; otherwise the connections doing nothing
-    /// (silent, between requests, a head stalled) are told to give theirs back, and the next
-    /// connection gets the first slot freed, of either kind (nginx reuses idle keep-alive
-    /// connections the same way when it runs out).
-    async fn next(&self, server: &Server) -> Slot {
-        if let Ok(p) = self.events.clone().try_acquire_owned() {
-            return Slot {
-                _permit: p,
-                probes_only: false,
-            };
+    fn new() -> Slots {
+        Slots {
+            table: std::sync::Mutex::new(Table {
+                conns: vec![None; MAX_CONNECTIONS],
+                free: (0..MAX_CONNECTIONS).rev().collect(),
+                hand: 0,
+            }),
+            events: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            spares: Arc::new(Semaphore::new(SPARE_CONNECTIONS)),
+            freed: Notify::new(),
         }
-        server.reclaim_idle();
-        tokio::select! {
-            biased;
-            p = self.events.clone().acquire_owned() => Slot {
-                _permit: p.expect("semaphore never closed"),
-                probes_only: false,
-            },
-            p = self.probes.clone().acquire_owned() => Slot {
-                _permit: p.expect("semaphore never closed"),
-                probes_only: true,
-            },
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells a connection doing nothing (answered, silent, idle, or a head or body that
+    /// brought no byte for a second: [`ConnState::idleness`]) to give its place back, or else
+    /// one whose head waits for hyper's buffers with its body incomplete. False if none is
+    /// doing little enough. The look goes round the table like a clock's hand (as page
+    /// replacement does), so that it usually ends after a few connections, not all of them.
+    fn evict_one(&self) -> bool {
+        let now = Instant::now();
+        let mut table = self.table();
+        let n = table.conns.len();
+        let (mut doing_nothing, mut waiting) = (None, None);
+        for k in 0..n {
+            let i = (table.hand + k) % n;
+            let Some(c) = &table.conns[i] else { continue };
+            if c.was_evicted() {
+                continue;
+            }
+            match c.idleness(now) {
+                Some(rank) if rank <= 2 => {
+                    doing_nothing = Some(i);
+                    break;
+                }
+                Some(_) if waiting.is_none() => waiting = Some(i),
+                _ => {}
+            }
+        }
+        let Some(i) = doing_nothing.or(waiting) else {
+            return false;
+        };
+        table.hand = (i + 1) % n;
+        table.conns[i].as_ref().is_some_and(|c| c.evict())
+    }
+
+    /// A connection on a spare slot whose whole request has arrived (an ordinary event) takes
+    /// the event slot of one doing nothing, or one freed meanwhile: false if none came within
+    /// DISPLACE_WITHIN. Only these displace others: a new connection that brings a whole request cannot
+    /// stall, while displacing for any newcomer would let stalled senders push each other out
+    /// as fast as they reconnect.
+    pub(super) async fn displace(self: &Arc<Self>, slot: &mut Slot) -> bool {
+        let until = Instant::now() + DISPLACE_WITHIN;
+        loop {
+            self.evict_one();
+            // Only such connections wait on `events` (the listener tries it without waiting):
+            // a slot given back, or freed otherwise, comes to the first of them.
+            let wait = (Instant::now() + LOOK_AGAIN).min(until);
+            match tokio::time::timeout_at(wait, self.events.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => {
+                    self.enter(slot, permit);
+                    return true;
+                }
+                Err(_) if Instant::now() < until => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// `slot` takes an event slot: listed in the table, no longer a spare.
+    fn enter(self: &Arc<Self>, slot: &mut Slot, permit: OwnedSemaphorePermit) {
+        let i = {
+            let mut table = self.table();
+            let i = table.free.pop().expect("a place for every event slot");
+            table.conns[i] = Some(slot.state.clone());
+            i
+        };
+        slot.place = Some((self.clone(), i));
+        slot.state.set_spare(false);
+        // The spare's permit goes back.
+        slot.permit = Some(permit);
+    }
+
+    /// A free slot: an event slot if one is free, else a spare one; when neither is, the
+    /// first freed.
+    async fn next(&self) -> (OwnedSemaphorePermit, bool) {
+        loop {
+            if let Ok(p) = self.events.clone().try_acquire_owned() {
+                return (p, false);
+            }
+            tokio::select! {
+                p = self.spares.clone().acquire_owned() => {
+                    return (p.expect("semaphore never closed"), true);
+                }
+                _ = self.freed.notified() => {}
+            }
         }
     }
 
     /// The next connection, once a slot is free; an event slot freed meanwhile replaces a
-    /// probe slot.
-    async fn accept(
-        &self,
-        listener: &TcpListener,
-        server: &Server,
-    ) -> (TcpStream, SocketAddr, Slot) {
-        let mut slot = self.next(server).await;
+    /// spare one.
+    async fn accept(self: &Arc<Self>, listener: &TcpListener) -> (TcpStream, SocketAddr, Slot) {
+        let (permit, spare) = self.next().await;
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    if slot.probes_only
-                        && let Ok(p) = self.events.clone().try_acquire_owned()
-                    {
-                        slot = Slot {
-                            _permit: p,
-                            probes_only: false,
-                        };
+                    let mut slot = Slot {
+                        place: None,
+                        state: Arc::new(ConnState::new(true)),
+                        permit: Some(permit),
+                    };
+                    let event = match spare {
+                        false => slot.permit.take(),
+                        true => self.events.clone().try_acquire_owned().ok(),
+                    };
+                    if let Some(p) = event {
+                        self.enter(&mut slot, p);
                     }
                     return (stream, peer, slot);
                 }
@@ -224,6 +311,27 @@ impl Slots {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
+        }
+    }
+}
+
+/// A connection's place: one of MAX_CONNECTIONS (listed in the table), or a spare one.
+pub(super) struct Slot {
+    place: Option<(Arc<Slots>, usize)>,
+    pub(super) state: Arc<ConnState>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((slots, i)) = self.place.take() {
+            {
+                let mut table = slots.table();
+                table.conns[i] = None;
+                table.free.push(i);
+            }
+            drop(self.permit.take());
+            slots.freed.notify_one();
         }
     }
 }

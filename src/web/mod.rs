@@ -10,9 +10,10 @@
 //! - memory: at most BODY_MEMORY_BYTES of request bodies at once, each holding what arrived of
 //!   it (a large one its declared length, refused with 503 + Retry-After before it is read);
 //!   slow and large bodies leave a quarter to ordinary events;
-//! - slots: MAX_CONNECTIONS, a few more for the probes only, MAX_SERVED of them with hyper's
-//!   buffers (the rest wait with their head in the kernel), and the connections doing nothing
-//!   reclaimed when either runs out;
+//! - slots: MAX_CONNECTIONS, MAX_SERVED of them with hyper's buffers (the rest wait with their
+//!   head in the kernel); when they are full, SPARE_CONNECTIONS more serve the probes, and a
+//!   request that arrived whole there takes the slot of a connection doing nothing (answered,
+//!   silent, idle, stalled);
 //! - an answer given before the whole body was read (413, 401, 503, 408, ...) is followed by a
 //!   lingering close (nginx's model): half-close, read and discard for a bounded time and byte
 //!   count, so that the client reads the answer instead of a connection reset.
@@ -34,7 +35,7 @@ mod phase;
 mod render;
 mod routes;
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use http::Response;
@@ -55,34 +56,10 @@ struct Server {
     /// Set on SIGTERM: readiness answers 503 and answers close their connection.
     draining: AtomicBool,
     body_memory: budget::BodyBudget,
-    /// Told when the connection slots are full: connections doing nothing close.
-    reclaim: tokio::sync::Notify,
-    /// How many reclaims were announced: a connection polls `reclaim` again only after one.
-    reclaims: AtomicU64,
-    /// When the last reclaim was announced.
-    last_reclaim: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The connection slots, and who holds the event slots.
+    slots: std::sync::Arc<listener::Slots>,
     /// Connections served by hyper (their buffers allocated) at once, but the probes' requests.
     served: std::sync::Arc<tokio::sync::Semaphore>,
     /// Beyond `served`, for requests whose whole body arrived with their head.
     served_whole: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-/// At most one reclaim this often: each wakes every connection that waits for a request.
-const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-impl Server {
-    /// Tells the connections doing nothing (silent, between requests, stalled) to close: slots
-    /// or served connections ran out. At most once per RECLAIM_EVERY.
-    fn reclaim_idle(&self) {
-        let mut last = self.last_reclaim.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < RECLAIM_EVERY) {
-            return;
-        }
-        *last = Some(tokio::time::Instant::now());
-        drop(last);
-        self.reclaims
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.reclaim.notify_waiters();
-        tracing::debug!("connections short: reclaiming those doing nothing");
-    }
 }

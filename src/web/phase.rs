@@ -4,11 +4,11 @@
 //! routes set once a request's body is in.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 use crate::config::Limits;
 
@@ -32,9 +32,26 @@ pub(super) enum Phase {
     Answering = 3,
 }
 
+/// Where a connection is in its life, for the listener choosing which one gives its slot back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Accepted; its first request head is not whole in the kernel yet.
+    Arriving = 0,
+    /// Its head is whole in the kernel, its body not: waiting for hyper's buffers.
+    Queued = 1,
+    /// Its whole request is in the kernel (an ordinary event): never reclaimed.
+    Whole = 2,
+    /// In hyper's hands (see [`Phase`]).
+    Http = 3,
+    /// Answered and closing (the lingering close): nothing more to do for it.
+    Closing = 4,
+}
+
 /// The phase and since when, in one atomic: updated on reads, writes and by the service, all
-/// within the connection's task, and read by its watchdog, so no lock and no wake-ups.
+/// within the connection's task, and read by its watchdog and by the listener when it looks for
+/// a connection to reclaim, so no lock and no wake-ups.
 pub(super) struct ConnState {
+    /// When the connection was accepted.
     epoch: Instant,
     /// Phase in the top two bits, milliseconds since `epoch` below.
     packed: AtomicU64,
@@ -43,24 +60,125 @@ pub(super) struct ConnState {
     blocked: AtomicU64,
     /// Milliseconds since `epoch` of the last read that brought bytes.
     last_read: AtomicU64,
-    /// Accepted on a slot kept for the probes: serves nothing else.
-    pub(super) probes_only: bool,
+    /// On a spare slot: serves the probes and `/metrics` only.
+    spare: AtomicBool,
+    /// A [`Stage`].
+    stage: AtomicU8,
+    /// A byte of it has arrived.
+    heard: AtomicBool,
+    /// Told to give its slot back.
+    evicted: AtomicBool,
+    evict: Notify,
 }
 
 const MS_BITS: u64 = (1 << 62) - 1;
 
 impl ConnState {
-    /// In `phase` since `since` (not in the future).
-    pub(super) fn new(phase: Phase, since: Instant, probes_only: bool) -> ConnState {
-        let s = ConnState {
-            epoch: since,
-            packed: AtomicU64::new(0),
+    /// Accepted now: arriving, its head's clock running from now.
+    pub(super) fn new(spare: bool) -> ConnState {
+        ConnState {
+            epoch: Instant::now(),
+            packed: AtomicU64::new((Phase::Head as u64) << 62),
             blocked: AtomicU64::new(0),
             last_read: AtomicU64::new(0),
-            probes_only,
-        };
-        s.set(phase, false);
-        s
+            spare: AtomicBool::new(spare),
+            stage: AtomicU8::new(Stage::Arriving as u8),
+            heard: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        }
+    }
+
+    /// On a spare slot: serves the probes and `/metrics` only.
+    pub(super) fn probes_only(&self) -> bool {
+        self.spare.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_spare(&self, spare: bool) {
+        self.spare.store(spare, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_stage(&self, stage: Stage) {
+        self.stage.store(stage as u8, Ordering::Relaxed);
+    }
+
+    fn stage(&self) -> Stage {
+        match self.stage.load(Ordering::Relaxed) {
+            0 => Stage::Arriving,
+            1 => Stage::Queued,
+            2 => Stage::Whole,
+            3 => Stage::Http,
+            _ => Stage::Closing,
+        }
+    }
+
+    pub(super) fn heard(&self) -> bool {
+        self.heard.load(Ordering::Relaxed)
+    }
+
+    /// More of its first request head arrived in the kernel (seen without reading it).
+    pub(super) fn on_peek(&self) {
+        if !self.heard.swap(true, Ordering::Relaxed) {
+            // The head's clock runs from its first byte.
+            self.set(Phase::Head, true);
+        }
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_read.store(ms, Ordering::Relaxed);
+    }
+
+    /// Tells the connection to close now and give its slot back; false if it was told before.
+    pub(super) fn evict(&self) -> bool {
+        if self.evicted.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // Stored when nobody waits: the connection's next wait ends at once.
+        self.evict.notify_one();
+        true
+    }
+
+    /// Resolves once the connection was told to give its slot back.
+    pub(super) async fn evicted(&self) {
+        self.evict.notified().await
+    }
+
+    /// The same, as a future to keep and poll.
+    pub(super) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.evict.notified()
+    }
+
+    pub(super) fn was_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    /// The eviction came too late (it made progress meanwhile): may be told again.
+    pub(super) fn pardon(&self) {
+        self.evicted.store(false, Ordering::Release);
+    }
+
+    /// How little this connection is doing, for a slot to reclaim: `None` if it is doing
+    /// something a reclaim would cut (an answer being made or sent, a request arriving, a
+    /// whole request waiting for hyper); otherwise a rank (0: answered or silent, 1: between
+    /// requests, 2: a head or body that brought no byte for STALLED, 3: a head waiting for
+    /// hyper's buffers whose body has not come whole). Lower ranks go first.
+    pub(super) fn idleness(&self, now: Instant) -> Option<u8> {
+        if self.blocked_since().is_some() {
+            return None;
+        }
+        let last_read = self.epoch + Duration::from_millis(self.last_read.load(Ordering::Relaxed));
+        let stalled = now.saturating_duration_since(last_read) >= STALLED;
+        match self.stage() {
+            Stage::Closing => Some(0),
+            Stage::Whole => None,
+            Stage::Arriving if !stalled => None,
+            Stage::Arriving if !self.heard.load(Ordering::Relaxed) => Some(0),
+            Stage::Arriving => Some(2),
+            Stage::Queued => stalled.then_some(3),
+            Stage::Http => match self.get().0 {
+                Phase::Idle => Some(1),
+                Phase::Head | Phase::Served => stalled.then_some(2),
+                Phase::Answering => None,
+            },
+        }
     }
 
     pub(super) fn set(&self, phase: Phase, restart: bool) {
@@ -85,6 +203,7 @@ impl ConnState {
     }
 
     pub(super) fn on_read(&self) {
+        self.heard.store(true, Ordering::Relaxed);
         let ms = self.epoch.elapsed().as_millis() as u64;
         self.last_read.store(ms, Ordering::Relaxed);
         if self.get().0 == Phase::Idle {
@@ -117,18 +236,6 @@ impl ConnState {
             0 => None,
             ms => Some(self.epoch + Duration::from_millis(ms - 1)),
         }
-    }
-
-    /// Nothing in progress that a reclaim would cut: between requests with all output written,
-    /// or a request whose head or body has brought no byte for STALLED.
-    pub(super) fn reclaimable(&self) -> bool {
-        let last_read = self.epoch + Duration::from_millis(self.last_read.load(Ordering::Relaxed));
-        self.blocked_since().is_none()
-            && match self.get().0 {
-                Phase::Idle => true,
-                Phase::Head | Phase::Served => last_read.elapsed() >= STALLED,
-                Phase::Answering => false,
-            }
     }
 
     /// The request's deadline (REQUEST_TIMEOUT_SECONDS from its first byte).

@@ -58,7 +58,7 @@ pub(super) async fn route(
         }
         return plain(StatusCode::OK, "ok\n");
     }
-    if state.probes_only {
+    if state.probes_only() {
         app.metrics.reject("connections");
         tracing::warn!("refused a request: all MAX_CONNECTIONS connection slots are busy");
         return retry_later(

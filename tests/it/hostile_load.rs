@@ -442,6 +442,63 @@ async fn silent_connections_filling_the_slots_give_them_back_to_new_ones() {
     assert!(closed > 0, "no silent connection was reclaimed");
 }
 
+/// Every event slot held by connections that stopped sending (a request head cut short, held
+/// for the 60 s request timeout), and more stalled bodies (64 KiB announced, one byte sent)
+/// renewed as soon as each ends: a true event, sent whole, takes the slot of a connection that
+/// brought no byte for a second, instead of being told to come back; the probes are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connections_holding_every_slot_give_them_to_true_events() {
+    raise_open_files(2 * web::MAX_CONNECTIONS as u64 + 1000);
+    let s = Server::dry(&[("REQUEST_TIMEOUT_SECONDS", "60")]).await;
+    let addr = s.addr;
+    let mut held = Vec::new();
+    for _ in 0..web::MAX_CONNECTIONS {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"POST / HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled: Vec<_> = (0..200)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut c) = TcpStream::connect(addr).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 65536\r\n\r\n{";
+                    if c.write_all(head.as_bytes()).await.is_ok() {
+                        let mut raw = Vec::new();
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut raw))
+                                .await;
+                    }
+                }
+            })
+        })
+        .collect();
+    // The held heads pass the second after which they may be reclaimed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        true_event_answered(addr, Duration::from_secs(5)).await;
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            http(addr, "GET", "/healthz", &HeaderMap::new(), b""),
+        )
+        .await
+        .expect("/healthz answered while stalled connections hold the slots");
+        assert_eq!(r.status, 200);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in stalled {
+        t.abort();
+    }
+    drop(held);
+}
+
 /// A valid Falco event of ~1 MiB whose `output_fields` holds a large list (the shape a JSON
 /// tree multiplies ~17×): the parser keeps a bounded cut of the list, the decoded event is
 /// charged to the body budget, and eight at once stay within the memory limit while a true
