@@ -704,6 +704,21 @@ struct GuardCost {
     standalone: Vec<f64>,
     deployment: Vec<f64>,
     min_available: Vec<f64>,
+    /// USE_EVICTION with the default guards: the pod's GET, then the Eviction API's POST.
+    eviction: Vec<f64>,
+    /// MIN_AVAILABLE for pods that are not Ready: the Deployment's GET, no slot (no write).
+    min_no_slot: Vec<f64>,
+    /// The floor plus one write before its answer (a bare GET, DELETE and the Event's POST):
+    /// the least any guard that writes before answering can take.
+    floor_write: Vec<f64>,
+    /// Delete latency at 1, 10 and 100 concurrent distinct pods (default guards / floor): per
+    /// level, the latencies of each round.
+    concurrent: Vec<Concurrent>,
+    /// 200 events for 200 distinct pods at once, default guards: wall time until all answered,
+    /// per round; the bare concurrent floor that also POSTs the Event, per round.
+    burst: Vec<f64>,
+    burst_floor_event: Vec<f64>,
+    burst_pods: usize,
     /// The breaker's records in its namespace at the end (what the watch follows).
     events_listed: usize,
     /// The ready replicas the Deployment reports (MIN_AVAILABLE=1: one fewer slots).
@@ -713,6 +728,107 @@ struct GuardCost {
     reservations_listed: usize,
     /// How long the measured deletions took, in seconds (under 30: no slot was freed meanwhile).
     loop_seconds: f64,
+}
+
+/// Delete latency at one concurrency level: `level` events for distinct pods at once, each on
+/// its own connection, against as many bare GET + DELETE pairs at once, round after round.
+#[derive(Default)]
+struct Concurrent {
+    level: usize,
+    /// Per round: every event's latency, ms.
+    ours: Vec<Vec<f64>>,
+    floor: Vec<Vec<f64>>,
+}
+
+impl Concurrent {
+    fn all(v: &[Vec<f64>]) -> Vec<f64> {
+        v.iter().flatten().copied().collect()
+    }
+
+    /// The per-round ratios of medians (ours / floor).
+    fn ratios(&self) -> Vec<f64> {
+        self.ours
+            .iter()
+            .zip(&self.floor)
+            .map(|(o, f)| median(o) / median(f))
+            .collect()
+    }
+}
+
+/// Ratios of medians of `v` to `floor` in `rounds` consecutive chunks (the series are
+/// interleaved pod by pod, so chunk `k` of each ran at the same time).
+fn round_ratios(v: &[f64], floor: &[f64], rounds: usize) -> Vec<f64> {
+    let size = v.len().min(floor.len()).div_ceil(rounds).max(1);
+    v.chunks(size)
+        .zip(floor.chunks(size))
+        .map(|(a, b)| median(a) / median(b))
+        .collect()
+}
+
+/// "min / median / max" of `v`, `digits` decimals.
+fn min_med_max(v: &[f64], digits: usize) -> String {
+    if v.is_empty() {
+        return "—".into();
+    }
+    format!(
+        "{:.digits$} / {:.digits$} / {:.digits$}",
+        pct(v, 0.0),
+        median(v),
+        pct(v, 100.0)
+    )
+}
+
+/// One event per pod of `names` at once, each on its own connection of `conns` (handed back):
+/// the latency of each and the wall time until the last answer, ms.
+async fn events_at_once(
+    conns: Vec<KeepAlive>,
+    ns: &str,
+    names: &[String],
+) -> (Vec<KeepAlive>, Vec<f64>, f64) {
+    assert_eq!(conns.len(), names.len());
+    let barrier = Arc::new(tokio::sync::Barrier::new(names.len() + 1));
+    let mut set = tokio::task::JoinSet::new();
+    for (mut conn, name) in conns.into_iter().zip(names) {
+        let (h, b) = wrap(Envelope::Plain, &terminal_shell(ns, name, CID));
+        let (barrier, name) = (barrier.clone(), name.clone());
+        set.spawn(async move {
+            barrier.wait().await;
+            let t = Instant::now();
+            let reply = conn.post(&h, &b).await;
+            let done = Instant::now();
+            assert_eq!(outcome(&reply), "deleted", "pod {name}");
+            (conn, ms(done - t), done)
+        });
+    }
+    barrier.wait().await;
+    let t0 = Instant::now();
+    let (mut back, mut out, mut last) = (Vec::new(), Vec::new(), t0);
+    while let Some(r) = set.join_next().await {
+        let (conn, dt, done) = r.expect("event task");
+        back.push(conn);
+        out.push(dt);
+        last = last.max(done);
+    }
+    (back, out, ms(last - t0))
+}
+
+/// `names.len()` bare GET + DELETE pairs at once through `client`: the latency of each, ms.
+async fn floors_at_once(client: &Client, ns: &str, names: &[String]) -> Vec<f64> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(names.len()));
+    let mut set = tokio::task::JoinSet::new();
+    for name in names {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let (barrier, name) = (barrier.clone(), name.clone());
+        set.spawn(async move {
+            barrier.wait().await;
+            ms(floor_pair(&pods, &name).await)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.expect("floor task"));
+    }
+    out
 }
 
 /// Pods owned by ReplicaSet `rs` (controller reference), with the container id events carry;
@@ -791,6 +907,9 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
     let mut with_min = on.to_vec();
     with_min.push(("MIN_AVAILABLE", "1"));
     let (_min, min_addr) = start(&with_min);
+    let mut with_eviction = on.to_vec();
+    with_eviction.push(("USE_EVICTION", "true"));
+    let (_evict, evict_addr) = start(&with_eviction);
 
     // Few enough that the listed window holds about what default budgets allow (at most 20 a
     // minute overall): 4 × n deletions in about a minute.
@@ -841,11 +960,15 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
     let alone = create_pods(admin, &ns, "s", n).await;
     let owned = create_owned_pods(admin, &ns, "d", n, &rs, false).await;
     let owned_min = create_owned_pods(admin, &ns, "m", n, &rs, true).await;
+    let evicted = create_pods(admin, &ns, "e", n).await;
+    let owned_unready = create_owned_pods(admin, &ns, "r", n, &rs, false).await;
+    let written = create_pods(admin, &ns, "fw", n).await;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     let mut conns = [
         KeepAlive::connect(off_addr).await,
         KeepAlive::connect(on_addr).await,
         KeepAlive::connect(min_addr).await,
+        KeepAlive::connect(evict_addr).await,
     ];
     // Warm-up, not counted: connections, and the owner cache's first (cold) resolution.
     {
@@ -853,7 +976,14 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
         let wo = create_owned_pods(admin, &ns, "wo", 1, &rs, false).await;
         // Ready: the warm-up of MIN_AVAILABLE takes a slot too (its first record's POST).
         let wm = create_owned_pods(admin, &ns, "wm", 1, &rs, true).await;
-        for (c, name) in [(0, &w[0]), (1, &w[1]), (1, &wo[0]), (2, &wm[0])] {
+        let we = create_pods(admin, &ns, "we", 1).await;
+        for (c, name) in [
+            (0, &w[0]),
+            (1, &w[1]),
+            (1, &wo[0]),
+            (2, &wm[0]),
+            (3, &we[0]),
+        ] {
             let (h, b) = wrap(Envelope::Plain, &terminal_shell(&ns, name, CID));
             assert_eq!(
                 outcome(&conns[c].post(&h, &b).await),
@@ -869,15 +999,24 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
     };
     let looped = Instant::now();
     for i in 0..n {
-        for k in 0..5 {
-            let (conn, name, out) = match (i + k) % 5 {
+        for k in 0..8 {
+            let (conn, name, out) = match (i + k) % 8 {
                 0 => {
                     g.floor.push(ms(floor_pair(&pods, &floor[i]).await));
                     continue;
                 }
+                6 => {
+                    let falco: Value =
+                        serde_json::from_str(&terminal_shell(&ns, &written[i], CID)).unwrap();
+                    let d = floor_pair_event(admin, &ns, &written[i], &falco).await;
+                    g.floor_write.push(ms(d));
+                    continue;
+                }
+                7 => (2, &owned_unready[i], &mut g.min_no_slot),
                 1 => (0, &off[i], &mut g.off),
                 2 => (1, &alone[i], &mut g.standalone),
                 3 => (1, &owned[i], &mut g.deployment),
+                4 => (3, &evicted[i], &mut g.eviction),
                 _ => (2, &owned_min[i], &mut g.min_available),
             };
             let (h, b) = wrap(Envelope::Plain, &terminal_shell(&ns, name, CID));
@@ -902,6 +1041,50 @@ async fn guard_costs(s: &Settings, server: &ApiServer, admin: &Client) -> GuardC
         g.reservations_listed > 0,
         "MIN_AVAILABLE took no slot: its row would not measure the reservation"
     );
+    // How cost grows: 1, 10, 100 events for distinct pods at once (default guards), each on
+    // its own connection, against as many bare GET + DELETE pairs at once; rounds alternate
+    // the two, after a warm-up round that opens the connections on both sides.
+    for level in [1usize, 10, 100] {
+        let rounds = if level == 1 { 12 } else { 4 };
+        let mut c = Concurrent {
+            level,
+            ..Default::default()
+        };
+        let mut conns = Vec::new();
+        for _ in 0..level {
+            conns.push(KeepAlive::connect(on_addr).await);
+        }
+        for round in 0..=rounds {
+            let ours = create_pods(admin, &ns, &format!("c{level}-{round}"), level).await;
+            let bare = create_pods(admin, &ns, &format!("b{level}-{round}"), level).await;
+            let (back, o, _) = events_at_once(conns, &ns, &ours).await;
+            conns = back;
+            let f = floors_at_once(admin, &ns, &bare).await;
+            if round > 0 {
+                c.ours.push(o);
+                c.floor.push(f);
+            }
+        }
+        g.concurrent.push(c);
+    }
+    // The burst: 200 events for 200 distinct pods at once (default guards), against the bare
+    // concurrent floor that also POSTs the Event (what the function's answer stands for).
+    let burst = s.burst;
+    g.burst_pods = burst;
+    let mut conns = Vec::new();
+    for _ in 0..burst {
+        conns.push(KeepAlive::connect(on_addr).await);
+    }
+    for round in 0..3 {
+        let ours = create_pods(admin, &ns, &format!("u{round}"), burst).await;
+        let bare = create_pods(admin, &ns, &format!("v{round}"), burst).await;
+        let (back, _, wall) = events_at_once(conns, &ns, &ours).await;
+        g.burst.push(wall);
+        conns = back;
+        g.burst_floor_event
+            .push(burst_floor(admin.clone(), &ns, bare, true).await);
+    }
+    drop(conns);
     g.events_listed = Api::<KubeEvent>::namespaced(admin.clone(), &home)
         .list(&kube::api::ListParams::default().labels("falco-responder/breaker=deletion"))
         .await
@@ -938,45 +1121,108 @@ fn write_guards(w: &mut String, g: &GuardCost) {
          MIN_AVAILABLE=1 on the Deployment, whose status reports {} ready replicas, for pods \
          that are Ready: each deletion passes the floor and first takes one of its slots (the \
          POST of a record in the function's namespace, held 30 s; {} records there right after \
-         the {:.1} s of measured deletions). Target: default guards, and MIN_AVAILABLE with its \
-         reservation, within 1.3× the floor.\n",
+         the {:.1} s of measured deletions). USE_EVICTION removes through the Eviction API (no \
+         PodDisruptionBudget here). Targets: default guards within 1.1× the floor, USE_EVICTION \
+         and MIN_AVAILABLE with its reservation within 1.3×.\n",
         g.floor.len(),
         g.events_listed,
         g.ready_replicas,
         g.reservations_listed,
         g.loop_seconds
     );
+    let rounds = 5;
     let _ = writeln!(
         w,
-        "| series | median | p99 | median vs floor | target | met |"
+        "Spread: the series are cut into {rounds} consecutive rounds (the same pods' turn for \
+         every series) and the ratio of medians is taken per round: min / median / max.\n"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|");
     let _ = writeln!(
         w,
-        "| bare kube GET + DELETE (floor) | {fm:.2} ms | {fp:.2} ms | 1.00× | — | — |"
+        "| series | median | p99 | median vs floor | ratio per round (min / median / max) | target | met |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| bare kube GET + DELETE (floor) | {fm:.2} ms | {fp:.2} ms | 1.00× | — | — | — |"
     );
     for (what, v, target) in [
         ("guards off (MAX_DELETIONS*=off)", &g.off, None),
-        ("default guards, standalone pod", &g.standalone, Some(1.3)),
+        ("default guards, standalone pod", &g.standalone, Some(1.1)),
         (
             "default guards, pod of a Deployment",
             &g.deployment,
+            Some(1.1),
+        ),
+        (
+            "default guards + USE_EVICTION (the Eviction API's POST instead of the DELETE)",
+            &g.eviction,
             Some(1.3),
         ),
         (
-            "+ MIN_AVAILABLE (GET of the Deployment, the slot's POST)",
+            "(diagnosis) the floor plus one write before the answer: bare GET, DELETE, POST of the Event",
+            &g.floor_write,
+            None,
+        ),
+        (
+            "(diagnosis) default guards + MIN_AVAILABLE, pods not Ready (GET of the Deployment, no slot)",
+            &g.min_no_slot,
+            None,
+        ),
+        (
+            "default guards + MIN_AVAILABLE (GET of the Deployment, the slot's POST)",
             &g.min_available,
             Some(1.3),
         ),
     ] {
+        if v.is_empty() {
+            continue;
+        }
         let m = median(v);
         let _ = writeln!(
             w,
-            "| {what} | {m:.2} ms | {:.2} ms | {:.2}× | {} | {} |",
+            "| {what} | {m:.2} ms | {:.2} ms | {:.2}× | {} | {} | {} |",
             pct(v, 99.0),
             m / fm,
+            min_med_max(&round_ratios(v, &g.floor, rounds), 2),
             target.map_or("—".to_string(), |t| format!("≤ {t}×")),
             target.map_or("—", |t| yes(m / fm <= t)),
+        );
+    }
+    for c in &g.concurrent {
+        let (o, f) = (Concurrent::all(&c.ours), Concurrent::all(&c.floor));
+        let (om, fm) = (median(&o), median(&f));
+        let _ = writeln!(
+            w,
+            "| {} event(s) for distinct pods at once, default guards, each on its own connection ({} rounds of {}; floor: as many bare GET + DELETE at once through one kube client: median {fm:.2} ms, p99 {:.2} ms) | {om:.2} ms | {:.2} ms | {:.2}× | {} | ≤ 1.1× | {} |",
+            c.level,
+            c.ours.len(),
+            c.level,
+            pct(&f, 99.0),
+            pct(&o, 99.0),
+            om / fm,
+            min_med_max(&c.ratios(), 2),
+            yes(om / fm <= 1.1),
+        );
+    }
+    if !g.burst.is_empty() {
+        let (bm, fm) = (median(&g.burst), median(&g.burst_floor_event));
+        let ratios: Vec<f64> = g
+            .burst
+            .iter()
+            .zip(&g.burst_floor_event)
+            .map(|(a, b)| a / b)
+            .collect();
+        let _ = writeln!(
+            w,
+            "| burst: {} events for {} distinct pods at once, default guards, wall time until the last answer, median of {} rounds (floor: as many bare GET + DELETE + POST of the Event at once: {fm:.2} ms; rounds {}) | {bm:.2} ms (rounds {}) | — | {:.2}× | {} | ≤ 1.1× | {} |",
+            g.burst_pods,
+            g.burst_pods,
+            g.burst.len(),
+            min_med_max(&g.burst_floor_event, 0),
+            min_med_max(&g.burst, 0),
+            bm / fm,
+            min_med_max(&ratios, 2),
+            yes(bm / fm <= 1.1),
         );
     }
 }
