@@ -23,7 +23,8 @@
 //! runs only the hostile shapes (`bench_parts/shapes.rs`: no apiserver, MUSL_BIN) the same way;
 //! BENCH_ONLY=start (the start on one CPU) and BENCH_ONLY=once (the one-shot mode) likewise for
 //! their rows of (3); BENCH_ONLY=contain (`bench_parts/contain.rs`) the containment's cost
-//! next to a deletion's, likewise.
+//! next to a deletion's, likewise; BENCH_ONLY=envelopes the rows of (1) for the realistic event
+//! in each envelope, beside bare hyper.
 
 #[path = "../tests/testkit/sender.rs"]
 mod common;
@@ -434,43 +435,82 @@ struct Throughput {
     bare_peak_kib: u64,
 }
 
-fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
+/// The realistic event in every envelope a sender uses (issue: each must skip at ≥ 0.8× bare
+/// hyper): (row name, envelope, `ce-source` to put instead of the SDK's).
+fn envelope_rows() -> Vec<(String, Envelope, Option<&'static str>)> {
+    vec![
+        (
+            "the same event as a CloudEvent, binary mode, source `https://falco.org` (Falcosidekick)".into(),
+            Envelope::CloudEventBinary,
+            None,
+        ),
+        (
+            "the same event as a CloudEvent, binary mode, source `falco.org` (older senders)".into(),
+            Envelope::CloudEventBinary,
+            Some("falco.org"),
+        ),
+        (
+            "the same event as a CloudEvent, structured mode, `data` (Knative `delivery.format: json`)".into(),
+            Envelope::CloudEventStructured,
+            None,
+        ),
+        (
+            "the same event as a CloudEvent, structured mode, `data_base64`".into(),
+            Envelope::CloudEventStructuredBase64,
+            None,
+        ),
+        (
+            "the same event under an Argo dest, raw (`useRawData`)".into(),
+            Envelope::ArgoRaw,
+            None,
+        ),
+        (
+            "the same event under an Argo dest, as a JSON string".into(),
+            Envelope::ArgoString,
+            None,
+        ),
+        (
+            "the same event in the whole Argo event (base64)".into(),
+            Envelope::ArgoEvent,
+            None,
+        ),
+        (
+            "the same event as Argo webhook data `{header, body}`".into(),
+            Envelope::ArgoWebhook,
+            None,
+        ),
+    ]
+}
+
+/// (1); `envelopes_only` (BENCH_ONLY=envelopes): the plain row and the envelope rows, without the
+/// diagnosis variants and the static binary.
+fn throughput(s: &Settings, server: &ApiServer, envelopes_only: bool) -> Throughput {
     let dir = server.dir().to_path_buf();
     let kubeconfig = server.admin_kubeconfig();
     let test_rule = common::fixture("falcosidekick-test-rule-debug-input.json");
     // Skipping is cheap: a realistic event we skip (rule not in RULES), in each envelope.
     let realistic =
         hostile::realistic_event("Read sensitive file untrusted", "shop", "payments-api-0");
-    let payloads: Vec<(String, Envelope, String)> = vec![
-        (
-            format!(
-                "realistic Falco 0.41 event ({} B, container plugin fields), rule not in RULES, plain",
-                realistic.len()
-            ),
-            Envelope::Plain,
-            realistic.clone(),
+    let mut payloads: Vec<(String, Envelope, String, Option<&'static str>)> = vec![(
+        format!(
+            "realistic Falco 0.41 event ({} B, container plugin fields), rule not in RULES, plain",
+            realistic.len()
         ),
-        (
-            "(breakdown) the same event as a CloudEvent, binary mode".into(),
-            Envelope::CloudEventBinary,
-            realistic.clone(),
-        ),
-        (
-            "(breakdown) the same event as a CloudEvent, structured mode".into(),
-            Envelope::CloudEventStructured,
-            realistic.clone(),
-        ),
-        (
-            "(breakdown) the same event in the whole Argo event (base64)".into(),
-            Envelope::ArgoEvent,
-            realistic,
-        ),
-        (
+        Envelope::Plain,
+        realistic.clone(),
+        None,
+    )];
+    for (name, envelope, source) in envelope_rows() {
+        payloads.push((name, envelope, realistic.clone(), source));
+    }
+    if !envelopes_only {
+        payloads.push((
             "Falcosidekick test event (rule \"Test rule\")".into(),
             Envelope::Plain,
             test_rule,
-        ),
-    ];
+            None,
+        ));
+    }
 
     let r_port = free_port();
     let b_port = free_port();
@@ -490,8 +530,11 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
         ..Default::default()
     };
 
-    for (i, (name, envelope, body)) in payloads.iter().enumerate() {
-        let (headers, body) = wrap(*envelope, body);
+    for (i, (name, envelope, body, source)) in payloads.iter().enumerate() {
+        let (mut headers, body) = wrap(*envelope, body);
+        if let Some(source) = source {
+            headers.insert("ce-source", http::HeaderValue::from_static(source));
+        }
         let body = String::from_utf8(body).unwrap();
         // The function must skip it, without an API call.
         let reply = tokio::runtime::Builder::new_current_thread()
@@ -554,6 +597,9 @@ fn throughput(s: &Settings, server: &ApiServer) -> Throughput {
     t.peak_kib = rss_kib(responder.pid()).1;
     t.bare_peak_kib = rss_kib(bare.pid()).1;
     drop(responder);
+    if envelopes_only {
+        return t;
+    }
 
     // Where the difference goes: the same binary with JSON log lines (LOG_FORMAT=json), and
     // without the per-event log line at all (RUST_LOG=warn).
@@ -2236,23 +2282,10 @@ fn write_report(r: &Report) -> String {
         "| # | what | measured | baseline (this run) | ratio | target | met? |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    let targets = 1 + envelope_rows().len();
     for (i, (name, ours, base)) in tp.runs.iter().enumerate() {
-        let o = median(&ours.iter().map(|r| r.rps).collect::<Vec<_>>());
-        let b = median(&base.iter().map(|r| r.rps).collect::<Vec<_>>());
-        let p99 = median(&ours.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
-        let bp99 = median(&base.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
-        // The target is the realistic plain event; the rest break it down by envelope.
-        let (target, met) = if i == 0 {
-            ("≥ 0.8×", yes(o / b >= 0.8))
-        } else {
-            ("—", "—")
-        };
-        let _ = writeln!(
-            w,
-            "| 1 | no-action throughput, {name}, {} conns (p99 latency) | {o:.0} req/s ({p99:.2} ms) | bare hyper {b:.0} req/s ({bp99:.2} ms) | {:.2}× | {target} | {met} |",
-            s.connections,
-            o / b,
-        );
+        // The target holds for the realistic event in every envelope; the rest is context.
+        throughput_row(w, s, name, ours, base, i < targets);
     }
     if let Some((_, _, base)) = tp.runs.first() {
         let b = median(&base.iter().map(|r| r.rps).collect::<Vec<_>>());
@@ -2586,6 +2619,43 @@ fn write_report(r: &Report) -> String {
     md
 }
 
+/// A row of (1): medians, with the spread of the rounds (min–max of each side, and of the ratio
+/// of the two runs of each round, which ran back to back).
+fn throughput_row(
+    w: &mut String,
+    s: &Settings,
+    name: &str,
+    ours: &[WrkRun],
+    base: &[WrkRun],
+    target: bool,
+) {
+    let rps = |runs: &[WrkRun]| runs.iter().map(|r| r.rps).collect::<Vec<_>>();
+    let (o, b) = (rps(ours), rps(base));
+    let ratios: Vec<f64> = ours.iter().zip(base).map(|(o, b)| o.rps / b.rps).collect();
+    let p99 = median(&ours.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
+    let bp99 = median(&base.iter().map(|r| r.p99_us).collect::<Vec<_>>()) / 1000.0;
+    let ratio = median(&o) / median(&b);
+    let (t, met) = if target {
+        ("≥ 0.8×", yes(ratio >= 0.8))
+    } else {
+        ("—", "—")
+    };
+    let _ = writeln!(
+        w,
+        "| 1 | no-action throughput, {name}, {} conns (p99 latency) | {:.0} req/s ({p99:.2} ms; runs {:.0}–{:.0}) | bare hyper {:.0} req/s ({bp99:.2} ms; runs {:.0}–{:.0}) | {ratio:.2}× (rounds {:.2} / {:.2} / {:.2}) | {t} | {met} |",
+        s.connections,
+        median(&o),
+        pct(&o, 0.0),
+        pct(&o, 100.0),
+        median(&b),
+        pct(&b, 0.0),
+        pct(&b, 100.0),
+        pct(&ratios, 0.0),
+        median(&ratios),
+        pct(&ratios, 100.0),
+    );
+}
+
 fn spread(v: &[f64]) -> String {
     if v.is_empty() {
         return "—".into();
@@ -2605,8 +2675,8 @@ fn spread(v: &[f64]) -> String {
 fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     assert!(
-        ["", "guards", "hostile", "start", "once", "contain"].contains(&only.as_str()),
-        "BENCH_ONLY={only}: only `guards`, `hostile`, `start`, `once` and `contain` are known"
+        ["", "guards", "hostile", "start", "once", "contain", "envelopes"].contains(&only.as_str()),
+        "BENCH_ONLY={only}: only `guards`, `hostile`, `start`, `once`, `contain` and `envelopes` are known"
     );
     if only == "hostile" {
         shapes::run_only();
@@ -2710,8 +2780,30 @@ fn main() {
         return;
     }
 
+    if only == "envelopes" {
+        let tp = throughput(&s, &server, true);
+        let mut md = String::from(
+            "| # | what | measured | baseline (this run) | ratio (rounds min / median / max) | target | met? |\n|---|---|---|---|---|---|---|\n",
+        );
+        for (name, ours, base) in &tp.runs {
+            throughput_row(&mut md, &s, name, ours, base, true);
+        }
+        println!("{md}");
+        say(&format!(
+            "envelopes only (BENCH_ONLY=envelopes): {busy_before:.0}% busy before, load {} → {}, \
+             {} rounds of {} s, nothing written, {:.0} s",
+            load_before,
+            loadavg(),
+            s.rounds,
+            s.seconds,
+            begun.elapsed().as_secs_f64()
+        ));
+        drop(server);
+        return;
+    }
+
     // (1) first, on a quiet apiserver; synchronous (wrk runs as a child process).
-    let tp = throughput(&s, &server);
+    let tp = throughput(&s, &server, false);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

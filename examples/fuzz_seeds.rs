@@ -71,7 +71,16 @@ fn main() {
                 }
                 seed.push(b'\n');
                 seed.extend_from_slice(&body);
-                seeds.push((format!("{stem}.{env:?}"), seed));
+                seeds.push((format!("{stem}.{env:?}"), seed.clone()));
+                if env == common::Envelope::CloudEventBinary {
+                    // The other `source` Falcosidekick versions send.
+                    let text = String::from_utf8_lossy(&seed).replacen(
+                        "ce-source: https://falco.org",
+                        "ce-source: falco.org",
+                        1,
+                    );
+                    seeds.push((format!("{stem}.{env:?}-falco.org"), text.into_bytes()));
+                }
             }
         }
         for (name, seed) in seeds {

@@ -14,7 +14,7 @@ use falco_responder::{
     },
     domain::identity::{IdentityConfig, PROTECT_ANNOTATION, Verdict, verdict},
     domain::policy::{Decision, Rules, TEST_RULE, decide},
-    ingest::decode::{Decoded, InputKind, decode, locate, peek_plain},
+    ingest::decode::{Decoded, InputKind, decode, locate, peek, peek_plain},
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use k8s_openapi::{
@@ -54,6 +54,9 @@ pub fn decode_one(data: &[u8]) {
         assert_eq!(d.event.source.as_deref(), p.source.as_deref());
         assert_eq!(d.event.uuid.as_deref(), p.uuid.as_deref());
     }
+    // The first look through every envelope (CloudEvents, Argo) answers only what decode
+    // reads: the same event, envelope and CloudEvent attributes.
+    peek_agrees(&headers, body);
     // Finding the event without building it agrees with decoding it.
     let found = locate(&headers, body).map(|f| (f.kind, f.json().to_vec()));
     if let Ok(d) = decode(&headers, body) {
@@ -71,6 +74,21 @@ pub fn decode_one(data: &[u8]) {
         serde_json::to_string(&d.event).expect("a decoded event serialises");
         let _ = d.event.target();
     }
+}
+
+/// `decode::peek`'s answer, if any, is decode's: `true` when there was one.
+pub fn peek_agrees(headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(p) = peek(headers, body) else {
+        return false;
+    };
+    let d = decode(headers, body).expect("peek accepted what decode refuses");
+    assert_eq!(d.kind, p.kind);
+    assert_eq!(d.event.rule, p.peek.rule);
+    assert_eq!(d.event.priority, p.peek.priority);
+    assert_eq!(d.event.source.as_deref(), p.peek.source.as_deref());
+    assert_eq!(d.event.uuid.as_deref(), p.peek.uuid.as_deref());
+    assert_eq!(d.cloudevent, p.cloudevent);
+    true
 }
 
 /// A decoded event is flat and within its bounds, and costs at most about its body (a JSON tree

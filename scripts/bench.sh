@@ -24,10 +24,12 @@
 # runs of each, its peak RSS reported as the median run's with the lowest and highest);
 # BENCH_NO_MUSL=1 and BENCH_NO_CRITERION=1 skip the static binary's rows and the
 # micro-benchmarks (each costs one more LTO build).
-# BENCH_ONLY=guards | hostile | start | once: only that section (the guards; the hostile shapes
-# on the static binary, about two minutes once built; the start on one CPU with the static
-# binary's idle RSS; the one-shot mode with its breakdown), printed, BENCH_OUT untouched, no
-# micro-benchmarks; with BENCH_STARTS=10 BENCH_QUIET_WAIT=0 start and once take about a minute
+# BENCH_ONLY=guards | hostile | start | once | envelopes: only that section (the guards; the
+# hostile shapes on the static binary, about two minutes once built; the start on one CPU with
+# the static binary's idle RSS; the one-shot mode with its breakdown; the no-action throughput of
+# the realistic event plain and in every envelope beside bare hyper, 9 rows of BENCH_ROUNDS ×
+# 2 wrk runs: with BENCH_NO_MUSL=1 BENCH_ROUNDS=5 BENCH_SECONDS=3 about five minutes), printed,
+# BENCH_OUT untouched, no micro-benchmarks; with BENCH_STARTS=10 BENCH_QUIET_WAIT=0 start and once take about a minute
 # each once built. BENCH_ONLY=contain: a containment's latency next to a deletion's, likewise.
 set -euo pipefail
 

@@ -1,5 +1,6 @@
 //! decode with arbitrary headers and body: every envelope (plain, CloudEvents binary and
-//! structured, Argo shapes). Checks in `fuzz/checks.rs`.
+//! structured, Argo shapes), and its first look `peek` through each (an answer that differs
+//! from decode's is a crash). Checks in `fuzz/checks.rs`.
 #![no_main]
 
 #[path = "../checks.rs"]

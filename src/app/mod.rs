@@ -28,7 +28,7 @@ use crate::{
     domain::outcome::{Outcome, OutcomeKind, PodRef, Why},
     domain::policy::{Decision, decide},
     fastfmt::{ECHO_MAX, bounded, bounded_string},
-    ingest::decode::{DecodeError, Decoded, InputKind, decode},
+    ingest::decode::{DecodeError, Decoded, decode},
     obs::logs,
     obs::metrics::{
         AuditLabels, ErrorLabels, EventLabels, HeldLabels, Metrics, StepLabels, WorkloadLabels,
@@ -223,17 +223,18 @@ impl App {
         mut memory: impl Memory,
     ) -> Reply {
         let started = Instant::now();
-        // Skipping is cheap: a plain event is first read for the few fields the decision to
-        // skip needs (rule, priority, source); only an event that passes them is built whole.
-        if let Some(peek) = crate::ingest::decode::peek_plain(headers, body)
+        // Skipping is cheap: an event is first read, in its envelope, for the few fields the
+        // decision to skip needs (rule, priority, source); only an event that passes them is
+        // built whole.
+        if let Some(peeked) = crate::ingest::decode::peek(headers, body)
             && let Some(reason) = crate::domain::policy::skip_early(
-                &peek.rule,
-                peek.priority,
-                peek.source.as_deref(),
+                &peeked.peek.rule,
+                peeked.peek.priority,
+                peeked.peek.source.as_deref(),
                 &self.config.policy,
             )
         {
-            return self.skipped_early(&peek, reason, started);
+            return self.skipped_early(peeked, reason, started);
         }
         let decoded = match decode(headers, body) {
             Ok(d) => d,
@@ -448,14 +449,20 @@ impl Inner {
     /// The answer `finish` gives a skip, from the peeked fields: the same line, metric and body.
     fn skipped_early(
         &self,
-        peek: &crate::ingest::decode::Peek<'_>,
+        peeked: crate::ingest::decode::Peeked<'_>,
         reason: String,
         started: Instant,
     ) -> Reply {
         let elapsed = started.elapsed().as_secs_f64();
         self.metrics.latency.observe(elapsed);
-        self.metrics.plain_skipped().inc();
+        let peek = &peeked.peek;
+        let input = peeked.kind.as_str();
+        self.metrics.skipped(input);
         let uuid = bounded(peek.uuid.as_deref().unwrap_or("-"), ECHO_MAX);
+        let ce_id = bounded(
+            peeked.cloudevent.as_ref().map_or("-", |c| c.id.as_str()),
+            ECHO_MAX,
+        );
         let ms = elapsed * 1000.0;
         // Cut once for the line and the reply (borrowed when short: the usual case).
         let rule = bounded(&peek.rule, RULE_MAX);
@@ -467,12 +474,12 @@ impl Inner {
             ("pod", "-"),
             ("rule", &*rule),
             ("priority", peek.priority.as_str()),
-            ("input", InputKind::Plain.as_str()),
+            ("input", input),
             ("reason", reason.as_str()),
             ("uid", "-"),
             ("workload", "-"),
             ("uuid", &*uuid),
-            ("ce_id", "-"),
+            ("ce_id", &*ce_id),
         ];
         if tracing::enabled!(tracing::Level::INFO)
             && !crate::obs::logs::info_line("event handled", &fields, ms)
@@ -501,11 +508,11 @@ impl Inner {
                 pod: None,
                 rule: rule.into_owned(),
                 priority: peek.priority,
-                input: InputKind::Plain,
+                input: peeked.kind,
                 retry: None,
                 steps: None,
             }),
-            cloudevent: None,
+            cloudevent: peeked.cloudevent,
         }
     }
 

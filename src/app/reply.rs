@@ -89,6 +89,36 @@ impl Handled {
     }
 }
 
+impl Handled {
+    /// What serde_json writes for [`Reply::json`] of it (a `Value`: keys in order), which the
+    /// result CloudEvent carries as its data; by hand when no pod is named (every skip), `None`
+    /// otherwise.
+    pub fn to_value_json(&self) -> Option<Vec<u8>> {
+        if self.pod.is_some() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(96 + self.reason.len() + self.rule.len());
+        // Fixed words: nothing to escape.
+        out.extend_from_slice(b"{\"input\":\"");
+        out.extend_from_slice(self.input.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"outcome\":\"");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"pod\":null,\"priority\":\"");
+        out.extend_from_slice(self.priority.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"reason\":");
+        push_json_str(&mut out, &self.reason);
+        match self.retry {
+            Some(true) => out.extend_from_slice(b",\"retry\":true"),
+            Some(false) => out.extend_from_slice(b",\"retry\":false"),
+            None => {}
+        }
+        out.extend_from_slice(b",\"rule\":");
+        push_json_str(&mut out, &self.rule);
+        out.push(b'}');
+        Some(out)
+    }
+}
+
 /// The answer to a request that could not be handled.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failed {
@@ -235,13 +265,19 @@ mod tests {
                 pod: None,
                 rule,
                 priority: Priority::Warning,
-                input: InputKind::CloudEventStructured,
+                input: if held { InputKind::ArgoEvent } else { InputKind::CloudEventStructured },
                 retry,
                 steps: None,
             };
             prop_assert_eq!(
                 String::from_utf8(h.to_json()).unwrap(),
                 serde_json::to_string(&h).unwrap()
+            );
+            // What the result CloudEvent carries: the reply's `Value`, as serde_json writes it.
+            let reply = Reply { status: StatusCode::OK, body: ReplyBody::Handled(h.clone()), cloudevent: None };
+            prop_assert_eq!(
+                String::from_utf8(h.to_value_json().unwrap()).unwrap(),
+                serde_json::to_string(&reply.json()).unwrap()
             );
         }
     }

@@ -141,8 +141,6 @@ pub struct Peek<'a> {
 /// `Some` exactly when `decode` would take its plain path and accept the body as a Falco event
 /// (the same types are required of the same keys); `None` otherwise, and `decode` says why.
 pub fn peek_plain<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peek<'a>> {
-    // A static name: a `&str` key is parsed as a header name on every lookup.
-    static CE_SPECVERSION: http::HeaderName = http::HeaderName::from_static("ce-specversion");
     if headers.contains_key(&CE_SPECVERSION) {
         return None;
     }
@@ -154,7 +152,294 @@ pub fn peek_plain<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peek<'a>> {
             return None;
         }
     }
-    let spans = crate::ingest::peek::scan(body)?;
+    peek_of(crate::ingest::peek::scan(body)?)
+}
+
+impl Peek<'_> {
+    fn into_owned(self) -> Peek<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Peek {
+            rule: own(self.rule),
+            priority: self.priority,
+            source: self.source.map(own),
+            uuid: self.uuid.map(own),
+        }
+    }
+}
+
+/// What [`peek`] read of a request: the fields a decision to skip needs, the envelope, and the
+/// CloudEvent's attributes.
+#[derive(Debug)]
+pub struct Peeked<'a> {
+    pub peek: Peek<'a>,
+    pub kind: InputKind,
+    pub cloudevent: Option<CloudEventInfo>,
+}
+
+/// The first look of [`peek_plain`], through every envelope: `Some` only when `decode` would
+/// accept the request as a Falco event with the same `rule`, `priority`, `source`, `uuid`, the
+/// same envelope and the same CloudEvent attributes; `None` when it would not, and whenever this
+/// look cannot tell (the unusual: CloudEvents 0.3, a `dataschema`, a number as an extension, an
+/// escaped key, a type other than Falcosidekick's ...): then `decode` decides. It makes every
+/// check `decode` makes of what it reads (the SDK's checks of the attributes, the content types,
+/// a key given twice anywhere, the bounds), builds no tree and no CloudEvent, and decodes a
+/// base64 or JSON-string envelope once.
+pub fn peek<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peeked<'a>> {
+    // `locate`'s order, without its lower-cased copy of the content type.
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    let starts = |p: &str| {
+        ct.len() >= p.len() && ct.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+    };
+    if starts("application/cloudevents-batch+json") {
+        return None;
+    }
+    if starts("application/cloudevents+json") {
+        return peek_structured(headers, body);
+    }
+    if headers.contains_key(&CE_SPECVERSION) {
+        return peek_binary(headers, body);
+    }
+    if let Some(spans) = crate::ingest::peek::scan(body) {
+        return Some(Peeked {
+            peek: peek_of(spans)?,
+            kind: InputKind::Plain,
+            cloudevent: None,
+        });
+    }
+    let (peek, kind) = unwrap_peek(body, InputKind::Plain, 0, false)?;
+    Some(Peeked {
+        peek,
+        kind,
+        cloudevent: None,
+    })
+}
+
+/// A static name: a `&str` key is parsed as a header name on every lookup.
+static CE_SPECVERSION: http::HeaderName = http::HeaderName::from_static("ce-specversion");
+
+/// Binary mode, as the SDK reads the headers (`binding::http::to_event`): the spec version (1.0
+/// only here), every `ce-` header as text (the last of a repeated one counts), the required
+/// attributes, the time parsed as it parses it, the content type as text.
+fn peek_binary<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peeked<'a>> {
+    if headers.get(&CE_SPECVERSION)?.to_str().ok()? != "1.0" {
+        return None;
+    }
+    if let Some(ct) = headers.get(CONTENT_TYPE) {
+        ct.to_str().ok()?;
+    }
+    let (mut id, mut source, mut ty) = (None, None, None);
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        if attribute == "specversion" {
+            continue;
+        }
+        let value = value.to_str().ok()?;
+        match attribute {
+            "id" => id = Some(value),
+            "source" => source = Some(value),
+            "type" => ty = Some(value),
+            "time" => {
+                cloudevents::event::TryIntoTime::into_time(value).ok()?;
+            }
+            // A URL the SDK parses: left to it.
+            "dataschema" => return None,
+            // `datacontenttype`, `subject`, extensions: any text.
+            _ => {}
+        }
+    }
+    let (id, source, ty) = (id?, source?, ty?);
+    // Another type may carry our own result: `decode` looks for it.
+    if ty != FALCO_CE_TYPE || body.is_empty() {
+        return None;
+    }
+    let kind = InputKind::CloudEventBinary;
+    let peek = data_peek(body, kind)?;
+    Some(Peeked {
+        peek,
+        kind,
+        cloudevent: Some(CloudEventInfo {
+            id: id.to_string(),
+            source: source.to_string(),
+            ty: ty.to_string(),
+        }),
+    })
+}
+
+/// Structured mode, as `Envelope::read` and the SDK read it (`event::format`, 1.0): the
+/// attributes no objects or arrays and within their bound; `specversion`, `id`, `source`,
+/// `type` strings; `datacontenttype`, `subject`, `time` strings (the time parsed as the SDK
+/// parses it) or null; extensions strings, booleans or null; `data` or `data_base64`, not both.
+fn peek_structured<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peeked<'a>> {
+    // The SDK's test of structured mode is case-sensitive: `decode` reads anything else as
+    // binary mode.
+    if !headers
+        .get(CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .starts_with("application/cloudevents+json")
+    {
+        return None;
+    }
+    let members = crate::ingest::peek::members(body)?;
+    let (mut data, mut data_base64) = (None, None);
+    let (mut specversion, mut id, mut source, mut ty, mut ct) = (None, None, None, None, None);
+    for m in members.iter() {
+        let string = || m.string.and_then(text);
+        let null = m.value == b"null";
+        match m.key {
+            b"data" => data = Some(m),
+            b"data_base64" => data_base64 = Some(m),
+            _ if matches!(m.value[0], b'{' | b'[') => return None,
+            b"specversion" => specversion = Some(string()?),
+            b"id" => id = Some(string()?),
+            b"source" => source = Some(string()?),
+            b"type" => ty = Some(string()?),
+            b"datacontenttype" if !null => ct = Some(string()?),
+            b"subject" if !null => {
+                string()?;
+            }
+            b"time" if !null => {
+                cloudevents::event::TryIntoTime::into_time(&*string()?).ok()?;
+            }
+            b"dataschema" if !null => return None,
+            b"datacontenttype" | b"subject" | b"time" | b"dataschema" => {}
+            // An extension: what `ExtensionValue` reads (numbers are left to it).
+            _ if matches!(m.value[0], b'"' | b't' | b'f' | b'n') => {}
+            _ => return None,
+        }
+    }
+    let data_len = |d: Option<&crate::ingest::peek::Member<'_>>| d.map_or(0, |d| d.value.len());
+    if body.len() - data_len(data) - data_len(data_base64) > MAX_CE_ATTRIBUTES_BYTES
+        || specversion? != "1.0"
+    {
+        return None;
+    }
+    let ty = ty?;
+    if ty != FALCO_CE_TYPE {
+        return None;
+    }
+    let kind = InputKind::CloudEventStructured;
+    let ct = ct.as_deref().unwrap_or("application/json");
+    let json =
+        ct.starts_with("application/json") || ct.starts_with("text/json") || ct.ends_with("+json");
+    let peek = match (data, data_base64) {
+        (None, Some(b64)) => {
+            let b64 = text(b64.string?)?;
+            let buf = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .ok()?;
+            data_peek(&buf, kind)?.into_owned()
+        }
+        (Some(d), None) => match (d.value[0], d.falco) {
+            (b'{', Some(spans)) if json => peek_of(spans)?,
+            (b'{' | b'"', _) if json => unwrap_peek(d.value, kind, 0, false)?.0,
+            // Another content type: the SDK takes the data as a string holding the event.
+            (b'"', _) => match text(d.string?)? {
+                Cow::Borrowed(s) => unwrap_peek(s.as_bytes(), kind, 0, true)?.0,
+                Cow::Owned(s) => unwrap_peek(s.as_bytes(), kind, 0, true)?.0.into_owned(),
+            },
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(Peeked {
+        peek,
+        kind,
+        cloudevent: Some(CloudEventInfo {
+            id: id?.into_owned(),
+            source: source?.into_owned(),
+            ty: ty.into_owned(),
+        }),
+    })
+}
+
+/// A CloudEvent's data, read as `locate_cloudevent` unwraps it.
+fn data_peek(data: &[u8], kind: InputKind) -> Option<Peek<'_>> {
+    match crate::ingest::peek::scan(data) {
+        Some(spans) => peek_of(spans),
+        None => unwrap_peek(data, kind, 0, false).map(|(p, _)| p),
+    }
+}
+
+/// `unwrap`'s path through `bytes`, read in place: the Falco event's fields and the outermost
+/// envelope. `likely_falco`: `bytes` came out of a JSON string (Argo without useRawData), where
+/// the event itself is the rule: read as one first.
+fn unwrap_peek(
+    bytes: &[u8],
+    kind: InputKind,
+    depth: usize,
+    likely_falco: bool,
+) -> Option<(Peek<'_>, InputKind)> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let first = |k: InputKind| if kind == InputKind::Plain { k } else { kind };
+    match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'{' => {}
+        b'"' => return string_peek(bytes, kind, depth + 1),
+        _ => return None,
+    }
+    if likely_falco && let Some(spans) = crate::ingest::peek::scan(bytes) {
+        return Some((peek_of(spans)?, kind));
+    }
+    let m = crate::ingest::peek::members(bytes)?;
+    // `Shape`'s reading, in its order.
+    let has = |key: &str| m.get(key).is_some();
+    if m.get("rule").is_some_and(|r| r.value[0] == b'"')
+        && (has("priority") || has("output_fields"))
+    {
+        // A Falco event, unless `decode` refuses it: `scan` says which.
+        if likely_falco {
+            return None;
+        }
+        return Some((peek_of(crate::ingest::peek::scan(bytes)?)?, kind));
+    }
+    let (inner, kind) = match (has("context"), m.get("data"), m.get("body")) {
+        (true, Some(data), _) => {
+            if let Some(b64) = data.string {
+                // The whole Argo event: its data is base64 of the webhook's `{header, body}`.
+                let b64 = text(b64)?;
+                let buf = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()?;
+                let kind = first(InputKind::ArgoEvent);
+                return unwrap_peek(&buf, kind, depth + 1, false).map(|(p, k)| (p.into_owned(), k));
+            }
+            (data, first(InputKind::ArgoEvent))
+        }
+        (_, _, Some(body)) => (body, first(InputKind::ArgoWebhook)),
+        _ if m.len() == 1 => {
+            let only = m.iter().next()?;
+            if !matches!(only.value[0], b'{' | b'"') {
+                return None;
+            }
+            (only, first(InputKind::ArgoPayload))
+        }
+        _ => return None,
+    };
+    let depth = depth + 1;
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    if let Some(spans) = inner.falco {
+        return Some((peek_of(spans)?, kind));
+    }
+    unwrap_peek(inner.value, kind, depth, false)
+}
+
+/// A JSON string holding JSON (Argo without useRawData), decoded once as `unwrap` decodes it.
+fn string_peek(quoted: &[u8], kind: InputKind, depth: usize) -> Option<(Peek<'static>, InputKind)> {
+    let s: String = serde_json::from_slice(quoted).ok()?;
+    unwrap_peek(s.as_bytes(), kind, depth, true).map(|(p, k)| (p.into_owned(), k))
+}
+
+fn peek_of(spans: crate::ingest::peek::Spans<'_>) -> Option<Peek<'_>> {
     Some(Peek {
         priority: parse_priority(spans.priority)?,
         rule: text(spans.rule)?,
@@ -942,6 +1227,81 @@ mod tests {
             r#"{"rule":"r","priority":"Notice","output_fields":{"rule":"x","priority":"y"}}"#;
         assert!(plain(twice).is_ok());
         assert!(peek_plain(&HeaderMap::new(), twice.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn peek_reads_every_envelope_as_decode_does() {
+        for (h, body) in every_envelope(FALCO) {
+            let p = peek(&h, body.as_bytes()).unwrap_or_else(|| panic!("not peeked: {body}"));
+            let d = decode(&h, body.as_bytes()).unwrap();
+            assert_eq!((p.kind, &p.cloudevent), (d.kind, &d.cloudevent), "{body}");
+            assert_eq!(
+                (&*p.peek.rule, p.peek.priority, p.peek.source.as_deref()),
+                (
+                    d.event.rule.as_str(),
+                    d.event.priority,
+                    d.event.source.as_deref()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_twice_in_an_envelope_is_never_peeked() {
+        let mut structured = HeaderMap::new();
+        structured.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
+        let webhook = |header: &str| format!(r#"{{"header":{header},"body":{FALCO}}}"#);
+        let argo_event = |context: &str, data: &str| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+            format!(r#"{{"context":{context},"data":"{b64}"}}"#)
+        };
+        let ce = |attributes: &str| {
+            format!(
+                r#"{{"specversion":"1.0",{attributes},"type":"{FALCO_CE_TYPE}","data":{FALCO}}}"#
+            )
+        };
+        for (h, body) in [
+            (&structured, ce(r#""id":"1","source":"s","id":"2""#)),
+            (&structured, ce(r#""id":"1","source":"s","source":"t""#)),
+            (
+                &structured,
+                ce(r#""id":"1","source":"s","ext":"a","ext":"b""#),
+            ),
+            (&HeaderMap::new(), webhook(r#"{"a":["x"],"a":["y"]}"#)),
+            (
+                &HeaderMap::new(),
+                format!(r#"{{"header":{{}},"header":{{}},"body":{FALCO}}}"#),
+            ),
+            (
+                &HeaderMap::new(),
+                argo_event(r#"{"id":"1","id":"2"}"#, &webhook("{}")),
+            ),
+            (
+                &HeaderMap::new(),
+                argo_event(r#"{"id":"1"}"#, &webhook(r#"{"a":1,"a":2}"#)),
+            ),
+        ] {
+            assert!(peek(h, body.as_bytes()).is_none(), "peeked: {body}");
+            assert!(
+                matches!(
+                    decode(h, body.as_bytes()),
+                    Err(DecodeError::DuplicateKey(_))
+                ),
+                "{body}"
+            );
+        }
+        // The same keys once each: peeked.
+        assert!(peek(&structured, ce(r#""id":"1","source":"s""#).as_bytes()).is_some());
+        assert!(
+            peek(
+                &HeaderMap::new(),
+                argo_event(r#"{"id":"1"}"#, &webhook("{}")).as_bytes()
+            )
+            .is_some()
+        );
     }
 
     /// Every envelope a sender uses, around `falco` (a Falco event's JSON).

@@ -40,6 +40,7 @@ const UNESCAPED: u32 = u32::MAX;
 
 /// Where the four fields are: raw string contents between the quotes, and whether they hold
 /// escapes (then serde_json unescapes them).
+#[derive(Clone, Copy)]
 pub(crate) struct Spans<'a> {
     pub rule: Str<'a>,
     pub priority: Str<'a>,
@@ -58,59 +59,76 @@ pub(crate) struct Str<'a> {
 pub(crate) fn scan(body: &[u8]) -> Option<Spans<'_>> {
     let mut s = Scanner::new(body);
     s.ws();
-    s.expect(b'{')?;
-    let (mut rule, mut priority) = (None, None);
-    let (mut source, mut uuid) = (None, None);
-    let mut seen = 0u16;
+    let spans = s.falco()?;
     s.ws();
-    if s.peek()? != b'}' {
+    (s.i == body.len()).then_some(spans)
+}
+
+/// Members a JSON object read by [`members`] may have (an Argo envelope has two or three, a
+/// structured CloudEvent with its extensions about ten).
+pub(crate) const MAX_MEMBERS: usize = 16;
+
+/// One member of an object read by [`members`].
+#[derive(Clone, Copy)]
+pub(crate) struct Member<'a> {
+    /// The key as written (it has no escapes).
+    pub key: &'a [u8],
+    /// The value's text, without the whitespace around it (what serde_json's `RawValue` holds).
+    pub value: &'a [u8],
+    /// The value as a string, when it is one.
+    pub string: Option<Str<'a>>,
+    /// The value as a Falco event, when `scan` would read it as one.
+    pub falco: Option<Spans<'a>>,
+}
+
+/// The members of the JSON object `body` (an envelope: CloudEvents structured mode, an Argo
+/// event): `Some` only when all of `body` is JSON that serde_json reads, with no key twice in any
+/// object, as `scan` checks a plain event. An object value is read as a Falco event first, so
+/// that the event inside an envelope is read once. `None` for anything unusual, as `scan`: an
+/// escaped key, more than [`MAX_MEMBERS`] members, more keys than the key table holds.
+pub(crate) fn members(body: &[u8]) -> Option<Members<'_>> {
+    let mut s = Scanner::new(body);
+    let mut m = Members {
+        list: [None; MAX_MEMBERS],
+        len: 0,
+    };
+    s.ws();
+    s.expect(b'{')?;
+    s.ws();
+    if s.peek()? == b'}' {
+        s.i += 1;
+    } else {
+        let obj = s.keys.new_object();
         loop {
             s.ws();
             let key = s.string()?;
-            if key.escaped {
-                return None; // `"rul\u0065"` is `rule` to serde: leave it to serde.
-            }
-            s.colon()?;
-            let k = &key.quoted[1..key.quoted.len() - 1];
-            let bit = match k {
-                b"rule" => 1,
-                b"priority" => 2,
-                b"uuid" => 4,
-                b"output" => 8,
-                b"time" => 16,
-                b"source" => 32,
-                b"hostname" => 64,
-                b"tags" => 128,
-                b"output_fields" => 256,
-                _ => 0,
-            };
-            // serde's derive refuses a known field given twice; other keys go to the table.
-            if seen & bit != 0 {
+            if key.escaped || m.len == MAX_MEMBERS {
                 return None;
             }
-            seen |= bit;
-            match bit {
-                0 => {
-                    s.keys.insert(body, 0, key)?;
-                    s.value(1)?
-                }
-                1 => rule = Some(s.string()?),
-                2 => priority = Some(s.string()?),
-                128 => {
-                    if !s.null() {
-                        s.strings()?
+            s.keys.insert(body, obj, key)?;
+            s.colon()?;
+            let start = s.i;
+            let (mut string, mut falco) = (None, None);
+            match s.peek()? {
+                b'"' => string = Some(s.string()?),
+                b'{' => {
+                    // Its keys go to the same table, each object apart: a reading that fails
+                    // half-way leaves keys of an object that is never seen again.
+                    falco = s.falco();
+                    if falco.is_none() {
+                        s.i = start;
+                        s.value(2)?;
                     }
                 }
-                256 => s.fields()?,
-                _ => {
-                    let v = if s.null() { None } else { Some(s.string()?) };
-                    match bit {
-                        4 => uuid = v,
-                        32 => source = v,
-                        _ => {}
-                    }
-                }
+                _ => s.value(2)?,
             }
+            m.list[m.len] = Some(Member {
+                key: &key.quoted[1..key.quoted.len() - 1],
+                value: &body[start..s.i],
+                string,
+                falco,
+            });
+            m.len += 1;
             s.ws();
             match s.next()? {
                 b',' => continue,
@@ -118,19 +136,30 @@ pub(crate) fn scan(body: &[u8]) -> Option<Spans<'_>> {
                 _ => return None,
             }
         }
-    } else {
-        s.i += 1;
     }
     s.ws();
-    if s.i != body.len() {
-        return None;
+    (s.i == body.len()).then_some(m)
+}
+
+/// What [`members`] read, in order.
+pub(crate) struct Members<'a> {
+    list: [Option<Member<'a>>; MAX_MEMBERS],
+    len: usize,
+}
+
+impl<'a> Members<'a> {
+    pub fn iter(&self) -> impl Iterator<Item = &Member<'a>> {
+        self.list[..self.len].iter().flatten()
     }
-    Some(Spans {
-        rule: rule?,
-        priority: priority?,
-        source,
-        uuid,
-    })
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The member named `key`.
+    pub fn get(&self, key: &str) -> Option<&Member<'a>> {
+        self.iter().find(|m| m.key == key.as_bytes())
+    }
 }
 
 struct Scanner<'a> {
@@ -255,6 +284,82 @@ impl<'a> Scanner<'a> {
                 unescaped: Vec::new(),
             },
         }
+    }
+
+    /// A Falco event's object (at its `{`), as serde_json reads a `FalcoEvent`: where its four
+    /// fields are; the scanner stops after its `}`.
+    fn falco(&mut self) -> Option<Spans<'a>> {
+        let s = self;
+        let obj = s.keys.new_object();
+        s.expect(b'{')?;
+        let (mut rule, mut priority) = (None, None);
+        let (mut source, mut uuid) = (None, None);
+        let mut seen = 0u16;
+        s.ws();
+        if s.peek()? != b'}' {
+            loop {
+                s.ws();
+                let key = s.string()?;
+                if key.escaped {
+                    return None; // `"rul\u0065"` is `rule` to serde: leave it to serde.
+                }
+                s.colon()?;
+                let k = &key.quoted[1..key.quoted.len() - 1];
+                let bit = match k {
+                    b"rule" => 1,
+                    b"priority" => 2,
+                    b"uuid" => 4,
+                    b"output" => 8,
+                    b"time" => 16,
+                    b"source" => 32,
+                    b"hostname" => 64,
+                    b"tags" => 128,
+                    b"output_fields" => 256,
+                    _ => 0,
+                };
+                // serde's derive refuses a known field given twice; other keys go to the table.
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+                match bit {
+                    0 => {
+                        s.keys.insert(s.b, obj, key)?;
+                        s.value(1)?
+                    }
+                    1 => rule = Some(s.string()?),
+                    2 => priority = Some(s.string()?),
+                    128 => {
+                        if !s.null() {
+                            s.strings()?
+                        }
+                    }
+                    256 => s.fields()?,
+                    _ => {
+                        let v = if s.null() { None } else { Some(s.string()?) };
+                        match bit {
+                            4 => uuid = v,
+                            32 => source = v,
+                            _ => {}
+                        }
+                    }
+                }
+                s.ws();
+                match s.next()? {
+                    b',' => continue,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        } else {
+            s.i += 1;
+        }
+        Some(Spans {
+            rule: rule?,
+            priority: priority?,
+            source,
+            uuid,
+        })
     }
 
     #[inline(always)]

@@ -67,9 +67,9 @@ pub struct StepLabels {
 
 pub struct Metrics {
     registry: Registry,
-    /// `events{input="plain",outcome="skipped"}`, looked up once (a label lookup hashes the
-    /// labels under a lock): the counter of a flood of skipped events.
-    plain_skipped: OnceLock<Counter>,
+    /// `events{input=..,outcome="skipped"}` per input kind, each looked up once (a label lookup
+    /// hashes the labels under a lock): the counters of a flood of skipped events.
+    skipped: [OnceLock<Counter>; 6],
     pub held: Family<HeldLabels, Counter>,
     pub breaker_open: Family<WorkloadLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
@@ -162,7 +162,7 @@ impl Metrics {
             audit_skipped.clone(),
         );
         Metrics {
-            plain_skipped: OnceLock::new(),
+            skipped: Default::default(),
             audit_skipped,
             held,
             breaker_open,
@@ -178,15 +178,27 @@ impl Metrics {
         }
     }
 
-    pub fn plain_skipped(&self) -> &Counter {
-        self.plain_skipped.get_or_init(|| {
-            self.events
-                .get_or_create(&EventLabels {
-                    input: "plain",
-                    outcome: "skipped",
-                })
-                .clone()
-        })
+    /// Counts a skipped event in `events{input,outcome="skipped"}` (`input`:
+    /// `ingest::decode::InputKind::as_str`).
+    pub fn skipped(&self, input: &'static str) {
+        const KINDS: [&str; 6] = [
+            "plain",
+            "cloudevent-binary",
+            "cloudevent-structured",
+            "argo-payload",
+            "argo-event",
+            "argo-webhook",
+        ];
+        let labels = EventLabels {
+            input,
+            outcome: "skipped",
+        };
+        match KINDS.iter().position(|k| *k == input) {
+            Some(at) => self.skipped[at]
+                .get_or_init(|| self.events.get_or_create(&labels).clone())
+                .inc(),
+            None => self.events.get_or_create(&labels).inc(),
+        };
     }
 
     pub fn reject(&self, reason: &'static str) {

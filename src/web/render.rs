@@ -21,7 +21,11 @@ pub fn render(reply: Reply) -> HttpResponse {
         return resp;
     }
     if reply.cloudevent.is_some() && reply.status.is_success() {
-        return match cloudevent_response(&reply) {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Some(resp) = direct_cloudevent_response(&reply, &id) {
+            return resp;
+        }
+        return match cloudevent_response(&reply, id) {
             Ok(resp) => resp,
             Err(e) => {
                 // An empty 2xx is the other valid answer to a CloudEvent.
@@ -49,7 +53,37 @@ pub fn render(reply: Reply) -> HttpResponse {
     resp
 }
 
-fn cloudevent_response(reply: &Reply) -> Result<HttpResponse, cloudevents::message::Error> {
+/// The result CloudEvent of a reply that names no pod (every skip), written directly: byte for
+/// byte what [`cloudevent_response`] has the SDK write (the same headers in the same order, the
+/// same body; tested against it), without building an event, a request and a JSON tree.
+/// `None` for any other reply.
+fn direct_cloudevent_response(reply: &Reply, id: &str) -> Option<HttpResponse> {
+    static SPECVERSION: header::HeaderName = header::HeaderName::from_static("ce-specversion");
+    static ID: header::HeaderName = header::HeaderName::from_static("ce-id");
+    static TYPE: header::HeaderName = header::HeaderName::from_static("ce-type");
+    static SOURCE: header::HeaderName = header::HeaderName::from_static("ce-source");
+    let ReplyBody::Handled(h) = &reply.body else {
+        return None;
+    };
+    let body = h.to_value_json()?;
+    let mut resp = Response::new(Full::from(body));
+    *resp.status_mut() = reply.status;
+    let headers = resp.headers_mut();
+    headers.append(&SPECVERSION, HeaderValue::from_static("1.0"));
+    headers.append(&ID, HeaderValue::from_str(id).ok()?);
+    headers.append(&TYPE, HeaderValue::from_static(RESULT_CE_TYPE));
+    headers.append(&SOURCE, HeaderValue::from_static(RESULT_CE_SOURCE));
+    headers.append(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Some(resp)
+}
+
+fn cloudevent_response(
+    reply: &Reply,
+    id: String,
+) -> Result<HttpResponse, cloudevents::message::Error> {
     let subject = match &reply.body {
         ReplyBody::Handled(h) => h
             .pod
@@ -58,7 +92,7 @@ fn cloudevent_response(reply: &Reply) -> Result<HttpResponse, cloudevents::messa
         _ => None,
     };
     let mut builder = EventBuilderV10::new()
-        .id(uuid::Uuid::new_v4().to_string())
+        .id(id)
         .source(RESULT_CE_SOURCE)
         .ty(RESULT_CE_TYPE)
         .data("application/json", reply.json());
@@ -116,5 +150,105 @@ impl WithAllow for HttpResponse {
         self.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        app::reply::{Handled, Named},
+        domain::{falco::Priority, outcome::OutcomeKind},
+        ingest::decode::{CloudEventInfo, InputKind},
+    };
+    use http_body_util::BodyExt;
+    use proptest::prelude::*;
+
+    async fn parts(resp: HttpResponse) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
+        let status = resp.status();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, headers, body)
+    }
+
+    fn reply(h: Handled) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body: ReplyBody::Handled(h),
+            cloudevent: Some(CloudEventInfo {
+                id: "1".into(),
+                source: "s".into(),
+                ty: crate::ingest::decode::FALCO_CE_TYPE.into(),
+            }),
+        }
+    }
+
+    fn same_as_the_sdk(r: &Reply) -> Result<(), TestCaseError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let direct = direct_cloudevent_response(r, &id).expect("written directly");
+        let sdk = cloudevent_response(r, id).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (direct, sdk) = rt.block_on(async { (parts(direct).await, parts(sdk).await) });
+        prop_assert_eq!(direct, sdk);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn a_skip_s_result_cloudevent_is_what_the_sdk_writes(
+            reason in any::<String>(),
+            rule in any::<String>(),
+            retry in prop::option::of(any::<bool>()),
+            kind in 0usize..6,
+        ) {
+            let input = [
+                InputKind::Plain,
+                InputKind::CloudEventBinary,
+                InputKind::CloudEventStructured,
+                InputKind::ArgoPayload,
+                InputKind::ArgoEvent,
+                InputKind::ArgoWebhook,
+            ][kind];
+            same_as_the_sdk(&reply(Handled {
+                outcome: OutcomeKind::Skipped,
+                reason,
+                pod: None,
+                rule,
+                priority: Priority::Notice,
+                input,
+                retry,
+            }))?;
+        }
+    }
+
+    #[test]
+    fn a_reply_naming_a_pod_goes_through_the_sdk() {
+        let r = reply(Handled {
+            outcome: OutcomeKind::Deleted,
+            reason: "deleted".into(),
+            pod: Some(Named {
+                namespace: "ns".into(),
+                name: "p".into(),
+            }),
+            rule: "r".into(),
+            priority: Priority::Critical,
+            input: InputKind::CloudEventBinary,
+            retry: None,
+        });
+        assert!(direct_cloudevent_response(&r, "x").is_none());
+        let resp = render(r);
+        assert_eq!(resp.headers()["ce-subject"], "ns/p");
     }
 }

@@ -2,7 +2,7 @@
 
 use falco_responder::{
     domain::falco::FalcoEvent,
-    ingest::decode::{DecodeError, InputKind, decode, peek_plain},
+    ingest::decode::{DecodeError, FALCO_CE_TYPE, InputKind, decode, peek, peek_plain},
 };
 use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use proptest::prelude::*;
@@ -380,5 +380,247 @@ proptest! {
             Some(expected) => prop_assert_eq!(e.unwrap_err(), expected),
             None => prop_assert!(e.is_err()),
         }
+    }
+}
+
+// The first look through every envelope (`decode::peek`: CloudEvents binary and structured, the
+// Argo shapes) against the full decode (cloudevents-sdk, base64, serde_json): whatever it
+// answers, decode reads the same event from the same envelope with the same attributes.
+
+use crate::testkit::sender::{ENVELOPES, Envelope, wrap};
+
+/// `Some` from `peek` must mean: decode reads the same event in the same envelope.
+fn envelope_peek_agrees(h: &HeaderMap, body: &[u8]) -> Result<bool, TestCaseError> {
+    let Some(p) = peek(h, body) else {
+        return Ok(false);
+    };
+    let d = decode(h, body);
+    prop_assert!(
+        d.is_ok(),
+        "peeked a request decode refuses: {:?} {:?} ({:?})",
+        h,
+        String::from_utf8_lossy(body),
+        d.err()
+    );
+    let d = d.unwrap();
+    prop_assert_eq!(d.kind, p.kind);
+    prop_assert_eq!(&d.event.rule, &*p.peek.rule);
+    prop_assert_eq!(d.event.priority, p.peek.priority);
+    prop_assert_eq!(d.event.source.as_deref(), p.peek.source.as_deref());
+    prop_assert_eq!(d.event.uuid.as_deref(), p.peek.uuid.as_deref());
+    prop_assert_eq!(&d.cloudevent, &p.cloudevent);
+    Ok(true)
+}
+
+/// `wrap`, but binary mode by hand for any event: the SDK refuses to write a rule that is not
+/// visible ASCII as its `ce-rule` extension (Falcosidekick then leaves it out).
+fn wrap_any(env: Envelope, falco: &str) -> (HeaderMap, Vec<u8>) {
+    if env != Envelope::CloudEventBinary {
+        return wrap(env, falco);
+    }
+    let v: serde_json::Value = serde_json::from_str(falco).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert("ce-specversion", HeaderValue::from_static("1.0"));
+    h.insert(
+        "ce-id",
+        HeaderValue::from_static("7d3c8a4e-5b6f-4c2d-9e1a-3f4b5c6d7e8f"),
+    );
+    h.insert("ce-source", HeaderValue::from_static("https://falco.org"));
+    h.insert("ce-type", HeaderValue::from_static(FALCO_CE_TYPE));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for key in ["rule", "priority"] {
+        if let Some(Ok(value)) = v[key].as_str().map(HeaderValue::from_str) {
+            h.insert(
+                format!("ce-{key}").parse::<http::HeaderName>().unwrap(),
+                value,
+            );
+        }
+    }
+    (h, falco.as_bytes().to_vec())
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    prop::sample::select(ENVELOPES.to_vec())
+}
+
+/// Binary-mode headers as senders write them and as they should not: both `source` values of
+/// Falcosidekick, a time (valid or not), extensions, repeated and missing attributes, another
+/// spec version or type, a header value that is not text, a `dataschema`.
+fn binary_headers() -> impl Strategy<Value = HeaderMap> {
+    let source = prop_oneof![
+        Just("https://falco.org".to_string()),
+        Just("falco.org".to_string()),
+        Just(String::new()),
+        "[ -~]{0,12}",
+    ];
+    let time = prop_oneof![
+        Just("2026-11-30T10:21:07.312905512Z".to_string()),
+        Just("2026-11-30T10:21:07+02:00".to_string()),
+        Just("2026-11-30 10:21:07".to_string()),
+        "[0-9TZ:.+-]{0,24}",
+    ];
+    (
+        source,
+        prop::option::of(time),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "ce-id",
+                    "ce-source",
+                    "ce-type",
+                    "ce-specversion",
+                    "ce-subject",
+                    "ce-datacontenttype",
+                    "ce-dataschema",
+                    "ce-rule",
+                    "ce-priority",
+                    "content-type",
+                ]),
+                prop_oneof![
+                    "[ -~]{0,12}".prop_map(|v| v.into_bytes()),
+                    Just(b"1.0".to_vec()),
+                    Just(b"0.3".to_vec()),
+                    Just(FALCO_CE_TYPE.as_bytes().to_vec()),
+                    Just(b"application/cloudevents+json".to_vec()),
+                    Just(b"https://falco.org/schema".to_vec()),
+                    Just(b"caf\xc3\xa9".to_vec()),
+                ],
+            ),
+            0..3,
+        ),
+        any::<u8>(),
+    )
+        .prop_map(|(source, time, extra, drop)| {
+            let mut h = HeaderMap::new();
+            let mut set = |k: &'static str, v: &[u8]| {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(k, v);
+                }
+            };
+            set("ce-specversion", b"1.0");
+            set("ce-id", b"5c9e4f3a-3c5d-4f0e-9a1b-0d2f6c8e7a10");
+            set("ce-source", source.as_bytes());
+            set("ce-type", FALCO_CE_TYPE.as_bytes());
+            set("content-type", b"application/json");
+            if let Some(t) = time {
+                set("ce-time", t.as_bytes());
+            }
+            for (k, v) in extra {
+                set(k, &v);
+            }
+            match drop % 8 {
+                0 => {
+                    h.remove(
+                        ["ce-id", "ce-source", "ce-type", "ce-specversion"]
+                            [(drop >> 3) as usize % 4],
+                    );
+                }
+                1 => {
+                    h.remove("content-type");
+                }
+                _ => {}
+            }
+            h
+        })
+}
+
+/// Byte edits that change what JSON (or base64) means, at random places.
+fn edit(body: &mut Vec<u8>, edits: &[(prop::sample::Index, u8, u8)]) {
+    for (at, byte, how) in edits {
+        let i = at.index(body.len() + 1);
+        match how {
+            0 => body.insert(i, *byte),
+            1 if i < body.len() => body[i] = *byte,
+            2 if i < body.len() => {
+                body.remove(i);
+            }
+            _ => body.truncate(i),
+        }
+    }
+}
+
+/// Keys of JSON text at any depth: the one to give twice.
+fn keys_of(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                keys_of(v, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| keys_of(v, out)),
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// A Falco event in every envelope as the sender kit writes it (cloudevents-sdk for the
+    /// CloudEvents): peeked exactly as decoded, and peeked at all unless the event holds what
+    /// the plain peek leaves to serde_json.
+    #[test]
+    fn every_envelope_is_peeked_exactly_as_decoded(v in falco_like(), env in envelope()) {
+        let falco = v.to_string();
+        let (h, body) = wrap_any(env, &falco);
+        let peeked = envelope_peek_agrees(&h, &body)?;
+        let plain = serde_json::from_slice::<FalcoEvent>(falco.as_bytes()).is_ok();
+        let left_to_serde = ["\\ud", "\\uD", "e308", "e+308"];
+        if plain && !left_to_serde.iter().any(|s| falco.contains(s)) {
+            prop_assert!(peeked, "not peeked: {:?} {:?}", env, String::from_utf8_lossy(&body));
+        }
+    }
+
+    /// Binary mode under any headers: the SDK's reading of them, the last of a repeated one.
+    #[test]
+    fn binary_mode_is_peeked_exactly_as_decoded_under_any_headers(
+        v in falco_like(),
+        h in binary_headers(),
+    ) {
+        envelope_peek_agrees(&h, v.to_string().as_bytes())?;
+    }
+
+    /// Every envelope, its body edited: never a peek that decode would not read the same.
+    #[test]
+    fn edited_envelopes_are_never_peeked_otherwise_than_decoded(
+        v in falco_like(),
+        env in envelope(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), edit_byte(), 0u8..4), 1..4),
+    ) {
+        let (h, mut body) = wrap_any(env, &v.to_string());
+        edit(&mut body, &edits);
+        envelope_peek_agrees(&h, &body)?;
+    }
+
+    /// Every envelope with one of its keys given twice (the envelope's, the Argo context's or
+    /// header's, the event's): never peeked, and decode refuses it.
+    #[test]
+    fn a_key_twice_in_any_envelope_is_never_peeked(
+        v in falco_like(),
+        env in envelope(),
+        which in any::<prop::sample::Index>(),
+        // A string half the time: the type an envelope's attributes have.
+        again in prop_oneof![text().prop_map(serde_json::Value::from), field_value()],
+    ) {
+        let (h, body) = wrap_any(env, &v.to_string());
+        let Ok(tree) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return Ok(()); // binary mode's body is the event: the plain properties cover it
+        };
+        let mut keys = Vec::new();
+        keys_of(&tree, &mut keys);
+        let key = &keys[which.index(keys.len())];
+        // The first occurrence of `"key":` in the text, given again right after its object's
+        // opening brace (serde_json's writer puts no space there).
+        let quoted = format!("{}:", serde_json::to_string(key).unwrap());
+        let text = String::from_utf8(body).unwrap();
+        let at = text.find(&quoted).unwrap();
+        let open = text[..at].rfind('{').unwrap();
+        let body = format!("{}{quoted}{again},{}", &text[..=open], &text[open + 1..]);
+        prop_assert!(
+            peek(&h, body.as_bytes()).is_none(),
+            "peeked a key given twice: {}",
+            body
+        );
+        prop_assert!(decode(&h, body.as_bytes()).is_err(), "{}", body);
     }
 }

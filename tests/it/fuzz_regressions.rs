@@ -72,3 +72,25 @@ fn the_decide_check_sees_a_deletion() {
     ));
     checks::decide_one(&data);
 }
+
+#[test]
+fn the_decode_check_sees_every_envelope_peeked() {
+    // The seeds' shape (fuzz_seeds: header lines, an empty line, the body): the peek check
+    // runs on each envelope, so that a fast answer that differs from decode's is a crash.
+    let ev = crate::testkit::sender::terminal_shell("prod", "web-1", "ee97d9c4186f");
+    for &env in crate::testkit::sender::ENVELOPES {
+        let (headers, body) = crate::testkit::sender::wrap(env, &ev);
+        let mut data = Vec::new();
+        for (k, v) in &headers {
+            data.extend_from_slice(k.as_str().as_bytes());
+            data.extend_from_slice(b": ");
+            data.extend_from_slice(v.as_bytes());
+            data.push(b'\n');
+        }
+        data.extend_from_slice(b"\n");
+        data.extend_from_slice(&body);
+        let (h, b) = checks::split(&data);
+        assert!(checks::peek_agrees(&h, b), "{env:?} not peeked");
+        checks::decode_one(&data);
+    }
+}
