@@ -2675,7 +2675,16 @@ fn spread(v: &[f64]) -> String {
 fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     assert!(
-        ["", "guards", "hostile", "start", "once", "contain", "envelopes"].contains(&only.as_str()),
+        [
+            "",
+            "guards",
+            "hostile",
+            "start",
+            "once",
+            "contain",
+            "envelopes"
+        ]
+        .contains(&only.as_str()),
         "BENCH_ONLY={only}: only `guards`, `hostile`, `start`, `once`, `contain` and `envelopes` are known"
     );
     if only == "hostile" {

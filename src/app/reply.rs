@@ -92,9 +92,9 @@ impl Handled {
 impl Handled {
     /// What serde_json writes for [`Reply::json`] of it (a `Value`: keys in order), which the
     /// result CloudEvent carries as its data; by hand when no pod is named (every skip), `None`
-    /// otherwise.
+    /// otherwise (a pod or a containment's steps).
     pub fn to_value_json(&self) -> Option<Vec<u8>> {
-        if self.pod.is_some() {
+        if self.pod.is_some() || self.steps.is_some() {
             return None;
         }
         let mut out = Vec::with_capacity(96 + self.reason.len() + self.rule.len());

@@ -229,6 +229,7 @@ mod tests {
                 priority: Priority::Notice,
                 input,
                 retry,
+                steps: None,
             }))?;
         }
     }
@@ -246,6 +247,7 @@ mod tests {
             priority: Priority::Critical,
             input: InputKind::CloudEventBinary,
             retry: None,
+            steps: None,
         });
         assert!(direct_cloudevent_response(&r, "x").is_none());
         let resp = render(r);
