@@ -161,8 +161,9 @@ impl Containment {
         }
     }
 
-    /// Applies the containment's JSON patch to the pod. 422 is a failed `test` (another pod
-    /// under the name, or a label changed since the GET); nothing was changed.
+    /// Applies the containment's JSON patch to the pod. 422 is a failed `test` (or a deadline
+    /// lowered since the GET): nothing was changed, and the pod is read again to tell a
+    /// replaced pod (`Stale`) from one that only changed (`Changed`: a retry contains it).
     pub async fn patch(
         &self,
         t: &Target,
@@ -185,10 +186,29 @@ impl Containment {
             .await?;
         match patched {
             Ok(_) => Ok(Patched::Done),
-            Err(kube::Error::Api(s)) if s.code == 422 => Ok(Patched::Stale),
+            Err(kube::Error::Api(s)) if s.code == 422 => self.refused(t, &p.uid, deadline).await,
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Patched::Gone),
             Err(e) => Err(Call::pod("patch", t).failed(e)),
         }
+    }
+
+    /// After a refused patch: whether the pod under the name is still the one tested.
+    async fn refused(
+        &self,
+        t: &Target,
+        uid: &str,
+        deadline: Deadline,
+    ) -> Result<Patched, ApiError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), t.namespace.as_str());
+        let live = deadline
+            .within("get the pod", pods.get_opt(t.name.as_str()))
+            .await?
+            .map_err(|e| Call::pod("get", t).failed(e))?;
+        Ok(match live {
+            None => Patched::Gone,
+            Some(p) if p.metadata.uid.as_deref() == Some(uid) => Patched::Changed,
+            Some(_) => Patched::Stale,
+        })
     }
 
     /// Reads the tails of the containers' logs (each within its share of the time; a log that

@@ -378,11 +378,20 @@ impl<'a> Plan<'a> {
                 self.untouched();
                 self.done(
                     OutcomeKind::Stale,
-                    "the pod changed between check and containment (its uid, or a label the \
-                     release removes: the patch's test failed)"
+                    "the pod was replaced between check and containment (another uid under the \
+                     name: the patch's test failed)"
                         .into(),
                     why::REPLACED_CONTAIN,
                 )
+            }
+            Patched::Changed => {
+                // Not `stale`: the pod is still the one Falco saw and is not contained yet.
+                self.untouched();
+                return Ok(Self::end(Err(Undecided::NotYet(
+                    "the pod changed between check and containment (a label the release \
+                     removes, or its deadline): nothing was written; retry"
+                        .into(),
+                ))));
             }
             Patched::Gone => {
                 self.untouched();
@@ -2521,6 +2530,26 @@ mod tests {
         }
 
         #[test]
+        fn a_refused_patch_on_the_same_pod_is_retried_never_stale() {
+            // The patch's test failed, yet the pod is still the one Falco saw (a label the
+            // release removes, or its deadline, changed): not contained, so not a 2xx.
+            let w = World {
+                patched: Ok(Patched::Changed),
+                ..world()
+            };
+            let breaker = Breaker::new(None, Some("20/1m".parse().unwrap()));
+            let run = contain(&config(None), &breaker, &target(None), &w);
+            assert!(!run.kinds().contains(&"evidence"));
+            assert!(matches!(
+                run.finish.unwrap().outcome,
+                Err(Undecided::NotYet(_))
+            ));
+            // Nothing was written: the breaker's reservation went back.
+            assert!(run.unfinished.is_none());
+            assert_eq!(breaker.known_open(ts(NOW)), None);
+        }
+
+        #[test]
         fn a_terminating_pod_is_not_contained() {
             let mut w = world();
             let p = w.pod.as_mut().unwrap();
@@ -2638,7 +2667,7 @@ mod tests {
                 evidence_exists in any::<bool>(),
                 isolate in prop::sample::select(vec![Ok(()), Err("forbidden"), Err(LOST)]),
                 patched in prop::sample::select(vec![
-                    Ok(Patched::Done), Ok(Patched::Stale), Ok(Patched::Gone), Err(LOST), Err("forbidden"),
+                    Ok(Patched::Done), Ok(Patched::Stale), Ok(Patched::Changed), Ok(Patched::Gone), Err(LOST), Err("forbidden"),
                 ]),
                 kept in prop::sample::select(vec![Ok(()), Err("forbidden")]),
                 rs in prop::sample::select(vec![0u8, 1, 2]),

@@ -159,8 +159,11 @@ pub enum Isolated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Patched {
     Done,
-    /// 422: the uid test failed (another pod under the name), or a label changed since the GET.
+    /// 422, and the pod under the name has another uid: it was replaced since the GET.
     Stale,
+    /// 422, and the pod is still the one tested: a label the release removes, or its deadline,
+    /// changed since the GET. Nothing was written; a retry reads it again.
+    Changed,
     /// 404: the pod went first.
     Gone,
 }

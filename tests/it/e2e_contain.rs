@@ -548,7 +548,8 @@ async fn a_containment_stopped_before_its_evidence_is_finished_by_the_retry() {
 }
 
 /// What the plan reads a 422 as, checked against the API server: the uid `test` failing
-/// (another pod under the name) changes nothing and is a 422, which `Patched::Stale` stands for.
+/// (another pod under the name) changes nothing and is a 422, which `Patched::Stale` stands for;
+/// a 422 on the pod itself is `Patched::Changed`.
 #[tokio::test]
 async fn the_api_server_refuses_a_patch_whose_uid_test_fails_with_nothing_changed() {
     use falco_responder::{
@@ -603,4 +604,14 @@ async fn the_api_server_refuses_a_patch_whose_uid_test_fails_with_nothing_change
     let live = scene.get_pod("p").await.unwrap();
     assert_eq!(contained_label(&live), Some(real.as_str()));
     assert_eq!(live.spec.unwrap().active_deadline_seconds, Some(5));
+    // A refused patch on the same pod (here: a deadline raised, which the API server refuses)
+    // is `Changed`, not `Stale`: the pod was not replaced.
+    let p = PodPatch {
+        uid: real.clone(),
+        patch: patch(&facts, &Default::default(), Some(50)),
+    };
+    assert_eq!(
+        c.patch(&target, &p, deadline()).await.unwrap(),
+        Patched::Changed
+    );
 }

@@ -1809,9 +1809,30 @@ async fn a_failed_uid_test_is_stale_and_nothing_more_is_written() {
     answer(&mut api, Method::POST, POLICIES_PATH, ok(our_policy())).await;
     let (_, _, _, send) = next_call(&mut api, Method::PATCH, POD_PATH).await;
     send.send_response(status(422, "Invalid", "the server rejected our request"));
+    // The pod is read again: another uid under the name now.
+    let mut replaced = live();
+    replaced["metadata"]["uid"] = json!("7c1d9e2f-aaaa-bbbb-cccc-ddddeeeeffff");
+    answer(&mut api, Method::GET, POD_PATH, ok(replaced)).await;
     let (reply, app) = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["outcome"], "stale");
+    no_more_calls(app, api).await;
+}
+
+#[tokio::test]
+async fn a_patch_refused_on_the_same_pod_is_retried_and_nothing_more_is_written() {
+    let (app, mut api) = contain_app(&[]);
+    let call = handling(app, event());
+    answer_up_to_isolation(&mut api, selected_replica()).await;
+    answer(&mut api, Method::POST, POLICIES_PATH, ok(our_policy())).await;
+    let (_, _, _, send) = next_call(&mut api, Method::PATCH, POD_PATH).await;
+    send.send_response(status(422, "Invalid", "the server rejected our request"));
+    // Read again, the pod is the same one (a label the release tests changed meanwhile):
+    // not contained, so the sender must retry.
+    answer(&mut api, Method::GET, POD_PATH, ok(selected_replica())).await;
+    let (reply, app) = call.await.unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["retry"], true);
     no_more_calls(app, api).await;
 }
 
