@@ -203,7 +203,9 @@ pub fn peek<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peeked<'a>> {
     if headers.contains_key(&CE_SPECVERSION) {
         return peek_binary(headers, body);
     }
-    if let Some(spans) = crate::ingest::peek::scan(body) {
+    if opens_like_falco(body)
+        && let Some(spans) = crate::ingest::peek::scan(body)
+    {
         return Some(Peeked {
             peek: peek_of(spans)?,
             kind: InputKind::Plain,
@@ -216,6 +218,40 @@ pub fn peek<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Peeked<'a>> {
         kind,
         cloudevent: None,
     })
+}
+
+/// Whether `body` opens as a Falco event: an object whose first key is one of the event's fields
+/// (Falco and Falcosidekick write one first). Only a cost: an envelope (`{"context":…`,
+/// `{"payload":"…`) skips a read of the whole body as an event, which could only fail at its
+/// end; an event with another key first is still read, by `unwrap_peek`.
+fn opens_like_falco(body: &[u8]) -> bool {
+    const FIELDS: [&[u8]; 9] = [
+        b"rule",
+        b"priority",
+        b"uuid",
+        b"output",
+        b"time",
+        b"source",
+        b"hostname",
+        b"tags",
+        b"output_fields",
+    ];
+    let ws = |b: &[u8]| {
+        b.iter()
+            .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+            .unwrap_or(b.len())
+    };
+    let rest = &body[ws(body)..];
+    let Some(rest) = rest.strip_prefix(b"{") else {
+        return false;
+    };
+    let Some(key) = rest[ws(rest)..].strip_prefix(b"\"") else {
+        return true; // `{}`, or not JSON: `scan` says which
+    };
+    match key.iter().position(|&c| c == b'"' || c == b'\\') {
+        Some(end) => FIELDS.contains(&&key[..end]),
+        None => true,
+    }
 }
 
 /// A static name: a `&str` key is parsed as a header name on every lookup.
@@ -1244,6 +1280,37 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn only_an_object_opening_with_a_falco_field_is_first_read_as_an_event() {
+        for yes in [
+            FALCO,
+            " {\n\t\"rule\":1}",
+            r#"{"output_fields":{}}"#,
+            "{}",
+            "{ 1",
+            r#"{"ab"#,
+        ] {
+            assert!(opens_like_falco(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            r#"{"payload":"{\"rule\":1}"}"#,
+            r#"{"context":{},"data":""}"#,
+            r#"{"rul\u0065":1}"#,
+            "[]",
+            r#""{}""#,
+            "",
+        ] {
+            assert!(!opens_like_falco(no.as_bytes()), "{no}");
+        }
+        // Another key first costs a second look, not the peek.
+        let other_first = format!(r#"{{"x":[1],{}"#, &FALCO[1..]);
+        let p = peek(&HeaderMap::new(), other_first.as_bytes()).expect("peeked");
+        assert_eq!(
+            (p.kind, &*p.peek.rule),
+            (InputKind::Plain, "Terminal shell in container")
+        );
     }
 
     #[test]
