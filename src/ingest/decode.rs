@@ -466,6 +466,11 @@ fn unwrap_peek(
     if let Some(spans) = inner.falco {
         return Some((peek_of(spans)?, kind));
     }
+    if let Some(s) = inner.string {
+        // `string_peek`'s reading, from the text the scanner already checked.
+        let s = text(s)?;
+        return unwrap_peek(s.as_bytes(), kind, depth + 1, true).map(|(p, k)| (p.into_owned(), k));
+    }
     unwrap_peek(inner.value, kind, depth, false)
 }
 
@@ -490,12 +495,10 @@ fn peek_of(spans: crate::ingest::peek::Spans<'_>) -> Option<Peek<'_>> {
     })
 }
 
-/// A peeked string: borrowed, or unescaped by serde_json exactly as `decode` would.
+/// A peeked string: borrowed, or unescaped exactly as `decode` (serde_json) would.
 fn text(s: crate::ingest::peek::Str<'_>) -> Option<Cow<'_, str>> {
     if s.escaped {
-        return serde_json::from_slice::<String>(s.quoted)
-            .ok()
-            .map(Cow::Owned);
+        return s.unescape().map(Cow::Owned);
     }
     std::str::from_utf8(&s.quoted[1..s.quoted.len() - 1])
         .ok()

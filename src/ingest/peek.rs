@@ -48,11 +48,45 @@ pub(crate) struct Spans<'a> {
     pub uuid: Option<Str<'a>>,
 }
 
+/// A JSON string as the scanner read it, and only the scanner makes one: valid JSON (UTF-8, no
+/// control character, every escape known) and no `\u` escape of a surrogate.
 #[derive(Clone, Copy)]
 pub(crate) struct Str<'a> {
     /// The string with its quotes.
     pub quoted: &'a [u8],
     pub escaped: bool,
+}
+
+impl Str<'_> {
+    /// The text, unescaped: what serde_json reads, without checking again what the scanner
+    /// checked (a JSON string inside a JSON string is the Argo string payload's whole event).
+    pub fn unescape(&self) -> Option<String> {
+        let mut rest = &self.quoted[1..self.quoted.len() - 1];
+        let mut out = Vec::with_capacity(rest.len());
+        while let Some(at) = rest.iter().position(|&c| c == b'\\') {
+            out.extend_from_slice(&rest[..at]);
+            let len = match *rest.get(at + 1)? {
+                b'"' => (out.push(b'"'), 2).1,
+                b'\\' => (out.push(b'\\'), 2).1,
+                b'/' => (out.push(b'/'), 2).1,
+                b'b' => (out.push(0x08), 2).1,
+                b'f' => (out.push(0x0c), 2).1,
+                b'n' => (out.push(b'\n'), 2).1,
+                b'r' => (out.push(b'\r'), 2).1,
+                b't' => (out.push(b'\t'), 2).1,
+                b'u' => {
+                    let hex = std::str::from_utf8(rest.get(at + 2..at + 6)?).ok()?;
+                    let c = char::from_u32(u32::from_str_radix(hex, 16).ok()?)?;
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                    6
+                }
+                _ => return None,
+            };
+            rest = &rest[at + len..];
+        }
+        out.extend_from_slice(rest);
+        String::from_utf8(out).ok()
+    }
 }
 
 /// `Some` only when serde_json reads `body` as a `FalcoEvent`; see the module comment.
@@ -740,6 +774,45 @@ mod tests {
     }
 
     proptest! {
+        /// Any text (the characters JSON escapes often), written by serde_json, with every
+        /// character as `\u` where it can be, or with every short escape (`\/` too): the
+        /// scanner's string unescaped is what serde_json reads.
+        #[test]
+        fn a_scanned_string_unescapes_as_serde_json_reads_it(
+            chars in prop::collection::vec(
+                prop_oneof![any::<char>(), prop::sample::select(&['\n', '\r', '\t', '\u{8}', '\u{c}', '"', '\\', '/', '\0', '\u{1f}', 'a'][..])],
+                0..24,
+            ),
+            how in 0..3,
+        ) {
+            let text: String = chars.into_iter().collect();
+            let short = |c: char| match c {
+                '\n' => Some("\\n"), '\r' => Some("\\r"), '\t' => Some("\\t"), '\u{8}' => Some("\\b"),
+                '\u{c}' => Some("\\f"), '"' => Some("\\\""), '\\' => Some("\\\\"), '/' => Some("\\/"),
+                _ => None,
+            };
+            let quoted = match how {
+                0 => serde_json::to_string(&text).unwrap(),
+                _ => {
+                    let mut q = String::from("\"");
+                    for c in text.chars() {
+                        match (how, short(c), u16::try_from(u32::from(c))) {
+                            (2, Some(e), _) => q.push_str(e),
+                            (1, _, Ok(u)) | (2, None, Ok(u @ 0..0x20)) => q.push_str(&format!("\\u{u:04x}")),
+                            _ => q.push(c),
+                        }
+                    }
+                    q + "\""
+                }
+            };
+            let body = format!(r#"{{"priority":"Notice","rule":{quoted}}}"#);
+            let serde = serde_json::from_str::<String>(&quoted).ok();
+            prop_assert_eq!(serde.as_ref(), Some(&text));
+            let spans = scan(body.as_bytes());
+            prop_assert!(spans.is_some(), "not scanned: {}", body);
+            prop_assert_eq!(spans.unwrap().rule.unescape(), Some(text));
+        }
+
         /// The lowest bit `special` sets is the high bit of the first byte a JSON string
         /// cannot hold as it is, whatever follows it.
         #[test]
