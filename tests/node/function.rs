@@ -5,8 +5,9 @@
 
 use std::{path::Path, time::Duration};
 
+use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 
 use crate::node_test;
@@ -194,6 +195,21 @@ async fn the_chart_deploys_a_function_that_deletes_a_real_pod() {
     assert!(fns.exists(&own).await, "the protected pod is left alone");
 
     // A rollout: the kubelet sends the old pod SIGTERM; it stops answering, then exits 0.
+    // Watched from before the restart: the pod is deleted as soon as its container has exited,
+    // so a poll can miss the status that says how it exited; a watch sees every change.
+    let old = function.metadata.name.clone().unwrap();
+    let pods = fns.pods();
+    let since = pods
+        .get(&old)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let watch = WatchParams::default()
+        .fields(&format!("metadata.name={old}"))
+        .timeout(180);
+    let mut changes = pods.watch(&watch, &since).await.unwrap().boxed();
     kubectl_ok(&[
         "rollout",
         "restart",
@@ -201,18 +217,25 @@ async fn the_chart_deploys_a_function_that_deletes_a_real_pod() {
         &fns.ns,
         &format!("deployment/{name}"),
     ]);
-    let old = function.metadata.name.clone().unwrap();
-    let pods = fns.pods();
-    let exit = wait_for(
-        &format!("the old function pod {old} to exit"),
-        Duration::from_secs(120),
-        || async {
-            let p = pods.get_opt(&old).await.ok()??;
-            let s = p.status?.container_statuses?.into_iter().next()?;
-            s.state?.terminated.map(|t| (t.exit_code, t.reason))
-        },
-    )
-    .await;
+    let exited = async {
+        while let Some(change) = changes.try_next().await.unwrap() {
+            let (WatchEvent::Added(p) | WatchEvent::Modified(p) | WatchEvent::Deleted(p)) = change
+            else {
+                continue;
+            };
+            let s = p.status.and_then(|s| s.container_statuses);
+            let state = s.and_then(|s| s.into_iter().next()).and_then(|s| s.state);
+            if let Some(t) = state.and_then(|s| s.terminated) {
+                return (t.exit_code, t.reason);
+            }
+        }
+        panic!("the watch of the old function pod {old} ended before it exited")
+    };
+    let exit = tokio::time::timeout(Duration::from_secs(120), exited)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("timed out after 120s waiting for the old function pod to exit")
+        });
     assert_eq!(exit.0, 0, "exit code on SIGTERM: {exit:?}");
     kubectl_ok(&[
         "rollout",
