@@ -63,57 +63,61 @@ impl Handled {
     /// The JSON serde writes for it; by hand when no pod is named (every skip): serde's
     /// serializer was a tenth of a skipped event's CPU.
     pub fn to_json(&self) -> Vec<u8> {
-        if self.pod.is_some() || self.steps.is_some() {
-            return serde_json::to_vec(self).unwrap_or_default();
-        }
-        let mut out = Vec::with_capacity(96 + self.reason.len() + self.rule.len());
-        out.extend_from_slice(b"{\"outcome\":\"");
-        out.extend_from_slice(self.outcome.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"reason\":");
-        push_json_str(&mut out, &self.reason);
-        out.extend_from_slice(b",\"pod\":null,\"rule\":");
-        push_json_str(&mut out, &self.rule);
-        // Fixed words: nothing to escape.
-        out.extend_from_slice(b",\"priority\":\"");
-        out.extend_from_slice(self.priority.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"input\":\"");
-        out.extend_from_slice(self.input.as_str().as_bytes());
-        out.push(b'"');
-        match self.retry {
-            Some(true) => out.extend_from_slice(b",\"retry\":true"),
-            Some(false) => out.extend_from_slice(b",\"retry\":false"),
-            None => {}
-        }
-        out.push(b'}');
-        out
+        self.skip_json(false)
+            .unwrap_or_else(|| serde_json::to_vec(self).unwrap_or_default())
     }
-}
 
-impl Handled {
     /// What serde_json writes for [`Reply::json`] of it (a `Value`: keys in order), which the
     /// result CloudEvent carries as its data; by hand when no pod is named (every skip), `None`
     /// otherwise (a pod or a containment's steps).
     pub fn to_value_json(&self) -> Option<Vec<u8>> {
+        self.skip_json(true)
+    }
+
+    /// A reply naming no pod and no steps, written by hand: its members in the struct's order
+    /// (serde's derive), or sorted by key (a `Value`'s map).
+    fn skip_json(&self, sorted: bool) -> Option<Vec<u8>> {
+        enum V<'a> {
+            /// Fixed words: nothing to escape.
+            Word(&'a str),
+            Text(&'a str),
+            Literal(&'static str),
+        }
         if self.pod.is_some() || self.steps.is_some() {
             return None;
         }
-        let mut out = Vec::with_capacity(96 + self.reason.len() + self.rule.len());
-        // Fixed words: nothing to escape.
-        out.extend_from_slice(b"{\"input\":\"");
-        out.extend_from_slice(self.input.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"outcome\":\"");
-        out.extend_from_slice(self.outcome.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"pod\":null,\"priority\":\"");
-        out.extend_from_slice(self.priority.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"reason\":");
-        push_json_str(&mut out, &self.reason);
-        match self.retry {
-            Some(true) => out.extend_from_slice(b",\"retry\":true"),
-            Some(false) => out.extend_from_slice(b",\"retry\":false"),
-            None => {}
+        let retry = self
+            .retry
+            .map(|r| V::Literal(if r { "true" } else { "false" }));
+        let mut members = [
+            ("outcome", Some(V::Word(self.outcome.as_str()))),
+            ("reason", Some(V::Text(&self.reason))),
+            ("pod", Some(V::Literal("null"))),
+            ("rule", Some(V::Text(&self.rule))),
+            ("priority", Some(V::Word(self.priority.as_str()))),
+            ("input", Some(V::Word(self.input.as_str()))),
+            ("retry", retry),
+        ];
+        if sorted {
+            members.sort_unstable_by_key(|m| m.0);
         }
-        out.extend_from_slice(b",\"rule\":");
-        push_json_str(&mut out, &self.rule);
+        let mut out = Vec::with_capacity(96 + self.reason.len() + self.rule.len());
+        for (key, value) in members {
+            let Some(value) = value else { continue };
+            out.push(if out.is_empty() { b'{' } else { b',' });
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            match value {
+                V::Word(w) => {
+                    out.push(b'"');
+                    out.extend_from_slice(w.as_bytes());
+                    out.push(b'"');
+                }
+                V::Text(t) => push_json_str(&mut out, t),
+                V::Literal(l) => out.extend_from_slice(l.as_bytes()),
+            }
+        }
         out.push(b'}');
         Some(out)
     }
