@@ -62,15 +62,7 @@ fn main() {
         if serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|v| v.is_object()) {
             for &env in ENVELOPES {
                 let (headers, body) = wrap(env, &json);
-                let mut seed = Vec::new();
-                for (k, v) in &headers {
-                    seed.extend_from_slice(k.as_str().as_bytes());
-                    seed.extend_from_slice(b": ");
-                    seed.extend_from_slice(v.as_bytes());
-                    seed.push(b'\n');
-                }
-                seed.push(b'\n');
-                seed.extend_from_slice(&body);
+                let seed = common::fuzz_input(&headers, &body);
                 seeds.push((format!("{stem}.{env:?}"), seed.clone()));
                 if env == common::Envelope::CloudEventBinary {
                     // The other `source` Falcosidekick versions send.

@@ -80,15 +80,7 @@ fn the_decode_check_sees_every_envelope_peeked() {
     let ev = crate::testkit::sender::terminal_shell("prod", "web-1", "ee97d9c4186f");
     for &env in crate::testkit::sender::ENVELOPES {
         let (headers, body) = crate::testkit::sender::wrap(env, &ev);
-        let mut data = Vec::new();
-        for (k, v) in &headers {
-            data.extend_from_slice(k.as_str().as_bytes());
-            data.extend_from_slice(b": ");
-            data.extend_from_slice(v.as_bytes());
-            data.push(b'\n');
-        }
-        data.extend_from_slice(b"\n");
-        data.extend_from_slice(&body);
+        let data = crate::testkit::sender::fuzz_input(&headers, &body);
         let (h, b) = checks::split(&data);
         assert!(checks::peek_agrees(&h, b), "{env:?} not peeked");
         checks::decode_one(&data);

@@ -8,6 +8,21 @@ use cloudevents::{EventBuilder, EventBuilderV10};
 use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use serde_json::{Value, json};
 
+/// A request as a fuzz input (`fuzz/checks.rs`, `split` reads it back): a `name: value` line per
+/// header, an empty line, the body.
+pub fn fuzz_input(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for (k, v) in headers {
+        data.extend_from_slice(k.as_str().as_bytes());
+        data.extend_from_slice(b": ");
+        data.extend_from_slice(v.as_bytes());
+        data.push(b'\n');
+    }
+    data.push(b'\n');
+    data.extend_from_slice(body);
+    data
+}
+
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
